@@ -1,0 +1,75 @@
+/* redpat — the client: configuration (namespace, allocator, timeouts), the embedded
+ * scripts, and one connection driven by the blocking driver. */
+#ifndef REDPAT_CLIENT_H
+#define REDPAT_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "alloc.h"
+#include "error.h"
+#include "op.h"
+#include "reply.h"
+#include "transport.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct rp_client rp_client;
+
+typedef struct rp_client_options {
+    /* redis://[[user]:password@]host[:port][/db] or unix:///path/to.sock[?db=N].
+     * NULL: no connection at all; the client then only creates ops for a driver that does
+     * its own I/O (asyncio, OpenResty cosockets). */
+    const char *url;
+    /* Prefix of every key ("<namespace>:<pattern>:..."). NULL means "redpat".
+     * 1..128 bytes, no NUL. */
+    const char *key_namespace;
+    uint32_t connect_timeout_ms; /* > 0 */
+    uint32_t command_timeout_ms; /* > 0; bounds each request/reply exchange */
+    int tcp_keepalive;           /* non-zero: enable TCP keepalive probes */
+    const rp_allocator *allocator; /* NULL: libc; copied */
+} rp_client_options;
+
+#define RP_CLIENT_OPTIONS_INIT { NULL, NULL, 2000, 2000, 1, NULL }
+
+/* Creates a client. Validates the options and the URL; does no I/O (the connection is
+ * opened on first use, and opened afresh after a broken one or after fork()).
+ * *out belongs to the caller: rp_client_free. Returns RP_OK, RP_EINVAL, RP_ENOMEM. */
+int rp_client_new(rp_client **out, const rp_client_options *options, rp_error *err);
+
+/* As rp_client_new, with a caller-made transport instead of a URL (options->url is
+ * ignored). The client takes ownership of transport, also on failure. */
+int rp_client_new_with_transport(rp_client **out, const rp_client_options *options,
+                                 rp_transport *transport, rp_error *err);
+
+/* Frees the client and closes its connection. NULL is a no-op. Every op, lock and reply
+ * made from the client must be freed first. */
+void rp_client_free(rp_client *client);
+
+/* The key namespace (borrowed, lives as long as the client). */
+const char *rp_client_namespace(const rp_client *client);
+
+/* Drives op to the end over the client's connection (blocking). Returns RP_OK when the
+ * op is DONE, else its error code with details in err. RP_EINVAL if the client has no
+ * connection (made with url NULL). */
+int rp_client_run(rp_client *client, rp_op *op, rp_error *err);
+
+/* Drops the client's connection (it is reopened on next use). */
+void rp_client_disconnect(rp_client *client);
+
+/* A raw Redis command as an op (argv binary-safe; argvlen NULL means strlen). A Redis
+ * error reply is a normal result here (type RP_REPLY_ERROR), not an op failure. */
+int rp_command_op(rp_op **out, rp_client *client, int argc, const char *const *argv,
+                  const size_t *argvlen, rp_error *err);
+/* The reply of a DONE command op; borrowed until rp_op_free. */
+int rp_command_result(const rp_op *op, const rp_reply **reply);
+/* Blocking: runs a raw command; *reply belongs to the caller (rp_reply_free). */
+int rp_client_command(rp_client *client, int argc, const char *const *argv,
+                      const size_t *argvlen, rp_reply **reply, rp_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

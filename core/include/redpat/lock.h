@@ -1,0 +1,122 @@
+/* redpat — distributed locks with fencing tokens (single Redis primary).
+ *
+ * Keys (all in one cluster slot, hash-tagged on the lock name):
+ *   <ns>:lock:{<name>}         the lock: owner token, always with a TTL
+ *   <ns>:lock:{<name>}:fence   fencing counter; persists (a counter that expired would
+ *                              hand out old numbers again)
+ *   <ns>:fence:{<resource>}    highest fencing token a resource has seen; persists
+ *
+ * A lock handle remembers the owner token of its last successful acquire. Ops made from a
+ * handle borrow it: free the ops before the handle. */
+#ifndef REDPAT_LOCK_H
+#define REDPAT_LOCK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "client.h"
+#include "error.h"
+#include "op.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct rp_lock rp_lock;
+
+typedef struct rp_lock_options {
+    int64_t ttl_ms;  /* > 0: how long a holder keeps the lock without extending it */
+    int fenced;      /* non-zero: each acquire also hands out a fencing token (same script) */
+} rp_lock_options;
+
+#define RP_LOCK_OPTIONS_INIT { 30000, 0 }
+
+/* Creates a handle for the lock called name (1..65536 bytes, binary-safe). No I/O.
+ * The client is borrowed and must outlive the handle. *out belongs to the caller:
+ * rp_lock_free. Returns RP_OK, RP_EINVAL (empty name, ttl 0), RP_ENOMEM. */
+int rp_lock_new(rp_lock **out, rp_client *client, const void *name, size_t name_len,
+                const rp_lock_options *options, rp_error *err);
+
+/* Frees the handle; it does not release the lock in Redis (it expires). NULL is a no-op. */
+void rp_lock_free(rp_lock *lock);
+
+#define RP_WAIT_FOREVER INT64_MAX
+
+typedef struct rp_lock_acquire_options {
+    int64_t wait_ms;       /* 0: try once; > 0: retry until this long has passed;
+                              RP_WAIT_FOREVER: until acquired */
+    int64_t retry_min_ms;  /* first retry delay (> 0); doubles up to retry_max_ms */
+    int64_t retry_max_ms;  /* >= retry_min_ms; each delay is jittered to [d/2, d] */
+    const void *token;     /* owner token to use (1..512 bytes); NULL: 128 random bits from
+                              the OS CSPRNG, hex-encoded */
+    size_t token_len;
+} rp_lock_acquire_options;
+
+#define RP_LOCK_ACQUIRE_OPTIONS_INIT { 0, 10, 200, NULL, 0 }
+
+typedef struct rp_lock_acquisition {
+    int acquired;      /* 1: the handle holds the lock now; 0: busy until the wait ran out */
+    int64_t fence;     /* fenced locks: the fencing token of this acquire (> 0), else 0 */
+    uint32_t attempts; /* how many times Redis was asked */
+} rp_lock_acquisition;
+
+/* Acquire: one round trip per attempt (SET NX PX, or one script when fenced). On success
+ * the handle keeps the new owner token; on "busy" it keeps the one it had.
+ * Returns RP_OK or RP_EINVAL / RP_ENOMEM before any I/O. */
+int rp_lock_acquire_op(rp_op **out, rp_lock *lock, const rp_lock_acquire_options *options,
+                       rp_error *err);
+/* The result of a DONE acquire op. RP_ESTATE if op is not a DONE acquire. */
+int rp_lock_acquire_result(const rp_op *op, rp_lock_acquisition *out);
+/* Blocking acquire over the lock's client. options NULL: try once. */
+int rp_lock_acquire(rp_lock *lock, const rp_lock_acquire_options *options,
+                    rp_lock_acquisition *out, rp_error *err);
+
+/* Release: deletes the lock only if it still holds this handle's token (one script).
+ * Ends DONE, or ERROR with RP_ENOTOWNED when the lock expired or belongs to someone else
+ * (their key is left untouched). Beginning fails with RP_ENOTOWNED, before any I/O, when
+ * the handle holds no token. Either way the handle forgets its token. */
+int rp_lock_release_op(rp_op **out, rp_lock *lock, rp_error *err);
+int rp_lock_release(rp_lock *lock, rp_error *err);
+
+/* Extend: if the lock still holds this handle's token, add ms to its remaining TTL
+ * (replace_ttl == 0) or set its TTL to ms (replace_ttl != 0). RP_ENOTOWNED as release
+ * (the handle then forgets its token). ms must be > 0. */
+int rp_lock_extend_op(rp_op **out, rp_lock *lock, int64_t ms, int replace_ttl, rp_error *err);
+int rp_lock_extend(rp_lock *lock, int64_t ms, int replace_ttl, rp_error *err);
+
+/* Queries, one command each. locked: anyone holds the lock. owned: this handle does.
+ * The result is read with rp_lock_query_result (1 or 0). */
+int rp_lock_locked_op(rp_op **out, rp_lock *lock, rp_error *err);
+int rp_lock_owned_op(rp_op **out, rp_lock *lock, rp_error *err);
+int rp_lock_query_result(const rp_op *op, int *value);
+int rp_lock_locked(rp_lock *lock, int *value, rp_error *err);
+int rp_lock_owned(rp_lock *lock, int *value, rp_error *err);
+
+/* The handle's owner token (borrowed until the next acquire/release/free), or NULL with
+ * *len 0 when it holds none. */
+const char *rp_lock_token(const rp_lock *lock, size_t *len);
+/* The fencing token of the handle's last successful fenced acquire, 0 if none. */
+int64_t rp_lock_fence(const rp_lock *lock);
+/* The lock's name and TTL as given to rp_lock_new (borrowed). */
+const char *rp_lock_name(const rp_lock *lock, size_t *len);
+int64_t rp_lock_ttl_ms(const rp_lock *lock);
+
+/* Fence check, for storage that receives fenced writes: atomically records token as the
+ * highest seen for resource if it is >= the highest so far. accepted is 0 for an older
+ * token (a stale holder): the write must be refused. */
+typedef struct rp_fence_result {
+    int accepted;
+    int64_t highest; /* the highest token recorded for resource after this check */
+} rp_fence_result;
+
+/* resource: 1..65536 bytes, binary-safe; token > 0. */
+int rp_fence_check_op(rp_op **out, rp_client *client, const void *resource,
+                      size_t resource_len, int64_t token, rp_error *err);
+int rp_fence_check_result(const rp_op *op, rp_fence_result *out);
+int rp_fence_check(rp_client *client, const void *resource, size_t resource_len,
+                   int64_t token, rp_fence_result *out, rp_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,57 @@
+/* redpat — declarations shared between core files; never installed, never exported. */
+#ifndef REDPAT_INTERNAL_H
+#define REDPAT_INTERNAL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "redpat/redpat.h"
+
+#if defined(__GNUC__)
+#define RP_INTERNAL __attribute__((visibility("hidden")))
+#define RP_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define RP_INTERNAL
+#define RP_PRINTF(f, a)
+#endif
+
+/* --- errors --- */
+/* Fills err (if any) and returns code, so callers can `return rp_error__set(...)`. */
+RP_INTERNAL int rp_error__set(rp_error *err, int code, const char *fmt, ...) RP_PRINTF(3, 4);
+RP_INTERNAL int rp_error__copy(rp_error *dst, const rp_error *src);
+
+/* --- allocation --- */
+RP_INTERNAL void *rp_alloc__malloc(const rp_allocator *a, size_t size);
+RP_INTERNAL void *rp_alloc__calloc(const rp_allocator *a, size_t n, size_t size);
+RP_INTERNAL void *rp_alloc__realloc(const rp_allocator *a, void *ptr, size_t size);
+RP_INTERNAL void rp_alloc__free(const rp_allocator *a, void *ptr);
+RP_INTERNAL void *rp_alloc__memdup(const rp_allocator *a, const void *src, size_t len);
+/* Overflow-checked size arithmetic: return 0 on overflow. */
+RP_INTERNAL int rp_size__add(size_t a, size_t b, size_t *out);
+RP_INTERNAL int rp_size__mul(size_t a, size_t b, size_t *out);
+
+/* --- growable byte buffer --- */
+typedef struct rp_buf {
+    char *data;
+    size_t len;
+    size_t cap;
+} rp_buf;
+RP_INTERNAL int rp_buf__append(const rp_allocator *a, rp_buf *b, const void *src, size_t len);
+RP_INTERNAL void rp_buf__free(const rp_allocator *a, rp_buf *b);
+
+/* --- randomness (OS CSPRNG) --- */
+RP_INTERNAL int rp_random__bytes(void *out, size_t len);
+/* Uniform in [lo, hi]; falls back to hi if the CSPRNG fails (jitter is best effort). */
+RP_INTERNAL int64_t rp_random__between(int64_t lo, int64_t hi);
+
+/* --- keys: <ns>:<pattern>:{<name>}<suffix> --- */
+RP_INTERNAL int rp_key__build(const rp_client *c, const char *pattern, const void *name,
+                              size_t name_len, const char *suffix, rp_buf *out);
+
+/* --- client internals used by ops --- */
+RP_INTERNAL const rp_allocator *rp_client__allocator(const rp_client *c);
+struct rp_script_registry;
+RP_INTERNAL const struct rp_script_registry *rp_client__scripts(const rp_client *c);
+
+#endif

@@ -1,0 +1,561 @@
+/* The operation engine: queues commands, formats them (hiredis' formatter), parses the
+ * replies (hiredis' reader into rp_reply), retries scripts Redis forgot, and moves the op
+ * between IO, SLEEP, DONE and ERROR for whichever driver is stepping it. */
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "op_internal.h"
+#include "reply_internal.h"
+#include "script.h"
+
+typedef struct rp_cmd {
+    const rp_script *script; /* NULL: a plain command */
+    int as_eval;             /* Redis answered NOSCRIPT: send the source with EVAL */
+    int argc;
+    const char **argv;       /* points into mem, like argvlen */
+    size_t *argvlen;
+    void *mem;
+    rp_reply *reply;
+} rp_cmd;
+
+typedef struct rp_node_io {
+    rp_cmd *cmds;
+    size_t ncmds, capcmds;
+    size_t first_new;    /* cmds before this index belong to the completed round */
+    rp_buf out;          /* request bytes of the current round */
+    size_t *inflight;    /* indices into cmds, in the order they were sent */
+    size_t ninflight, capinflight;
+    size_t received;
+    redisReader *reader;
+    int status;          /* RP_OK, or why the node failed this round */
+    char why[RP_ERROR_MESSAGE_MAX];
+} rp_node_io;
+
+enum { PHASE_START, PHASE_IO, PHASE_SLEEP, PHASE_DONE, PHASE_ERROR };
+
+struct rp_op {
+    const rp_op_class *cls;
+    rp_client *client;
+    const rp_allocator *alloc;
+    int phase;
+    int finished;          /* advance called rp_op__done */
+    uint64_t sleep_ms;     /* advance asked for a sleep */
+    size_t nnodes;
+    rp_node_io *nodes;
+    void *state;
+    rp_error err;
+};
+
+int rp_op__new(rp_op **out, rp_client *client, const rp_op_class *cls, size_t nodes,
+               void **state_out, rp_error *err)
+{
+    const rp_allocator *a = rp_client__allocator(client);
+    rp_op *op;
+    size_t i;
+    *out = NULL;
+    op = rp_alloc__calloc(a, 1, sizeof *op);
+    if (!op)
+        return rp_error__set(err, RP_ENOMEM, "out of memory creating %s", cls->name);
+    op->cls = cls;
+    op->client = client;
+    op->alloc = a;
+    op->nnodes = nodes;
+    op->nodes = rp_alloc__calloc(a, nodes, sizeof *op->nodes);
+    op->state = rp_alloc__calloc(a, 1, cls->state_size);
+    if (!op->nodes || !op->state)
+        goto oom;
+    for (i = 0; i < nodes; i++) {
+        op->nodes[i].reader = rp_reply__reader_new(a);
+        if (!op->nodes[i].reader)
+            goto oom;
+    }
+    *state_out = op->state;
+    *out = op;
+    return RP_OK;
+oom:
+    op->cls = NULL; /* no destroy: the state was never set up */
+    rp_op_free(op);
+    return rp_error__set(err, RP_ENOMEM, "out of memory creating %s", cls->name);
+}
+
+static void cmd_clear(const rp_allocator *a, rp_cmd *c)
+{
+    rp_alloc__free(a, c->mem);
+    rp_reply_free(c->reply);
+    memset(c, 0, sizeof *c);
+}
+
+void rp_op_free(rp_op *op)
+{
+    size_t i, j;
+    if (!op)
+        return;
+    if (op->cls && op->cls->destroy && op->state)
+        op->cls->destroy(op, op->state);
+    for (i = 0; op->nodes && i < op->nnodes; i++) {
+        rp_node_io *n = &op->nodes[i];
+        for (j = 0; j < n->ncmds; j++)
+            cmd_clear(op->alloc, &n->cmds[j]);
+        rp_alloc__free(op->alloc, n->cmds);
+        rp_alloc__free(op->alloc, n->inflight);
+        rp_buf__free(op->alloc, &n->out);
+        rp_reply__reader_free(n->reader);
+    }
+    rp_alloc__free(op->alloc, op->nodes);
+    rp_alloc__free(op->alloc, op->state);
+    rp_alloc__free(op->alloc, op);
+}
+
+/* --- queueing --------------------------------------------------------------------- */
+
+static int push_cmd(rp_op *op, size_t node, const rp_script *script, int argc,
+                    const char *const *argv, const size_t *argvlen)
+{
+    rp_node_io *n;
+    rp_cmd *c;
+    size_t total = 0, fixed, i;
+    char *bytes;
+    if (node >= op->nnodes || argc <= 0)
+        return rp_op__fail(op, RP_ESTATE, "%s: bad command slot", op->cls->name);
+    n = &op->nodes[node];
+    if (n->ncmds == n->capcmds) {
+        size_t cap = n->capcmds ? n->capcmds * 2 : 4;
+        rp_cmd *p = rp_alloc__realloc(op->alloc, n->cmds, cap * sizeof *p);
+        if (!p)
+            return rp_op__fail(op, RP_ENOMEM, "out of memory queueing a command");
+        n->cmds = p;
+        n->capcmds = cap;
+    }
+    for (i = 0; i < (size_t)argc; i++) {
+        size_t len = argvlen ? argvlen[i] : strlen(argv[i]);
+        if (!rp_size__add(total, len, &total) || !rp_size__add(total, 1, &total))
+            return rp_op__fail(op, RP_ENOMEM, "command too large");
+    }
+    fixed = (size_t)argc * (sizeof(char *) + sizeof(size_t));
+    if (!rp_size__add(total, fixed, &total))
+        return rp_op__fail(op, RP_ENOMEM, "command too large");
+    c = &n->cmds[n->ncmds];
+    memset(c, 0, sizeof *c);
+    c->mem = rp_alloc__malloc(op->alloc, total);
+    if (!c->mem)
+        return rp_op__fail(op, RP_ENOMEM, "out of memory queueing a command");
+    c->argv = (const char **)c->mem;
+    c->argvlen = (size_t *)(c->argv + argc);
+    bytes = (char *)(c->argvlen + argc);
+    for (i = 0; i < (size_t)argc; i++) {
+        size_t len = argvlen ? argvlen[i] : strlen(argv[i]);
+        memcpy(bytes, argv[i], len);
+        bytes[len] = '\0';
+        c->argv[i] = bytes;
+        c->argvlen[i] = len;
+        bytes += len + 1;
+    }
+    c->argc = argc;
+    c->script = script;
+    n->ncmds++;
+    return RP_OK;
+}
+
+int rp_op__command(rp_op *op, size_t node, int argc, const char *const *argv,
+                   const size_t *argvlen)
+{
+    return push_cmd(op, node, NULL, argc, argv, argvlen);
+}
+
+#define RP_SCRIPT_MAX_ARGS 64
+
+int rp_op__script(rp_op *op, size_t node, const char *script, int nkeys, int nargs,
+                  const char *const *argv, const size_t *argvlen)
+{
+    const rp_script *s = rp_script__find(rp_client__scripts(op->client), script);
+    const char *full[RP_SCRIPT_MAX_ARGS + 3];
+    size_t lens[RP_SCRIPT_MAX_ARGS + 3];
+    char numkeys[16];
+    int i, total = nkeys + nargs;
+    if (!s)
+        return rp_op__fail(op, RP_ESTATE, "script %s is not embedded in this build", script);
+    if (nkeys < 0 || nargs < 0 || total > RP_SCRIPT_MAX_ARGS)
+        return rp_op__fail(op, RP_ESTATE, "script %s: bad argument count", script);
+    snprintf(numkeys, sizeof numkeys, "%d", nkeys);
+    full[0] = "EVALSHA"; lens[0] = 7;
+    full[1] = s->sha1; lens[1] = 40;
+    full[2] = numkeys; lens[2] = strlen(numkeys);
+    for (i = 0; i < total; i++) {
+        full[3 + i] = argv[i];
+        lens[3 + i] = argvlen ? argvlen[i] : strlen(argv[i]);
+    }
+    return push_cmd(op, node, s, total + 3, full, lens);
+}
+
+/* --- rounds ----------------------------------------------------------------------- */
+
+static int encode_cmd(rp_op *op, rp_node_io *n, rp_cmd *c)
+{
+    const char *argv0 = c->argv[0], *argv1 = c->argv[1];
+    size_t len0 = c->argvlen[0], len1 = c->argvlen[1];
+    char *cmd = NULL;
+    long long len;
+    int rc;
+    if (c->as_eval) {
+        c->argv[0] = "EVAL"; c->argvlen[0] = 4;
+        c->argv[1] = c->script->src->source; c->argvlen[1] = c->script->src->len;
+    }
+    len = redisFormatCommandArgv(&cmd, c->argc, c->argv, c->argvlen);
+    if (c->as_eval) {
+        c->argv[0] = argv0; c->argvlen[0] = len0;
+        c->argv[1] = argv1; c->argvlen[1] = len1;
+    }
+    if (len < 0 || !cmd)
+        return rp_op__fail(op, RP_ENOMEM, "out of memory formatting a command");
+    rc = rp_buf__append(op->alloc, &n->out, cmd, (size_t)len);
+    redisFreeCommand(cmd);
+    if (rc)
+        return rp_op__fail(op, RP_ENOMEM, "out of memory formatting a command");
+    return RP_OK;
+}
+
+static int mark_inflight(rp_op *op, rp_node_io *n, size_t index)
+{
+    if (n->ninflight == n->capinflight) {
+        size_t cap = n->capinflight ? n->capinflight * 2 : 4;
+        size_t *p = rp_alloc__realloc(op->alloc, n->inflight, cap * sizeof *p);
+        if (!p)
+            return rp_op__fail(op, RP_ENOMEM, "out of memory queueing a command");
+        n->inflight = p;
+        n->capinflight = cap;
+    }
+    n->inflight[n->ninflight++] = index;
+    return RP_OK;
+}
+
+static int reset_round(rp_op *op, rp_node_io *n)
+{
+    n->out.len = 0;
+    n->ninflight = 0;
+    n->received = 0;
+    if (n->status != RP_OK) {
+        /* the reader may hold half a reply from the failed connection */
+        rp_reply__reader_free(n->reader);
+        n->reader = rp_reply__reader_new(op->alloc);
+        n->status = RP_OK;
+        n->why[0] = '\0';
+        if (!n->reader)
+            return rp_op__fail(op, RP_ENOMEM, "out of memory creating a reader");
+    }
+    return RP_OK;
+}
+
+/* After advance: drop the completed round's commands, send the new ones. */
+static int start_round(rp_op *op, int *any)
+{
+    size_t i, j;
+    *any = 0;
+    for (i = 0; i < op->nnodes; i++) {
+        rp_node_io *n = &op->nodes[i];
+        size_t fresh = n->ncmds - n->first_new;
+        int rc;
+        for (j = 0; j < n->first_new; j++)
+            cmd_clear(op->alloc, &n->cmds[j]);
+        memmove(n->cmds, n->cmds + n->first_new, fresh * sizeof *n->cmds);
+        n->ncmds = fresh;
+        n->first_new = fresh;
+        if ((rc = reset_round(op, n)))
+            return rc;
+        for (j = 0; j < fresh; j++) {
+            if ((rc = encode_cmd(op, n, &n->cmds[j])) || (rc = mark_inflight(op, n, j)))
+                return rc;
+            *any = 1;
+        }
+    }
+    return RP_OK;
+}
+
+static int is_noscript(const rp_cmd *c)
+{
+    return c->script && !c->as_eval && c->reply && c->reply->type == RP_REPLY_ERROR &&
+           c->reply->len >= 8 && memcmp(c->reply->str, "NOSCRIPT", 8) == 0;
+}
+
+/* Scripts Redis did not know (after SCRIPT FLUSH, a restart, a failover) go again with
+ * their source. Returns 1 if a new round was started. */
+static int retry_noscript(rp_op *op, int *rc)
+{
+    size_t i, j;
+    int again = 0;
+    *rc = RP_OK;
+    for (i = 0; i < op->nnodes; i++) {
+        rp_node_io *n = &op->nodes[i];
+        size_t k = 0, *redo;
+        if (n->status != RP_OK)
+            continue;
+        for (j = 0; j < n->ninflight; j++)
+            if (is_noscript(&n->cmds[n->inflight[j]]))
+                n->inflight[k++] = n->inflight[j];
+        if (k == 0)
+            continue;
+        redo = n->inflight;
+        n->out.len = 0;
+        n->received = 0;
+        n->ninflight = k;
+        for (j = 0; j < k; j++) {
+            rp_cmd *c = &n->cmds[redo[j]];
+            rp_reply_free(c->reply);
+            c->reply = NULL;
+            c->as_eval = 1;
+            if ((*rc = encode_cmd(op, n, c)))
+                return 0;
+        }
+        again = 1;
+    }
+    return again;
+}
+
+static int fail_op(rp_op *op, int code, const char *why)
+{
+    rp_error__set(&op->err, code, "%s", why);
+    op->phase = PHASE_ERROR;
+    return RP_STEP_ERROR;
+}
+
+static rp_step run_advance(rp_op *op, uint64_t now_ms)
+{
+    int rc, any;
+    op->sleep_ms = 0;
+    op->finished = 0;
+    rp_error_clear(&op->err);
+    rc = op->cls->advance(op, op->state, now_ms);
+    if (rc < 0) {
+        if (op->err.code == RP_OK)
+            rp_error__set(&op->err, rc, "%s failed", op->cls->name);
+        op->phase = PHASE_ERROR;
+        return RP_STEP_ERROR;
+    }
+    if (op->finished) {
+        op->phase = PHASE_DONE;
+        return RP_STEP_DONE;
+    }
+    if ((rc = start_round(op, &any)) < 0) {
+        op->phase = PHASE_ERROR;
+        return RP_STEP_ERROR;
+    }
+    if (any) {
+        op->phase = PHASE_IO;
+        return RP_STEP_IO;
+    }
+    if (op->sleep_ms > 0) {
+        op->phase = PHASE_SLEEP;
+        return RP_STEP_SLEEP;
+    }
+    return (rp_step)fail_op(op, RP_ESTATE, "operation made no progress");
+}
+
+rp_step rp_op_step(rp_op *op, uint64_t now_ms)
+{
+    size_t i;
+    int rc;
+    switch (op->phase) {
+    case PHASE_DONE:
+        return RP_STEP_DONE;
+    case PHASE_ERROR:
+        return RP_STEP_ERROR;
+    case PHASE_IO:
+        for (i = 0; i < op->nnodes; i++) {
+            rp_node_io *n = &op->nodes[i];
+            if (n->status == RP_OK && n->received < n->ninflight)
+                return (rp_step)fail_op(op, RP_ESTATE,
+                                        "stepped before every reply was fed");
+        }
+        if (retry_noscript(op, &rc))
+            return RP_STEP_IO;
+        if (rc < 0) {
+            op->phase = PHASE_ERROR;
+            return RP_STEP_ERROR;
+        }
+        if (!op->cls->tolerates_node_failures) {
+            for (i = 0; i < op->nnodes; i++)
+                if (op->nodes[i].status != RP_OK)
+                    return (rp_step)fail_op(op, op->nodes[i].status, op->nodes[i].why);
+        }
+        return run_advance(op, now_ms);
+    default:
+        return run_advance(op, now_ms);
+    }
+}
+
+/* --- driver side -------------------------------------------------------------------- */
+
+size_t rp_op_nodes(const rp_op *op) { return op->nnodes; }
+
+int rp_op_request(const rp_op *op, size_t node, const char **bytes, size_t *len)
+{
+    *bytes = NULL;
+    *len = 0;
+    if (node >= op->nnodes)
+        return RP_EINVAL;
+    if (op->phase != PHASE_IO)
+        return RP_ESTATE;
+    if (op->nodes[node].ninflight > 0) {
+        *bytes = op->nodes[node].out.data;
+        *len = op->nodes[node].out.len;
+    }
+    return RP_OK;
+}
+
+static int node_fail(rp_node_io *n, int status, const char *why)
+{
+    if (n->status == RP_OK) {
+        n->status = status < 0 ? status : RP_ETRANSPORT;
+        snprintf(n->why, sizeof n->why, "%s", why ? why : rp_status_name(n->status));
+    }
+    return n->status;
+}
+
+int rp_op_feed(rp_op *op, size_t node, const char *buf, size_t len)
+{
+    rp_node_io *n;
+    if (node >= op->nnodes)
+        return RP_EINVAL;
+    n = &op->nodes[node];
+    if (op->phase != PHASE_IO || n->received >= n->ninflight)
+        return op->phase != PHASE_IO ? RP_ESTATE
+                                     : node_fail(n, RP_EPROTOCOL, "bytes after the last reply");
+    if (n->status != RP_OK)
+        return n->status;
+    if (len > 0 && redisReaderFeed(n->reader, buf, len) != REDIS_OK)
+        return node_fail(n, RP_ENOMEM, "out of memory buffering a reply");
+    while (n->received < n->ninflight) {
+        void *obj = NULL;
+        if (redisReaderGetReply(n->reader, &obj) != REDIS_OK) {
+            char why[RP_ERROR_MESSAGE_MAX];
+            int oom = n->reader->err == REDIS_ERR_OOM;
+            snprintf(why, sizeof why, "bad reply: %s", n->reader->errstr);
+            return node_fail(n, oom ? RP_ENOMEM : RP_EPROTOCOL, why);
+        }
+        if (!obj)
+            return RP_MORE;
+        n->cmds[n->inflight[n->received++]].reply = obj;
+    }
+    if (n->reader->pos < n->reader->len)
+        return node_fail(n, RP_EPROTOCOL, "bytes after the last reply");
+    return RP_OK;
+}
+
+void rp_op_fail_node(rp_op *op, size_t node, int status, const char *why)
+{
+    if (op->phase == PHASE_IO && node < op->nnodes)
+        node_fail(&op->nodes[node], status, why);
+}
+
+uint64_t rp_op_sleep_ms(const rp_op *op) { return op->phase == PHASE_SLEEP ? op->sleep_ms : 0; }
+
+const rp_error *rp_op_error(const rp_op *op) { return &op->err; }
+
+const char *rp_op_name(const rp_op *op) { return op->cls ? op->cls->name : "op"; }
+
+/* --- pattern side ------------------------------------------------------------------- */
+
+const void *rp_op__done_state(const rp_op *op, const rp_op_class *cls)
+{
+    return (op && op->cls == cls && op->phase == PHASE_DONE) ? op->state : NULL;
+}
+
+rp_client *rp_op__client(const rp_op *op) { return op->client; }
+
+size_t rp_op__replies(const rp_op *op, size_t node)
+{
+    return node < op->nnodes ? op->nodes[node].first_new : 0;
+}
+
+const rp_reply *rp_op__reply(const rp_op *op, size_t node, size_t index)
+{
+    if (node >= op->nnodes || index >= op->nodes[node].first_new)
+        return NULL;
+    return op->nodes[node].cmds[index].reply;
+}
+
+rp_reply *rp_op__take_reply(rp_op *op, size_t node, size_t index)
+{
+    rp_reply *r;
+    if (node >= op->nnodes || index >= op->nodes[node].first_new)
+        return NULL;
+    r = op->nodes[node].cmds[index].reply;
+    op->nodes[node].cmds[index].reply = NULL;
+    return r;
+}
+
+int rp_op__node_status(const rp_op *op, size_t node)
+{
+    return node < op->nnodes ? op->nodes[node].status : RP_EINVAL;
+}
+
+void rp_op__sleep(rp_op *op, uint64_t ms) { op->sleep_ms = ms ? ms : 1; }
+
+void rp_op__done(rp_op *op) { op->finished = 1; }
+
+int rp_op__fail(rp_op *op, int code, const char *fmt, ...)
+{
+    va_list ap;
+    op->err.code = code;
+    va_start(ap, fmt);
+    vsnprintf(op->err.message, sizeof op->err.message, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+int rp_op__check_reply(rp_op *op, const rp_reply *r)
+{
+    if (!r)
+        return rp_op__fail(op, RP_EPROTOCOL, "%s: missing reply", op->cls->name);
+    if (r->type == RP_REPLY_ERROR)
+        return rp_op__fail(op, RP_EREPLY, "%s: %.*s", op->cls->name, (int)(r->len > 200 ? 200 : r->len), r->str);
+    return RP_OK;
+}
+
+/* --- the blocking driver -------------------------------------------------------------- */
+
+uint64_t rp_monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void sleep_ms(uint64_t ms)
+{
+    struct timespec ts, rem;
+    ts.tv_sec = (time_t)(ms / 1000u);
+    ts.tv_nsec = (long)((ms % 1000u) * 1000000u);
+    while (nanosleep(&ts, &rem) != 0)
+        ts = rem;
+}
+
+int rp_op_run(rp_op *op, rp_transport *t, rp_error *err)
+{
+    for (;;) {
+        size_t i;
+        switch (rp_op_step(op, rp_monotonic_ms())) {
+        case RP_STEP_IO:
+            for (i = 0; i < op->nnodes; i++) {
+                rp_error e;
+                int rc;
+                if (op->nodes[i].ninflight == 0)
+                    continue;
+                rp_error_clear(&e);
+                rc = t->cls->exchange(t, op, i, &e);
+                if (rc != RP_OK)
+                    rp_op_fail_node(op, i, rc, e.message);
+            }
+            break;
+        case RP_STEP_SLEEP:
+            sleep_ms(op->sleep_ms);
+            break;
+        case RP_STEP_DONE:
+            rp_error_clear(err);
+            return RP_OK;
+        case RP_STEP_ERROR:
+        default:
+            return rp_error__copy(err, &op->err);
+        }
+    }
+}

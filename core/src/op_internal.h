@@ -1,0 +1,52 @@
+/* redpat — the operation engine, as seen by pattern implementations.
+ *
+ * A pattern is an rp_op_class whose advance() is called at the start, after every
+ * completed IO round and after every sleep. advance() reads the last round's replies and
+ * then either queues commands (-> IO), asks for a sleep (-> SLEEP), calls rp_op__done
+ * (-> DONE), or returns rp_op__fail(...) (-> ERROR). The engine formats, sends, parses and
+ * handles NOSCRIPT (re-sending the script with EVAL) without the pattern noticing. */
+#ifndef REDPAT_OP_INTERNAL_H
+#define REDPAT_OP_INTERNAL_H
+
+#include "internal.h"
+
+typedef struct rp_op_class {
+    const char *name;
+    size_t state_size;
+    int (*advance)(rp_op *op, void *state, uint64_t now_ms);
+    void (*destroy)(rp_op *op, void *state); /* may be NULL */
+    /* non-zero: a node failure is reported to advance (rp_op__node_status) instead of
+     * failing the whole op (quorum patterns) */
+    int tolerates_node_failures;
+} rp_op_class;
+
+/* Creates an op of cls for client over nodes nodes; *state_out is zeroed state. */
+RP_INTERNAL int rp_op__new(rp_op **out, rp_client *client, const rp_op_class *cls,
+                           size_t nodes, void **state_out, rp_error *err);
+/* The op's state if op is of class cls and DONE, else NULL. */
+RP_INTERNAL const void *rp_op__done_state(const rp_op *op, const rp_op_class *cls);
+RP_INTERNAL rp_client *rp_op__client(const rp_op *op);
+
+/* Queue a command for node in the next round. argv is copied. */
+RP_INTERNAL int rp_op__command(rp_op *op, size_t node, int argc, const char *const *argv,
+                               const size_t *argvlen);
+/* Queue an embedded script (by file name) with keys then args, as EVALSHA. */
+RP_INTERNAL int rp_op__script(rp_op *op, size_t node, const char *script, int nkeys,
+                              int nargs, const char *const *argv, const size_t *argvlen);
+
+/* Replies of the round just completed, in queue order (borrowed until advance returns). */
+RP_INTERNAL size_t rp_op__replies(const rp_op *op, size_t node);
+RP_INTERNAL const rp_reply *rp_op__reply(const rp_op *op, size_t node, size_t index);
+/* Moves a reply out of the op; the caller then owns it. */
+RP_INTERNAL rp_reply *rp_op__take_reply(rp_op *op, size_t node, size_t index);
+/* RP_OK, or how node failed in the round just completed (tolerant classes only). */
+RP_INTERNAL int rp_op__node_status(const rp_op *op, size_t node);
+
+RP_INTERNAL void rp_op__sleep(rp_op *op, uint64_t ms);
+RP_INTERNAL void rp_op__done(rp_op *op);
+/* Records the failure and returns code (negative). */
+RP_INTERNAL int rp_op__fail(rp_op *op, int code, const char *fmt, ...) RP_PRINTF(3, 4);
+/* Fails with RP_EREPLY if r is an error reply, RP_EPROTOCOL if r is NULL; else RP_OK. */
+RP_INTERNAL int rp_op__check_reply(rp_op *op, const rp_reply *r);
+
+#endif

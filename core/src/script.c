@@ -1,0 +1,36 @@
+/* The script registry: each client knows every embedded script and its SHA1. */
+#include <string.h>
+
+#include "script.h"
+
+int rp_script__registry_init(rp_script_registry *r, const rp_allocator *a)
+{
+    size_t i;
+    r->count = 0;
+    r->scripts = rp_alloc__calloc(a, rp_script__count, sizeof *r->scripts);
+    if (!r->scripts)
+        return RP_ENOMEM;
+    for (i = 0; i < rp_script__count; i++) {
+        r->scripts[i].src = &rp_script__sources[i];
+        rp_sha1__hex(rp_script__sources[i].source, rp_script__sources[i].len,
+                     r->scripts[i].sha1);
+    }
+    r->count = rp_script__count;
+    return RP_OK;
+}
+
+void rp_script__registry_free(rp_script_registry *r, const rp_allocator *a)
+{
+    rp_alloc__free(a, r->scripts);
+    r->scripts = NULL;
+    r->count = 0;
+}
+
+const rp_script *rp_script__find(const rp_script_registry *r, const char *name)
+{
+    size_t i;
+    for (i = 0; i < r->count; i++)
+        if (strcmp(r->scripts[i].src->name, name) == 0)
+            return &r->scripts[i];
+    return NULL;
+}

@@ -1,0 +1,37 @@
+/* redpat — the embedded Redis-side scripts and their SHA1s. */
+#ifndef REDPAT_SCRIPT_H
+#define REDPAT_SCRIPT_H
+
+#include <stddef.h>
+
+#include "internal.h"
+
+typedef struct rp_script_source {
+    const char *name;   /* file name without .lua */
+    const char *source;
+    size_t len;
+} rp_script_source;
+
+/* Defined in the file core/scripts/embed.sh generates. */
+extern const rp_script_source rp_script__sources[];
+extern const size_t rp_script__count;
+
+typedef struct rp_script {
+    const rp_script_source *src;
+    char sha1[41]; /* lowercase hex, NUL-terminated */
+} rp_script;
+
+typedef struct rp_script_registry {
+    rp_script *scripts;
+    size_t count;
+} rp_script_registry;
+
+RP_INTERNAL int rp_script__registry_init(rp_script_registry *r, const rp_allocator *a);
+RP_INTERNAL void rp_script__registry_free(rp_script_registry *r, const rp_allocator *a);
+/* NULL if there is no script by that name (a build defect; callers report RP_ESTATE). */
+RP_INTERNAL const rp_script *rp_script__find(const rp_script_registry *r, const char *name);
+
+/* SHA1 of data as 40 lowercase hex digits + NUL. */
+RP_INTERNAL void rp_sha1__hex(const void *data, size_t len, char out[41]);
+
+#endif

@@ -1,0 +1,240 @@
+/* The blocking transport: hiredis opens the connection (TCP or unix, connect timeout,
+ * keepalive, AUTH/SELECT); the exchange itself is poll() + send()/recv() on its socket
+ * with one deadline, feeding the op's own reader. Any failure drops the connection, so a
+ * late reply can never be read as the answer to the next request. */
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <hiredis/hiredis.h>
+
+#include "transport_hiredis.h"
+
+typedef struct hiredis_transport {
+    rp_transport base;
+    rp_allocator alloc;
+    rp_url url;
+    uint32_t connect_timeout_ms;
+    uint32_t command_timeout_ms;
+    int keepalive;
+    redisContext *ctx;
+    pid_t pid; /* process that opened ctx: a forked child must not share the socket */
+} hiredis_transport;
+
+static void drop(hiredis_transport *t)
+{
+    if (t->ctx) {
+        redisFree(t->ctx);
+        t->ctx = NULL;
+    }
+}
+
+static struct timeval tv_of(uint32_t ms)
+{
+    struct timeval tv;
+    tv.tv_sec = (time_t)(ms / 1000u);
+    tv.tv_usec = (suseconds_t)((ms % 1000u) * 1000u);
+    return tv;
+}
+
+static int handshake(hiredis_transport *t, rp_error *err)
+{
+    redisReply *r;
+    char db[16];
+    if (t->url.password) {
+        const char *argv[3];
+        size_t lens[3];
+        int argc = 0;
+        argv[argc] = "AUTH"; lens[argc++] = 4;
+        if (t->url.user) { argv[argc] = t->url.user; lens[argc++] = strlen(t->url.user); }
+        argv[argc] = t->url.password; lens[argc++] = strlen(t->url.password);
+        r = redisCommandArgv(t->ctx, argc, argv, lens);
+        if (!r)
+            return rp_error__set(err, RP_ETRANSPORT, "AUTH failed: %s", t->ctx->errstr);
+        if (r->type == REDIS_REPLY_ERROR) {
+            rp_error__set(err, RP_EREPLY, "AUTH failed: %s", r->str);
+            freeReplyObject(r);
+            return RP_EREPLY;
+        }
+        freeReplyObject(r);
+    }
+    if (t->url.db != 0) {
+        snprintf(db, sizeof db, "%d", t->url.db);
+        r = redisCommand(t->ctx, "SELECT %s", db);
+        if (!r)
+            return rp_error__set(err, RP_ETRANSPORT, "SELECT failed: %s", t->ctx->errstr);
+        if (r->type == REDIS_REPLY_ERROR) {
+            rp_error__set(err, RP_EREPLY, "SELECT %s failed: %s", db, r->str);
+            freeReplyObject(r);
+            return RP_EREPLY;
+        }
+        freeReplyObject(r);
+    }
+    return RP_OK;
+}
+
+static int connect_now(hiredis_transport *t, rp_error *err)
+{
+    struct timeval ctv = tv_of(t->connect_timeout_ms), ttv = tv_of(t->command_timeout_ms);
+    int rc;
+    t->ctx = t->url.is_unix ? redisConnectUnixWithTimeout(t->url.path, ctv)
+                            : redisConnectWithTimeout(t->url.host, t->url.port, ctv);
+    if (!t->ctx)
+        return rp_error__set(err, RP_ENOMEM, "out of memory connecting");
+    if (t->ctx->err) {
+        int timed_out = t->ctx->err == REDIS_ERR_IO &&
+                        (errno == ETIMEDOUT || errno == EAGAIN || errno == EINPROGRESS);
+        rc = rp_error__set(err, timed_out ? RP_ETIMEOUT : RP_ETRANSPORT,
+                           "cannot connect to %s%s%d: %s",
+                           t->url.is_unix ? t->url.path : t->url.host,
+                           t->url.is_unix ? "" : ":", t->url.is_unix ? 0 : t->url.port,
+                           t->ctx->errstr);
+        drop(t);
+        return rc;
+    }
+    /* hiredis' own blocking calls (the handshake) obey the command timeout too */
+    redisSetTimeout(t->ctx, ttv);
+    if (t->keepalive && !t->url.is_unix)
+        redisEnableKeepAlive(t->ctx);
+    if ((rc = handshake(t, err))) {
+        drop(t);
+        return rc;
+    }
+    t->pid = getpid();
+    return RP_OK;
+}
+
+/* A connection the server closed while idle (restart, timeout, CLIENT KILL) shows up as
+ * readable-with-EOF: find out before sending, so the request goes on a fresh one. */
+static int looks_dead(int fd)
+{
+    struct pollfd p = { fd, POLLIN, 0 };
+    char c;
+    if (poll(&p, 1, 0) <= 0)
+        return 0;
+    if (p.revents & (POLLERR | POLLHUP | POLLNVAL))
+        return 1;
+    return recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
+}
+
+static int wait_fd(int fd, short events, uint64_t deadline)
+{
+    for (;;) {
+        uint64_t now = rp_monotonic_ms();
+        struct pollfd p = { fd, events, 0 };
+        int n;
+        if (now >= deadline)
+            return 0;
+        n = poll(&p, 1, (int)(deadline - now > 60000 ? 60000 : deadline - now));
+        if (n > 0)
+            return 1;
+        if (n < 0 && errno != EINTR)
+            return -1;
+    }
+}
+
+static int fail(hiredis_transport *t, rp_error *err, int code, const char *what)
+{
+    int e = errno;
+    drop(t);
+    if (code == RP_ETIMEOUT)
+        return rp_error__set(err, code, "timed out after %u ms %s", t->command_timeout_ms, what);
+    return rp_error__set(err, code, "connection lost %s: %s", what, e ? strerror(e) : "closed by peer");
+}
+
+static int exchange(rp_transport *base, rp_op *op, size_t node, rp_error *err)
+{
+    hiredis_transport *t = (hiredis_transport *)base;
+    const char *bytes;
+    size_t len, sent = 0;
+    uint64_t deadline;
+    char buf[16384];
+    int rc;
+
+    if (t->ctx && (t->pid != getpid() || looks_dead(t->ctx->fd)))
+        drop(t);
+    if (!t->ctx && (rc = connect_now(t, err)))
+        return rc;
+    if ((rc = rp_op_request(op, node, &bytes, &len)))
+        return rp_error__set(err, rc, "no request to send");
+    deadline = rp_monotonic_ms() + t->command_timeout_ms;
+    while (sent < len) {
+        ssize_t n = send(t->ctx->fd, bytes + sent, len - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0) {
+            sent += (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            int w = wait_fd(t->ctx->fd, POLLOUT, deadline);
+            if (w == 0) { errno = 0; return fail(t, err, RP_ETIMEOUT, "writing"); }
+            if (w < 0) return fail(t, err, RP_ETRANSPORT, "writing");
+            continue;
+        }
+        return fail(t, err, RP_ETRANSPORT, "writing");
+    }
+    for (;;) {
+        ssize_t n;
+        int w = wait_fd(t->ctx->fd, POLLIN, deadline);
+        if (w == 0) { errno = 0; return fail(t, err, RP_ETIMEOUT, "waiting for the reply"); }
+        if (w < 0) return fail(t, err, RP_ETRANSPORT, "reading");
+        n = recv(t->ctx->fd, buf, sizeof buf, MSG_DONTWAIT);
+        if (n == 0) { errno = 0; return fail(t, err, RP_ETRANSPORT, "reading"); }
+        if (n < 0) {
+            if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)
+                continue;
+            return fail(t, err, RP_ETRANSPORT, "reading");
+        }
+        rc = rp_op_feed(op, node, buf, (size_t)n);
+        if (rc == RP_OK)
+            return RP_OK;
+        if (rc != RP_MORE) {
+            drop(t); /* the stream is out of step; never reuse it */
+            return rp_error__set(err, rc, "%s", rp_op_error(op)->message[0] ? rp_op_error(op)->message : "bad reply");
+        }
+    }
+}
+
+static void destroy(rp_transport *base)
+{
+    hiredis_transport *t = (hiredis_transport *)base;
+    rp_allocator a = t->alloc;
+    drop(t);
+    rp_url__free(&t->url, &a);
+    rp_alloc__free(&a, t);
+}
+
+static const rp_transport_class hiredis_class = { "hiredis", exchange, destroy };
+
+int rp_transport__hiredis_new(rp_transport **out, const char *url,
+                              const rp_client_options *o, const rp_allocator *a, rp_error *err)
+{
+    hiredis_transport *t;
+    int rc;
+    *out = NULL;
+    t = rp_alloc__calloc(a, 1, sizeof *t);
+    if (!t)
+        return rp_error__set(err, RP_ENOMEM, "out of memory creating the transport");
+    if ((rc = rp_url__parse(&t->url, url, a, err))) {
+        rp_alloc__free(a, t);
+        return rc;
+    }
+    t->base.cls = &hiredis_class;
+    t->alloc = *a;
+    t->connect_timeout_ms = o->connect_timeout_ms;
+    t->command_timeout_ms = o->command_timeout_ms;
+    t->keepalive = o->tcp_keepalive;
+    *out = &t->base;
+    return RP_OK;
+}
+
+void rp_transport__hiredis_disconnect(rp_transport *base)
+{
+    if (base && base->cls == &hiredis_class)
+        drop((hiredis_transport *)base);
+}

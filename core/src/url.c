@@ -1,0 +1,169 @@
+/* Connection URL parsing, strict: a typo in a URL is an error, not a silent default. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "url.h"
+
+static int hexval(int c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* Copies [s, s+len) with %XX decoded; NULL on bad escape or no memory (*bad tells). */
+static char *decode(const char *s, size_t len, const rp_allocator *a, int *bad)
+{
+    char *out = rp_alloc__malloc(a, len + 1), *o = out;
+    size_t i;
+    *bad = 0;
+    if (!out)
+        return NULL;
+    for (i = 0; i < len; i++) {
+        if (s[i] == '%') {
+            int h, l;
+            if (i + 2 >= len) { *bad = 1; break; }
+            h = hexval((unsigned char)s[i + 1]);
+            l = hexval((unsigned char)s[i + 2]);
+            if (h < 0 || l < 0 || (h == 0 && l == 0)) { *bad = 1; break; }
+            *o++ = (char)(h * 16 + l);
+            i += 2;
+        } else {
+            *o++ = s[i];
+        }
+    }
+    if (*bad) {
+        rp_alloc__free(a, out);
+        return NULL;
+    }
+    *o = '\0';
+    return out;
+}
+
+static int parse_int(const char *s, size_t len, long lo, long hi, int *out)
+{
+    long v = 0;
+    size_t i;
+    if (len == 0 || len > 9)
+        return 0;
+    for (i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return 0;
+        v = v * 10 + (s[i] - '0');
+    }
+    if (v < lo || v > hi)
+        return 0;
+    *out = (int)v;
+    return 1;
+}
+
+void rp_url__free(rp_url *u, const rp_allocator *a)
+{
+    rp_alloc__free(a, u->host);
+    rp_alloc__free(a, u->path);
+    rp_alloc__free(a, u->user);
+    rp_alloc__free(a, u->password);
+    memset(u, 0, sizeof *u);
+}
+
+static int oom(rp_url *u, const rp_allocator *a, rp_error *err)
+{
+    rp_url__free(u, a);
+    return rp_error__set(err, RP_ENOMEM, "out of memory parsing the URL");
+}
+
+static int invalid(rp_url *u, const rp_allocator *a, rp_error *err, const char *what)
+{
+    rp_url__free(u, a);
+    return rp_error__set(err, RP_EINVAL, "url: %s", what);
+}
+
+static int parse_unix(rp_url *u, const char *rest, const rp_allocator *a, rp_error *err)
+{
+    const char *q = strchr(rest, '?');
+    size_t plen = q ? (size_t)(q - rest) : strlen(rest);
+    if (plen == 0 || rest[0] != '/')
+        return invalid(u, a, err, "unix:// needs an absolute socket path (unix:///path)");
+    u->is_unix = 1;
+    u->path = rp_alloc__memdup(a, rest, plen);
+    if (!u->path)
+        return oom(u, a, err);
+    if (q) {
+        if (strncmp(q, "?db=", 4) != 0 || !parse_int(q + 4, strlen(q + 4), 0, 1000000, &u->db))
+            return invalid(u, a, err, "unix:// accepts only ?db=N");
+    }
+    return RP_OK;
+}
+
+static int parse_userinfo(rp_url *u, const char *s, size_t len, const rp_allocator *a,
+                          rp_error *err)
+{
+    const char *colon = memchr(s, ':', len);
+    int bad = 0;
+    if (!colon)
+        return invalid(u, a, err, "user info must be [user]:password");
+    if (colon > s) {
+        u->user = decode(s, (size_t)(colon - s), a, &bad);
+        if (!u->user)
+            return bad ? invalid(u, a, err, "bad %-escape in user") : oom(u, a, err);
+    }
+    u->password = decode(colon + 1, len - (size_t)(colon - s) - 1, a, &bad);
+    if (!u->password)
+        return bad ? invalid(u, a, err, "bad %-escape in password") : oom(u, a, err);
+    return RP_OK;
+}
+
+static int parse_tcp(rp_url *u, const char *rest, const rp_allocator *a, rp_error *err)
+{
+    const char *end = rest + strcspn(rest, "/?#"), *at = NULL, *p, *host, *hend;
+    int rc;
+    for (p = rest; p < end; p++)
+        if (*p == '@')
+            at = p;
+    if (at && (rc = parse_userinfo(u, rest, (size_t)(at - rest), a, err)))
+        return rc;
+    host = at ? at + 1 : rest;
+    u->port = 6379;
+    if (*host == '[') {
+        hend = memchr(host, ']', (size_t)(end - host));
+        if (!hend || hend == host + 1)
+            return invalid(u, a, err, "bad [IPv6] host");
+        u->host = rp_alloc__memdup(a, host + 1, (size_t)(hend - host - 1));
+        p = hend + 1;
+    } else {
+        hend = memchr(host, ':', (size_t)(end - host));
+        p = hend ? hend : end;
+        if (p == host)
+            return invalid(u, a, err, "missing host");
+        u->host = rp_alloc__memdup(a, host, (size_t)(p - host));
+    }
+    if (!u->host)
+        return oom(u, a, err);
+    if (p < end) {
+        if (*p != ':' || !parse_int(p + 1, (size_t)(end - p - 1), 1, 65535, &u->port))
+            return invalid(u, a, err, "port must be 1..65535");
+    }
+    if (*end == '/' && end[1] != '\0') {
+        if (!parse_int(end + 1, strlen(end + 1), 0, 1000000, &u->db))
+            return invalid(u, a, err, "database must be a number (redis://host:port/DB)");
+    } else if (*end == '?' || *end == '#') {
+        return invalid(u, a, err, "query strings are not supported in redis:// URLs");
+    }
+    return RP_OK;
+}
+
+int rp_url__parse(rp_url *out, const char *url, const rp_allocator *a, rp_error *err)
+{
+    memset(out, 0, sizeof *out);
+    if (!url || !*url)
+        return rp_error__set(err, RP_EINVAL, "url: must not be empty");
+    if (strncmp(url, "redis://", 8) == 0)
+        return parse_tcp(out, url + 8, a, err);
+    if (strncmp(url, "unix://", 7) == 0)
+        return parse_unix(out, url + 7, a, err);
+    if (strncmp(url, "rediss://", 9) == 0)
+        return rp_error__set(err, RP_EINVAL, "url: TLS (rediss://) is not supported yet");
+    return rp_error__set(err, RP_EINVAL,
+                         "url: must start with redis:// or unix:// (got \"%.60s\")", url);
+}
