@@ -192,19 +192,20 @@ int rp_op__script(rp_op *op, size_t node, const char *script, int nkeys, int nar
 
 static int encode_cmd(rp_op *op, rp_node_io *n, rp_cmd *c)
 {
-    const char *argv0 = c->argv[0], *argv1 = c->argv[1];
-    size_t len0 = c->argvlen[0], len1 = c->argvlen[1];
     char *cmd = NULL;
     long long len;
     int rc;
     if (c->as_eval) {
+        /* same arguments, with the script's source in place of EVALSHA <sha1> */
+        const char *sha = c->argv[1];
+        size_t shalen = c->argvlen[1];
         c->argv[0] = "EVAL"; c->argvlen[0] = 4;
         c->argv[1] = c->script->src->source; c->argvlen[1] = c->script->src->len;
-    }
-    len = redisFormatCommandArgv(&cmd, c->argc, c->argv, c->argvlen);
-    if (c->as_eval) {
-        c->argv[0] = argv0; c->argvlen[0] = len0;
-        c->argv[1] = argv1; c->argvlen[1] = len1;
+        len = redisFormatCommandArgv(&cmd, c->argc, c->argv, c->argvlen);
+        c->argv[0] = "EVALSHA"; c->argvlen[0] = 7;
+        c->argv[1] = sha; c->argvlen[1] = shalen;
+    } else {
+        len = redisFormatCommandArgv(&cmd, c->argc, c->argv, c->argvlen);
     }
     if (len < 0 || !cmd)
         return rp_op__fail(op, RP_ENOMEM, "out of memory formatting a command");

@@ -1,0 +1,61 @@
+# redpat — the two commands are `make demo` and `make test`; `make bench` measures.
+# Each first runs the bootstrap (installs missing Debian packages, else does nothing).
+ROOT := $(CURDIR)
+BUILD := $(ROOT)/build
+BUILD_ASAN := $(ROOT)/build-asan
+HARNESS := python3 $(ROOT)/tests/harness/harness.py run --
+CMAKE_FLAGS := -DCMAKE_BUILD_TYPE=RelWithDebInfo -DREDPAT_WERROR=ON
+LOGS := $(BUILD)/logs
+JOBS ?= 2
+# Test output is also kept in $(LOGS) for the closing summary; pipefail keeps failures.
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
+
+# Frontends add their targets to these lists in mk/*.mk.
+TEST_TARGETS := test-c test-c-sanitize
+BENCH_TARGETS := bench-c
+
+.PHONY: all bootstrap build test demo bench test-c test-c-sanitize bench-c clean
+
+all: build
+
+bootstrap:
+	@sh $(ROOT)/scripts/bootstrap.sh
+
+build: bootstrap
+	cmake -S $(ROOT) -B $(BUILD) $(CMAKE_FLAGS) >/dev/null
+	cmake --build $(BUILD) -j$(JOBS)
+
+test-c: build
+	@mkdir -p $(LOGS)
+	cd $(BUILD) && ctest --output-on-failure -j1 -E '^matrix_c$$' 2>&1 | tee $(LOGS)/test-c.log
+	$(HARNESS) $(BUILD)/matrix_runner $(ROOT)/tests/matrix 2>&1 | tee $(LOGS)/matrix-c.log
+
+# The C tests again under AddressSanitizer + UBSan (leaks included).
+test-c-sanitize: bootstrap
+	cmake -S $(ROOT) -B $(BUILD_ASAN) $(CMAKE_FLAGS) -DREDPAT_SANITIZE=ON >/dev/null
+	cmake --build $(BUILD_ASAN) -j$(JOBS)
+	@mkdir -p $(LOGS)
+	cd $(BUILD_ASAN) && export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 && \
+	  ctest --output-on-failure -j1 -E '^matrix_c$$' 2>&1 | tee $(LOGS)/test-c-sanitize.log && \
+	  $(HARNESS) $(BUILD_ASAN)/matrix_runner $(ROOT)/tests/matrix 2>&1 | sed 's/^matrix\[c\]/matrix[c-asan]/' \
+	  | tee $(LOGS)/matrix-c-sanitize.log
+
+demo: build
+	sh $(ROOT)/examples/c/run_demo.sh $(BUILD)
+
+bench-c: build
+	sh $(ROOT)/bench/run_c.sh $(BUILD)
+
+-include $(ROOT)/mk/*.mk
+
+test: bootstrap
+	@rm -rf $(LOGS)
+	$(MAKE) --no-print-directory $(TEST_TARGETS)
+	@python3 $(ROOT)/scripts/summary.py $(LOGS)
+
+bench: bootstrap $(BENCH_TARGETS)
+
+clean:
+	rm -rf $(BUILD) $(BUILD_ASAN)
