@@ -12,10 +12,10 @@ SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 
 # Frontends add their targets to these lists in mk/*.mk.
-TEST_TARGETS := test-c test-c-sanitize
+TEST_TARGETS := test-c test-c-sanitize test-c-hiredis1
 BENCH_TARGETS := bench-c
 
-.PHONY: all bootstrap build test demo bench test-c test-c-sanitize bench-c clean
+.PHONY: all bootstrap build test demo bench test-c test-c-sanitize test-c-hiredis1 bench-c clean
 
 all: build
 
@@ -41,6 +41,11 @@ test-c-sanitize: bootstrap
 	  ctest --output-on-failure -j1 -E '^matrix_c$$' 2>&1 | tee $(LOGS)/test-c-sanitize.log && \
 	  $(HARNESS) $(BUILD_ASAN)/matrix_runner $(ROOT)/tests/matrix 2>&1 | sed 's/^matrix\[c\]/matrix[c-asan]/' \
 	  | tee $(LOGS)/matrix-c-sanitize.log
+
+# The core against hiredis 1.x as well as Debian's 0.14.1.
+test-c-hiredis1: bootstrap
+	@mkdir -p $(LOGS)
+	sh $(ROOT)/scripts/hiredis1_check.sh $(BUILD) 2>&1 | tee $(LOGS)/matrix-c-hiredis1.log
 
 demo: build
 	sh $(ROOT)/examples/c/run_demo.sh $(BUILD)
