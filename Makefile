@@ -30,6 +30,7 @@ test-c: build
 	@mkdir -p $(LOGS)
 	cd $(BUILD) && ctest --output-on-failure -j1 -E '^matrix_c$$' 2>&1 | tee $(LOGS)/test-c.log
 	$(HARNESS) $(BUILD)/matrix_runner $(ROOT)/tests/matrix 2>&1 | tee $(LOGS)/matrix-c.log
+	sh $(ROOT)/scripts/install_check.sh $(BUILD)
 
 # The C tests again under AddressSanitizer + UBSan (leaks included).
 test-c-sanitize: bootstrap
