@@ -1,9 +1,11 @@
 /* The client: validated configuration, the script registry, one transport. */
+#include <stdio.h>
 #include <string.h>
 
 #include "op_internal.h"
 #include "script.h"
 #include "transport_hiredis.h"
+#include "url.h"
 
 #define RP_NAMESPACE_MAX 128
 
@@ -12,6 +14,8 @@ struct rp_client {
     char ns[RP_NAMESPACE_MAX + 1];
     rp_script_registry scripts;
     rp_transport *transport; /* NULL: ops only, driven elsewhere */
+    int has_url;
+    rp_url url;              /* for drivers that connect on their own */
 };
 
 const rp_allocator *rp_client__allocator(const rp_client *c) { return &c->alloc; }
@@ -69,10 +73,13 @@ static int client_new(rp_client **out, const rp_client_options *options, rp_tran
         rp_client_free(c);
         return rp_error__set(err, RP_ENOMEM, "out of memory creating the client");
     }
-    if (use_url && o->url &&
-        (rc = rp_transport__hiredis_new(&c->transport, o->url, o, &c->alloc, err))) {
-        rp_client_free(c);
-        return rc;
+    if (use_url && o->url) {
+        if ((rc = rp_transport__hiredis_new(&c->transport, o->url, o, &c->alloc, err)) ||
+            (rc = rp_url__parse(&c->url, o->url, &c->alloc, err))) {
+            rp_client_free(c);
+            return rc;
+        }
+        c->has_url = 1;
     }
     *out = c;
     return RP_OK;
@@ -100,6 +107,8 @@ void rp_client_free(rp_client *c)
     if (c->transport)
         c->transport->cls->destroy(c->transport);
     rp_script__registry_free(&c->scripts, &a);
+    if (c->has_url)
+        rp_url__free(&c->url, &a);
     rp_alloc__free(&a, c);
 }
 
@@ -116,7 +125,81 @@ int rp_client_run(rp_client *c, rp_op *op, rp_error *err)
     if (!c->transport)
         return rp_error__set(err, RP_EINVAL,
                              "this client has no connection (made without a url): drive the op yourself");
-    if (rp_op__client(op) != c)
-        return rp_error__set(err, RP_EINVAL, "op belongs to another client");
     return rp_op_run(op, c->transport, err);
+}
+
+int rp_client_endpoint(const rp_client *c, rp_endpoint *out)
+{
+    if (!c || !out)
+        return RP_EINVAL;
+    if (!c->has_url)
+        return RP_EINVAL;
+    out->is_unix = c->url.is_unix;
+    out->host = c->url.host;
+    out->port = c->url.port;
+    out->path = c->url.path;
+    out->user = c->url.user;
+    out->password = c->url.password;
+    out->db = c->url.db;
+    return RP_OK;
+}
+
+/* --- the connection handshake as an op, for drivers with their own sockets ---------- */
+
+typedef struct handshake_state {
+    int sent;
+} handshake_state;
+
+static int handshake_advance(rp_op *op, void *state, uint64_t now_ms)
+{
+    handshake_state *s = state;
+    rp_client *c = rp_op__client(op);
+    size_t i;
+    int rc;
+    (void)now_ms;
+    if (!s->sent) {
+        s->sent = 1;
+        if (c->url.password) {
+            const char *argv[3];
+            int argc = 0;
+            argv[argc++] = "AUTH";
+            if (c->url.user)
+                argv[argc++] = c->url.user;
+            argv[argc++] = c->url.password;
+            if ((rc = rp_op__command(op, 0, argc, argv, NULL)))
+                return rc;
+        }
+        if (c->url.db != 0) {
+            char db[16];
+            const char *argv[2];
+            snprintf(db, sizeof db, "%d", c->url.db);
+            argv[0] = "SELECT";
+            argv[1] = db;
+            if ((rc = rp_op__command(op, 0, 2, argv, NULL)))
+                return rc;
+        }
+        if (!c->url.password && c->url.db == 0)
+            rp_op__done(op);
+        return RP_OK;
+    }
+    for (i = 0; i < rp_op__replies(op, 0); i++)
+        if ((rc = rp_op__check_reply(op, rp_op__reply(op, 0, i))))
+            return rc;
+    rp_op__done(op);
+    return RP_OK;
+}
+
+static const rp_op_class handshake_class = {
+    "handshake", sizeof(handshake_state), handshake_advance, NULL, 0
+};
+
+int rp_client_handshake_op(rp_op **out, rp_client *c, rp_error *err)
+{
+    void *state;
+    if (!out || !c)
+        return rp_error__set(err, RP_EINVAL, "out and client must not be NULL");
+    *out = NULL;
+    if (!c->has_url)
+        return rp_error__set(err, RP_EINVAL, "this client was made without a url");
+    return rp_op__new(out, c, &handshake_class, 1, &state, err);
 }

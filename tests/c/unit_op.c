@@ -323,6 +323,45 @@ static void test_urls(void)
     CHECK(rp_url__parse(&u, "", a, &e) == RP_EINVAL);
 }
 
+static void test_endpoint_and_handshake(void)
+{
+    rp_client_options o = RP_CLIENT_OPTIONS_INIT;
+    rp_client *c;
+    rp_endpoint ep;
+    rp_op *op;
+    o.url = "redis://u:p@h:1/3";
+    CHECK(rp_client_new(&c, &o, NULL) == RP_OK);
+    CHECK(rp_client_endpoint(c, &ep) == RP_OK);
+    CHECK(!ep.is_unix && strcmp(ep.host, "h") == 0 && ep.port == 1 && ep.db == 3);
+    CHECK(strcmp(ep.user, "u") == 0 && strcmp(ep.password, "p") == 0 && !ep.path);
+    CHECK(rp_client_handshake_op(&op, c, NULL) == RP_OK);
+    CHECK(rp_op_step(op, 0) == RP_STEP_IO);
+    CHECK(request_is(op, "*3\r\n$4\r\nAUTH\r\n$1\r\nu\r\n$1\r\np\r\n*2\r\n$6\r\nSELECT\r\n$1\r\n3\r\n"));
+    CHECK(rp_op_feed(op, 0, "+OK\r\n", 5) == RP_MORE);
+    CHECK(rp_op_feed(op, 0, "+OK\r\n", 5) == RP_OK);
+    CHECK(rp_op_step(op, 0) == RP_STEP_DONE);
+    rp_op_free(op);
+    CHECK(rp_client_handshake_op(&op, c, NULL) == RP_OK);
+    rp_op_step(op, 0);
+    CHECK(rp_op_feed(op, 0, "-WRONGPASS invalid\r\n+OK\r\n", 25) == RP_OK);
+    CHECK(rp_op_step(op, 0) == RP_STEP_ERROR && rp_op_error(op)->code == RP_EREPLY);
+    rp_op_free(op);
+    rp_client_free(c);
+
+    o.url = "unix:///tmp/r.sock";
+    CHECK(rp_client_new(&c, &o, NULL) == RP_OK);
+    CHECK(rp_client_endpoint(c, &ep) == RP_OK && ep.is_unix && strcmp(ep.path, "/tmp/r.sock") == 0);
+    CHECK(rp_client_handshake_op(&op, c, NULL) == RP_OK);
+    CHECK(rp_op_step(op, 0) == RP_STEP_DONE); /* nothing to say: no round trip */
+    rp_op_free(op);
+    rp_client_free(c);
+
+    c = offline_client();
+    CHECK(rp_client_endpoint(c, &ep) == RP_EINVAL);
+    CHECK(rp_client_handshake_op(&op, c, NULL) == RP_EINVAL);
+    rp_client_free(c);
+}
+
 static void test_sha1(void)
 {
     char out[41];
@@ -351,6 +390,7 @@ int main(void)
     test_protocol_and_driver_errors();
     test_bad_arguments();
     test_urls();
+    test_endpoint_and_handshake();
     test_sha1();
     test_status_names();
     printf("unit_op: %d checks, %d failed\n", checks, failures);

@@ -53,8 +53,31 @@ const char *rp_client_namespace(const rp_client *client);
 
 /* Drives op to the end over the client's connection (blocking). Returns RP_OK when the
  * op is DONE, else its error code with details in err. RP_EINVAL if the client has no
- * connection (made with url NULL). */
+ * connection (made with url NULL). op may have been made from another client (its maker
+ * still supplies the namespace, scripts and allocator, and must outlive it): this client
+ * only lends its connection, so a pool of connected clients can run ops made from one
+ * connectionless client shared by threads. */
 int rp_client_run(rp_client *client, rp_op *op, rp_error *err);
+
+/* Where a client made from a URL connects, for drivers that open their own sockets
+ * (asyncio, OpenResty cosockets). All strings are borrowed from the client. */
+typedef struct rp_endpoint {
+    int is_unix;          /* 1: path is a unix socket; 0: host and port */
+    const char *host;     /* NULL for unix sockets */
+    int port;
+    const char *path;     /* NULL for TCP */
+    const char *user;     /* NULL: none (AUTH with password only, or no AUTH) */
+    const char *password; /* NULL: no AUTH */
+    int db;               /* 0: no SELECT needed */
+} rp_endpoint;
+
+/* Fills out from the client's URL. RP_EINVAL if the client was made without one. */
+int rp_client_endpoint(const rp_client *client, rp_endpoint *out);
+
+/* The commands a fresh connection needs before use (AUTH, SELECT from the URL), as one op
+ * that pipelines them in one round trip. Ends DONE without any I/O when none is needed;
+ * ERROR with RP_EREPLY if Redis refuses (wrong password, bad database). */
+int rp_client_handshake_op(rp_op **out, rp_client *client, rp_error *err);
 
 /* Drops the client's connection (it is reopened on next use). */
 void rp_client_disconnect(rp_client *client);
