@@ -490,6 +490,11 @@ int rp_op__node_status(const rp_op *op, size_t node)
     return node < op->nnodes ? op->nodes[node].status : RP_EINVAL;
 }
 
+const char *rp_op__node_why(const rp_op *op, size_t node)
+{
+    return node < op->nnodes ? op->nodes[node].why : "";
+}
+
 void rp_op__sleep(rp_op *op, uint64_t ms) { op->sleep_ms = ms ? ms : 1; }
 
 void rp_op__done(rp_op *op) { op->finished = 1; }

@@ -41,6 +41,8 @@ RP_INTERNAL const rp_reply *rp_op__reply(const rp_op *op, size_t node, size_t in
 RP_INTERNAL rp_reply *rp_op__take_reply(rp_op *op, size_t node, size_t index);
 /* RP_OK, or how node failed in the round just completed (tolerant classes only). */
 RP_INTERNAL int rp_op__node_status(const rp_op *op, size_t node);
+/* Why node failed (empty string when it did not). */
+RP_INTERNAL const char *rp_op__node_why(const rp_op *op, size_t node);
 
 RP_INTERNAL void rp_op__sleep(rp_op *op, uint64_t ms);
 RP_INTERNAL void rp_op__done(rp_op *op);

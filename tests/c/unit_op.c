@@ -362,6 +362,97 @@ static void test_endpoint_and_handshake(void)
     rp_client_free(c);
 }
 
+static rp_ratelimit *limiter(rp_client *c, const char *name, rp_ratelimit_on_error policy)
+{
+    rp_ratelimit_options o = RP_RATELIMIT_OPTIONS_INIT;
+    rp_ratelimit *rl = NULL;
+    o.limit = 10;
+    o.window_ms = 1000;
+    o.on_error = policy;
+    if (rp_ratelimit_new(&rl, c, name, &o, NULL) != RP_OK)
+        abort();
+    return rl;
+}
+
+static void test_ratelimit_decisions(void)
+{
+    rp_client *c = offline_client();
+    rp_ratelimit *report = limiter(c, "r", RP_RATELIMIT_REPORT);
+    rp_ratelimit *open = limiter(c, "o", RP_RATELIMIT_FAIL_OPEN);
+    rp_ratelimit *closed = limiter(c, "c", RP_RATELIMIT_FAIL_CLOSED);
+    rp_ratelimit *both[2];
+    rp_ratelimit_decision d;
+    rp_op *op;
+    rp_error e;
+
+    CHECK(rp_ratelimit_check_op(&op, report, "u", 1, 1, NULL) == RP_OK);
+    CHECK(rp_op_step(op, 0) == RP_STEP_IO);
+    CHECK(request_contains(op, "t:rl:r:{u}") && request_contains(op, "t:rl:r:{u}:seq"));
+    CHECK(feed_bytewise(op, "*6\r\n:1\r\n:0\r\n:10\r\n:9\r\n:0\r\n:1000\r\n") == RP_OK);
+    CHECK(rp_op_step(op, 0) == RP_STEP_DONE);
+    CHECK(rp_ratelimit_check_result(op, &d) == RP_OK);
+    CHECK(d.allowed && d.limit == 10 && d.remaining == 9 && d.retry_after_ms == 0 &&
+          d.reset_after_ms == 1000 && d.refused_by == -1 && !d.degraded);
+    rp_op_free(op);
+
+    /* Redis unreachable: report fails, fail-open allows, fail-closed refuses; both say so */
+    CHECK(rp_ratelimit_check_op(&op, report, "u", 1, 1, NULL) == RP_OK);
+    rp_op_step(op, 0);
+    rp_op_fail_node(op, 0, RP_ETRANSPORT, "connection refused");
+    CHECK(rp_op_step(op, 0) == RP_STEP_ERROR && rp_op_error(op)->code == RP_ETRANSPORT);
+    CHECK(strstr(rp_op_error(op)->message, "refused") != NULL);
+    rp_op_free(op);
+    CHECK(rp_ratelimit_check_op(&op, open, "u", 1, 1, NULL) == RP_OK);
+    rp_op_step(op, 0);
+    rp_op_fail_node(op, 0, RP_ETIMEOUT, "timed out");
+    CHECK(rp_op_step(op, 0) == RP_STEP_DONE && rp_ratelimit_check_result(op, &d) == RP_OK);
+    CHECK(d.allowed && d.degraded && d.error_code == RP_ETIMEOUT);
+    rp_op_free(op);
+    CHECK(rp_ratelimit_check_op(&op, closed, "u", 1, 1, NULL) == RP_OK);
+    rp_op_step(op, 0);
+    CHECK(rp_op_feed(op, 0, "-OOM command not allowed\r\n", 26) == RP_OK);
+    CHECK(rp_op_step(op, 0) == RP_STEP_DONE && rp_ratelimit_check_result(op, &d) == RP_OK);
+    CHECK(!d.allowed && d.degraded && d.error_code == RP_EREPLY);
+    rp_op_free(op);
+
+    /* multi: the refusing limit's numbers, and its index */
+    both[0] = report;
+    both[1] = open;
+    CHECK(rp_ratelimit_multi_op(&op, both, 2, "u", 1, 1, NULL) == RP_OK);
+    rp_op_step(op, 0);
+    CHECK(feed_bytewise(op, "*10\r\n:0\r\n:2\r\n:10\r\n:5\r\n:0\r\n:900\r\n:3\r\n:0\r\n:250\r\n:700\r\n") == RP_OK);
+    CHECK(rp_op_step(op, 0) == RP_STEP_DONE && rp_ratelimit_check_result(op, &d) == RP_OK);
+    CHECK(!d.allowed && d.refused_by == 1 && d.limit == 3 && d.retry_after_ms == 250);
+    rp_op_free(op);
+
+    /* bad input, before any I/O */
+    CHECK(rp_ratelimit_check_op(&op, report, "u", 1, 11, &e) == RP_EINVAL && strstr(e.message, "cost"));
+    CHECK(rp_ratelimit_check_op(&op, report, "u", 1, -1, &e) == RP_EINVAL && strstr(e.message, "cost"));
+    CHECK(rp_ratelimit_check_op(&op, report, "", 0, 1, &e) == RP_EINVAL && strstr(e.message, "subject"));
+    {
+        rp_ratelimit_options o = RP_RATELIMIT_OPTIONS_INIT;
+        rp_ratelimit *rl = NULL;
+        o.limit = 0;
+        o.window_ms = 1000;
+        CHECK(rp_ratelimit_new(&rl, c, "x", &o, &e) == RP_EINVAL && strstr(e.message, "limit"));
+        o.limit = 5;
+        o.window_ms = 0;
+        CHECK(rp_ratelimit_new(&rl, c, "x", &o, &e) == RP_EINVAL && strstr(e.message, "window"));
+        o.window_ms = 10;
+        o.burst = 3;
+        CHECK(rp_ratelimit_new(&rl, c, "x", &o, &e) == RP_EINVAL && strstr(e.message, "burst"));
+        o.burst = 0;
+        CHECK(rp_ratelimit_new(&rl, c, "x{y}", &o, &e) == RP_EINVAL && strstr(e.message, "name"));
+        o.algorithm = (rp_ratelimit_algorithm)9;
+        CHECK(rp_ratelimit_new(&rl, c, "x", &o, &e) == RP_EINVAL && strstr(e.message, "algorithm"));
+        CHECK(rl == NULL);
+    }
+    rp_ratelimit_free(report);
+    rp_ratelimit_free(open);
+    rp_ratelimit_free(closed);
+    rp_client_free(c);
+}
+
 static void test_sha1(void)
 {
     char out[41];
@@ -391,6 +482,7 @@ int main(void)
     test_bad_arguments();
     test_urls();
     test_endpoint_and_handshake();
+    test_ratelimit_decisions();
     test_sha1();
     test_status_names();
     printf("unit_op: %d checks, %d failed\n", checks, failures);

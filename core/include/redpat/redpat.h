@@ -17,6 +17,7 @@
 #include "error.h"
 #include "lock.h"
 #include "op.h"
+#include "ratelimit.h"
 #include "reply.h"
 #include "transport.h"
 

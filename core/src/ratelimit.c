@@ -1,0 +1,530 @@
+/* Rate limiters: argument checks, keys, and the decision read from the ratelimit script
+ * (core/scripts/ratelimit.lua), which does all the deciding on the server's clock. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "op_internal.h"
+
+#define RP_LIMITER_NAME_MAX 128
+#define RP_SUBJECT_MAX 65536
+#define RP_MULTI_MAX 8 /* limits in one multi check: keeps the script's argv bounded */
+
+struct rp_ratelimit {
+    rp_client *client;
+    char pattern[RP_LIMITER_NAME_MAX + 4]; /* "rl:<name>" */
+    rp_ratelimit_options o;                /* burst resolved (never 0) */
+};
+
+static const char *algorithm_name(rp_ratelimit_algorithm a)
+{
+    switch (a) {
+    case RP_RATELIMIT_FIXED_WINDOW: return "fixed_window";
+    case RP_RATELIMIT_SLIDING_LOG: return "sliding_log";
+    case RP_RATELIMIT_SLIDING_WINDOW: return "sliding_window";
+    case RP_RATELIMIT_TOKEN_BUCKET: return "token_bucket";
+    case RP_RATELIMIT_GCRA: return "gcra";
+    default: return NULL;
+    }
+}
+
+static int bucket_like(rp_ratelimit_algorithm a)
+{
+    return a == RP_RATELIMIT_TOKEN_BUCKET || a == RP_RATELIMIT_GCRA;
+}
+
+int rp_ratelimit_new(rp_ratelimit **out, rp_client *client, const char *name,
+                     const rp_ratelimit_options *o, rp_error *err)
+{
+    rp_ratelimit *rl;
+    size_t len;
+    if (!out || !client || !o)
+        return rp_error__set(err, RP_EINVAL, "out, client and options must not be NULL");
+    *out = NULL;
+    len = name ? strlen(name) : 0;
+    if (len == 0 || len > RP_LIMITER_NAME_MAX)
+        return rp_error__set(err, RP_EINVAL, "limiter name must be 1..%d bytes", RP_LIMITER_NAME_MAX);
+    if (strpbrk(name, "{}"))
+        return rp_error__set(err, RP_EINVAL, "limiter name must not contain '{' or '}'");
+    if (!algorithm_name(o->algorithm))
+        return rp_error__set(err, RP_EINVAL, "algorithm %d is not a rate limit algorithm", (int)o->algorithm);
+    if (o->limit <= 0)
+        return rp_error__set(err, RP_EINVAL, "limit must be > 0 (got %" PRId64 ")", o->limit);
+    if (o->window_ms <= 0)
+        return rp_error__set(err, RP_EINVAL, "window must be > 0 ms (got %" PRId64 ")", o->window_ms);
+    if (o->burst < 0 || (o->burst > 0 && !bucket_like(o->algorithm)))
+        return rp_error__set(err, RP_EINVAL, "burst must be >= 0, and 0 unless the algorithm "
+                             "is token_bucket or gcra (got %" PRId64 ")", o->burst);
+    if (o->on_error != RP_RATELIMIT_REPORT && o->on_error != RP_RATELIMIT_FAIL_OPEN &&
+        o->on_error != RP_RATELIMIT_FAIL_CLOSED)
+        return rp_error__set(err, RP_EINVAL, "on_error must be report, fail_open or fail_closed");
+    rl = rp_alloc__calloc(rp_client__allocator(client), 1, sizeof *rl);
+    if (!rl)
+        return rp_error__set(err, RP_ENOMEM, "out of memory creating the limiter");
+    rl->client = client;
+    snprintf(rl->pattern, sizeof rl->pattern, "rl:%s", name);
+    rl->o = *o;
+    if (rl->o.burst == 0)
+        rl->o.burst = o->limit;
+    *out = rl;
+    return RP_OK;
+}
+
+void rp_ratelimit_free(rp_ratelimit *rl)
+{
+    if (rl)
+        rp_alloc__free(rp_client__allocator(rl->client), rl);
+}
+
+static int64_t capacity(const rp_ratelimit *rl)
+{
+    return bucket_like(rl->o.algorithm) ? rl->o.burst : rl->o.limit;
+}
+
+static int check_subject(const void *subject, size_t len, rp_error *err)
+{
+    if (!subject || len == 0)
+        return rp_error__set(err, RP_EINVAL, "subject must not be empty");
+    if (len > RP_SUBJECT_MAX)
+        return rp_error__set(err, RP_EINVAL, "subject must be at most %d bytes", RP_SUBJECT_MAX);
+    return RP_OK;
+}
+
+static int check_cost(const rp_ratelimit *rl, int64_t cost, rp_error *err)
+{
+    if (cost < 0)
+        return rp_error__set(err, RP_EINVAL, "cost must be >= 0 (got %" PRId64 ")", cost);
+    if (cost > capacity(rl))
+        return rp_error__set(err, RP_EINVAL, "cost %" PRId64 " is above the limit %" PRId64
+                             " of limiter %s: it could never be allowed", cost, capacity(rl),
+                             rl->pattern + 3);
+    return RP_OK;
+}
+
+/* --- one script call: N limits for one subject ---------------------------------------- */
+
+typedef struct check_call {
+    size_t nlimits;
+    rp_ratelimit *limits[RP_MULTI_MAX];
+    rp_ratelimit_on_error policy;
+} check_call;
+
+/* Queues the ratelimit script for subject on the op. */
+static int queue_check(rp_op *op, const check_call *call, const void *subject, size_t len,
+                       int64_t cost)
+{
+    enum { NUMS = 2 + 4 * RP_MULTI_MAX, KEYS = 2 * RP_MULTI_MAX };
+    const char *argv[KEYS + NUMS];
+    size_t lens[KEYS + NUMS];
+    char nums[NUMS][24];
+    rp_buf keys[KEYS];
+    size_t i, k = 0, a = 0;
+    int rc = RP_OK;
+    const rp_allocator *al = rp_client__allocator(rp_op__client(op));
+    memset(keys, 0, sizeof keys);
+    for (i = 0; i < call->nlimits && rc == RP_OK; i++) {
+        const rp_ratelimit *rl = call->limits[i];
+        if (rp_key__build(rl->client, rl->pattern, subject, len, "", &keys[2 * i]) ||
+            rp_key__build(rl->client, rl->pattern, subject, len, ":seq", &keys[2 * i + 1]))
+            rc = rp_op__fail(op, RP_ENOMEM, "out of memory building keys");
+    }
+    if (rc == RP_OK) {
+        for (i = 0; i < 2 * call->nlimits; i++, k++) {
+            argv[k] = keys[i].data;
+            lens[k] = keys[i].len;
+        }
+        snprintf(nums[a++], sizeof nums[0], "%" PRId64, cost);
+        snprintf(nums[a++], sizeof nums[0], "%zu", call->nlimits);
+        for (i = 0; i < call->nlimits; i++) {
+            const rp_ratelimit_options *o = &call->limits[i]->o;
+            snprintf(nums[a++], sizeof nums[0], "%d", (int)o->algorithm);
+            snprintf(nums[a++], sizeof nums[0], "%" PRId64, o->limit);
+            snprintf(nums[a++], sizeof nums[0], "%" PRId64, o->window_ms);
+            snprintf(nums[a++], sizeof nums[0], "%" PRId64, o->burst);
+        }
+        for (i = 0; i < a; i++, k++) {
+            argv[k] = nums[i];
+            lens[k] = strlen(nums[i]);
+        }
+        rc = rp_op__script(op, 0, "ratelimit", (int)(2 * call->nlimits), (int)a, argv, lens);
+    }
+    for (i = 0; i < KEYS; i++)
+        rp_buf__free(al, &keys[i]);
+    return rc;
+}
+
+static void degraded(rp_ratelimit_decision *d, const check_call *call, int code)
+{
+    memset(d, 0, sizeof *d);
+    d->allowed = call->policy == RP_RATELIMIT_FAIL_OPEN;
+    d->limit = capacity(call->limits[0]);
+    d->refused_by = -1;
+    d->degraded = 1;
+    d->error_code = code;
+}
+
+/* Reads one script reply into d. Returns RP_OK, or (for policy REPORT) the failure. */
+static int read_decision(rp_op *op, const check_call *call, int node_status,
+                         const rp_reply *r, rp_ratelimit_decision *d)
+{
+    size_t i, pick = 0;
+    int code = node_status;
+    if (code == RP_OK && (!r || r->type == RP_REPLY_ERROR))
+        code = r ? RP_EREPLY : RP_EPROTOCOL;
+    if (code == RP_OK && (r->type != RP_REPLY_ARRAY || r->elements != 2 + 4 * call->nlimits))
+        code = RP_EPROTOCOL;
+    for (i = 0; code == RP_OK && r && i < r->elements; i++)
+        if (r->element[i]->type != RP_REPLY_INTEGER)
+            code = RP_EPROTOCOL;
+    if (code != RP_OK) {
+        if (call->policy != RP_RATELIMIT_REPORT) {
+            degraded(d, call, code);
+            return RP_OK;
+        }
+        if (code == RP_EREPLY)
+            return rp_op__check_reply(op, r);
+        if (code == RP_EPROTOCOL)
+            return rp_op__fail(op, code, "ratelimit: unexpected reply");
+        return rp_op__fail(op, code, "%s", rp_op__node_why(op, 0));
+    }
+    memset(d, 0, sizeof *d);
+    d->allowed = r->element[0]->integer == 1;
+    d->refused_by = d->allowed ? -1 : (int)r->element[1]->integer - 1;
+    if (!d->allowed && d->refused_by >= 0 && (size_t)d->refused_by < call->nlimits)
+        pick = (size_t)d->refused_by;
+    else
+        for (i = 1; i < call->nlimits; i++)
+            if (r->element[2 + 4 * i + 1]->integer < r->element[2 + 4 * pick + 1]->integer)
+                pick = i;
+    d->limit = r->element[2 + 4 * pick]->integer;
+    d->remaining = r->element[2 + 4 * pick + 1]->integer;
+    d->retry_after_ms = d->allowed ? 0 : r->element[2 + 4 * pick + 2]->integer;
+    d->reset_after_ms = r->element[2 + 4 * pick + 3]->integer;
+    if (call->nlimits == 1)
+        d->refused_by = -1;
+    return RP_OK;
+}
+
+/* --- check and multi ----------------------------------------------------------------------- */
+
+typedef struct check_state {
+    check_call call;
+    rp_buf subject;
+    int64_t cost;
+    int sent;
+    rp_ratelimit_decision decision;
+} check_state;
+
+static int check_advance(rp_op *op, void *state, uint64_t now_ms)
+{
+    check_state *s = state;
+    int rc;
+    (void)now_ms;
+    if (!s->sent) {
+        s->sent = 1;
+        return queue_check(op, &s->call, s->subject.data, s->subject.len, s->cost);
+    }
+    if ((rc = read_decision(op, &s->call, rp_op__node_status(op, 0), rp_op__reply(op, 0, 0),
+                            &s->decision)))
+        return rc;
+    rp_op__done(op);
+    return RP_OK;
+}
+
+static void check_destroy(rp_op *op, void *state)
+{
+    rp_buf__free(rp_client__allocator(rp_op__client(op)), &((check_state *)state)->subject);
+}
+
+/* Node failures reach advance, so the on_error policy can decide. */
+static const rp_op_class check_class = {
+    "ratelimit.check", sizeof(check_state), check_advance, check_destroy, 1
+};
+
+static int strictest(rp_ratelimit_on_error a, rp_ratelimit_on_error b)
+{
+    if (a == RP_RATELIMIT_FAIL_CLOSED || b == RP_RATELIMIT_FAIL_CLOSED)
+        return RP_RATELIMIT_FAIL_CLOSED;
+    if (a == RP_RATELIMIT_REPORT || b == RP_RATELIMIT_REPORT)
+        return RP_RATELIMIT_REPORT;
+    return RP_RATELIMIT_FAIL_OPEN;
+}
+
+int rp_ratelimit_multi_op(rp_op **out, rp_ratelimit *const *limiters, size_t count,
+                          const void *subject, size_t subject_len, int64_t cost, rp_error *err)
+{
+    check_state *s;
+    size_t i;
+    int rc;
+    if (!out || !limiters)
+        return rp_error__set(err, RP_EINVAL, "out and limiters must not be NULL");
+    *out = NULL;
+    if (count == 0 || count > RP_MULTI_MAX)
+        return rp_error__set(err, RP_EINVAL, "limits must number 1..%d (got %zu)", RP_MULTI_MAX, count);
+    for (i = 0; i < count; i++) {
+        if (!limiters[i])
+            return rp_error__set(err, RP_EINVAL, "limiters[%zu] is NULL", i);
+        if (limiters[i]->client != limiters[0]->client)
+            return rp_error__set(err, RP_EINVAL, "limiters of one multi check must share a client");
+        if ((rc = check_cost(limiters[i], cost, err)))
+            return rc;
+    }
+    if ((rc = check_subject(subject, subject_len, err)) ||
+        (rc = rp_op__new(out, limiters[0]->client, &check_class, 1, (void **)&s, err)))
+        return rc;
+    s->call.nlimits = count;
+    s->call.policy = limiters[0]->o.on_error;
+    for (i = 0; i < count; i++) {
+        s->call.limits[i] = limiters[i];
+        s->call.policy = (rp_ratelimit_on_error)strictest(s->call.policy, limiters[i]->o.on_error);
+    }
+    s->cost = cost;
+    if (rp_buf__append(rp_client__allocator(limiters[0]->client), &s->subject, subject, subject_len)) {
+        rp_op_free(*out);
+        *out = NULL;
+        return rp_error__set(err, RP_ENOMEM, "out of memory copying the subject");
+    }
+    return RP_OK;
+}
+
+int rp_ratelimit_check_op(rp_op **out, rp_ratelimit *limiter, const void *subject,
+                          size_t subject_len, int64_t cost, rp_error *err)
+{
+    if (!limiter)
+        return rp_error__set(err, RP_EINVAL, "limiter must not be NULL");
+    return rp_ratelimit_multi_op(out, &limiter, 1, subject, subject_len, cost, err);
+}
+
+static int run_and_read(rp_client *c, rp_op *op, rp_ratelimit_decision *out, rp_error *err)
+{
+    int rc = rp_client_run(c, op, err);
+    if (rc == RP_OK && out)
+        rc = rp_ratelimit_check_result(op, out);
+    rp_op_free(op);
+    return rc;
+}
+
+int rp_ratelimit_check(rp_ratelimit *limiter, const void *subject, size_t subject_len,
+                       int64_t cost, rp_ratelimit_decision *out, rp_error *err)
+{
+    rp_op *op;
+    int rc = rp_ratelimit_check_op(&op, limiter, subject, subject_len, cost, err);
+    return rc ? rc : run_and_read(limiter->client, op, out, err);
+}
+
+int rp_ratelimit_multi(rp_ratelimit *const *limiters, size_t count, const void *subject,
+                       size_t subject_len, int64_t cost, rp_ratelimit_decision *out,
+                       rp_error *err)
+{
+    rp_op *op;
+    int rc = rp_ratelimit_multi_op(&op, limiters, count, subject, subject_len, cost, err);
+    return rc ? rc : run_and_read(limiters[0]->client, op, out, err);
+}
+
+/* --- reset ---------------------------------------------------------------------------------- */
+
+typedef struct reset_state {
+    rp_ratelimit *rl;
+    rp_buf subject;
+    int sent;
+} reset_state;
+
+static int reset_advance(rp_op *op, void *state, uint64_t now_ms)
+{
+    reset_state *s = state;
+    const rp_allocator *a = rp_client__allocator(rp_op__client(op));
+    rp_buf key = { NULL, 0, 0 }, seq = { NULL, 0, 0 };
+    int rc;
+    (void)now_ms;
+    if (!s->sent) {
+        s->sent = 1;
+        if (rp_key__build(s->rl->client, s->rl->pattern, s->subject.data, s->subject.len, "", &key) ||
+            rp_key__build(s->rl->client, s->rl->pattern, s->subject.data, s->subject.len, ":seq", &seq)) {
+            rc = rp_op__fail(op, RP_ENOMEM, "out of memory building keys");
+        } else {
+            const char *argv[] = { "UNLINK", key.data, seq.data };
+            size_t lens[] = { 6, key.len, seq.len };
+            rc = rp_op__command(op, 0, 3, argv, lens);
+        }
+        rp_buf__free(a, &key);
+        rp_buf__free(a, &seq);
+        return rc;
+    }
+    if ((rc = rp_op__check_reply(op, rp_op__reply(op, 0, 0))))
+        return rc;
+    rp_op__done(op);
+    return RP_OK;
+}
+
+static void reset_destroy(rp_op *op, void *state)
+{
+    rp_buf__free(rp_client__allocator(rp_op__client(op)), &((reset_state *)state)->subject);
+}
+
+static const rp_op_class reset_class = {
+    "ratelimit.reset", sizeof(reset_state), reset_advance, reset_destroy, 0
+};
+
+int rp_ratelimit_reset_op(rp_op **out, rp_ratelimit *limiter, const void *subject,
+                          size_t subject_len, rp_error *err)
+{
+    reset_state *s;
+    int rc;
+    if (!out || !limiter)
+        return rp_error__set(err, RP_EINVAL, "out and limiter must not be NULL");
+    *out = NULL;
+    if ((rc = check_subject(subject, subject_len, err)) ||
+        (rc = rp_op__new(out, limiter->client, &reset_class, 1, (void **)&s, err)))
+        return rc;
+    s->rl = limiter;
+    if (rp_buf__append(rp_client__allocator(limiter->client), &s->subject, subject, subject_len)) {
+        rp_op_free(*out);
+        *out = NULL;
+        return rp_error__set(err, RP_ENOMEM, "out of memory copying the subject");
+    }
+    return RP_OK;
+}
+
+int rp_ratelimit_reset(rp_ratelimit *limiter, const void *subject, size_t subject_len,
+                       rp_error *err)
+{
+    rp_op *op;
+    int rc = rp_ratelimit_reset_op(&op, limiter, subject, subject_len, err);
+    if (rc)
+        return rc;
+    rc = rp_client_run(limiter->client, op, err);
+    rp_op_free(op);
+    return rc;
+}
+
+int rp_ratelimit_check_result(const rp_op *op, rp_ratelimit_decision *out)
+{
+    const check_state *s = rp_op__done_state(op, &check_class);
+    if (!out)
+        return RP_EINVAL;
+    if (s) {
+        *out = s->decision;
+        return RP_OK;
+    }
+    if (rp_op__done_state(op, &reset_class)) {
+        memset(out, 0, sizeof *out);
+        out->allowed = 1;
+        out->refused_by = -1;
+        return RP_OK;
+    }
+    return RP_ESTATE;
+}
+
+/* --- batch: one pipelined round trip ---------------------------------------------------- */
+
+typedef struct batch_state {
+    check_call call;
+    size_t count;
+    rp_buf subjects;   /* concatenated */
+    size_t *offsets;   /* count + 1 */
+    int64_t *costs;
+    rp_ratelimit_decision *decisions;
+    int sent;
+} batch_state;
+
+static int batch_advance(rp_op *op, void *state, uint64_t now_ms)
+{
+    batch_state *s = state;
+    size_t i;
+    int rc;
+    (void)now_ms;
+    if (!s->sent) {
+        s->sent = 1;
+        for (i = 0; i < s->count; i++)
+            if ((rc = queue_check(op, &s->call, s->subjects.data + s->offsets[i],
+                                  s->offsets[i + 1] - s->offsets[i], s->costs[i])))
+                return rc;
+        return RP_OK;
+    }
+    for (i = 0; i < s->count; i++)
+        if ((rc = read_decision(op, &s->call, rp_op__node_status(op, 0), rp_op__reply(op, 0, i),
+                                &s->decisions[i])))
+            return rc;
+    rp_op__done(op);
+    return RP_OK;
+}
+
+static void batch_destroy(rp_op *op, void *state)
+{
+    batch_state *s = state;
+    const rp_allocator *a = rp_client__allocator(rp_op__client(op));
+    rp_buf__free(a, &s->subjects);
+    rp_alloc__free(a, s->offsets);
+    rp_alloc__free(a, s->costs);
+    rp_alloc__free(a, s->decisions);
+}
+
+static const rp_op_class batch_class = {
+    "ratelimit.batch", sizeof(batch_state), batch_advance, batch_destroy, 1
+};
+
+int rp_ratelimit_batch_op(rp_op **out, rp_ratelimit *limiter, size_t count,
+                          const void *const *subjects, const size_t *subject_lens,
+                          const int64_t *costs, rp_error *err)
+{
+    batch_state *s;
+    const rp_allocator *a;
+    size_t i;
+    int rc;
+    if (!out || !limiter)
+        return rp_error__set(err, RP_EINVAL, "out and limiter must not be NULL");
+    *out = NULL;
+    if (count == 0)
+        return rp_error__set(err, RP_EINVAL, "a batch needs at least one subject");
+    if (!subjects || !subject_lens)
+        return rp_error__set(err, RP_EINVAL, "subjects and subject_lens must not be NULL");
+    for (i = 0; i < count; i++) {
+        if ((rc = check_subject(subjects[i], subject_lens[i], err)) ||
+            (rc = check_cost(limiter, costs ? costs[i] : 1, err))) {
+            char msg[RP_ERROR_MESSAGE_MAX];
+            if (err) {
+                memcpy(msg, err->message, sizeof msg);
+                rp_error__set(err, rc, "batch item %zu: %.200s", i, msg);
+            }
+            return rc;
+        }
+    }
+    if ((rc = rp_op__new(out, limiter->client, &batch_class, 1, (void **)&s, err)))
+        return rc;
+    a = rp_client__allocator(limiter->client);
+    s->call.nlimits = 1;
+    s->call.limits[0] = limiter;
+    s->call.policy = limiter->o.on_error;
+    s->count = count;
+    s->offsets = rp_alloc__calloc(a, count + 1, sizeof *s->offsets);
+    s->costs = rp_alloc__calloc(a, count, sizeof *s->costs);
+    s->decisions = rp_alloc__calloc(a, count, sizeof *s->decisions);
+    rc = (s->offsets && s->costs && s->decisions) ? RP_OK : RP_ENOMEM;
+    for (i = 0; rc == RP_OK && i < count; i++) {
+        s->offsets[i] = s->subjects.len;
+        s->costs[i] = costs ? costs[i] : 1;
+        rc = rp_buf__append(a, &s->subjects, subjects[i], subject_lens[i]);
+    }
+    if (rc != RP_OK) {
+        rp_op_free(*out);
+        *out = NULL;
+        return rp_error__set(err, RP_ENOMEM, "out of memory creating the batch");
+    }
+    s->offsets[count] = s->subjects.len;
+    return RP_OK;
+}
+
+int rp_ratelimit_batch_result(const rp_op *op, size_t i, rp_ratelimit_decision *out)
+{
+    const batch_state *s = rp_op__done_state(op, &batch_class);
+    if (!s || !out || i >= s->count)
+        return !s ? RP_ESTATE : RP_EINVAL;
+    *out = s->decisions[i];
+    return RP_OK;
+}
+
+size_t rp_ratelimit_batch_count(const rp_op *op)
+{
+    const batch_state *s = rp_op__done_state(op, &batch_class);
+    return s ? s->count : 0;
+}
