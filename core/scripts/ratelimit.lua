@@ -14,7 +14,8 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000 -- ms, microsecond precision
 
 local function ceil(x) if x <= 0 then return 0 end return math.ceil(x) end
-local function floor0(x) if x <= 0 then return 0 end return math.floor(x) end
+-- counts come from float arithmetic on times: forgive the last bits (2.9999999 is 3)
+local function floor0(x) if x <= 0 then return 0 end return math.floor(x + 1e-6) end
 
 -- Each returns allowed, remaining, retry_after, reset_after, commit().
 

@@ -25,6 +25,9 @@ typedef struct runner {
     char labels[MAX_LOCKS][32];
     rp_lock *locks[MAX_LOCKS];
     size_t nlocks;
+    char rl_labels[MAX_LOCKS][32];
+    rp_ratelimit *limiters[MAX_LOCKS];
+    size_t nlimiters;
     char why[512];
 } runner;
 
@@ -35,6 +38,14 @@ static int failf(runner *r, const char *fmt, ...)
     vsnprintf(r->why, sizeof r->why, fmt, ap);
     va_end(ap);
     return -1;
+}
+
+/* A runner-side problem (bad case data), reported through the op's error path. */
+static int runner_fail(rp_error *err, const char *msg)
+{
+    err->code = RP_ESTATE;
+    snprintf(err->message, sizeof err->message, "runner: %s", msg);
+    return RP_ESTATE;
 }
 
 static int hexval(int c)
@@ -101,8 +112,8 @@ static rp_lock *find_lock(runner *r, const cJSON *step)
 /* --- results, as name -> JSON value, compared against "expect" ---------------------- */
 
 typedef struct result {
-    const char *names[4];
-    cJSON *values[4];
+    const char *names[8];
+    cJSON *values[8];
     int n;
 } result;
 
@@ -142,6 +153,17 @@ static int check_op(runner *r, const cJSON *expect, int rc, const rp_error *err,
         for (i = 0; i < res->n; i++) {
             if (strcmp(res->names[i], field->string) == 0) {
                 found = 1;
+                const cJSON *between = cJSON_GetObjectItemCaseSensitive(field, "between");
+                if (cJSON_IsArray(between)) {
+                    double v = res->values[i]->valuedouble;
+                    if (!cJSON_IsNumber(res->values[i]) ||
+                        v < cJSON_GetArrayItem(between, 0)->valuedouble ||
+                        v > cJSON_GetArrayItem(between, 1)->valuedouble)
+                        return failf(r, "%s: expected between %g and %g, got %g", field->string,
+                                     cJSON_GetArrayItem(between, 0)->valuedouble,
+                                     cJSON_GetArrayItem(between, 1)->valuedouble, v);
+                    continue;
+                }
                 if (!cJSON_Compare(res->values[i], field, 1)) {
                     char *got = cJSON_PrintUnformatted(res->values[i]);
                     char *want = cJSON_PrintUnformatted(field);
@@ -156,6 +178,147 @@ static int check_op(runner *r, const cJSON *expect, int rc, const rp_error *err,
             return failf(r, "operation has no result field \"%s\"", field->string);
     }
     return 0;
+}
+
+static rp_ratelimit *find_limiter(runner *r, const cJSON *label)
+{
+    size_t i;
+    if (!cJSON_IsString(label))
+        return NULL;
+    for (i = 0; i < r->nlimiters; i++)
+        if (strcmp(r->rl_labels[i], label->valuestring) == 0)
+            return r->limiters[i];
+    return NULL;
+}
+
+static int parse_enum(const cJSON *v, const char *const *names, int n, int dflt)
+{
+    int i;
+    if (!cJSON_IsString(v))
+        return dflt;
+    for (i = 0; i < n; i++)
+        if (strcmp(v->valuestring, names[i]) == 0)
+            return i;
+    return -1;
+}
+
+static void put_decision(result *res, const rp_ratelimit_decision *d, int multi)
+{
+    put(res, "allowed", cJSON_CreateBool(d->allowed));
+    put(res, "limit", cJSON_CreateNumber((double)d->limit));
+    put(res, "remaining", cJSON_CreateNumber((double)d->remaining));
+    put(res, "retry_after", cJSON_CreateNumber((double)d->retry_after_ms));
+    put(res, "reset_after", cJSON_CreateNumber((double)d->reset_after_ms));
+    put(res, "degraded", cJSON_CreateBool(d->degraded));
+    if (multi)
+        put(res, "refused_by", cJSON_CreateNumber(d->refused_by));
+}
+
+/* Returns the operation's status; fills res on success. */
+static int run_ratelimit(runner *r, const char *op, const cJSON *step, const cJSON *args,
+                         result *res, rp_error *err)
+{
+    static const char *const algorithms[] = { "", "fixed_window", "sliding_log",
+                                              "sliding_window", "token_bucket", "gcra" };
+    static const char *const policies[] = { "report", "fail_open", "fail_closed" };
+    rp_ratelimit_decision d;
+    bytes subject = { NULL, 0 };
+    int rc;
+    if (strcmp(op, "new") == 0) {
+        rp_ratelimit_options o = RP_RATELIMIT_OPTIONS_INIT;
+        const cJSON *as = cJSON_GetObjectItemCaseSensitive(step, "as");
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(args, "name");
+        rp_ratelimit *rl = NULL;
+        if (!cJSON_IsString(as) || !cJSON_IsString(name) || r->nlimiters == MAX_LOCKS)
+            return runner_fail(err, "ratelimit.new needs \"as\" and a name");
+        o.algorithm = (rp_ratelimit_algorithm)parse_enum(
+            cJSON_GetObjectItemCaseSensitive(args, "algorithm"), algorithms, 6, 0);
+        o.limit = get_int(args, "limit", 0);
+        o.window_ms = get_int(args, "window", 0);
+        o.burst = get_int(args, "burst", 0);
+        o.on_error = (rp_ratelimit_on_error)parse_enum(
+            cJSON_GetObjectItemCaseSensitive(args, "on_error"), policies, 3, 0);
+        rc = rp_ratelimit_new(&rl, r->client, name->valuestring, &o, err);
+        if (rc == RP_OK) {
+            snprintf(r->rl_labels[r->nlimiters], sizeof r->rl_labels[0], "%s", as->valuestring);
+            r->limiters[r->nlimiters++] = rl;
+        }
+        return rc;
+    }
+    if (strcmp(op, "multi") == 0) {
+        rp_ratelimit *list[8];
+        const cJSON *label;
+        size_t n = 0;
+        cJSON_ArrayForEach(label, cJSON_GetObjectItemCaseSensitive(step, "limiters")) {
+            if (n == 8 || !(list[n++] = find_limiter(r, label)))
+                return runner_fail(err, "ratelimit.multi: unknown limiter label");
+        }
+        if (get_bytes(cJSON_GetObjectItemCaseSensitive(args, "subject"), &subject))
+            return runner_fail(err, "ratelimit.multi needs a subject");
+        rc = rp_ratelimit_multi(list, n, subject.data, subject.len, get_int(args, "cost", 1), &d, err);
+        free(subject.data);
+        if (rc == RP_OK)
+            put_decision(res, &d, 1);
+        return rc;
+    }
+    {
+        rp_ratelimit *rl = find_limiter(r, cJSON_GetObjectItemCaseSensitive(step, "limiter"));
+        if (!rl)
+            return runner_fail(err, "unknown limiter label");
+        if (strcmp(op, "batch") == 0) {
+            const cJSON *subjects = cJSON_GetObjectItemCaseSensitive(args, "subjects");
+            const cJSON *costs = cJSON_GetObjectItemCaseSensitive(args, "costs"), *item;
+            size_t n = (size_t)cJSON_GetArraySize(subjects), i = 0;
+            bytes *b = calloc(n ? n : 1, sizeof *b);
+            const void **ptrs = calloc(n ? n : 1, sizeof *ptrs);
+            size_t *lens = calloc(n ? n : 1, sizeof *lens);
+            int64_t *cs = calloc(n ? n : 1, sizeof *cs);
+            rp_op *bop = NULL;
+            cJSON_ArrayForEach(item, subjects) {
+                get_bytes(item, &b[i]);
+                ptrs[i] = b[i].data;
+                lens[i] = b[i].len;
+                cs[i] = costs ? (int64_t)cJSON_GetArrayItem(costs, (int)i)->valuedouble : 1;
+                i++;
+            }
+            rc = rp_ratelimit_batch_op(&bop, rl, n, ptrs, lens, cs, err);
+            if (rc == RP_OK)
+                rc = rp_client_run(r->client, bop, err);
+            if (rc == RP_OK) {
+                cJSON *allowed = cJSON_CreateArray(), *remaining = cJSON_CreateArray();
+                for (i = 0; i < n; i++) {
+                    rp_ratelimit_batch_result(bop, i, &d);
+                    cJSON_AddItemToArray(allowed, cJSON_CreateBool(d.allowed));
+                    cJSON_AddItemToArray(remaining, cJSON_CreateNumber((double)d.remaining));
+                }
+                put(res, "allowed", allowed);
+                put(res, "remaining", remaining);
+            }
+            rp_op_free(bop);
+            for (i = 0; i < n; i++)
+                free(b[i].data);
+            free(b);
+            free(ptrs);
+            free(lens);
+            free(cs);
+            return rc;
+        }
+        if (get_bytes(cJSON_GetObjectItemCaseSensitive(args, "subject"), &subject))
+            return runner_fail(err, "needs a subject");
+        if (strcmp(op, "check") == 0) {
+            rc = rp_ratelimit_check(rl, subject.data, subject.len, get_int(args, "cost", 1), &d, err);
+            if (rc == RP_OK)
+                put_decision(res, &d, 0);
+        } else if (strcmp(op, "reset") == 0) {
+            rc = rp_ratelimit_reset(rl, subject.data, subject.len, err);
+            if (rc == RP_OK)
+                put(res, "ok", cJSON_CreateTrue());
+        } else {
+            rc = runner_fail(err, "the C runner does not know this ratelimit op");
+        }
+        free(subject.data);
+        return rc;
+    }
 }
 
 static int run_op(runner *r, const cJSON *step)
@@ -197,6 +360,8 @@ static int run_op(runner *r, const cJSON *step)
             put(&res, "accepted", cJSON_CreateBool(fr.accepted));
             put(&res, "highest", cJSON_CreateNumber((double)fr.highest));
         }
+    } else if (strncmp(op, "ratelimit.", 10) == 0) {
+        rc = run_ratelimit(r, op + 10, step, args, &res, &err);
     } else {
         if (!(lock = find_lock(r, step)))
             return failf(r, "%s: unknown lock label", op);
@@ -357,6 +522,7 @@ static int run_case(runner *r, const char *ns, const cJSON *c)
     o.url = r->url;
     o.key_namespace = ns;
     r->nlocks = 0;
+    r->nlimiters = 0;
     if (rp_client_new(&r->client, &o, &err) != RP_OK)
         return failf(r, "client: %s", err.message);
     if (rp_client_command(r->client, 1, flush, NULL, &reply, &err) != RP_OK) {
@@ -386,6 +552,9 @@ out:
     for (i = 0; i < r->nlocks; i++)
         rp_lock_free(r->locks[i]);
     r->nlocks = 0;
+    for (i = 0; i < r->nlimiters; i++)
+        rp_ratelimit_free(r->limiters[i]);
+    r->nlimiters = 0;
     rp_client_free(r->client);
     r->client = NULL;
     return rc;
