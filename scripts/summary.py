@@ -5,6 +5,8 @@ import re
 import sys
 
 MATRIX = re.compile(r"^(matrix\[[^\]]+\]): (\d+) passed, (\d+) failed, (\d+) skipped\s*$")
+# other runners' closing lines: "<name>: N passed, F failed[, S skipped]"
+PLAIN = re.compile(r"^([\w.-]+(?:\[[^\]]+\])?): (\d+) passed, (\d+) failed(?:, (\d+) skipped)?\s*$")
 CTEST = re.compile(r"^\d+% tests passed, (\d+) tests? failed out of (\d+)")
 PYTEST = re.compile(r"^=+ (.*) in [\d.]+s.* =+$")
 
@@ -23,6 +25,13 @@ def main(logdir: str) -> int:
                     passed += int(m.group(2))
                     failed += int(m.group(3))
                     skipped += int(m.group(4))
+                    continue
+                m = PLAIN.match(line)
+                if m and not line.startswith("total:"):
+                    lines.append(line)
+                    passed += int(m.group(2))
+                    failed += int(m.group(3))
+                    skipped += int(m.group(4) or 0)
                     continue
                 m = CTEST.match(line)
                 if m:

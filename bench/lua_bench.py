@@ -1,0 +1,188 @@
+"""Lua benchmarks (make bench-lua). Starts its own private redis-servers (tests/harness):
+
+1. The lock cycle (try-acquire + release) in C (build/bench/bench_lock), Lua 5.4 and
+   LuaJIT (bench/lua_bench_lock.lua, blocking driver), in the same run: rounds alternate
+   the order of the three; each figure is the median over rounds. Target: Lua <= 1.10x C.
+2. Inside nginx (one worker): lock cycles per second through redpat's cosocket driver,
+   beside the same Redis commands sent by plain cosocket code in the same nginx (the
+   floor; tests/openresty/app.lua /bench/*). Target: redpat >= 0.9x the floor.
+
+Loopback round trips on a small VM are bimodal (client and server on one CPU, or woken
+across CPUs), which swamps a 10% target; so each part pins its processes (redis-server,
+the clients, nginx) to one CPU, the same for every side of a comparison.
+
+Writes bench/results/lua.json and bench/results/lua.md; prints the table. Exits 1 when a
+target is missed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from typing import Any, Dict, List, Tuple
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(ROOT, "tests", "harness"))
+from harness import RedisServer  # noqa: E402
+from nginx_harness import NginxServer  # noqa: E402
+
+
+def lua_env(version: str, tree: str) -> Dict[str, str]:
+    env = dict(os.environ)
+    if version == "5.4":
+        env["LUA_PATH_5_4"] = "%s/share/lua/5.4/?.lua;%s/share/lua/5.4/?/init.lua;;" % (tree, tree)
+        env["LUA_CPATH_5_4"] = "%s/lib/lua/5.4/?.so;;" % tree
+    else:
+        env["LUA_PATH"] = "%s/share/lua/5.1/?.lua;%s/share/lua/5.1/?/init.lua;;" % (tree, tree)
+        env["LUA_CPATH"] = "%s/lib/lua/5.1/?.so;;" % tree
+    return env
+
+
+def run_json(argv: List[str], env: Dict[str, str], cpu: int) -> Dict[str, Any]:
+    out = subprocess.run(argv, env=env, check=True, stdout=subprocess.PIPE,
+                         preexec_fn=lambda: os.sched_setaffinity(0, {cpu})).stdout
+    return json.loads(out)
+
+
+def http_json(url: str) -> Dict[str, Any]:
+    with urllib.request.urlopen(url, timeout=300) as r:
+        return json.loads(r.read())
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", default=os.path.join(ROOT, "build"))
+    ap.add_argument("--tree-54", default=os.path.join(ROOT, ".luarocks", "5.4"))
+    ap.add_argument("--tree-luajit", default=os.path.join(ROOT, ".luarocks", "luajit"))
+    ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
+    ap.add_argument("--iterations", type=int, default=3000)
+    ap.add_argument("--rounds", type=int, default=9)
+    ap.add_argument("--nginx-cycles", type=int, default=5000)
+    args = ap.parse_args()
+    cpu = max(os.sched_getaffinity(0))
+    bench_lock = os.path.join(args.build, "bench", "bench_lock")
+    if not os.access(bench_lock, os.X_OK):
+        print("lua_bench: %s is missing (make build)" % bench_lock, file=sys.stderr)
+        return 1
+    lua_script = os.path.join(HERE, "lua_bench_lock.lua")
+    it = str(args.iterations)
+    with RedisServer() as redis:
+        os.sched_setaffinity(redis.proc.pid, {cpu})
+        cycle_us, c_floor_us = blocking_part(args, redis.url, bench_lock, lua_script, it, cpu)
+    with RedisServer() as redis:
+        os.sched_setaffinity(redis.proc.pid, {cpu})
+        os.environ["REDPAT_TEST_URL"] = redis.url
+        ngx_us = nginx_part(args, cpu)
+    return report(args, cycle_us, c_floor_us, ngx_us)
+
+
+def blocking_part(args: argparse.Namespace, url: str, bench_lock: str, lua_script: str,
+                  it: str, cpu: int) -> Tuple[Dict[str, List[float]], List[float]]:
+
+    runners = {
+        "c": ([bench_lock, url, it, "1"], dict(os.environ)),
+        "lua5.4": (["lua5.4", lua_script, url, it, "1"], lua_env("5.4", args.tree_54)),
+        "luajit": (["luajit", lua_script, url, it, "1"], lua_env("luajit", args.tree_luajit)),
+    }
+    order = list(runners)
+    cycle_us: Dict[str, List[float]] = {k: [] for k in order}
+    c_floor_us: List[float] = []
+    for r in range(args.rounds):
+        for name in order[r % len(order):] + order[:r % len(order)]:
+            argv, env = runners[name]
+            res = run_json(argv, env, cpu)
+            cycle_us[name].append(float(res["redpat_cycle_us"]))
+            if name == "c":
+                c_floor_us.append(float(res["hiredis_cycle_us"]))
+    return cycle_us, c_floor_us
+
+
+def nginx_part(args: argparse.Namespace, cpu: int) -> Dict[str, List[float]]:
+    os.environ.setdefault("REDPAT_MATRIX_DIR", os.path.join(ROOT, "tests", "matrix"))
+    os.environ.setdefault("REDPAT_SCRIPTS_DIR", os.path.join(ROOT, "core", "scripts"))
+    ngx_us: Dict[str, List[float]] = {"redpat": [], "floor": [], "floor1": []}
+    with NginxServer(args.tree_luajit, [os.path.join(ROOT, "tests", "openresty"),
+                                        os.path.join(ROOT, "tests", "lua")],
+                     app="app", workers=1, cpus=[cpu]) as srv:
+        kinds = list(ngx_us)
+        for r in range(args.rounds):
+            for kind in kinds[r % 3:] + kinds[:r % 3]:
+                res = http_json("%s/bench/%s?n=%d" % (srv.url, kind, args.nginx_cycles))
+                ngx_us[kind].append(float(res["cycle_us"]))
+    return ngx_us
+
+
+def report(args: argparse.Namespace, cycle_us: Dict[str, List[float]], c_floor_us: List[float],
+           ngx_us: Dict[str, List[float]]) -> int:
+    med = {k: statistics.median(v) for k, v in cycle_us.items()}
+    ngx_med = {k: statistics.median(v) for k, v in ngx_us.items()}
+
+    # Ratios are taken within each round (neighbouring measurements share the machine's
+    # state), then their median: robust to load from other processes that comes and goes.
+    def paired(num: List[float], den: List[float]) -> float:
+        return statistics.median(n / d for n, d in zip(num, den))
+
+    ratio54 = paired(cycle_us["lua5.4"], cycle_us["c"])
+    ratiojit = paired(cycle_us["luajit"], cycle_us["c"])
+    # cycles/s of redpat over the floor's = floor µs / redpat µs
+    ngx_ratio = paired(ngx_us["floor"], ngx_us["redpat"])
+    ngx_ratio1 = paired(ngx_us["floor1"], ngx_us["redpat"])
+    targets = {
+        "lua5.4 <= 1.10x c": ratio54 <= 1.10,
+        "luajit <= 1.10x c": ratiojit <= 1.10,
+        "nginx redpat >= 0.9x floor": ngx_ratio >= 0.9,
+    }
+    result = {
+        "bench": "lua_lock",
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "iterations": args.iterations,
+        "rounds": args.rounds,
+        "nginx_cycles": args.nginx_cycles,
+        "cycle_us_median": med,
+        "cycle_us_rounds": cycle_us,
+        "c_hiredis_floor_cycle_us_median": statistics.median(c_floor_us),
+        "ratio_lua54_to_c": round(ratio54, 4),
+        "ratio_luajit_to_c": round(ratiojit, 4),
+        "nginx_cycle_us_median": ngx_med,
+        "nginx_cycle_us_rounds": ngx_us,
+        "nginx_cycles_per_s_median": {k: 1e6 / v for k, v in ngx_med.items()},
+        "nginx_redpat_to_floor": round(ngx_ratio, 4),
+        "nginx_redpat_to_floor_one_connection": round(ngx_ratio1, 4),
+        "targets_met": targets,
+    }
+    rows = [
+        ("C (rp_lock_acquire + rp_lock_release)", "%.2f µs" % med["c"], "1.00x"),
+        ("Lua 5.4 (blocking driver)", "%.2f µs" % med["lua5.4"], "%.3fx C" % ratio54),
+        ("LuaJIT (blocking driver)", "%.2f µs" % med["luajit"], "%.3fx C" % ratiojit),
+        ("nginx: redpat (cosocket driver)", "%.0f cycles/s" % (1e6 / ngx_med["redpat"]),
+         "%.3fx floor" % ngx_ratio),
+        ("nginx: floor, plain cosockets, pooled connection per command",
+         "%.0f cycles/s" % (1e6 / ngx_med["floor"]), "1.00x"),
+        ("nginx: plain cosockets, one pooled connection per cycle",
+         "%.0f cycles/s" % (1e6 / ngx_med["floor1"]), "redpat is %.3fx this" % ngx_ratio1),
+    ]
+    md = ["# Lua lock cycle benchmark", "",
+          "%s; %d iterations x %d interleaved rounds; times are medians over rounds, ratios "
+          "medians of per-round ratios; nginx: %d cycles per request, 1 worker." % (result["when"], args.iterations, args.rounds, args.nginx_cycles), "",
+          "| what | lock cycle (acquire + release) | ratio |", "|---|---|---|"]
+    md += ["| %s | %s | %s |" % row for row in rows]
+    md += ["", "Targets: " + ", ".join("%s: %s" % (k, "met" if v else "MISSED")
+                                       for k, v in targets.items())]
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "lua.json"), "w") as f:
+        json.dump(result, f, indent=2)
+        f.write("\n")
+    with open(os.path.join(args.out, "lua.md"), "w") as f:
+        f.write("\n".join(md) + "\n")
+    print("\n".join(md))
+    return 0 if all(targets.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

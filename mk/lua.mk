@@ -1,0 +1,63 @@
+# Lua frontend (issue 4): the redpat rock for Lua 5.4 and LuaJIT in local trees, its tests
+# (matrix runners, Lua-specific tests, OpenResty tests in a private nginx) and benchmarks.
+# Included by the top-level Makefile, which defines ROOT, BUILD, LOGS, HARNESS, bootstrap.
+LUA_TREES := $(ROOT)/.luarocks
+LUA_TREE_54 := $(LUA_TREES)/5.4
+LUA_TREE_JIT := $(LUA_TREES)/luajit
+LUA_STAGE := $(ROOT)/build/lua
+LUA_ROCKSPEC := lua/redpat-0.1.0-1.rockspec
+LUA_ROCK_CFLAGS := -O2 -fPIC -fvisibility=hidden -Wall
+LUAJIT_INCDIR := /usr/include/luajit-2.1
+
+# Environments that make `require "redpat"` load the rock from each local tree.
+LUA_ENV_54 := LUA_PATH_5_4="$(LUA_TREE_54)/share/lua/5.4/?.lua;$(LUA_TREE_54)/share/lua/5.4/?/init.lua;;" \
+	LUA_CPATH_5_4="$(LUA_TREE_54)/lib/lua/5.4/?.so;;"
+LUA_ENV_JIT := LUA_PATH="$(LUA_TREE_JIT)/share/lua/5.1/?.lua;$(LUA_TREE_JIT)/share/lua/5.1/?/init.lua;;" \
+	LUA_CPATH="$(LUA_TREE_JIT)/lib/lua/5.1/?.so;;"
+
+TEST_TARGETS += test-lua
+BENCH_TARGETS += bench-lua
+
+.PHONY: lua-rock lua-rock-5.4 lua-rock-luajit test-lua bench-lua
+
+lua-rock: lua-rock-5.4 lua-rock-luajit
+
+# Builds in a staging copy, so objects of the two Lua versions never mix and the source
+# tree stays clean; the generated scripts file goes where the rockspec names it.
+# $(1): tree name, $(2): luarocks options
+define lua_rock_build
+	@for f in $(ROOT)/core/src/*.c; do \
+	  grep -q "\"core/src/$$(basename $$f)\"" $(ROOT)/$(LUA_ROCKSPEC) || \
+	    { echo "lua.mk: $(LUA_ROCKSPEC) does not list core/src/$$(basename $$f)" >&2; exit 1; }; \
+	done
+	rm -rf $(LUA_STAGE)/stage-$(1)
+	mkdir -p $(LUA_STAGE)/stage-$(1)/build/lua/gen
+	cp -r $(ROOT)/core $(ROOT)/lua $(LUA_STAGE)/stage-$(1)/
+	sh $(ROOT)/core/scripts/embed.sh $(LUA_STAGE)/stage-$(1)/build/lua/gen/rp_scripts_gen.c $(ROOT)/core/scripts
+	cd $(LUA_STAGE)/stage-$(1) && luarocks $(2) --tree $(LUA_TREES)/$(1) make $(LUA_ROCKSPEC) \
+	  CFLAGS="$(LUA_ROCK_CFLAGS)" >$(LUA_STAGE)/luarocks-$(1).log 2>&1 || \
+	  { cat $(LUA_STAGE)/luarocks-$(1).log; exit 1; }
+	@echo "lua.mk: built the redpat rock into $(LUA_TREES)/$(1)"
+endef
+
+lua-rock-5.4: bootstrap
+	$(call lua_rock_build,5.4,--lua-version 5.4)
+
+lua-rock-luajit: bootstrap
+	$(call lua_rock_build,luajit,--lua-version 5.1 LUA_INCDIR=$(LUAJIT_INCDIR))
+
+test-lua: lua-rock
+	@mkdir -p $(LOGS)
+	$(HARNESS) env $(LUA_ENV_54) lua5.4 $(ROOT)/tests/lua/run_matrix.lua lua5.4 2>&1 | tee $(LOGS)/test-lua-matrix-lua5.4.log
+	$(HARNESS) env $(LUA_ENV_JIT) luajit $(ROOT)/tests/lua/run_matrix.lua luajit 2>&1 | tee $(LOGS)/test-lua-matrix-luajit.log
+	$(HARNESS) env $(LUA_ENV_54) lua5.4 $(ROOT)/tests/lua/test_lua.lua lua5.4 2>&1 | tee $(LOGS)/test-lua-specific-lua5.4.log
+	$(HARNESS) env $(LUA_ENV_JIT) luajit $(ROOT)/tests/lua/test_lua.lua luajit 2>&1 | tee $(LOGS)/test-lua-specific-luajit.log
+	$(HARNESS) env $(LUA_ENV_54) lua5.4 $(ROOT)/examples/lua/lock.lua 2>&1 | tee $(LOGS)/test-lua-example.log
+	$(HARNESS) python3 $(ROOT)/tests/openresty/run_tests.py --tree $(LUA_TREE_JIT) 2>&1 | tee $(LOGS)/test-lua-openresty.log
+
+# Starts its own pinned redis-servers and nginx (see bench/lua_bench.py); needs the C
+# bench binary from `build`.
+bench-lua: lua-rock build
+	@mkdir -p $(ROOT)/bench/results
+	python3 $(ROOT)/bench/lua_bench.py --build $(BUILD) --tree-54 $(LUA_TREE_54) \
+	  --tree-luajit $(LUA_TREE_JIT) --out $(ROOT)/bench/results

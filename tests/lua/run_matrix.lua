@@ -1,0 +1,32 @@
+-- Runs every case of the shared test matrix through the redpat Lua API (blocking driver).
+-- Usage (beside a private redis-server, see tests/harness/harness.py):
+--   lua5.4 tests/lua/run_matrix.lua [frontend]     -> matrix[lua5.4]: N passed, F failed, S skipped
+--   luajit tests/lua/run_matrix.lua [frontend]     -> matrix[luajit]: ...
+-- Env: REDPAT_TEST_URL (required), REDPAT_MATRIX_DIR (default tests/matrix).
+local here = (arg and arg[0] or ""):match("^(.*)/[^/]*$") or "."
+package.path = here .. "/?.lua;" .. package.path
+
+local cjson = require "cjson"
+local redpat = require "redpat"
+local matrix = require "matrix"
+local core = require "redpat.core"
+
+local frontend = arg[1] or (jit and "luajit" or "lua5.4")
+local url = assert(os.getenv("REDPAT_TEST_URL"), "REDPAT_TEST_URL is not set")
+local dir = os.getenv("REDPAT_MATRIX_DIR") or (here .. "/../matrix")
+
+local cases = matrix.load(dir, cjson)
+local env = { redpat = redpat, url = url, sleep_ms = core.sleep_ms }
+local passed, failed = 0, 0
+for _, case in ipairs(cases) do
+    local ok, why = matrix.run_case(case, env)
+    if ok then
+        passed = passed + 1
+    else
+        failed = failed + 1
+        io.stderr:write(("FAIL [%s] %s: %s\n"):format(frontend, case.name, tostring(why)))
+    end
+end
+io.stdout:write(("matrix[%s]: %d passed, %d failed, 0 skipped\n"):format(frontend, passed, failed))
+io.stdout:flush()
+os.exit((failed == 0 and passed > 0) and 0 or 1)

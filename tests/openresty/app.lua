@@ -1,0 +1,359 @@
+--- The test and benchmark app that runs inside nginx (started by
+-- tests/harness/nginx_harness.py). Every route runs redpat over cosockets in a request
+-- handler. Routes (GET, JSON answers):
+--   /ping                        liveness
+--   /driver                      which driver redpat picked inside nginx
+--   /matrix/list                 names of the shared matrix cases
+--   /matrix/case?name=N          runs one case here; {ok, why}
+--   /cycle?name=&n=&hold_ms=     n lock cycles on one name, checking exclusion
+--   /nonblocking                 a waiting acquire must let other light threads run
+--   /errors                      error values over cosockets (refused connection, db select)
+--   /bench/redpat?n=             lock cycle (try-acquire + release) through redpat
+--   /bench/floor?n=              the same Redis commands by plain cosocket code
+--   /bench/floor1?n=             the same, one pooled connection per cycle
+local cjson = require "cjson.safe"
+local redpat = require "redpat"
+local core = require "redpat.core"
+local matrix = require "matrix"
+
+local ngx = ngx
+local M = {}
+
+local cases, by_name = {}, {}
+
+local function test_url()
+    return assert(os.getenv("REDPAT_TEST_URL"), "REDPAT_TEST_URL is not passed to nginx")
+end
+
+local release_src -- the release script's text, for the floor to SCRIPT LOAD
+
+function M.init()
+    local sdir = os.getenv("REDPAT_SCRIPTS_DIR")
+    if sdir then
+        local f = assert(io.open(sdir .. "/lock_release.lua", "rb"))
+        release_src = f:read("*a")
+        f:close()
+    end
+    local dir = os.getenv("REDPAT_MATRIX_DIR")
+    if dir then
+        cases = matrix.load(dir, require "cjson")
+        for _, c in ipairs(cases) do
+            by_name[c.name] = c
+        end
+    end
+end
+
+local function reply(status, body)
+    ngx.status = status
+    ngx.header["Content-Type"] = "application/json"
+    ngx.say(cjson.encode(body))
+end
+
+local clients = {}
+local function get_client(namespace, opts)
+    local key = namespace .. "/" .. tostring(opts and opts.pool_size)
+    local c = clients[key]
+    if not c then
+        local o = { namespace = namespace }
+        for k, v in pairs(opts or {}) do
+            o[k] = v
+        end
+        c = assert(redpat.connect(test_url(), o))
+        clients[key] = c
+    end
+    return c
+end
+
+local routes = {}
+
+routes["/ping"] = function()
+    return reply(200, { pong = true })
+end
+
+routes["/driver"] = function()
+    return reply(200, { driver = get_client("drv"):driver() })
+end
+
+routes["/matrix/list"] = function()
+    local names = {}
+    for i, c in ipairs(cases) do
+        names[i] = c.name
+    end
+    return reply(200, { cases = names })
+end
+
+routes["/matrix/case"] = function(args)
+    local case = by_name[args.name or ""]
+    if not case then
+        return reply(404, { ok = false, why = "no such case: " .. tostring(args.name) })
+    end
+    local ok, why = matrix.run_case(case, {
+        redpat = redpat,
+        url = test_url(),
+        sleep_ms = function(ms)
+            ngx.sleep(ms / 1000)
+        end,
+    })
+    return reply(200, { ok = ok, why = why })
+end
+
+-- n lock cycles on one name. Inside each critical section: a Redis counter of holders
+-- (must read 1) and a deliberately non-atomic read-modify-write of a total (GET, yield,
+-- SET), which loses updates unless the lock excludes. Returns the cycles done.
+routes["/cycle"] = function(args)
+    local name = assert(args.name, "name")
+    local n = tonumber(args.n or "5")
+    local hold = tonumber(args.hold_ms or "1") / 1000
+    local client = get_client("cc", { pool_size = tonumber(args.pool_size or "256") })
+    local inside_key, total_key = "cc:inside:{" .. name .. "}", "cc:total:{" .. name .. "}"
+    local done, violations, errors = 0, 0, {}
+    for _ = 1, n do
+        local lock = assert(client:lock(name, { ttl = 10000 }))
+        local acquired, err = lock:acquire({ wait = 20000, retry_min = 2, retry_max = 20 })
+        if not acquired then
+            errors[#errors + 1] = "acquire: " .. tostring(err or "busy")
+        else
+            local inside = client:command("INCR", inside_key)
+            if inside ~= 1 then
+                violations = violations + 1
+            end
+            local total = tonumber(client:command("GET", total_key)) or 0
+            ngx.sleep(hold)
+            client:command("SET", total_key, total + 1)
+            client:command("DECR", inside_key)
+            local released, rerr = lock:release()
+            if released then
+                done = done + 1
+            else
+                errors[#errors + 1] = "release: " .. tostring(rerr)
+            end
+        end
+    end
+    return reply(200, { cycles = done, violations = violations, errors = errors, pid = ngx.worker.pid() })
+end
+
+routes["/nonblocking"] = function()
+    local client = get_client("nb")
+    local name = "nb-" .. ngx.worker.pid() .. "-" .. tostring(ngx.now())
+    local a = assert(client:lock(name, { ttl = 5000 }))
+    local b = assert(client:lock(name, { ttl = 5000 }))
+    assert(a:acquire())
+    local ticks = 0
+    local ticker = ngx.thread.spawn(function()
+        for _ = 1, 40 do
+            ngx.sleep(0.01)
+            ticks = ticks + 1
+        end
+    end)
+    local holder = ngx.thread.spawn(function()
+        ngx.sleep(0.2)
+        return a:release()
+    end)
+    local t0 = core.clock_us()
+    local acquired, fence_or_err, attempts = b:acquire({ wait = 3000, retry_min = 5, retry_max = 20 })
+    local waited_ms = (core.clock_us() - t0) / 1000
+    local ticks_at = ticks
+    local _, released = ngx.thread.wait(holder)
+    ngx.thread.wait(ticker)
+    if acquired then
+        b:release()
+    end
+    return reply(200, {
+        acquired = acquired,
+        err = acquired == nil and tostring(fence_or_err) or nil,
+        attempts = attempts,
+        waited_ms = waited_ms,
+        ticks_during_wait = ticks_at,
+        holder_released = released,
+    })
+end
+
+routes["/errors"] = function()
+    local out = {}
+    -- a refused connection: nil, err with the core's status name
+    local dead = assert(redpat.connect("redis://127.0.0.1:1/0", { connect_timeout = 500 }))
+    local lock = assert(dead:lock("x"))
+    local acquired, err = lock:acquire()
+    out.refused = { acquired = acquired, name = err and err.name, message = err and err.message }
+    -- release of a lock never acquired: not_owned
+    local c = get_client("er")
+    local l2 = assert(c:lock("never"))
+    local ok, err2 = l2:release()
+    out.not_owned = { ok = ok, name = err2 and err2.name }
+    -- an error reply from a raw command
+    c:command("SET", "er:str", "x")
+    local v, err3 = c:command("LPUSH", "er:str", "y")
+    out.reply_error = { value = v, name = err3 and err3.name, message = err3 and err3.message }
+    -- a URL with a database: the cosocket driver must SELECT it on new connections
+    local url3 = test_url():gsub("/%d+$", "") .. "/3"
+    local c3 = assert(redpat.connect(url3, { namespace = "er", pool = "redpat-test-db3" }))
+    local l3 = assert(c3:lock("db3"))
+    local got3 = l3:acquire()
+    local in0 = c:command("EXISTS", "er:lock:{db3}")
+    local in3 = c3:command("EXISTS", "er:lock:{db3}")
+    l3:release()
+    out.select = { acquired = got3, exists_db0 = in0, exists_db3 = in3 }
+    -- binary bytes through cosockets
+    local bin = "a\0b\r\n\255"
+    local lb = assert(c:lock(bin))
+    local gotb = lb:acquire({ token = "t\0k\r\n" })
+    local stored = c:command("GET", "er:lock:{" .. bin .. "}")
+    lb:release()
+    out.binary = { acquired = gotb, token_roundtrip = stored == "t\0k\r\n" }
+    -- a reply slower than command_timeout: timeout, and the socket is not pooled
+    local slow = assert(redpat.connect(test_url(), { namespace = "er", command_timeout = 100,
+                                                      pool = "redpat-test-slow" }))
+    local sv, serr = slow:command("DEBUG", "SLEEP", "0.4")
+    ngx.sleep(0.5)
+    local after = slow:command("PING")
+    out.timeout = { value = sv, name = serr and serr.name, ping_after = after }
+    return reply(200, out)
+end
+
+-- ---- benchmarks
+
+local function endpoint()
+    local host, port = test_url():match("^redis://([^:/]+):(%d+)")
+    return host, tonumber(port)
+end
+
+local function warmup_count(n)
+    local w = math.floor(n / 10)
+    return w < 100 and 100 or w
+end
+
+routes["/bench/redpat"] = function(args)
+    local n = tonumber(args.n or "2000")
+    local client = get_client("rpbench", { pool_size = 64 })
+    local lock = assert(client:lock("cyc-o", { ttl = 30000 }))
+    local function cycle()
+        local acquired, err = lock:acquire()
+        if not acquired then
+            error("acquire: " .. tostring(err or "busy"))
+        end
+        local ok, rerr = lock:release()
+        if not ok then
+            error("release: " .. tostring(rerr))
+        end
+    end
+    for _ = 1, warmup_count(n) do
+        cycle()
+    end
+    local t0 = core.clock_us()
+    for _ = 1, n do
+        cycle()
+    end
+    local us = (core.clock_us() - t0) / n
+    return reply(200, { cycle_us = us, cycles_per_s = 1e6 / us, n = n })
+end
+
+local tcp = ngx.socket.tcp
+local format = string.format
+
+-- The floor: the lock cycle's Redis commands written by hand over plain cosockets, as lean
+-- as such code gets (constant RESP parts built once, one concatenation per request, line
+-- reads as lua-resty-redis does): SET key token NX PX 30000, then EVALSHA of the same
+-- release script redpat runs.
+local FLOOR_KEY = "rpbench:lock:{cyc-f}" -- same shape and length as redpat's key
+local POOL = { pool = "floor", pool_size = 64 }
+local SET_HEAD = "*6\r\n$3\r\nSET\r\n$" .. #FLOOR_KEY .. "\r\n" .. FLOOR_KEY .. "\r\n$32\r\n"
+local SET_TAIL = "\r\n$2\r\nNX\r\n$2\r\nPX\r\n$5\r\n30000\r\n"
+local eval_head -- built once the script's SHA is known
+
+local function floor_connect(host, port)
+    local sock = tcp()
+    sock:settimeouts(2000, 2000, 2000)
+    local ok, err = sock:connect(host, port, POOL)
+    if not ok then
+        error("connect: " .. tostring(err))
+    end
+    return sock
+end
+
+local function floor_exchange(sock, req)
+    local ok, err = sock:send(req)
+    if not ok then
+        error("send: " .. tostring(err))
+    end
+    local line, rerr = sock:receive()
+    if not line then
+        error("receive: " .. tostring(rerr))
+    end
+    return line
+end
+
+local function floor_setup(host, port)
+    if eval_head then
+        return
+    end
+    local src = assert(release_src, "REDPAT_SCRIPTS_DIR is not passed to nginx")
+    local sock = floor_connect(host, port)
+    local line = floor_exchange(sock, "*3\r\n$6\r\nSCRIPT\r\n$4\r\nLOAD\r\n$" .. #src .. "\r\n" .. src .. "\r\n")
+    assert(line == "$40", "SCRIPT LOAD: " .. tostring(line))
+    local sha = sock:receive(40)
+    sock:receive() -- CRLF
+    sock:setkeepalive(60000, 64)
+    eval_head = "*5\r\n$7\r\nEVALSHA\r\n$40\r\n" .. sha .. "\r\n$1\r\n1\r\n$" .. #FLOOR_KEY .. "\r\n"
+        .. FLOOR_KEY .. "\r\n$32\r\n"
+end
+
+-- Acquire and release each take a pooled connection (as a lock's acquire and release do,
+-- with work between them); one_conn keeps one connection for the whole cycle.
+local serial = 0
+local token_prefix
+local function floor_cycle(host, port, one_conn)
+    serial = serial + 1
+    token_prefix = token_prefix or format("%016x", ngx.worker.pid())
+    local token = token_prefix .. format("%016x", serial)
+    local sock = floor_connect(host, port)
+    local line = floor_exchange(sock, SET_HEAD .. token .. SET_TAIL)
+    if line ~= "+OK" then
+        error("SET: " .. tostring(line))
+    end
+    if not one_conn then
+        sock:setkeepalive(60000, 64)
+        sock = floor_connect(host, port)
+    end
+    line = floor_exchange(sock, eval_head .. token .. "\r\n")
+    if line ~= ":1" then
+        error("EVALSHA: " .. tostring(line))
+    end
+    sock:setkeepalive(60000, 64)
+end
+
+local function bench_floor(args, one_conn)
+    local n = tonumber(args.n or "2000")
+    local host, port = endpoint()
+    floor_setup(host, port)
+    for _ = 1, warmup_count(n) do
+        floor_cycle(host, port, one_conn)
+    end
+    local t0 = core.clock_us()
+    for _ = 1, n do
+        floor_cycle(host, port, one_conn)
+    end
+    local us = (core.clock_us() - t0) / n
+    return reply(200, { cycle_us = us, cycles_per_s = 1e6 / us, n = n })
+end
+
+routes["/bench/floor"] = function(args)
+    return bench_floor(args, false)
+end
+
+routes["/bench/floor1"] = function(args)
+    return bench_floor(args, true)
+end
+
+function M.handle()
+    local route = routes[ngx.var.uri]
+    if not route then
+        return reply(404, { error = "no route " .. ngx.var.uri })
+    end
+    local ok, err = pcall(route, ngx.req.get_uri_args())
+    if not ok then
+        ngx.log(ngx.ERR, "route ", ngx.var.uri, " raised: ", tostring(err))
+        return reply(500, { error = tostring(err) })
+    end
+end
+
+return M

@@ -1,0 +1,206 @@
+"""OpenResty tests: the shared matrix and the nginx-specific tests, each run inside a real
+nginx (Debian's lua module on luajit2) that this script starts, reached over HTTP.
+
+Run beside a private redis-server:
+    python3 tests/harness/harness.py run -- python3 tests/openresty/run_tests.py [--tree T]
+
+Prints `matrix[openresty]: N passed, F failed, S skipped`, then
+`openresty-tests: N passed, F failed`; exits non-zero on any failure.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import sys
+import time
+import urllib.parse
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Dict, List, Tuple
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, "tests", "harness"))
+from nginx_harness import NginxServer  # noqa: E402
+
+
+def get(base: str, path: str, timeout: float = 60.0, **params: Any) -> Tuple[int, Dict[str, Any]]:
+    url = base + path
+    if params:
+        url += "?" + urllib.parse.urlencode(params)
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status, json.loads(r.read().decode())
+    except urllib.error.HTTPError as e:
+        body = e.read().decode(errors="replace")
+        try:
+            return e.code, json.loads(body)
+        except ValueError:
+            return e.code, {"error": body}
+
+
+def redis_command(port: int, *args: str) -> Any:
+    """One RESP command on a fresh connection (status/bulk/int replies only)."""
+    req = b"*%d\r\n" % len(args) + b"".join(
+        b"$%d\r\n%s\r\n" % (len(a.encode()), a.encode()) for a in args)
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(req)
+        f = s.makefile("rb")
+        line = f.readline()
+        if line[:1] == b"$":
+            n = int(line[1:])
+            return None if n < 0 else f.read(n + 2)[:-2].decode()
+        if line[:1] == b":":
+            return int(line[1:])
+        if line[:1] == b"-":
+            raise RuntimeError(line.decode().strip())
+        return line[1:].decode().strip()
+
+
+def connections_received(port: int) -> int:
+    info = redis_command(port, "INFO", "stats")
+    for line in info.splitlines():
+        if line.startswith("total_connections_received:"):
+            return int(line.split(":", 1)[1])
+    raise RuntimeError("no total_connections_received in INFO")
+
+
+def run_matrix(base: str) -> int:
+    status, body = get(base, "/matrix/list")
+    if status != 200 or not body.get("cases"):
+        print("FAIL [openresty] cannot list the matrix: %s %s" % (status, body), file=sys.stderr)
+        print("matrix[openresty]: 0 passed, 1 failed, 0 skipped", flush=True)
+        return 1
+    passed = failed = 0
+    for name in body["cases"]:
+        status, res = get(base, "/matrix/case", name=name)
+        if status == 200 and res.get("ok") is True:
+            passed += 1
+        else:
+            failed += 1
+            print("FAIL [openresty] %s: %s" % (name, res.get("why") or res), file=sys.stderr)
+    print("matrix[openresty]: %d passed, %d failed, 0 skipped" % (passed, failed), flush=True)
+    return failed
+
+
+def test_driver(base: str, port: int) -> None:
+    status, body = get(base, "/driver")
+    assert status == 200 and body["driver"] == "cosocket", body
+
+
+def test_concurrency(base: str, port: int) -> None:
+    """200 concurrent requests doing lock cycles, 150 of them on 5 shared names: no two
+    holders ever overlap, no update is lost, and the connection pool is reused."""
+    n_requests, cycles, shared = 200, 5, 5
+    names = ["shared-%d" % (i % shared) if i < 150 else "solo-%d" % i for i in range(n_requests)]
+    before = connections_received(port)
+
+    def one(i: int) -> Tuple[int, Dict[str, Any]]:
+        return get(base, "/cycle", timeout=120, name=names[i], n=cycles, hold_ms=1)
+
+    t0 = time.monotonic()
+    with ThreadPoolExecutor(max_workers=n_requests) as pool:
+        results = list(pool.map(one, range(n_requests)))
+    elapsed = time.monotonic() - t0
+    after = connections_received(port)
+
+    pids = set()
+    per_name: Dict[str, int] = {}
+    for i, (status, body) in enumerate(results):
+        assert status == 200, (names[i], status, body)
+        assert body["violations"] == 0, ("exclusion violated", names[i], body)
+        assert not body["errors"], (names[i], body["errors"])
+        assert body["cycles"] == cycles, (names[i], body)
+        per_name[names[i]] = per_name.get(names[i], 0) + body["cycles"]
+        pids.add(body["pid"])
+    for name, done in per_name.items():
+        total = redis_command(port, "GET", "cc:total:{%s}" % name)
+        assert total is not None and int(total) == done, \
+            ("lost updates: the lock did not exclude", name, total, done)
+        assert int(redis_command(port, "GET", "cc:inside:{%s}" % name)) == 0, name
+    # each cycle is at least 6 round trips (acquire, INCR, GET, SET, DECR, release)
+    round_trips = n_requests * cycles * 6
+    opened = after - before
+    assert opened <= 2 * n_requests, ("pool not reused", opened, round_trips)
+    assert opened * 10 < round_trips, ("pool not reused", opened, round_trips)
+    print("  concurrency: %d requests x %d cycles on %d workers in %.2fs; %d round trips over "
+          "%d new connections" % (n_requests, cycles, len(pids), elapsed, round_trips, opened))
+
+
+def test_nonblocking(base: str, port: int) -> None:
+    status, body = get(base, "/nonblocking")
+    assert status == 200, body
+    assert body["acquired"] is True, body
+    assert body["attempts"] > 1, body
+    assert 150 <= body["waited_ms"] <= 2000, body
+    # a 10 ms ticker in the same request kept running while the acquire waited
+    assert body["ticks_during_wait"] >= 8, body
+    assert body["holder_released"] is True, body
+
+
+def test_errors(base: str, port: int) -> None:
+    status, body = get(base, "/errors")
+    assert status == 200, body
+    assert body["refused"].get("acquired") is None and body["refused"]["name"] == "transport", body
+    assert body["not_owned"] == {"name": "not_owned"}, body
+    assert body["reply_error"]["name"] == "reply" and "WRONGTYPE" in body["reply_error"]["message"], body
+    assert body["select"] == {"acquired": True, "exists_db0": 0, "exists_db3": 1}, body
+    assert body["binary"] == {"acquired": True, "token_roundtrip": True}, body
+    assert body["timeout"] == {"name": "timeout", "ping_after": "PONG"}, body
+
+
+def test_example(tree: str) -> None:
+    """examples/lua/openresty/lock_example.lua, served by its own nginx."""
+    example_dir = os.path.join(ROOT, "examples", "lua", "openresty")
+    with NginxServer(tree, [example_dir], app="lock_example", workers=1) as ex:
+        status, body = get(ex.url, "/work")
+    assert status == 200, (status, body)
+    assert body["driver"] == "cosocket" and body["accepted"] is True, body
+    assert body["released"] is True and body["fence"] >= 1, body
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--tree", default=os.environ.get("REDPAT_LUAJIT_TREE",
+                                                     os.path.join(ROOT, ".luarocks", "luajit")))
+    ap.add_argument("--workers", type=int, default=2)
+    args = ap.parse_args()
+    port = int(os.environ["REDPAT_TEST_PORT"])
+    os.environ.setdefault("REDPAT_MATRIX_DIR", os.path.join(ROOT, "tests", "matrix"))
+    os.environ.setdefault("REDPAT_SCRIPTS_DIR", os.path.join(ROOT, "core", "scripts"))
+
+    tests: List[Tuple[str, Callable[[str, int], None]]] = [
+        ("driver is cosocket inside nginx", test_driver),
+        ("error values over cosockets", test_errors),
+        ("a waiting acquire does not block the worker", test_nonblocking),
+        ("200 concurrent lock cycles: exclusion and pool reuse", test_concurrency),
+    ]
+    with NginxServer(args.tree, [HERE, os.path.join(ROOT, "tests", "lua")], app="app",
+                     workers=args.workers) as srv:
+        failures = run_matrix(srv.url)
+        passed = failed = 0
+        for name, fn in tests:
+            try:
+                fn(srv.url, port)
+                passed += 1
+                print("ok   %s" % name)
+            except Exception as e:  # noqa: BLE001 - report every failure, keep going
+                failed += 1
+                print("FAIL %s: %r" % (name, e))
+        try:
+            test_example(args.tree)
+            passed += 1
+            print("ok   the OpenResty example answers")
+        except Exception as e:  # noqa: BLE001
+            failed += 1
+            print("FAIL the OpenResty example: %r" % (e,))
+        print("openresty-tests: %d passed, %d failed" % (passed, failed), flush=True)
+        if failures or failed:
+            print("--- nginx error log (tail) ---\n" + srv.log_tail(), file=sys.stderr)
+    return 1 if failures or failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
