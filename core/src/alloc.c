@@ -102,3 +102,19 @@ void rp_buf__free(const rp_allocator *a, rp_buf *b)
     b->data = NULL;
     b->len = b->cap = 0;
 }
+
+size_t rp_fmt__i64(char out[RP_I64_CHARS], int64_t v)
+{
+    char tmp[RP_I64_CHARS];
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    size_t n = 0, len = 0;
+    do {
+        tmp[n++] = (char)('0' + (u % 10u));
+        u /= 10u;
+    } while (u);
+    if (v < 0)
+        out[len++] = '-';
+    while (n)
+        out[len++] = tmp[--n];
+    return len;
+}

@@ -21,10 +21,10 @@ static int fence_advance(rp_op *op, void *state, uint64_t now_ms)
     int rc;
     (void)now_ms;
     if (!s->sent) {
-        char token[24];
-        int n = snprintf(token, sizeof token, "%" PRId64, s->token);
+        char token[RP_I64_CHARS];
+        size_t n = rp_fmt__i64(token, s->token);
         const char *argv[] = { s->key.data, token };
-        size_t lens[] = { s->key.len, (size_t)n };
+        size_t lens[] = { s->key.len, n };
         s->sent = 1;
         return rp_op__script(op, 0, "fence_check", 1, 1, argv, lens);
     }

@@ -40,6 +40,11 @@ typedef struct rp_buf {
 RP_INTERNAL int rp_buf__append(const rp_allocator *a, rp_buf *b, const void *src, size_t len);
 RP_INTERNAL void rp_buf__free(const rp_allocator *a, rp_buf *b);
 
+/* --- integers as decimal text (hot paths: snprintf costs more than the rest of an op) --- */
+#define RP_I64_CHARS 21
+/* Writes v in decimal to out (no NUL); returns the length. */
+RP_INTERNAL size_t rp_fmt__i64(char out[RP_I64_CHARS], int64_t v);
+
 /* --- randomness (OS CSPRNG) --- */
 RP_INTERNAL int rp_random__bytes(void *out, size_t len);
 /* Uniform in [lo, hi]; falls back to hi if the CSPRNG fails (jitter is best effort). */

@@ -17,6 +17,8 @@ struct rp_lock {
     rp_buf key;       /* <ns>:lock:{name} */
     rp_buf fence_key; /* <ns>:lock:{name}:fence */
     int64_t ttl_ms;
+    char ttl_text[RP_I64_CHARS]; /* ttl_ms in decimal, formatted once */
+    size_t ttl_len;
     int fenced;
     char *token;      /* NULL: not held by this handle */
     size_t token_len;
@@ -55,6 +57,7 @@ int rp_lock_new(rp_lock **out, rp_client *client, const void *name, size_t name_
         return rp_error__set(err, RP_ENOMEM, "out of memory creating the lock");
     l->client = client;
     l->ttl_ms = o->ttl_ms;
+    l->ttl_len = rp_fmt__i64(l->ttl_text, o->ttl_ms);
     l->fenced = o->fenced != 0;
     l->name = rp_alloc__memdup(a, name, name_len);
     l->name_len = name_len;
@@ -114,17 +117,15 @@ typedef struct acquire_state {
 static int send_attempt(rp_op *op, acquire_state *s)
 {
     rp_lock *l = s->lock;
-    char ttl[24];
-    int n = snprintf(ttl, sizeof ttl, "%" PRId64, l->ttl_ms);
     s->waiting_reply = 1;
     s->result.attempts++;
     if (l->fenced) {
-        const char *argv[] = { l->key.data, l->fence_key.data, s->token, ttl };
-        size_t lens[] = { l->key.len, l->fence_key.len, s->token_len, (size_t)n };
+        const char *argv[] = { l->key.data, l->fence_key.data, s->token, l->ttl_text };
+        size_t lens[] = { l->key.len, l->fence_key.len, s->token_len, l->ttl_len };
         return rp_op__script(op, 0, "lock_acquire_fenced", 2, 2, argv, lens);
     } else {
-        const char *argv[] = { "SET", l->key.data, s->token, "NX", "PX", ttl };
-        size_t lens[] = { 3, l->key.len, s->token_len, 2, 2, (size_t)n };
+        const char *argv[] = { "SET", l->key.data, s->token, "NX", "PX", l->ttl_text };
+        size_t lens[] = { 3, l->key.len, s->token_len, 2, 2, l->ttl_len };
         return rp_op__command(op, 0, 6, argv, lens);
     }
 }
@@ -354,11 +355,11 @@ static int extend_advance(rp_op *op, void *state, uint64_t now_ms)
     int rc;
     (void)now_ms;
     if (!s->base.sent) {
-        char ms[24];
-        int n = snprintf(ms, sizeof ms, "%" PRId64, s->ms);
+        char ms[RP_I64_CHARS];
+        size_t n = rp_fmt__i64(ms, s->ms);
         const char *argv[] = { s->base.lock->key.data, s->base.lock->token, ms,
                                s->replace ? "1" : "0" };
-        size_t lens[] = { s->base.lock->key.len, s->base.lock->token_len, (size_t)n, 1 };
+        size_t lens[] = { s->base.lock->key.len, s->base.lock->token_len, n, 1 };
         s->base.sent = 1;
         return rp_op__script(op, 0, "lock_extend", 1, 3, argv, lens);
     }

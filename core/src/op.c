@@ -171,16 +171,15 @@ int rp_op__script(rp_op *op, size_t node, const char *script, int nkeys, int nar
     const rp_script *s = rp_script__find(rp_client__scripts(op->client), script);
     const char *full[RP_SCRIPT_MAX_ARGS + 3];
     size_t lens[RP_SCRIPT_MAX_ARGS + 3];
-    char numkeys[16];
+    char numkeys[RP_I64_CHARS];
     int i, total = nkeys + nargs;
     if (!s)
         return rp_op__fail(op, RP_ESTATE, "script %s is not embedded in this build", script);
     if (nkeys < 0 || nargs < 0 || total > RP_SCRIPT_MAX_ARGS)
         return rp_op__fail(op, RP_ESTATE, "script %s: bad argument count", script);
-    snprintf(numkeys, sizeof numkeys, "%d", nkeys);
     full[0] = "EVALSHA"; lens[0] = 7;
     full[1] = s->sha1; lens[1] = 40;
-    full[2] = numkeys; lens[2] = strlen(numkeys);
+    full[2] = numkeys; lens[2] = rp_fmt__i64(numkeys, nkeys);
     for (i = 0; i < total; i++) {
         full[3 + i] = argv[i];
         lens[3 + i] = argvlen ? argvlen[i] : strlen(argv[i]);

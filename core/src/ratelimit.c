@@ -116,7 +116,8 @@ static int queue_check(rp_op *op, const check_call *call, const void *subject, s
     enum { NUMS = 2 + 4 * RP_MULTI_MAX, KEYS = 2 * RP_MULTI_MAX };
     const char *argv[KEYS + NUMS];
     size_t lens[KEYS + NUMS];
-    char nums[NUMS][24];
+    char nums[NUMS][RP_I64_CHARS];
+    size_t numlens[NUMS];
     rp_buf keys[KEYS];
     size_t i, k = 0, a = 0;
     int rc = RP_OK;
@@ -133,18 +134,20 @@ static int queue_check(rp_op *op, const check_call *call, const void *subject, s
             argv[k] = keys[i].data;
             lens[k] = keys[i].len;
         }
-        snprintf(nums[a++], sizeof nums[0], "%" PRId64, cost);
-        snprintf(nums[a++], sizeof nums[0], "%zu", call->nlimits);
+#define NUM(v) (numlens[a] = rp_fmt__i64(nums[a], (int64_t)(v)), a++)
+        NUM(cost);
+        NUM(call->nlimits);
         for (i = 0; i < call->nlimits; i++) {
             const rp_ratelimit_options *o = &call->limits[i]->o;
-            snprintf(nums[a++], sizeof nums[0], "%d", (int)o->algorithm);
-            snprintf(nums[a++], sizeof nums[0], "%" PRId64, o->limit);
-            snprintf(nums[a++], sizeof nums[0], "%" PRId64, o->window_ms);
-            snprintf(nums[a++], sizeof nums[0], "%" PRId64, o->burst);
+            NUM(o->algorithm);
+            NUM(o->limit);
+            NUM(o->window_ms);
+            NUM(o->burst);
         }
+#undef NUM
         for (i = 0; i < a; i++, k++) {
             argv[k] = nums[i];
-            lens[k] = strlen(nums[i]);
+            lens[k] = numlens[i];
         }
         rc = rp_op__script(op, 0, "ratelimit", (int)(2 * call->nlimits), (int)a, argv, lens);
     }

@@ -23,7 +23,13 @@ typedef struct hiredis_transport {
     int keepalive;
     redisContext *ctx;
     pid_t pid; /* process that opened ctx: a forked child must not share the socket */
+    uint64_t last_used_ms;
 } hiredis_transport;
+
+/* A connection idle at least this long is probed before use (see looks_dead). Back-to-back
+ * calls skip the probe: a connection that died within the last few milliseconds fails its
+ * call with RP_ETRANSPORT instead, and the next call reconnects. */
+#define RP_IDLE_PROBE_MS 50
 
 static void drop(hiredis_transport *t)
 {
@@ -155,13 +161,15 @@ static int exchange(rp_transport *base, rp_op *op, size_t node, rp_error *err)
     char buf[16384];
     int rc;
 
-    if (t->ctx && (t->pid != getpid() || looks_dead(t->ctx->fd)))
+    uint64_t now = rp_monotonic_ms();
+    if (t->ctx && (t->pid != getpid() ||
+                   (now - t->last_used_ms >= RP_IDLE_PROBE_MS && looks_dead(t->ctx->fd))))
         drop(t);
     if (!t->ctx && (rc = connect_now(t, err)))
         return rc;
     if ((rc = rp_op_request(op, node, &bytes, &len)))
         return rp_error__set(err, rc, "no request to send");
-    deadline = rp_monotonic_ms() + t->command_timeout_ms;
+    deadline = now + t->command_timeout_ms;
     while (sent < len) {
         ssize_t n = send(t->ctx->fd, bytes + sent, len - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n > 0) {
@@ -178,12 +186,22 @@ static int exchange(rp_transport *base, rp_op *op, size_t node, rp_error *err)
         }
         return fail(t, err, RP_ETRANSPORT, "writing");
     }
-    for (;;) {
+    for (int first = 1;; first = 0) {
         ssize_t n;
-        int w = wait_fd(t->ctx->fd, POLLIN, deadline);
-        if (w == 0) { errno = 0; return fail(t, err, RP_ETIMEOUT, "waiting for the reply"); }
-        if (w < 0) return fail(t, err, RP_ETRANSPORT, "reading");
-        n = recv(t->ctx->fd, buf, sizeof buf, MSG_DONTWAIT);
+        if (first) {
+            /* The reply is rarely there yet: block in recv itself (SO_RCVTIMEO is the command
+             * timeout) rather than poll first, saving a system call per exchange. */
+            n = recv(t->ctx->fd, buf, sizeof buf, 0);
+            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+                errno = 0;
+                return fail(t, err, RP_ETIMEOUT, "waiting for the reply");
+            }
+        } else {
+            int w = wait_fd(t->ctx->fd, POLLIN, deadline);
+            if (w == 0) { errno = 0; return fail(t, err, RP_ETIMEOUT, "waiting for the reply"); }
+            if (w < 0) return fail(t, err, RP_ETRANSPORT, "reading");
+            n = recv(t->ctx->fd, buf, sizeof buf, MSG_DONTWAIT);
+        }
         if (n == 0) { errno = 0; return fail(t, err, RP_ETRANSPORT, "reading"); }
         if (n < 0) {
             if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)
@@ -191,8 +209,10 @@ static int exchange(rp_transport *base, rp_op *op, size_t node, rp_error *err)
             return fail(t, err, RP_ETRANSPORT, "reading");
         }
         rc = rp_op_feed(op, node, buf, (size_t)n);
-        if (rc == RP_OK)
+        if (rc == RP_OK) {
+            t->last_used_ms = rp_monotonic_ms();
             return RP_OK;
+        }
         if (rc != RP_MORE) {
             drop(t); /* the stream is out of step; never reuse it */
             return rp_error__set(err, rc, "%s", rp_op_error(op)->message[0] ? rp_op_error(op)->message : "bad reply");

@@ -6,6 +6,7 @@
 
 #include <redpat/redpat.h>
 
+#include "internal.h"
 #include "script.h"
 #include "url.h"
 
@@ -464,6 +465,16 @@ static void test_sha1(void)
     CHECK(strcmp(out, "84983e441c3bd26ebaae4aa1f95129e5e54670f1") == 0);
 }
 
+static void test_integer_text(void)
+{
+    char buf[RP_I64_CHARS];
+    CHECK(rp_fmt__i64(buf, 0) == 1 && memcmp(buf, "0", 1) == 0);
+    CHECK(rp_fmt__i64(buf, 30000) == 5 && memcmp(buf, "30000", 5) == 0);
+    CHECK(rp_fmt__i64(buf, -42) == 3 && memcmp(buf, "-42", 3) == 0);
+    CHECK(rp_fmt__i64(buf, INT64_MAX) == 19 && memcmp(buf, "9223372036854775807", 19) == 0);
+    CHECK(rp_fmt__i64(buf, INT64_MIN) == 20 && memcmp(buf, "-9223372036854775808", 20) == 0);
+}
+
 static void test_status_names(void)
 {
     CHECK(strcmp(rp_status_name(RP_ENOTOWNED), "not_owned") == 0);
@@ -485,6 +496,7 @@ int main(void)
     test_ratelimit_decisions();
     test_sha1();
     test_status_names();
+    test_integer_text();
     printf("unit_op: %d checks, %d failed\n", checks, failures);
     return failures ? 1 : 0;
 }
