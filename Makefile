@@ -53,6 +53,7 @@ demo: build
 
 bench-c: build
 	sh $(ROOT)/bench/run_c.sh $(BUILD)
+	sh $(ROOT)/bench/run_ratelimit.sh $(BUILD)
 
 -include $(ROOT)/mk/*.mk
 
