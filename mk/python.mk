@@ -1,0 +1,38 @@
+# Python frontend (issue 3): redpat installed non-editable into a fresh $(ROOT)/.venv, its
+# matrix runners (sync and asyncio), pytest tests, mypy --strict on the examples, and the
+# lock benchmark beside the C one and redis-py's.
+# Included by the top-level Makefile, which defines ROOT, BUILD, LOGS, HARNESS, bootstrap.
+PY_VENV := $(ROOT)/.venv
+PY := $(PY_VENV)/bin/python
+PY_TEST_DEPS := pytest mypy redis
+
+TEST_TARGETS += test-python
+BENCH_TARGETS += bench-python
+
+.PHONY: python-venv test-python bench-python
+
+# A fresh virtualenv every time, with redpat built and installed from the checkout as a
+# user would (`pip install .`, not editable); stale setuptools output is removed first so
+# nothing from an older build can end up in the wheel.
+python-venv: bootstrap
+	rm -rf $(PY_VENV) $(ROOT)/build/python
+	python3 -m venv $(PY_VENV)
+	$(PY) -m pip install -q --disable-pip-version-check $(PY_TEST_DEPS)
+	$(PY) -m pip install -q --disable-pip-version-check $(ROOT)
+	cd / && $(PY) -c "import redpat, redpat.asyncio; print('python.mk: redpat', redpat.__version__, 'from', redpat.__file__)"
+
+test-python: python-venv
+	@mkdir -p $(LOGS)
+	cd $(ROOT) && $(HARNESS) $(PY) $(ROOT)/tests/python/matrix_runner.py 2>&1 | tee $(LOGS)/matrix-python.log
+	cd $(ROOT) && $(HARNESS) $(PY) $(ROOT)/tests/python/matrix_runner_asyncio.py 2>&1 | tee $(LOGS)/matrix-python-asyncio.log
+	cd $(ROOT) && REDPAT_EXPECT_INSTALLED=1 $(HARNESS) $(PY) -m pytest -p no:cacheprovider \
+	  $(ROOT)/tests/python 2>&1 | tee $(LOGS)/test-python-pytest.log
+	cd $(ROOT)/examples/python && $(PY) -m mypy --strict --no-incremental . 2>&1 | tee $(LOGS)/test-python-mypy.log
+	cd / && $(PY) -m mypy --strict --no-incremental -p redpat 2>&1 | tee -a $(LOGS)/test-python-mypy.log
+	cd $(ROOT) && $(HARNESS) sh -c 'for f in $(ROOT)/examples/python/*.py; do \
+	  echo "== $$f"; REDPAT_URL=$$REDPAT_TEST_URL $(PY) $$f || exit 1; done' 2>&1 | tee $(LOGS)/test-python-examples.txt
+
+bench-python: python-venv build
+	@mkdir -p $(ROOT)/bench/results
+	$(HARNESS) $(PY) $(ROOT)/bench/python_lock.py --c-bench $(BUILD)/bench/bench_lock \
+	  --out $(ROOT)/bench/results

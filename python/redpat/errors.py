@@ -1,0 +1,108 @@
+"""redpat's exceptions: one hierarchy, mapped from the core's status codes in one table.
+
+    RedpatError
+    +-- ConnectionError      (also builtins.ConnectionError) connect/read/write failed
+    +-- TimeoutError         (also builtins.TimeoutError)    connect or command timeout
+    +-- ResponseError        Redis answered with an error reply (WRONGTYPE, OOM, ...)
+    +-- ProtocolError        a reply could not be parsed or had an unexpected shape
+    +-- InvalidArgument      (also ValueError) an argument was refused before any I/O
+    +-- OutOfMemoryError     (also MemoryError) the allocator failed
+    +-- StateError           an API was used out of order
+    +-- LockError            a lock could not be acquired (context manager) or was misused
+        +-- LockNotOwnedError  release/extend of a lock this handle does not hold
+        +-- LockLostError      the auto-renew watchdog failed to renew: the lock may be gone
+
+Every exception raised for a core status carries ``code`` (the rp_status number) and
+``status`` (its stable name: "not_owned", "timeout", ...).
+"""
+from __future__ import annotations
+
+import builtins
+from typing import Any, Dict, Optional, Tuple, Type
+
+from . import _core
+
+__all__ = [
+    "RedpatError", "ConnectionError", "TimeoutError", "ResponseError", "ProtocolError",
+    "InvalidArgument", "OutOfMemoryError", "StateError", "LockError", "LockNotOwnedError",
+    "LockLostError", "error_for",
+]
+
+
+class RedpatError(Exception):
+    """Base class of every redpat error."""
+
+    code: Optional[int]
+
+    def __init__(self, message: str = "", code: Optional[int] = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+    def __reduce__(self) -> Tuple[Any, ...]:
+        return (type(self), (self.message, self.code))
+
+    @property
+    def status(self) -> str:
+        """The core's name for this error's status ("not_owned", ...), "" if none."""
+        return _core.status_name(self.code) if self.code is not None else ""
+
+
+class ConnectionError(RedpatError, builtins.ConnectionError):
+    """Connecting to Redis, or writing or reading, failed; the connection was dropped."""
+
+
+class TimeoutError(RedpatError, builtins.TimeoutError):
+    """The connect or command timeout ran out; the connection was dropped."""
+
+
+class ResponseError(RedpatError):
+    """Redis answered with an error reply."""
+
+
+class ProtocolError(RedpatError):
+    """A reply could not be parsed or had an unexpected shape."""
+
+
+class InvalidArgument(RedpatError, ValueError):
+    """An argument was refused before any I/O; the message names it."""
+
+
+class OutOfMemoryError(RedpatError, MemoryError):
+    """The allocator returned NULL."""
+
+
+class StateError(RedpatError):
+    """An API was called out of order."""
+
+
+class LockError(RedpatError):
+    """A lock could not be acquired where it had to be, or was misused."""
+
+
+class LockNotOwnedError(LockError):
+    """Release or extend of a lock this handle does not hold (any more)."""
+
+
+class LockLostError(LockError):
+    """The auto-renew watchdog could not renew the lock: it may have been lost."""
+
+
+# THE table: core status code -> exception class. The extension raises through it.
+_BY_STATUS: Dict[int, Type[RedpatError]] = {
+    _core.EINVAL: InvalidArgument,
+    _core.ENOMEM: OutOfMemoryError,
+    _core.ETRANSPORT: ConnectionError,
+    _core.ETIMEOUT: TimeoutError,
+    _core.EPROTOCOL: ProtocolError,
+    _core.EREPLY: ResponseError,
+    _core.ENOTOWNED: LockNotOwnedError,
+    _core.ESTATE: StateError,
+}
+
+_core.set_error_classes(RedpatError, _BY_STATUS)
+
+
+def error_for(code: int, message: str) -> RedpatError:
+    """The exception for a core status code (used by drivers that fail an I/O themselves)."""
+    return _BY_STATUS.get(code, RedpatError)(message, code)

@@ -1,0 +1,203 @@
+"""The shared-matrix engine for the Python runners (see tests/matrix/README.md).
+
+One engine runs every case of every tests/matrix/*.json file through a *driver*: the sync
+runner's driver calls redpat.Client / redpat.Lock, the asyncio runner's awaits
+redpat.asyncio. Driver methods are coroutines so one engine serves both; the sync driver's
+coroutines simply call the blocking API. An operation the driver does not know fails the
+case (never a skip), so the frontends stay at parity.
+"""
+from __future__ import annotations
+
+import asyncio
+import glob
+import json
+import os
+import sys
+import traceback
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+MATRIX_DIR = os.path.join(ROOT, "tests", "matrix")
+sys.path.insert(0, os.path.join(ROOT, "tests", "harness"))
+
+import redpat  # noqa: E402
+
+
+class CaseFailed(Exception):
+    pass
+
+
+def as_bytes(value: Any) -> bytes:
+    """Matrix bytes: a JSON string (its UTF-8) or {"hex": "..."}."""
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    if isinstance(value, dict) and set(value) == {"hex"}:
+        return bytes.fromhex(value["hex"])
+    raise CaseFailed("not a matrix bytes value: %r" % (value,))
+
+
+def reply_matches(expected: Any, got: Any) -> bool:
+    if isinstance(expected, bool):
+        return got is expected
+    if isinstance(expected, int):
+        return isinstance(got, int) and not isinstance(got, bool) and got == expected
+    if expected is None:
+        return got is None
+    if isinstance(expected, list):
+        return (isinstance(got, list) and len(got) == len(expected)
+                and all(reply_matches(e, g) for e, g in zip(expected, got)))
+    return isinstance(got, bytes) and got == as_bytes(expected)
+
+
+def seconds(ms: Any) -> Any:
+    """Matrix milliseconds -> Python seconds (floats), passing non-numbers through."""
+    if isinstance(ms, (int, float)) and not isinstance(ms, bool):
+        return ms / 1000.0
+    return ms
+
+
+class Driver:
+    """What a runner implements. ops: name -> coroutine(args, step) -> result fields."""
+
+    frontend = "?"
+
+    async def open(self, url: str, namespace: str) -> None:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        raise NotImplementedError
+
+    async def command(self, argv: List[bytes]) -> Any:
+        """A raw command's reply; an error reply is returned as an exception instance."""
+        raise NotImplementedError
+
+    async def sleep(self, ms: int) -> None:
+        raise NotImplementedError
+
+    def token_of(self, label: str) -> Optional[bytes]:
+        raise NotImplementedError
+
+    def ops(self) -> Dict[str, Callable[[Dict[str, Any], Dict[str, Any]], Awaitable[Dict[str, Any]]]]:
+        raise NotImplementedError
+
+
+async def run_step(driver: Driver, i: int, step: Dict[str, Any]) -> None:
+    kinds = [k for k in ("op", "redis", "sleep") if k in step]
+    if len(kinds) != 1:
+        raise CaseFailed("step %d: needs exactly one of op/redis/sleep" % i)
+    if "sleep" in step:
+        await driver.sleep(int(step["sleep"]))
+        return
+    expect = step.get("expect")
+    if "redis" in step:
+        argv = [as_bytes(a) for a in step["redis"]]
+        got = await driver.command(argv)
+        is_error = isinstance(got, redpat.ResponseError)
+        where = "step %d (redis %r)" % (i, step["redis"])
+        if expect is None:
+            if is_error:
+                raise CaseFailed("%s: error reply %s" % (where, got))
+        elif "reply" in expect:
+            if not reply_matches(expect["reply"], got):
+                raise CaseFailed("%s: expected %r, got %r" % (where, expect["reply"], got))
+        elif "reply_between" in expect:
+            lo, hi = expect["reply_between"]
+            if not (isinstance(got, int) and lo <= got <= hi):
+                raise CaseFailed("%s: expected %d..%d, got %r" % (where, lo, hi, got))
+        elif "reply_error" in expect:
+            if not (is_error and expect["reply_error"] in str(got)):
+                raise CaseFailed("%s: expected an error reply with %r, got %r"
+                                 % (where, expect["reply_error"], got))
+        elif "reply_token_of" in expect:
+            token = driver.token_of(expect["reply_token_of"])
+            if token is None or got != token:
+                raise CaseFailed("%s: expected the token of %s (%r), got %r"
+                                 % (where, expect["reply_token_of"], token, got))
+        else:
+            raise CaseFailed("%s: unknown expectation %r" % (where, expect))
+        return
+
+    name = step["op"]
+    where = "step %d (%s)" % (i, name)
+    fn = driver.ops().get(name)
+    if fn is None:
+        raise CaseFailed("%s: operation not supported by the %s runner" % (where, driver.frontend))
+    args = step.get("args", {})
+    try:
+        result = await fn(args, step)
+    except redpat.RedpatError as exc:
+        if expect is not None and "error" in expect:
+            if exc.status != expect["error"]:
+                raise CaseFailed("%s: expected error %s, got %s: %s"
+                                 % (where, expect["error"], exc.status, exc))
+            text = expect.get("message_contains")
+            if text is not None and text not in str(exc):
+                raise CaseFailed("%s: error message %r lacks %r" % (where, str(exc), text))
+            return
+        raise CaseFailed("%s: unexpected %s: %s" % (where, type(exc).__name__, exc))
+    if expect is None:
+        return
+    if "error" in expect:
+        raise CaseFailed("%s: expected error %s, got %r" % (where, expect["error"], result))
+    for field, want in expect.items():
+        if field not in result:
+            raise CaseFailed("%s: the runner has no result field %r" % (where, field))
+        if not reply_matches(want, result[field]):
+            raise CaseFailed("%s: %s expected %r, got %r" % (where, field, want, result[field]))
+
+
+async def run_case(driver: Driver, url: str, namespace: str, case: Dict[str, Any]) -> None:
+    await driver.open(url, namespace)
+    try:
+        flushed = await driver.command([b"FLUSHALL"])
+        if isinstance(flushed, Exception):
+            raise CaseFailed("FLUSHALL failed: %s" % flushed)
+        for i, step in enumerate(case["steps"]):
+            await run_step(driver, i, step)
+    finally:
+        await driver.close()
+
+
+def load_suites(directory: str = MATRIX_DIR) -> List[Tuple[str, Dict[str, Any]]]:
+    suites = []
+    for path in sorted(glob.glob(os.path.join(directory, "*.json"))):
+        with open(path, encoding="utf-8") as f:
+            suites.append((os.path.basename(path), json.load(f)))
+    return suites
+
+
+async def run_all(driver: Driver, url: str, only: Optional[str] = None) -> Tuple[int, int, int]:
+    passed = failed = skipped = 0
+    for fname, suite in load_suites():
+        for case in suite["cases"]:
+            if only is not None and only not in case["name"]:
+                continue
+            try:
+                await run_case(driver, url, suite["namespace"], case)
+            except CaseFailed as exc:
+                failed += 1
+                print("FAIL %s: %s: %s" % (fname, case["name"], exc), flush=True)
+            except Exception:
+                failed += 1
+                print("FAIL %s: %s: runner crashed:\n%s"
+                      % (fname, case["name"], traceback.format_exc()), flush=True)
+            else:
+                passed += 1
+                if os.environ.get("REDPAT_MATRIX_VERBOSE"):
+                    print("ok   %s: %s" % (fname, case["name"]), flush=True)
+    return passed, failed, skipped
+
+
+def main(driver: Driver) -> int:
+    only = sys.argv[1] if len(sys.argv) > 1 else None
+    url = os.environ.get("REDPAT_TEST_URL")
+    if url:
+        passed, failed, skipped = asyncio.run(run_all(driver, url, only))
+    else:
+        from harness import RedisServer  # a private server when not run under the harness
+        with RedisServer() as srv:
+            passed, failed, skipped = asyncio.run(run_all(driver, srv.url, only))
+    print("matrix[%s]: %d passed, %d failed, %d skipped"
+          % (driver.frontend, passed, failed, skipped), flush=True)
+    return 1 if failed or passed == 0 else 0

@@ -1,0 +1,103 @@
+"""Runs the shared matrix (tests/matrix/*.json) through the sync API: redpat.Client and
+redpat.Lock. Prints `matrix[python]: N passed, F failed, S skipped`; exits non-zero on any
+failure. Uses REDPAT_TEST_URL, or starts a private redis-server. Optional argument: run only
+cases whose name contains it."""
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, Dict, List, Optional
+
+import redpat
+from matrix_common import Driver, as_bytes, main, seconds
+
+
+class SyncDriver(Driver):
+    frontend = "python"
+
+    def __init__(self) -> None:
+        self.client: Optional[redpat.Client] = None
+        self.locks: Dict[str, redpat.Lock] = {}
+
+    async def open(self, url: str, namespace: str) -> None:
+        self.client = redpat.Client(url, namespace=namespace)
+        self.locks = {}
+
+    async def close(self) -> None:
+        assert self.client is not None
+        self.client.close()
+        self.client = None
+        self.locks = {}
+
+    async def command(self, argv: List[bytes]) -> Any:
+        assert self.client is not None
+        try:
+            return self.client.execute_command(*argv)
+        except redpat.ResponseError as exc:
+            return exc
+
+    async def sleep(self, ms: int) -> None:
+        time.sleep(ms / 1000.0)
+
+    def token_of(self, label: str) -> Optional[bytes]:
+        return self.locks[label].token
+
+    def ops(self) -> Dict[str, Any]:
+        return {
+            "lock.new": self.lock_new,
+            "lock.acquire": self.lock_acquire,
+            "lock.release": self.lock_release,
+            "lock.extend": self.lock_extend,
+            "lock.locked": self.lock_locked,
+            "lock.owned": self.lock_owned,
+            "fence.check": self.fence_check,
+        }
+
+    async def lock_new(self, args: Dict[str, Any], step: Dict[str, Any]) -> Dict[str, Any]:
+        assert self.client is not None
+        kw: Dict[str, Any] = {}
+        if "ttl" in args:
+            kw["timeout"] = seconds(args["ttl"])
+        if "fenced" in args:
+            kw["fenced"] = args["fenced"]
+        self.locks[step["as"]] = self.client.lock(as_bytes(args["name"]), **kw)
+        return {}
+
+    async def lock_acquire(self, args: Dict[str, Any], step: Dict[str, Any]) -> Dict[str, Any]:
+        lock = self.locks[step["lock"]]
+        wait = args.get("wait", 0)
+        kw: Dict[str, Any] = {"blocking": wait != 0}
+        if wait != 0:
+            kw["blocking_timeout"] = seconds(wait)
+        if "retry_min" in args:
+            kw["retry_min"] = seconds(args["retry_min"])
+        if "retry_max" in args:
+            kw["retry_max"] = seconds(args["retry_max"])
+        if "token" in args:
+            kw["token"] = as_bytes(args["token"])
+        acquired = lock.acquire(**kw)
+        return {"acquired": acquired, "fence": lock.fence if acquired else 0}
+
+    async def lock_release(self, args: Dict[str, Any], step: Dict[str, Any]) -> Dict[str, Any]:
+        self.locks[step["lock"]].release()
+        return {"ok": True}
+
+    async def lock_extend(self, args: Dict[str, Any], step: Dict[str, Any]) -> Dict[str, Any]:
+        ok = self.locks[step["lock"]].extend(seconds(args["ms"]),
+                                             replace_ttl=args.get("replace", False))
+        return {"ok": ok}
+
+    async def lock_locked(self, args: Dict[str, Any], step: Dict[str, Any]) -> Dict[str, Any]:
+        return {"value": self.locks[step["lock"]].locked()}
+
+    async def lock_owned(self, args: Dict[str, Any], step: Dict[str, Any]) -> Dict[str, Any]:
+        return {"value": self.locks[step["lock"]].owned()}
+
+    async def fence_check(self, args: Dict[str, Any], step: Dict[str, Any]) -> Dict[str, Any]:
+        assert self.client is not None
+        r = self.client.fence_check(as_bytes(args["resource"]), args["token"])
+        return {"accepted": r.accepted, "highest": r.highest}
+
+
+if __name__ == "__main__":
+    sys.exit(main(SyncDriver()))
