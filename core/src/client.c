@@ -112,6 +112,11 @@ void rp_client_free(rp_client *c)
     rp_alloc__free(&a, c);
 }
 
+rp_transport *rp_client_transport(rp_client *c)
+{
+    return c ? c->transport : NULL;
+}
+
 void rp_client_disconnect(rp_client *c)
 {
     if (c)

@@ -358,6 +358,7 @@ static void test_endpoint_and_handshake(void)
     rp_client_free(c);
 
     c = offline_client();
+    CHECK(rp_client_transport(c) == NULL);
     CHECK(rp_client_endpoint(c, &ep) == RP_EINVAL);
     CHECK(rp_client_handshake_op(&op, c, NULL) == RP_EINVAL);
     rp_client_free(c);

@@ -79,6 +79,11 @@ int rp_client_endpoint(const rp_client *client, rp_endpoint *out);
  * ERROR with RP_EREPLY if Redis refuses (wrong password, bad database). */
 int rp_client_handshake_op(rp_op **out, rp_client *client, rp_error *err);
 
+/* The client's transport (borrowed, lives as long as the client), or NULL for a client made
+ * without a url. For drivers that run the op loop themselves over the client's connection,
+ * e.g. to sleep interruptibly between retries: IO rounds go to transport->cls->exchange. */
+rp_transport *rp_client_transport(rp_client *client);
+
 /* Drops the client's connection (it is reopened on next use). */
 void rp_client_disconnect(rp_client *client);
 
