@@ -455,6 +455,49 @@ static void test_ratelimit_decisions(void)
     rp_client_free(c);
 }
 
+static size_t count_of(rp_op *op, const char *part)
+{
+    const char *bytes;
+    size_t len, n = strlen(part), i, count = 0;
+    if (rp_op_request(op, 0, &bytes, &len) != RP_OK)
+        return 0;
+    for (i = 0; i + n <= len; i++)
+        if (memcmp(bytes + i, part, n) == 0)
+            count++;
+    return count;
+}
+
+/* NOSCRIPT inside a pipeline: only the commands Redis refused go again, as EVAL, and each
+ * reply lands in its own slot. */
+static void test_noscript_in_a_pipeline(void)
+{
+    rp_client *c = offline_client();
+    rp_ratelimit *rl = limiter(c, "p", RP_RATELIMIT_REPORT);
+    const void *subjects[] = { "a", "b", "c" };
+    size_t lens[] = { 1, 1, 1 };
+    rp_ratelimit_decision d;
+    rp_op *op;
+    CHECK(rp_ratelimit_batch_op(&op, rl, 3, subjects, lens, NULL, NULL) == RP_OK);
+    CHECK(rp_op_step(op, 0) == RP_STEP_IO);
+    CHECK(count_of(op, "$7\r\nEVALSHA\r\n") == 3);
+    CHECK(feed_bytewise(op, "*6\r\n:1\r\n:0\r\n:10\r\n:9\r\n:0\r\n:1000\r\n"
+                            "-NOSCRIPT No matching script.\r\n"
+                            "*6\r\n:0\r\n:1\r\n:10\r\n:0\r\n:700\r\n:900\r\n") == RP_OK);
+    CHECK(rp_op_step(op, 0) == RP_STEP_IO);
+    CHECK(count_of(op, "$4\r\nEVAL\r\n") == 1 && count_of(op, "EVALSHA") == 0);
+    CHECK(request_contains(op, "t:rl:p:{b}") && !request_contains(op, "t:rl:p:{a}"));
+    CHECK(feed_bytewise(op, "*6\r\n:1\r\n:0\r\n:10\r\n:5\r\n:0\r\n:1000\r\n") == RP_OK);
+    CHECK(rp_op_step(op, 0) == RP_STEP_DONE);
+    CHECK(rp_ratelimit_batch_count(op) == 3);
+    CHECK(rp_ratelimit_batch_result(op, 0, &d) == RP_OK && d.allowed && d.remaining == 9);
+    CHECK(rp_ratelimit_batch_result(op, 1, &d) == RP_OK && d.allowed && d.remaining == 5);
+    CHECK(rp_ratelimit_batch_result(op, 2, &d) == RP_OK && !d.allowed && d.retry_after_ms == 700);
+    CHECK(rp_ratelimit_batch_result(op, 3, &d) == RP_EINVAL);
+    rp_op_free(op);
+    rp_ratelimit_free(rl);
+    rp_client_free(c);
+}
+
 static void test_sha1(void)
 {
     char out[41];
@@ -495,6 +538,7 @@ int main(void)
     test_urls();
     test_endpoint_and_handshake();
     test_ratelimit_decisions();
+    test_noscript_in_a_pipeline();
     test_sha1();
     test_status_names();
     test_integer_text();

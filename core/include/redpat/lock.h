@@ -6,6 +6,10 @@
  *                              hand out old numbers again)
  *   <ns>:fence:{<resource>}    highest fencing token a resource has seen; persists
  *
+ * Redis Cluster takes the hash tag up to the first '}' in the name, so every key of one lock
+ * still shares a slot when the name holds a '}' -- unless the name starts with one: then the
+ * tag is empty and a fenced lock's two keys may land in different slots.
+ *
  * A lock handle remembers the owner token of its last successful acquire. Ops made from a
  * handle borrow it: free the ops before the handle. */
 #ifndef REDPAT_LOCK_H
