@@ -6,6 +6,11 @@
 2. Inside nginx (one worker): lock cycles per second through redpat's cosocket driver,
    beside the same Redis commands sent by plain cosocket code in the same nginx (the
    floor; tests/openresty/app.lua /bench/*). Target: redpat >= 0.9x the floor.
+3. Rate limiters: single checks per algorithm and a batch of 1000 checks in C
+   (build/bench/bench_ratelimit, beside raw hiredis), Lua 5.4 and LuaJIT
+   (bench/lua_bench_ratelimit.lua), interleaved as in 1; Redis commands per check from
+   INFO commandstats. Targets: one round trip per Lua check; the Lua batch at >= 0.5x the
+   throughput of raw hiredis pipelining the same 1000 EVALSHAs.
 
 Loopback round trips on a small VM are bimodal (client and server on one CPU, or woken
 across CPUs), which swamps a 10% target; so each part pins its processes (redis-server,
@@ -64,11 +69,17 @@ def main() -> int:
     ap.add_argument("--iterations", type=int, default=3000)
     ap.add_argument("--rounds", type=int, default=9)
     ap.add_argument("--nginx-cycles", type=int, default=5000)
+    ap.add_argument("--rl-checks", type=int, default=2000)
+    ap.add_argument("--rl-rounds", type=int, default=5)
     args = ap.parse_args()
     cpu = max(os.sched_getaffinity(0))
     bench_lock = os.path.join(args.build, "bench", "bench_lock")
     if not os.access(bench_lock, os.X_OK):
         print("lua_bench: %s is missing (make build)" % bench_lock, file=sys.stderr)
+        return 1
+    bench_rl = os.path.join(args.build, "bench", "bench_ratelimit")
+    if not os.access(bench_rl, os.X_OK):
+        print("lua_bench: %s is missing (make build)" % bench_rl, file=sys.stderr)
         return 1
     lua_script = os.path.join(HERE, "lua_bench_lock.lua")
     it = str(args.iterations)
@@ -79,7 +90,10 @@ def main() -> int:
         os.sched_setaffinity(redis.proc.pid, {cpu})
         os.environ["REDPAT_TEST_URL"] = redis.url
         ngx_us = nginx_part(args, cpu)
-    return report(args, cycle_us, c_floor_us, ngx_us)
+    with RedisServer() as redis:
+        os.sched_setaffinity(redis.proc.pid, {cpu})
+        rl = ratelimit_part(args, redis.url, bench_rl, cpu)
+    return report(args, cycle_us, c_floor_us, ngx_us, rl)
 
 
 def blocking_part(args: argparse.Namespace, url: str, bench_lock: str, lua_script: str,
@@ -106,20 +120,61 @@ def blocking_part(args: argparse.Namespace, url: str, bench_lock: str, lua_scrip
 def nginx_part(args: argparse.Namespace, cpu: int) -> Dict[str, List[float]]:
     os.environ.setdefault("REDPAT_MATRIX_DIR", os.path.join(ROOT, "tests", "matrix"))
     os.environ.setdefault("REDPAT_SCRIPTS_DIR", os.path.join(ROOT, "core", "scripts"))
-    ngx_us: Dict[str, List[float]] = {"redpat": [], "floor": [], "floor1": []}
+    ngx_us: Dict[str, List[float]] = {"redpat": [], "floor": [], "floor1": [],
+                                      "ratelimit": [], "rlfloor": []}
     with NginxServer(args.tree_luajit, [os.path.join(ROOT, "tests", "openresty"),
                                         os.path.join(ROOT, "tests", "lua")],
                      app="app", workers=1, cpus=[cpu]) as srv:
-        kinds = list(ngx_us)
+        kinds = ["redpat", "floor", "floor1"]
         for r in range(args.rounds):
             for kind in kinds[r % 3:] + kinds[:r % 3]:
                 res = http_json("%s/bench/%s?n=%d" % (srv.url, kind, args.nginx_cycles))
                 ngx_us[kind].append(float(res["cycle_us"]))
+        # rate limit checks (GCRA) beside the same EVALSHA by plain cosocket code
+        kinds = ["ratelimit", "rlfloor"]
+        for r in range(args.rounds):
+            for kind in kinds[r % 2:] + kinds[:r % 2]:
+                res = http_json("%s/bench/%s?n=%d" % (srv.url, kind, args.nginx_cycles))
+                ngx_us[kind].append(float(res["check_us"]))
     return ngx_us
 
 
+ALGORITHMS = ["fixed_window", "sliding_log", "sliding_window", "token_bucket", "gcra"]
+
+
+def ratelimit_part(args: argparse.Namespace, url: str, bench_rl: str, cpu: int) -> Dict[str, Any]:
+    """Rounds of C, Lua 5.4 and LuaJIT rate limit benches (one run each per round)."""
+    checks = str(args.rl_checks)
+    script = os.path.join(HERE, "lua_bench_ratelimit.lua")
+    runners = {
+        "c": ([bench_rl, url, checks, "1", os.path.join(ROOT, "core", "scripts")], dict(os.environ)),
+        "lua5.4": (["lua5.4", script, url, checks, "1"], lua_env("5.4", args.tree_54)),
+        "luajit": (["luajit", script, url, checks, "1"], lua_env("luajit", args.tree_luajit)),
+    }
+    order = list(runners)
+    single: Dict[str, Dict[str, List[float]]] = {k: {a: [] for a in ALGORITHMS} for k in order}
+    roundtrips: Dict[str, Dict[str, List[float]]] = {k: {a: [] for a in ALGORITHMS} for k in order}
+    batch: Dict[str, List[float]] = {k: [] for k in order}
+    batch_floor: List[float] = []
+    for r in range(args.rl_rounds):
+        for name in order[r % len(order):] + order[:r % len(order)]:
+            argv, env = runners[name]
+            res = run_json(argv, env, cpu)
+            for a in ALGORITHMS:
+                s = res["single"][a]
+                single[name][a].append(float(s["redpat_us"] if name == "c" else s["us"]))
+                roundtrips[name][a].append(float(s["roundtrips"]))
+            if name == "c":
+                batch[name].append(float(res["batch_1000"]["redpat_us"]))
+                batch_floor.append(float(res["batch_1000"]["pipelined_floor_us"]))
+            else:
+                batch[name].append(float(res["batch_1000_us"]))
+    return {"single_us_rounds": single, "roundtrips_rounds": roundtrips,
+            "batch_1000_us_rounds": batch, "batch_1000_pipelined_floor_us_rounds": batch_floor}
+
+
 def report(args: argparse.Namespace, cycle_us: Dict[str, List[float]], c_floor_us: List[float],
-           ngx_us: Dict[str, List[float]]) -> int:
+           ngx_us: Dict[str, List[float]], rl: Dict[str, Any]) -> int:
     med = {k: statistics.median(v) for k, v in cycle_us.items()}
     ngx_med = {k: statistics.median(v) for k, v in ngx_us.items()}
 
@@ -133,10 +188,22 @@ def report(args: argparse.Namespace, cycle_us: Dict[str, List[float]], c_floor_u
     # cycles/s of redpat over the floor's = floor µs / redpat µs
     ngx_ratio = paired(ngx_us["floor"], ngx_us["redpat"])
     ngx_ratio1 = paired(ngx_us["floor1"], ngx_us["redpat"])
+    ngx_rl_ratio = paired(ngx_us["rlfloor"], ngx_us["ratelimit"])
+    rl_single = rl["single_us_rounds"]
+    rl_med = {k: {a: statistics.median(v) for a, v in per.items()} for k, per in rl_single.items()}
+    rl_ratio = {k: {a: paired(rl_single[k][a], rl_single["c"][a]) for a in ALGORITHMS}
+                for k in ("lua5.4", "luajit")}
+    rl_rt = {k: {a: max(v) for a, v in per.items()} for k, per in rl["roundtrips_rounds"].items()}
+    floor = rl["batch_1000_pipelined_floor_us_rounds"]
+    # throughput over the floor's = floor µs / batch µs, per round
+    rl_batch = {k: paired(floor, v) for k, v in rl["batch_1000_us_rounds"].items()}
     targets = {
         "lua5.4 <= 1.10x c": ratio54 <= 1.10,
         "luajit <= 1.10x c": ratiojit <= 1.10,
         "nginx redpat >= 0.9x floor": ngx_ratio >= 0.9,
+        "lua rate limit: one round trip per check": all(
+            abs(x - 1.0) < 1e-9 for k in ("lua5.4", "luajit") for x in rl_rt[k].values()),
+        "lua rate limit batch >= 0.5x pipelined floor": min(rl_batch["lua5.4"], rl_batch["luajit"]) >= 0.5,
     }
     result = {
         "bench": "lua_lock",
@@ -154,6 +221,18 @@ def report(args: argparse.Namespace, cycle_us: Dict[str, List[float]], c_floor_u
         "nginx_cycles_per_s_median": {k: 1e6 / v for k, v in ngx_med.items()},
         "nginx_redpat_to_floor": round(ngx_ratio, 4),
         "nginx_redpat_to_floor_one_connection": round(ngx_ratio1, 4),
+        "nginx_ratelimit_to_floor": round(ngx_rl_ratio, 4),
+        "ratelimit": {
+            "checks": args.rl_checks,
+            "rounds": args.rl_rounds,
+            "single_us_median": rl_med,
+            "single_ratio_to_c": {k: {a: round(x, 4) for a, x in v.items()} for k, v in rl_ratio.items()},
+            "roundtrips_per_check_max": rl_rt,
+            "batch_1000_us_median": {k: statistics.median(v) for k, v in rl["batch_1000_us_rounds"].items()},
+            "batch_1000_pipelined_floor_us_median": statistics.median(floor),
+            "batch_throughput_vs_floor": {k: round(x, 4) for k, x in rl_batch.items()},
+            "rounds_data": rl,
+        },
         "targets_met": targets,
     }
     rows = [
@@ -167,11 +246,31 @@ def report(args: argparse.Namespace, cycle_us: Dict[str, List[float]], c_floor_u
         ("nginx: plain cosockets, one pooled connection per cycle",
          "%.0f cycles/s" % (1e6 / ngx_med["floor1"]), "redpat is %.3fx this" % ngx_ratio1),
     ]
-    md = ["# Lua lock cycle benchmark", "",
+    md = ["# Lua benchmarks: lock cycle and rate limiters", "",
           "%s; %d iterations x %d interleaved rounds; times are medians over rounds, ratios "
           "medians of per-round ratios; nginx: %d cycles per request, 1 worker." % (result["when"], args.iterations, args.rounds, args.nginx_cycles), "",
           "| what | lock cycle (acquire + release) | ratio |", "|---|---|---|"]
     md += ["| %s | %s | %s |" % row for row in rows]
+    md += ["", "## Rate limiters", "",
+           "%d single checks per algorithm x %d interleaved rounds (medians); C beside raw "
+           "hiredis in bench/results/c_ratelimit.txt. Round trips: Redis script calls per check "
+           "(INFO commandstats)." % (args.rl_checks, args.rl_rounds), "",
+           "| algorithm | C µs | Lua 5.4 µs | LuaJIT µs | Lua 5.4 / C | LuaJIT / C | round trips (Lua) |",
+           "|---|---|---|---|---|---|---|"]
+    for a in ALGORITHMS:
+        md.append("| %s | %.2f | %.2f | %.2f | %.3fx | %.3fx | %.3f |" % (
+            a, rl_med["c"][a], rl_med["lua5.4"][a], rl_med["luajit"][a], rl_ratio["lua5.4"][a],
+            rl_ratio["luajit"][a], max(rl_rt["lua5.4"][a], rl_rt["luajit"][a])))
+    bmed = result["ratelimit"]["batch_1000_us_median"]
+    md += ["", "Batch of 1000 checks (1000 subjects, one pipelined round trip): C %.0f µs, Lua 5.4 "
+           "%.0f µs, LuaJIT %.0f µs; raw hiredis pipelining the same EVALSHAs %.0f µs. Throughput "
+           "vs that floor: C %.2fx, Lua 5.4 %.2fx, LuaJIT %.2fx." % (
+               bmed["c"], bmed["lua5.4"], bmed["luajit"],
+               result["ratelimit"]["batch_1000_pipelined_floor_us_median"],
+               rl_batch["c"], rl_batch["lua5.4"], rl_batch["luajit"])]
+    md += ["", "nginx (1 worker, cosockets): redpat %.0f GCRA checks/s; plain cosocket code sending "
+           "the same EVALSHA %.0f checks/s: redpat at %.3fx (reported, no target)." % (
+               1e6 / ngx_med["ratelimit"], 1e6 / ngx_med["rlfloor"], ngx_rl_ratio)]
     md += ["", "Targets: " + ", ".join("%s: %s" % (k, "met" if v else "MISSED")
                                        for k, v in targets.items())]
     os.makedirs(args.out, exist_ok=True)

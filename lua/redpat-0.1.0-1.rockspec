@@ -12,7 +12,7 @@ source = {
    tag = "v0.1.0",
 }
 description = {
-   summary = "Production-grade Redis patterns (locks with fencing tokens, ...), written once in C",
+   summary = "Production-grade Redis patterns (locks with fencing tokens, rate limiters), written once in C",
    detailed = [[
 redpat's patterns are small sans-IO state machines in C. This rock exposes them to
 Lua 5.4 and LuaJIT 2.1: a blocking driver for plain Lua and an OpenResty driver that

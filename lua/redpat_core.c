@@ -4,10 +4,10 @@
  * the core as given (the core validates); the glue refuses only what it cannot represent
  * (a non-integral or out-of-range number of milliseconds), as invalid_argument.
  *
- * Lifetimes: the core wants the client to outlive its locks and a lock to outlive its ops,
- * but Lua's collector may finalize them in any order. So the C objects live in small
- * reference-counted boxes: every userdata, lock and op holds a reference to what it
- * borrows, and an object is freed when its last reference goes. */
+ * Lifetimes: the core wants the client to outlive its locks and limiters, and a lock or
+ * limiter to outlive its ops, but Lua's collector may finalize them in any order. So the C
+ * objects live in small reference-counted boxes: every userdata, lock, limiter and op holds
+ * a reference to what it borrows, and an object is freed when its last reference goes. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -62,6 +62,7 @@ static void rpl_newlib(lua_State *L, const luaL_Reg *funcs) {
 #define RPL_CLIENT_MT "redpat.client"
 #define RPL_LOCK_MT "redpat.lock"
 #define RPL_OP_MT "redpat.op"
+#define RPL_LIMITER_MT "redpat.ratelimiter"
 #define RPL_ERROR_MT "redpat.error"
 
 /* ---- error values: tables {name, message, code} with __tostring and __concat */
@@ -164,6 +165,12 @@ typedef struct rpl_lock_box {
     unsigned refs;
 } rpl_lock_box;
 
+typedef struct rpl_limiter_box {
+    rp_ratelimit *rl;
+    rpl_client_box *cb;
+    unsigned refs;
+} rpl_limiter_box;
+
 static void client_box_unref(rpl_client_box *cb) {
     if (cb && --cb->refs == 0) {
         rp_client_free(cb->client);
@@ -179,6 +186,14 @@ static void lock_box_unref(rpl_lock_box *lb) {
     }
 }
 
+static void limiter_box_unref(rpl_limiter_box *rb) {
+    if (rb && --rb->refs == 0) {
+        rp_ratelimit_free(rb->rl);
+        client_box_unref(rb->cb);
+        free(rb);
+    }
+}
+
 typedef struct rpl_client_ud {
     rpl_client_box *cb;
 } rpl_client_ud;
@@ -187,12 +202,21 @@ typedef struct rpl_lock_ud {
     rpl_lock_box *lb;
 } rpl_lock_ud;
 
-enum { K_ACQUIRE = 1, K_RELEASE, K_EXTEND, K_LOCKED, K_OWNED, K_FENCE, K_COMMAND, K_HANDSHAKE };
+typedef struct rpl_limiter_ud {
+    rpl_limiter_box *rb;
+} rpl_limiter_ud;
+
+enum {
+    K_ACQUIRE = 1, K_RELEASE, K_EXTEND, K_LOCKED, K_OWNED, K_FENCE, K_COMMAND, K_HANDSHAKE,
+    K_RL_CHECK, K_RL_BATCH, K_RL_RESET
+};
 
 typedef struct rpl_op_ud {
     rp_op *op;
     rpl_client_box *cb;
     rpl_lock_box *lb;
+    rpl_limiter_box **rbs; /* the limiters a rate limit op borrows (malloc'd), or NULL */
+    size_t nrb;
     int kind;
     int anchor; /* registry ref keeping borrowed Lua strings alive, or LUA_NOREF */
 } rpl_op_ud;
@@ -207,6 +231,12 @@ static rpl_lock_box *check_lock(lua_State *L, int idx) {
     rpl_lock_ud *u = (rpl_lock_ud *)luaL_checkudata(L, idx, RPL_LOCK_MT);
     if (!u->lb) luaL_error(L, "redpat: the lock handle is freed");
     return u->lb;
+}
+
+static rpl_limiter_box *check_limiter(lua_State *L, int idx) {
+    rpl_limiter_ud *u = (rpl_limiter_ud *)luaL_checkudata(L, idx, RPL_LIMITER_MT);
+    if (!u->rb) luaL_error(L, "redpat: the limiter handle is freed");
+    return u->rb;
 }
 
 static rpl_op_ud *check_op_ud(lua_State *L, int idx) {
@@ -361,6 +391,8 @@ static rpl_op_ud *new_op_ud(lua_State *L, int kind) {
     u->op = NULL;
     u->cb = NULL;
     u->lb = NULL;
+    u->rbs = NULL;
+    u->nrb = 0;
     u->kind = kind;
     u->anchor = LUA_NOREF;
     luaL_setmetatable(L, RPL_OP_MT);
@@ -382,6 +414,10 @@ static void op_release(lua_State *L, rpl_op_ud *u) {
     u->op = NULL;
     lock_box_unref(u->lb);
     u->lb = NULL;
+    while (u->nrb > 0)
+        limiter_box_unref(u->rbs[--u->nrb]);
+    free(u->rbs);
+    u->rbs = NULL;
     client_box_unref(u->cb);
     u->cb = NULL;
     if (u->anchor != LUA_NOREF) {
@@ -554,6 +590,312 @@ static int l_lock_name(lua_State *L) {
 static int l_lock_ttl(lua_State *L) {
     rpl_push_i64(L, rp_lock_ttl_ms(check_lock(L, 1)->lock));
     return 1;
+}
+
+/* ---- rate limiters */
+
+static size_t rpl_rawlen(lua_State *L, int idx) {
+#if LUA_VERSION_NUM >= 502
+    return (size_t)lua_rawlen(L, idx);
+#else
+    return lua_objlen(L, idx);
+#endif
+}
+
+typedef struct rpl_enum {
+    const char *name;
+    int value;
+} rpl_enum;
+
+static const rpl_enum rpl_algorithms[] = {
+    {"fixed_window", RP_RATELIMIT_FIXED_WINDOW},
+    {"sliding_log", RP_RATELIMIT_SLIDING_LOG},
+    {"sliding_window", RP_RATELIMIT_SLIDING_WINDOW},
+    {"token_bucket", RP_RATELIMIT_TOKEN_BUCKET},
+    {"gcra", RP_RATELIMIT_GCRA},
+    {NULL, 0}};
+
+static const rpl_enum rpl_policies[] = {
+    {"report", RP_RATELIMIT_REPORT},
+    {"fail_open", RP_RATELIMIT_FAIL_OPEN},
+    {"fail_closed", RP_RATELIMIT_FAIL_CLOSED},
+    {NULL, 0}};
+
+/* Reads an optional string option naming an enum value into *out (untouched when absent).
+ * An unknown name sets *out to `invalid`, so the core's validation refuses it and names the
+ * option, and copies the name into unknown[] for the message; a non-string raises. */
+static void opt_enum_field(lua_State *L, int tidx, const char *field, const rpl_enum *names,
+                           int invalid, int *out, char *unknown, size_t unknown_size) {
+    const char *s;
+    size_t len;
+    int i;
+    lua_getfield(L, tidx, field);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        return;
+    }
+    if (lua_type(L, -1) != LUA_TSTRING)
+        luaL_error(L, "redpat: option '%s' must be a string", field);
+    s = lua_tolstring(L, -1, &len);
+    *out = invalid;
+    for (i = 0; names[i].name; i++) {
+        if (strlen(names[i].name) == len && memcmp(names[i].name, s, len) == 0) {
+            *out = names[i].value;
+            break;
+        }
+    }
+    if (*out == invalid) snprintf(unknown, unknown_size, "%.*s", len > 64 ? 64 : (int)len, s);
+    lua_pop(L, 1);
+}
+
+static int fail_not_int(lua_State *L, const char *what) {
+    char msg[160];
+    snprintf(msg, sizeof msg, "%s must be an integer", what);
+    return rpl_fail(L, RP_EINVAL, msg);
+}
+
+/* The optional cost at idx (absent: 1). 1: *cost set; 0: not an integer (the caller fails
+ * with invalid_argument); a non-number raises. */
+static int opt_cost(lua_State *L, int idx, int64_t *cost) {
+    int rc;
+    *cost = 1;
+    if (lua_isnoneornil(L, idx)) return 1;
+    rc = rpl_to_i64(L, idx, cost);
+    if (rc < 0) luaL_argerror(L, idx, "number expected (cost)");
+    return rc;
+}
+
+/* Takes a reference on each limiter the op borrows. 0: out of memory. */
+static int op_attach_limiters(rpl_op_ud *u, rpl_limiter_box *const *rbs, size_t n) {
+    size_t i;
+    u->rbs = (rpl_limiter_box **)malloc((n ? n : 1) * sizeof *u->rbs);
+    if (!u->rbs) return 0;
+    for (i = 0; i < n; i++) {
+        rbs[i]->refs++;
+        u->rbs[i] = rbs[i];
+    }
+    u->nrb = n;
+    return 1;
+}
+
+/* Finishes a rate limit op constructor: the core's status rc, then the references. */
+static int limiter_op_made(lua_State *L, rpl_op_ud *u, int rc, const rp_error *e,
+                           rpl_limiter_box *const *rbs, size_t n) {
+    if (rc != RP_OK) {
+        op_release(L, u);
+        return rpl_fail_err(L, e);
+    }
+    if (!op_attach_limiters(u, rbs, n)) {
+        op_release(L, u);
+        return rpl_fail(L, RP_ENOMEM, "out of memory");
+    }
+    return 1;
+}
+
+/* core.ratelimit_new(client, name, opts|nil) -> limiter | nil, err
+ * opts: algorithm, on_error (strings), limit, burst (integers), window (ms). */
+static int l_ratelimit_new(lua_State *L) {
+    rpl_client_box *cb = check_client(L, 1);
+    size_t name_len;
+    const char *name = luaL_checklstring(L, 2, &name_len);
+    rp_ratelimit_options o = RP_RATELIMIT_OPTIONS_INIT;
+    char bad_algorithm[80] = "", bad_policy[80] = "";
+    rpl_limiter_ud *u;
+    rpl_limiter_box *rb;
+    rp_error e;
+    int v;
+
+    if (strlen(name) != name_len)
+        return rpl_fail(L, RP_EINVAL, "limiter name must not contain NUL bytes");
+    if (!lua_isnoneornil(L, 3)) {
+        luaL_checktype(L, 3, LUA_TTABLE);
+        v = (int)o.algorithm;
+        opt_enum_field(L, 3, "algorithm", rpl_algorithms, 0, &v, bad_algorithm,
+                       sizeof bad_algorithm);
+        o.algorithm = (rp_ratelimit_algorithm)v;
+        v = (int)o.on_error;
+        opt_enum_field(L, 3, "on_error", rpl_policies, -1, &v, bad_policy, sizeof bad_policy);
+        o.on_error = (rp_ratelimit_on_error)v;
+        if (opt_i64_field(L, 3, "limit", &o.limit) < 0) return fail_not_int(L, "limit");
+        if (opt_i64_field(L, 3, "window", &o.window_ms) < 0) return fail_not_integer(L, "window");
+        if (opt_i64_field(L, 3, "burst", &o.burst) < 0) return fail_not_int(L, "burst");
+    }
+    u = (rpl_limiter_ud *)lua_newuserdata(L, sizeof *u);
+    u->rb = NULL;
+    luaL_setmetatable(L, RPL_LIMITER_MT);
+    rb = (rpl_limiter_box *)calloc(1, sizeof *rb);
+    if (!rb) return rpl_fail(L, RP_ENOMEM, "out of memory");
+    rp_error_clear(&e);
+    if (rp_ratelimit_new(&rb->rl, cb->client, name, &o, &e) != RP_OK) {
+        char msg[RP_ERROR_MESSAGE_MAX + 100];
+        free(rb);
+        /* the core saw an invalid enum value: say which string it came from */
+        if (bad_algorithm[0] && strncmp(e.message, "algorithm", 9) == 0)
+            snprintf(msg, sizeof msg, "algorithm \"%s\" is not a rate limit algorithm "
+                     "(fixed_window, sliding_log, sliding_window, token_bucket, gcra)",
+                     bad_algorithm);
+        else if (bad_policy[0] && strncmp(e.message, "on_error", 8) == 0)
+            snprintf(msg, sizeof msg, "%s (got \"%s\")", e.message, bad_policy);
+        else
+            return rpl_fail_err(L, &e);
+        return rpl_fail(L, e.code, msg);
+    }
+    cb->refs++;
+    rb->cb = cb;
+    rb->refs = 1;
+    u->rb = rb;
+    return 1;
+}
+
+static int l_limiter_gc(lua_State *L) {
+    rpl_limiter_ud *u = (rpl_limiter_ud *)luaL_checkudata(L, 1, RPL_LIMITER_MT);
+    limiter_box_unref(u->rb);
+    u->rb = NULL;
+    return 0;
+}
+
+/* limiter:_check_op(subject, cost|nil) -> op | nil, err */
+static int l_limiter_check_op(lua_State *L) {
+    rpl_limiter_box *rb = check_limiter(L, 1);
+    size_t len;
+    const char *subject = luaL_checklstring(L, 2, &len);
+    int64_t cost;
+    rpl_op_ud *u;
+    rp_error e;
+    int rc;
+    if (!opt_cost(L, 3, &cost)) return fail_not_int(L, "cost");
+    u = new_op_ud(L, K_RL_CHECK);
+    rp_error_clear(&e);
+    rc = rp_ratelimit_check_op(&u->op, rb->rl, subject, len, cost, &e);
+    return limiter_op_made(L, u, rc, &e, &rb, 1);
+}
+
+/* limiter:_reset_op(subject) -> op | nil, err */
+static int l_limiter_reset_op(lua_State *L) {
+    rpl_limiter_box *rb = check_limiter(L, 1);
+    size_t len;
+    const char *subject = luaL_checklstring(L, 2, &len);
+    rpl_op_ud *u = new_op_ud(L, K_RL_RESET);
+    rp_error e;
+    int rc;
+    rp_error_clear(&e);
+    rc = rp_ratelimit_reset_op(&u->op, rb->rl, subject, len, &e);
+    return limiter_op_made(L, u, rc, &e, &rb, 1);
+}
+
+/* core.ratelimit_multi_op({limiter, ...}, subject, cost|nil) -> op | nil, err */
+static int l_ratelimit_multi_op(lua_State *L) {
+    size_t n, i, len;
+    const char *subject;
+    int64_t cost;
+    rpl_limiter_box **rbs;
+    rp_ratelimit **rls;
+    rpl_op_ud *u;
+    rp_error e;
+    int rc, op_idx;
+
+    luaL_checktype(L, 1, LUA_TTABLE);
+    subject = luaL_checklstring(L, 2, &len);
+    if (!opt_cost(L, 3, &cost)) return fail_not_int(L, "cost");
+    n = rpl_rawlen(L, 1);
+    u = new_op_ud(L, K_RL_CHECK);
+    op_idx = lua_gettop(L);
+    rbs = (rpl_limiter_box **)lua_newuserdata(L, (n ? n : 1) * sizeof *rbs);
+    rls = (rp_ratelimit **)lua_newuserdata(L, (n ? n : 1) * sizeof *rls);
+    for (i = 0; i < n; i++) {
+        rpl_limiter_ud *lu;
+        lua_rawgeti(L, 1, (int)(i + 1));
+        lu = (rpl_limiter_ud *)luaL_testudata(L, -1, RPL_LIMITER_MT);
+        if (!lu) return luaL_error(L, "redpat: limiters[%d] is not a rate limiter", (int)(i + 1));
+        if (!lu->rb) return luaL_error(L, "redpat: limiters[%d] is freed", (int)(i + 1));
+        rbs[i] = lu->rb;
+        rls[i] = lu->rb->rl;
+        lua_pop(L, 1);
+    }
+    rp_error_clear(&e);
+    rc = rp_ratelimit_multi_op(&u->op, rls, n, subject, len, cost, &e);
+    lua_settop(L, op_idx);
+    return limiter_op_made(L, u, rc, &e, rbs, n);
+}
+
+/* limiter:_batch_op({subject, ...}, {cost, ...}|nil) -> op | nil, err */
+static int l_limiter_batch_op(lua_State *L) {
+    rpl_limiter_box *rb = check_limiter(L, 1);
+    int has_costs = !lua_isnoneornil(L, 3);
+    size_t n, i, *lens;
+    const void **subjects;
+    int64_t *costs;
+    rpl_op_ud *u;
+    rp_error e;
+    int rc, op_idx;
+
+    luaL_checktype(L, 2, LUA_TTABLE);
+    if (has_costs) luaL_checktype(L, 3, LUA_TTABLE);
+    n = rpl_rawlen(L, 2);
+    if (has_costs && rpl_rawlen(L, 3) != n) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "costs must have one entry per subject (%zu subjects, %zu costs)",
+                 n, rpl_rawlen(L, 3));
+        return rpl_fail(L, RP_EINVAL, msg);
+    }
+    u = new_op_ud(L, K_RL_BATCH);
+    op_idx = lua_gettop(L);
+    subjects = (const void **)lua_newuserdata(L, (n ? n : 1) * sizeof *subjects);
+    lens = (size_t *)lua_newuserdata(L, (n ? n : 1) * sizeof *lens);
+    costs = (int64_t *)lua_newuserdata(L, (n ? n : 1) * sizeof *costs);
+    /* The subject pointers stay valid while the table holds the strings: nothing below
+     * allocates (no collection, no finalizer) until the core has copied them. */
+    for (i = 0; i < n; i++) {
+        lua_rawgeti(L, 2, (int)(i + 1));
+        if (lua_type(L, -1) != LUA_TSTRING)
+            return luaL_error(L, "redpat: subjects[%d] must be a string", (int)(i + 1));
+        subjects[i] = lua_tolstring(L, -1, &lens[i]);
+        lua_pop(L, 1);
+        if (has_costs) {
+            lua_rawgeti(L, 3, (int)(i + 1));
+            rc = rpl_to_i64(L, -1, &costs[i]);
+            lua_pop(L, 1);
+            if (rc < 0) return luaL_error(L, "redpat: costs[%d] must be a number", (int)(i + 1));
+            if (rc == 0) {
+                char what[40];
+                snprintf(what, sizeof what, "costs[%d]", (int)(i + 1));
+                return fail_not_int(L, what);
+            }
+        }
+    }
+    rp_error_clear(&e);
+    rc = rp_ratelimit_batch_op(&u->op, rb->rl, n, subjects, lens, has_costs ? costs : NULL, &e);
+    lua_settop(L, op_idx);
+    return limiter_op_made(L, u, rc, &e, &rb, 1);
+}
+
+/* A decision as a table: allowed, limit, remaining, retry_after, reset_after (ms), degraded;
+ * refused_by (1-based) when a multi check was refused; error (an err value naming the
+ * status Redis failed with) when degraded. */
+static void push_decision(lua_State *L, const rp_ratelimit_decision *d) {
+    luaL_checkstack(L, 4, NULL);
+    lua_createtable(L, 0, 8);
+    lua_pushboolean(L, d->allowed);
+    lua_setfield(L, -2, "allowed");
+    rpl_push_i64(L, d->limit);
+    lua_setfield(L, -2, "limit");
+    rpl_push_i64(L, d->remaining);
+    lua_setfield(L, -2, "remaining");
+    rpl_push_i64(L, d->retry_after_ms);
+    lua_setfield(L, -2, "retry_after");
+    rpl_push_i64(L, d->reset_after_ms);
+    lua_setfield(L, -2, "reset_after");
+    lua_pushboolean(L, d->degraded);
+    lua_setfield(L, -2, "degraded");
+    if (d->refused_by >= 0) {
+        lua_pushinteger(L, (lua_Integer)d->refused_by + 1);
+        lua_setfield(L, -2, "refused_by");
+    }
+    if (d->degraded) {
+        rpl_new_error(L, d->error_code ? d->error_code : RP_ESTATE,
+                      "Redis failed; the limiter's on_error policy decided");
+        lua_setfield(L, -2, "error");
+    }
 }
 
 /* ---- fence check and raw commands */
@@ -797,6 +1139,8 @@ static const char *reply_type_name(int type) {
  *   release, extend -> true
  *   locked, owned -> bool
  *   fence check -> accepted (bool), highest (int)
+ *   ratelimit check and multi -> decision (table, see push_decision); reset -> true;
+ *   batch -> list of decisions
  *   command -> value, type name ("string", "status", "integer", "nil", "array", "error", ...)
  *              (nil is redpat.null; an error reply is an err value with name "reply")
  * On a state error: nil, err. */
@@ -848,6 +1192,38 @@ static int push_result(lua_State *L, rpl_op_ud *u) {
         lua_pushstring(L, reply_type_name(r->type));
         return 2;
     }
+    case K_RL_CHECK: {
+        rp_ratelimit_decision d;
+        rc = rp_ratelimit_check_result(u->op, &d);
+        if (rc != RP_OK) break;
+        push_decision(L, &d);
+        return 1;
+    }
+    case K_RL_RESET: {
+        rp_ratelimit_decision d;
+        rc = rp_ratelimit_check_result(u->op, &d);
+        if (rc != RP_OK) break;
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    case K_RL_BATCH: {
+        size_t i, n = rp_ratelimit_batch_count(u->op);
+        rp_ratelimit_decision d;
+        if (n == 0) {
+            rc = RP_ESTATE;
+            break;
+        }
+        lua_createtable(L, n > INT32_MAX ? 0 : (int)n, 0);
+        for (i = 0; i < n; i++) {
+            if ((rc = rp_ratelimit_batch_result(u->op, i, &d)) != RP_OK) {
+                lua_pop(L, 1);
+                return rpl_fail(L, rc, "the batch has no decision here");
+            }
+            push_decision(L, &d);
+            lua_rawseti(L, -2, (int)(i + 1));
+        }
+        return 1;
+    }
     default:
         rc = RP_ESTATE;
         break;
@@ -880,7 +1256,7 @@ static int l_op_run(lua_State *L) {
     rp_error e;
     int n;
     if (!u->op) return luaL_error(L, "redpat: the op is freed");
-    cb = u->lb ? u->lb->cb : u->cb;
+    cb = u->lb ? u->lb->cb : u->nrb ? u->rbs[0]->cb : u->cb;
     rp_error_clear(&e);
     if (rp_client_run(cb->client, u->op, &e) != RP_OK)
         n = rpl_fail_err(L, &e);
@@ -953,6 +1329,12 @@ RPL_EXPORT int luaopen_redpat_core(lua_State *L) {
         {"ttl", l_lock_ttl},
         {"_free", l_lock_gc},
         {NULL, NULL}};
+    static const luaL_Reg limiter_methods[] = {
+        {"_check_op", l_limiter_check_op},
+        {"_reset_op", l_limiter_reset_op},
+        {"_batch_op", l_limiter_batch_op},
+        {"_free", l_limiter_gc},
+        {NULL, NULL}};
     static const luaL_Reg op_methods[] = {
         {"step", l_op_step},
         {"request", l_op_request},
@@ -970,6 +1352,8 @@ RPL_EXPORT int luaopen_redpat_core(lua_State *L) {
     static const luaL_Reg funcs[] = {
         {"client_new", l_client_new},
         {"lock_new", l_lock_new},
+        {"ratelimit_new", l_ratelimit_new},
+        {"ratelimit_multi_op", l_ratelimit_multi_op},
         {"fence_check_op", l_fence_check_op},
         {"command_op", l_command_op},
         {"handshake_op", l_handshake_op},
@@ -981,12 +1365,14 @@ RPL_EXPORT int luaopen_redpat_core(lua_State *L) {
         {NULL, NULL}};
 
     rpl_newlib(L, funcs);
-    lua_createtable(L, 0, 4); /* metatables, for the Lua layer to add its methods */
+    lua_createtable(L, 0, 5); /* metatables, for the Lua layer to add its methods */
 
     new_metatable(L, RPL_CLIENT_MT, l_client_gc, client_methods);
     lua_setfield(L, -2, "client");
     new_metatable(L, RPL_LOCK_MT, l_lock_gc, lock_methods);
     lua_setfield(L, -2, "lock");
+    new_metatable(L, RPL_LIMITER_MT, l_limiter_gc, limiter_methods);
+    lua_setfield(L, -2, "ratelimiter");
     new_metatable(L, RPL_OP_MT, l_op_gc, op_methods);
     lua_setfield(L, -2, "op");
 

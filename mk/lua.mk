@@ -8,6 +8,9 @@ LUA_STAGE := $(ROOT)/build/lua
 LUA_ROCKSPEC := lua/redpat-0.1.0-1.rockspec
 LUA_ROCK_CFLAGS := -O2 -fPIC -fvisibility=hidden -Wall
 LUAJIT_INCDIR := /usr/include/luajit-2.1
+# The matrix directories the Lua runners read (several separated by ':'), e.g.
+#   make test-lua LUA_MATRIX_DIRS=$PWD/tests/matrix:$PWD/tests/matrix-staged
+LUA_MATRIX_DIRS ?= $(ROOT)/tests/matrix
 
 # Environments that make `require "redpat"` load the rock from each local tree.
 LUA_ENV_54 := LUA_PATH_5_4="$(LUA_TREE_54)/share/lua/5.4/?.lua;$(LUA_TREE_54)/share/lua/5.4/?/init.lua;;" \
@@ -48,12 +51,13 @@ lua-rock-luajit: bootstrap
 
 test-lua: lua-rock
 	@mkdir -p $(LOGS)
-	$(HARNESS) env $(LUA_ENV_54) lua5.4 $(ROOT)/tests/lua/run_matrix.lua lua5.4 2>&1 | tee $(LOGS)/test-lua-matrix-lua5.4.log
-	$(HARNESS) env $(LUA_ENV_JIT) luajit $(ROOT)/tests/lua/run_matrix.lua luajit 2>&1 | tee $(LOGS)/test-lua-matrix-luajit.log
+	$(HARNESS) env $(LUA_ENV_54) REDPAT_MATRIX_DIR=$(LUA_MATRIX_DIRS) lua5.4 $(ROOT)/tests/lua/run_matrix.lua lua5.4 2>&1 | tee $(LOGS)/test-lua-matrix-lua5.4.log
+	$(HARNESS) env $(LUA_ENV_JIT) REDPAT_MATRIX_DIR=$(LUA_MATRIX_DIRS) luajit $(ROOT)/tests/lua/run_matrix.lua luajit 2>&1 | tee $(LOGS)/test-lua-matrix-luajit.log
 	$(HARNESS) env $(LUA_ENV_54) lua5.4 $(ROOT)/tests/lua/test_lua.lua lua5.4 2>&1 | tee $(LOGS)/test-lua-specific-lua5.4.log
 	$(HARNESS) env $(LUA_ENV_JIT) luajit $(ROOT)/tests/lua/test_lua.lua luajit 2>&1 | tee $(LOGS)/test-lua-specific-luajit.log
 	$(HARNESS) env $(LUA_ENV_54) lua5.4 $(ROOT)/examples/lua/lock.lua 2>&1 | tee $(LOGS)/test-lua-example.log
-	$(HARNESS) python3 $(ROOT)/tests/openresty/run_tests.py --tree $(LUA_TREE_JIT) 2>&1 | tee $(LOGS)/test-lua-openresty.log
+	$(HARNESS) env $(LUA_ENV_JIT) luajit $(ROOT)/examples/lua/ratelimit.lua 2>&1 | tee $(LOGS)/test-lua-example-ratelimit.log
+	$(HARNESS) env REDPAT_MATRIX_DIR=$(LUA_MATRIX_DIRS) python3 $(ROOT)/tests/openresty/run_tests.py --tree $(LUA_TREE_JIT) 2>&1 | tee $(LOGS)/test-lua-openresty.log
 
 # Starts its own pinned redis-servers and nginx (see bench/lua_bench.py); needs the C
 # bench binary from `build`.

@@ -5,13 +5,16 @@
 --   local lock = assert(client:lock("orders:42", { ttl = 10000, fenced = true }))
 --   local acquired, fence = lock:acquire({ wait = 2000 })
 --   if acquired then ... lock:release() end
+--   local api = assert(client:ratelimiter("api", { algorithm = "gcra", limit = 100,
+--                                                  window = 60000 }))
+--   local d = api:check(user_id)   -- d.allowed, d.remaining, d.retry_after, ...
 --
 -- Times are integer milliseconds everywhere (ttl, wait, retry_min, retry_max, extend,
--- timeouts), as in the core and the shared test matrix.
+-- window, retry_after, reset_after, timeouts), as in the core and the shared test matrix.
 -- Expected failures come back as `nil, err`: err is a table {name = <core status name>,
 -- message = <text>, code = <rp_status>} that prints as "name: message". Normal outcomes
--- (a busy lock, a refused fencing token) are results, not errors. Wrong argument types
--- raise, as in Lua's standard library.
+-- (a busy lock, a refused fencing token, a refused rate limit check) are results, not
+-- errors. Wrong argument types raise, as in Lua's standard library.
 --
 -- Drivers: inside nginx (OpenResty / lua-nginx-module) the client moves the core's bytes
 -- over ngx.socket.tcp cosockets and waits with ngx.sleep; elsewhere it uses the core's own
@@ -31,8 +34,9 @@ local M = {
 local mts = core.metatables
 local Client = mts.client.__index
 local Lock = mts.lock.__index
+local Limiter = mts.ratelimiter.__index
 
--- Per-client driver state and per-lock client, keyed weakly by the userdata handles.
+-- Per-client driver state and per-lock (per-limiter) client, keyed weakly by the handles.
 local driver_of = setmetatable({}, { __mode = "k" })
 local client_of = setmetatable({}, { __mode = "k" })
 
@@ -223,6 +227,112 @@ if _VERSION >= "Lua 5.4" then
     mts.client.__close = function(client)
         client:close()
     end
+end
+
+-- ---- rate limiters
+
+--- client:ratelimiter(name, opts) -> limiter | nil, err
+-- name: 1..128 bytes without '{' or '}' (keeps limiters apart in Redis).
+-- opts: algorithm ("fixed_window" (default), "sliding_log", "sliding_window",
+--       "token_bucket", "gcra"), limit (requests per window), window (ms), burst (token
+--       bucket and GCRA: most requests at once; default limit), on_error ("report"
+--       (default): a Redis failure is nil, err; "fail_open": allowed; "fail_closed":
+--       refused; either way marked degraded).
+-- Bad values come back as nil, err with err.name == "invalid_argument" naming the option.
+function Client:ratelimiter(name, opts)
+    local limiter, err = core.ratelimit_new(self, name, opts)
+    if not limiter then
+        return nil, err
+    end
+    client_of[limiter] = self
+    return limiter
+end
+
+local function limiter_run(limiter, op, err)
+    if not op then
+        return nil, err
+    end
+    return run(client_of[limiter], op)
+end
+
+--- limiter:check(subject, cost) -> decision | nil, err
+-- subject: bytes (binary-safe, 1..65536). cost: default 1; 0 peeks without consuming; a
+-- cost above the limit (burst) is invalid_argument, as it could never be allowed.
+-- decision: { allowed (bool), limit, remaining (requests of cost 1 left now),
+--   retry_after (ms until this request would be allowed; 0 when allowed), reset_after (ms
+--   until the full allowance is back), degraded (bool: Redis failed and on_error decided;
+--   then error is an err value naming the failure) }. Decided on the Redis server's clock
+--   in one round trip.
+function Limiter:check(subject, cost)
+    return limiter_run(self, self:_check_op(subject, cost))
+end
+
+--- limiter:reset(subject) -> true | nil, err   (forgets everything about subject)
+function Limiter:reset(subject)
+    return limiter_run(self, self:_reset_op(subject))
+end
+
+--- limiter:batch(subjects, costs) -> { decision, ... } | nil, err
+-- One check per subject (costs: a list as long as subjects, or nil for all 1), pipelined
+-- in one round trip. With on_error "report" any Redis failure fails the whole batch;
+-- otherwise each failed check gets the policy's degraded decision.
+function Limiter:batch(subjects, costs)
+    return limiter_run(self, self:_batch_op(subjects, costs))
+end
+
+--- limiter:client() -> the client the limiter was made from
+function Limiter:client()
+    return client_of[self]
+end
+
+--- client:ratelimit_multi({limiter, ...}, subject, cost) -> decision | nil, err
+-- All-or-nothing over several limits (e.g. 10 per second and 1000 per hour) in one
+-- script: allowed only if every limiter allows, and then cost is taken from each; a
+-- refusal takes nothing. A refused decision carries the refusing limit's numbers and
+-- refused_by, its index in the list (1-based); an allowed one the numbers of the limit
+-- with the least remaining. The limiters must come from this client; the strictest
+-- on_error applies (fail_closed > report > fail_open).
+function Client:ratelimit_multi(limiters, subject, cost)
+    if type(limiters) == "table" then
+        for i, limiter in ipairs(limiters) do
+            if client_of[limiter] ~= nil and client_of[limiter] ~= self then
+                return nil, core.error("invalid_argument",
+                    ("limiters[%d] was made by another client"):format(i))
+            end
+        end
+    end
+    local op, err = core.ratelimit_multi_op(limiters, subject, cost)
+    if not op then
+        return nil, err
+    end
+    return run(self, op)
+end
+
+local ceil, format = math.ceil, string.format
+
+--- redpat.ratelimit_headers(decision, headers) -> headers
+-- Sets the usual rate limit response headers from a decision: X-RateLimit-Limit,
+-- X-RateLimit-Remaining, X-RateLimit-Reset (seconds until the full allowance is back,
+-- rounded up) and, when the request was refused, Retry-After (seconds, rounded up, at least
+-- 1); an allowed decision clears Retry-After. headers: default ngx.header (inside nginx,
+-- call it before the response is sent); any table works, e.g. for other servers.
+function M.ratelimit_headers(decision, headers)
+    if headers == nil then
+        if type(ngx) ~= "table" or ngx.header == nil then
+            error("redpat.ratelimit_headers: no headers table given and not inside nginx", 2)
+        end
+        headers = ngx.header
+    end
+    headers["X-RateLimit-Limit"] = format("%d", decision.limit)
+    headers["X-RateLimit-Remaining"] = format("%d", decision.remaining)
+    headers["X-RateLimit-Reset"] = format("%d", ceil(decision.reset_after / 1000))
+    if decision.allowed then
+        headers["Retry-After"] = nil
+    else
+        local s = ceil(decision.retry_after / 1000)
+        headers["Retry-After"] = format("%d", s < 1 and 1 or s)
+    end
+    return headers
 end
 
 --- redpat.error(name, message) -> err   (an error value, as the library returns them)

@@ -6,20 +6,29 @@ local M = {}
 
 local unpack = table.unpack or unpack -- luacheck: ignore
 
---- Reads every *.json in dir. Returns a list of cases, each with its file's namespace.
-function M.load(dir, cjson)
+--- Reads every *.json in dirs (one directory, or several separated by ':', e.g. to run
+-- staged cases beside the shared ones). Returns a list of cases, each with its file's
+-- namespace.
+function M.load(dirs, cjson)
     local cases = {}
-    local ls = assert(io.popen('ls -1 "' .. dir .. '"'))
     local files = {}
-    for name in ls:lines() do
-        if name:match("%.json$") then
-            files[#files + 1] = name
+    for dir in dirs:gmatch("[^:]+") do
+        local ls = assert(io.popen('ls -1 "' .. dir .. '"'))
+        local names = {}
+        for name in ls:lines() do
+            if name:match("%.json$") then
+                names[#names + 1] = name
+            end
+        end
+        ls:close()
+        table.sort(names)
+        for _, name in ipairs(names) do
+            files[#files + 1] = { dir = dir, name = name }
         end
     end
-    ls:close()
-    table.sort(files)
-    for _, name in ipairs(files) do
-        local f = assert(io.open(dir .. "/" .. name, "rb"))
+    for _, file in ipairs(files) do
+        local name = file.name
+        local f = assert(io.open(file.dir .. "/" .. name, "rb"))
         local doc = cjson.decode(f:read("*a"))
         f:close()
         for _, case in ipairs(doc.cases) do
@@ -109,18 +118,122 @@ local function check_op_expect(expect, results, err)
         if got == nil then
             return "this operation has no result field " .. field
         end
-        if got ~= want then
+        if type(want) == "table" and want.between ~= nil then
+            local lo, hi = want.between[1], want.between[2]
+            if type(got) ~= "number" or got < lo or got > hi then
+                return ("result %s = %s, expected between %s and %s"):format(field, show(got), show(lo), show(hi))
+            end
+        elseif type(want) == "table" then
+            -- a list (batch results): element by element
+            local same = type(got) == "table" and #got == #want
+            for i = 1, same and #want or 0 do
+                same = same and got[i] == want[i]
+            end
+            if not same then
+                return "result " .. field .. " = " .. show(got) .. ", expected " .. show(want)
+            end
+        elseif got ~= want then
             return "result " .. field .. " = " .. show(got) .. ", expected " .. show(want)
         end
     end
     return nil
 end
 
-local function run_op(client, locks, step)
+-- A decision (redpat's table) as the matrix's result fields. refused_by: the matrix counts
+-- from 0 and says -1 when allowed; Lua counts from 1 and leaves it out.
+local function decision_fields(d, multi)
+    local r = {
+        allowed = d.allowed,
+        limit = d.limit,
+        remaining = d.remaining,
+        retry_after = d.retry_after,
+        reset_after = d.reset_after,
+        degraded = d.degraded,
+    }
+    if multi then
+        r.refused_by = d.refused_by and d.refused_by - 1 or -1
+    end
+    return r
+end
+
+local function run_ratelimit(client, limiters, step)
     local args = step.args or {}
     local op = step.op
     local results, err
-    if op == "lock.new" then
+    if op == "ratelimit.new" then
+        local limiter
+        limiter, err = client:ratelimiter(args.name, {
+            algorithm = args.algorithm,
+            limit = args.limit,
+            window = args.window,
+            burst = args.burst,
+            on_error = args.on_error,
+        })
+        if limiter then
+            if step.as == nil then
+                return "ratelimit.new needs 'as'"
+            end
+            limiters[step.as] = limiter
+            results = {}
+        end
+    elseif op == "ratelimit.multi" then
+        local list = {}
+        for i, label in ipairs(step.limiters or {}) do
+            list[i] = limiters[label]
+            if list[i] == nil then
+                return "unknown limiter label " .. tostring(label)
+            end
+        end
+        local d
+        d, err = client:ratelimit_multi(list, bytes(args.subject), args.cost)
+        if d then
+            results = decision_fields(d, true)
+        end
+    else
+        local limiter = limiters[step.limiter]
+        if limiter == nil then
+            return "unknown limiter label " .. tostring(step.limiter)
+        end
+        if op == "ratelimit.check" then
+            local d
+            d, err = limiter:check(bytes(args.subject), args.cost)
+            if d then
+                results = decision_fields(d, false)
+            end
+        elseif op == "ratelimit.reset" then
+            local ok
+            ok, err = limiter:reset(bytes(args.subject))
+            if ok then
+                results = { ok = ok }
+            end
+        elseif op == "ratelimit.batch" then
+            local subjects = {}
+            for i, s in ipairs(args.subjects or {}) do
+                subjects[i] = bytes(s)
+            end
+            local list
+            list, err = limiter:batch(subjects, args.costs)
+            if list then
+                local allowed, remaining = {}, {}
+                for i, d in ipairs(list) do
+                    allowed[i], remaining[i] = d.allowed, d.remaining
+                end
+                results = { allowed = allowed, remaining = remaining }
+            end
+        else
+            return "this runner cannot perform " .. op
+        end
+    end
+    return check_op_expect(step.expect, results, err)
+end
+
+local function run_op(client, locks, limiters, step)
+    local args = step.args or {}
+    local op = step.op
+    local results, err
+    if op:match("^ratelimit%.") then
+        return run_ratelimit(client, limiters, step)
+    elseif op == "lock.new" then
         local lock
         lock, err = client:lock(bytes(args.name), { ttl = args.ttl, fenced = args.fenced })
         if lock then
@@ -246,7 +359,7 @@ function M.run_case(case, env)
     if not client then
         return false, "connect: " .. tostring(cerr)
     end
-    local locks = {}
+    local locks, limiters = {}, {}
     local ok, why = pcall(function()
         local flushed, ferr = client:command("FLUSHALL")
         if not flushed then
@@ -255,7 +368,7 @@ function M.run_case(case, env)
         for i, step in ipairs(case.steps) do
             local fail
             if step.op ~= nil then
-                fail = run_op(client, locks, step)
+                fail = run_op(client, locks, limiters, step)
             elseif step.redis ~= nil then
                 fail = run_redis(client, locks, step, env.redpat.null)
             elseif step.sleep ~= nil then

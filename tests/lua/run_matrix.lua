@@ -2,7 +2,8 @@
 -- Usage (beside a private redis-server, see tests/harness/harness.py):
 --   lua5.4 tests/lua/run_matrix.lua [frontend]     -> matrix[lua5.4]: N passed, F failed, S skipped
 --   luajit tests/lua/run_matrix.lua [frontend]     -> matrix[luajit]: ...
--- Env: REDPAT_TEST_URL (required), REDPAT_MATRIX_DIR (default tests/matrix).
+-- Env: REDPAT_TEST_URL (required), REDPAT_MATRIX_DIR (default tests/matrix; several
+-- directories separated by ':' run together, e.g. tests/matrix:tests/matrix-staged).
 local here = (arg and arg[0] or ""):match("^(.*)/[^/]*$") or "."
 package.path = here .. "/?.lua;" .. package.path
 

@@ -124,10 +124,15 @@ end)
 test("abandoned ops are freed by the collector (memory stays flat)", function()
     local c = connect()
     local lock = assert(c:lock("leak", { ttl = 5000 }))
+    local limiter = assert(c:ratelimiter("leak", { limit = 5, window = 1000 }))
+    local subject, subjects = ("s"):rep(300), { ("a"):rep(100), ("b"):rep(100) }
     local function round()
         for _ = 1, 50000 do
             lock:_acquire_op({ token = ("t"):rep(400) })
             core.command_op(c, "SET", "k", ("v"):rep(300))
+            limiter:_check_op(subject)
+            limiter:_batch_op(subjects)
+            core.ratelimit_multi_op({ limiter, limiter }, subject)
         end
         full_gc()
         return rss_kb()
@@ -138,7 +143,7 @@ test("abandoned ops are freed by the collector (memory stays flat)", function()
     for _ = 1, 3 do
         last = round()
     end
-    -- without __gc every round would keep 100000 ops (tens of MB)
+    -- without __gc every round would keep 250000 ops (tens of MB)
     assert(last - first < 4096, ("RSS grew by %d kB over 3 rounds"):format(last - first))
 end)
 
@@ -332,6 +337,330 @@ if _VERSION >= "Lua 5.4" then
         eq(type(err) == "table" and err.name, "not_owned", "raised error")
     end)
 end
+
+-- ---- rate limiters
+
+local is_integer = math.type and function(v)
+    return math.type(v) == "integer"
+end or function(v)
+    return type(v) == "number" and v == math.floor(v)
+end
+
+local DECISION_FIELDS = { "limit", "remaining", "retry_after", "reset_after" }
+
+local function check_decision(d, what)
+    eq(type(d), "table", what .. ": decision type")
+    eq(type(d.allowed), "boolean", what .. ": allowed type")
+    eq(type(d.degraded), "boolean", what .. ": degraded type")
+    for _, f in ipairs(DECISION_FIELDS) do
+        assert(is_integer(d[f]) and d[f] >= 0,
+            ("%s: %s = %s is not a non-negative integer"):format(what, f, tostring(d[f])))
+    end
+end
+
+test("rate limit decisions are tables of integer milliseconds", function()
+    local c = connect("lr")
+    local l = assert(c:ratelimiter("dec", { algorithm = "fixed_window", limit = 3,
+                                            window = 10000 }))
+    eq(l:client(), c, "limiter:client()")
+    local d = assert(l:check("u"))
+    check_decision(d, "first")
+    eq(d.allowed, true, "allowed")
+    eq(d.limit, 3, "limit")
+    eq(d.remaining, 2, "remaining")
+    eq(d.retry_after, 0, "retry_after when allowed")
+    assert(d.reset_after > 9000 and d.reset_after <= 10000, "reset_after " .. d.reset_after)
+    eq(d.degraded, false, "degraded")
+    eq(d.refused_by, nil, "no refused_by on a single check")
+    eq(d.error, nil, "no error when not degraded")
+    eq(l:check("u", 2).remaining, 0, "cost 2")
+    local refused = assert(l:check("u"))
+    check_decision(refused, "refused")
+    eq(refused.allowed, false, "refused")
+    assert(refused.retry_after > 9000 and refused.retry_after <= 10000,
+        "retry_after " .. refused.retry_after)
+    eq(l:check("u", 0).remaining, 0, "cost 0 peeks")
+    eq(l:reset("u"), true, "reset")
+    eq(l:check("u", 0).remaining, 3, "after reset")
+    -- token bucket: burst is the decision's limit
+    local tb = assert(c:ratelimiter("tb", { algorithm = "token_bucket", limit = 10, window = 1000,
+                                            burst = 4 }))
+    local td = assert(tb:check("u", 4))
+    eq(td.limit, 4, "token bucket limit is the burst")
+    eq(td.remaining, 0, "bucket drained")
+    local t2 = assert(tb:check("u"))
+    eq(t2.allowed, false, "empty bucket refuses")
+    assert(t2.retry_after >= 1 and t2.retry_after <= 100,
+        "refill in about 100 ms: " .. t2.retry_after)
+end)
+
+test("multi: refused_by is the 1-based index of the refusing limiter; nothing consumed", function()
+    local c = connect("lr")
+    local fast = assert(c:ratelimiter("m-fast", { algorithm = "gcra", limit = 5, window = 10000 }))
+    local slow = assert(c:ratelimiter("m-slow", { algorithm = "sliding_log", limit = 2,
+                                                  window = 60000 }))
+    local d = assert(c:ratelimit_multi({ fast, slow }, "u"))
+    check_decision(d, "multi")
+    eq(d.allowed, true, "allowed")
+    eq(d.refused_by, nil, "refused_by when allowed")
+    eq(d.limit, 2, "the limit with least remaining")
+    eq(d.remaining, 1, "remaining")
+    assert(c:ratelimit_multi({ fast, slow }, "u"))
+    local r = assert(c:ratelimit_multi({ fast, slow }, "u"))
+    eq(r.allowed, false, "third refused")
+    eq(r.refused_by, 2, "refused by the second limiter")
+    eq(r.limit, 2, "the refusing limit's numbers")
+    eq(fast:check("u", 0).remaining, 3, "the refusal took nothing from the first limiter")
+    -- limiters of another client are refused before any I/O
+    local other = connect("lr")
+    local foreign = assert(other:ratelimiter("m-x", { limit = 5, window = 1000 }))
+    local none, err = c:ratelimit_multi({ fast, foreign }, "u")
+    eq(none, nil, "foreign limiter")
+    eq(err.name, "invalid_argument", "err.name")
+    assert(err.message:find("limiters[2]", 1, true), err.message)
+    none, err = c:ratelimit_multi({}, "u")
+    eq(err and err.name, "invalid_argument", "no limiters")
+end)
+
+test("batch: a list of decisions in subject order, one round trip", function()
+    local c = connect("lr")
+    local l = assert(c:ratelimiter("batch", { algorithm = "sliding_window", limit = 2,
+                                              window = 10000 }))
+    local list = assert(l:batch({ "a", "b", "a", "a" }))
+    eq(#list, 4, "decisions")
+    for i, d in ipairs(list) do
+        check_decision(d, "batch " .. i)
+    end
+    eq(list[1].allowed and list[2].allowed and list[3].allowed, true, "first three allowed")
+    eq(list[4].allowed, false, "fourth refused")
+    eq(list[3].remaining, 0, "a exhausted")
+    local costed = assert(l:batch({ "b", "c" }, { 1, 2 }))
+    eq(costed[1].remaining, 0, "b cost 1")
+    eq(costed[2].remaining, 0, "c cost 2")
+    -- one round trip: the server sees one EVALSHA per check, in one connection read
+    assert(admin:command("CONFIG", "RESETSTAT"))
+    assert(l:batch({ "x1", "x2", "x3", "x4", "x5" }))
+    local stats = assert(admin:command("INFO", "commandstats"))
+    local calls = tonumber(stats:match("cmdstat_evalsha:calls=(%d+)"))
+    eq(calls, 5, "EVALSHA calls")
+end)
+
+test("rate limiter bad input is invalid_argument naming the argument", function()
+    local c = connect("lr")
+    local function bad(what, word, limiter, err)
+        eq(limiter, nil, what .. ": result")
+        eq(type(err) == "table" and err.name, "invalid_argument", what .. ": err.name")
+        assert(err.message:find(word, 1, true),
+            what .. ": message lacks " .. word .. ": " .. err.message)
+    end
+    bad("limit 0", "limit", c:ratelimiter("x", { limit = 0, window = 1000 }))
+    bad("no limit", "limit", c:ratelimiter("x", { window = 1000 }))
+    bad("fractional limit", "limit", c:ratelimiter("x", { limit = 1.5, window = 1000 }))
+    bad("window 0", "window", c:ratelimiter("x", { limit = 1, window = 0 }))
+    bad("fractional window", "window", c:ratelimiter("x", { limit = 1, window = 0.5 }))
+    bad("burst on fixed window", "burst",
+        c:ratelimiter("x", { limit = 5, window = 1000, burst = 3 }))
+    bad("negative burst", "burst",
+        c:ratelimiter("x", { algorithm = "gcra", limit = 5, window = 1000, burst = -1 }))
+    bad("unknown algorithm", "algorithm",
+        c:ratelimiter("x", { algorithm = "leaky", limit = 5, window = 1000 }))
+    local _, aerr = c:ratelimiter("x", { algorithm = "leaky", limit = 5, window = 1000 })
+    assert(aerr.message:find("leaky", 1, true), "the given name is quoted: " .. aerr.message)
+    bad("unknown on_error", "on_error",
+        c:ratelimiter("x", { limit = 5, window = 1000, on_error = "maybe" }))
+    bad("empty name", "name", c:ratelimiter("", { limit = 5, window = 1000 }))
+    bad("hash tag in name", "name", c:ratelimiter("a{b}", { limit = 5, window = 1000 }))
+    bad("NUL in name", "name", c:ratelimiter("a\0b", { limit = 5, window = 1000 }))
+    local l = assert(c:ratelimiter("x", { algorithm = "token_bucket", limit = 5, window = 1000,
+                                          burst = 3 }))
+    bad("cost above the burst", "cost", l:check("u", 4))
+    bad("negative cost", "cost", l:check("u", -1))
+    bad("fractional cost", "cost", l:check("u", 0.5))
+    bad("empty subject", "subject", l:check(""))
+    bad("subject too long", "subject", l:check(("s"):rep(65537)))
+    bad("empty subject on reset", "subject", l:reset(""))
+    bad("empty batch", "subject", l:batch({}))
+    bad("costs not one per subject", "costs", l:batch({ "a", "b" }, { 1 }))
+    bad("fractional batch cost", "costs[2]", l:batch({ "a", "b" }, { 1, 1.5 }))
+    bad("batch cost above the burst", "cost", l:batch({ "a", "b" }, { 1, 9 }))
+    bad("multi cost above a limit", "cost", c:ratelimit_multi({ l }, "u", 4))
+    -- nothing reached Redis
+    eq(admin:command("EXISTS", "lr:rl:x:{u}", "lr:rl:x:{a}"), 0, "no keys written")
+end)
+
+test("rate limiter wrong argument types raise", function()
+    local c = connect("lr")
+    eq(pcall(c.ratelimiter, c, nil, { limit = 1, window = 1 }), false, "nil name")
+    eq(pcall(c.ratelimiter, c, "x", { algorithm = 1, limit = 1, window = 1 }), false,
+        "numeric algorithm")
+    eq(pcall(c.ratelimiter, c, "x", { limit = "ten", window = 1 }), false, "string limit")
+    eq(pcall(c.ratelimiter, c, "x", "fixed_window"), false, "options not a table")
+    local l = assert(c:ratelimiter("x", { limit = 5, window = 1000 }))
+    eq(pcall(l.check, l, nil), false, "nil subject")
+    eq(pcall(l.check, l, "u", "1"), false, "string cost")
+    eq(pcall(l.batch, l, { "a", 2 }), false, "numeric subject in a batch")
+    eq(pcall(l.batch, l, "a"), false, "subjects not a table")
+    eq(pcall(c.ratelimit_multi, c, { l, "x" }, "u"), false, "a string among the limiters")
+end)
+
+test("Redis down: report is nil, err; fail_open allows, fail_closed refuses, degraded", function()
+    local dead = assert(redpat.connect("redis://127.0.0.1:1/0",
+                                       { namespace = "lr", connect_timeout = 500 }))
+    local report = assert(dead:ratelimiter("r", { limit = 5, window = 1000 }))
+    local open = assert(dead:ratelimiter("o", { limit = 5, window = 1000, on_error = "fail_open" }))
+    local closed = assert(dead:ratelimiter("c", { algorithm = "gcra", limit = 5, window = 1000,
+                                                  burst = 7, on_error = "fail_closed" }))
+    local d, err = report:check("u")
+    eq(d, nil, "report: no decision")
+    eq(err.name, "transport", "report: err.name")
+    local _, rerr = report:batch({ "a", "b" })
+    eq(rerr and rerr.name, "transport", "report: batch err.name")
+    d = assert(open:check("u"))
+    check_decision(d, "fail_open")
+    eq(d.allowed, true, "fail_open allows")
+    eq(d.degraded, true, "fail_open degraded")
+    eq(d.error.name, "transport", "fail_open: the failure is named")
+    eq(d.limit, 5, "fail_open limit")
+    d = assert(closed:check("u"))
+    eq(d.allowed, false, "fail_closed refuses")
+    eq(d.degraded, true, "fail_closed degraded")
+    eq(d.error.name, "transport", "fail_closed: the failure is named")
+    eq(d.limit, 7, "fail_closed limit is the burst")
+    local list = assert(open:batch({ "a", "b", "c" }))
+    eq(#list, 3, "fail_open batch decisions")
+    for i = 1, 3 do
+        eq(list[i].allowed and list[i].degraded, true, "fail_open batch " .. i)
+    end
+    list = assert(closed:batch({ "a", "b" }))
+    eq(list[1].allowed or list[2].allowed, false, "fail_closed batch refuses")
+    -- multi: the strictest policy applies
+    d = assert(dead:ratelimit_multi({ open, closed }, "u"))
+    eq(d.allowed, false, "open + closed: closed")
+    eq(d.degraded, true, "multi degraded")
+    d = assert(dead:ratelimit_multi({ open }, "u"))
+    eq(d.allowed, true, "open alone")
+    local none, merr = dead:ratelimit_multi({ open, report }, "u")
+    eq(none, nil, "open + report: report")
+    eq(merr.name, "transport", "multi err.name")
+    -- a reset is never decided by the policy
+    local ok, reset_err = open:reset("u")
+    eq(ok, nil, "reset on a dead server")
+    eq(reset_err.name, "transport", "reset err.name")
+end)
+
+test("Redis slower than command_timeout: the policy decides, marked as a timeout", function()
+    local port = assert(os.getenv("REDPAT_TEST_PORT"), "REDPAT_TEST_PORT is not set")
+    local c = assert(redpat.connect(url, { namespace = "lr", command_timeout = 100 }))
+    local open = assert(c:ratelimiter("slow-o", { limit = 5, window = 10000,
+                                                  on_error = "fail_open" }))
+    local closed = assert(c:ratelimiter("slow-c", { limit = 5, window = 10000,
+                                                    on_error = "fail_closed" }))
+    eq(open:check("u").degraded, false, "before: a real decision")
+    eq(closed:check("u").degraded, false, "before: a real decision (closed)")
+    -- another connection puts the whole server to sleep for a second
+    assert(os.execute("redis-cli -p " .. port .. " DEBUG SLEEP 1 >/dev/null 2>&1 &"))
+    core.sleep_ms(150)
+    local t0 = core.clock_us()
+    local d = assert(open:check("u"))
+    local waited = (core.clock_us() - t0) / 1000
+    eq(d.allowed, true, "fail_open allows")
+    eq(d.degraded, true, "fail_open degraded")
+    eq(d.error.name, "timeout", "the failure is a timeout")
+    assert(waited < 500, ("answered after %.0f ms, not within the command timeout"):format(waited))
+    d = assert(closed:check("u"))
+    eq(d.allowed, false, "fail_closed refuses")
+    eq(d.error.name, "timeout", "closed: the failure is a timeout")
+    core.sleep_ms(1000)
+    d = assert(open:check("u"))
+    eq(d.degraded, false, "after the pause: real decisions again")
+    -- the timed-out script was sent and may have run once the server woke up: a timeout
+    -- leaves it unknown whether that request counted (never counted twice)
+    assert(d.remaining == 2 or d.remaining == 3, "remaining " .. d.remaining)
+end)
+
+test("binary subjects: NUL, CRLF and non-UTF-8 bytes are distinct subjects and keys", function()
+    local c = connect("lr")
+    local l = assert(c:ratelimiter("bin", { algorithm = "sliding_log", limit = 1, window = 10000 }))
+    local s1, s2 = "a\0b\r\n\255", "a\0c\r\n\255"
+    eq(l:check(s1).allowed, true, "s1 first")
+    eq(l:check(s2).allowed, true, "s2 is another subject")
+    eq(l:check(s1).allowed, false, "s1 second")
+    eq(admin:command("EXISTS", "lr:rl:bin:{" .. s1 .. "}"), 1, "s1 key, byte-exact")
+    eq(admin:command("EXISTS", "lr:rl:bin:{a}"), 0, "not truncated at NUL")
+    local ttl = admin:command("PTTL", "lr:rl:bin:{" .. s1 .. "}")
+    assert(ttl > 0 and ttl <= 10000, "the key has a TTL: " .. tostring(ttl))
+    local list = assert(l:batch({ s1, s2, "\0" }))
+    eq(list[1].allowed or list[2].allowed, false, "batch: s1 and s2 exhausted")
+    eq(list[3].allowed, true, "batch: a NUL byte subject")
+    eq(l:reset(s1), true, "reset s1")
+    eq(admin:command("EXISTS", "lr:rl:bin:{" .. s1 .. "}", "lr:rl:bin:{" .. s1 .. "}:seq"), 0,
+        "s1 keys gone")
+    eq(l:check(s1).allowed, true, "s1 after reset")
+    eq(l:check(s2, 0).remaining, 0, "s2 untouched by the reset")
+end)
+
+test("limiter and op lifetimes: handles collected in any order", function()
+    local function make()
+        local c = connect("lr")
+        assert(c:command("CLIENT", "SETNAME", "gc-limiter"))
+        local a = assert(c:ratelimiter("gc-a", { limit = 5, window = 10000 }))
+        local b = assert(c:ratelimiter("gc-b", { algorithm = "gcra", limit = 5, window = 10000 }))
+        return { a = a, c = c, op = assert(core.ratelimit_multi_op({ a, b }, "u")) }
+    end
+    local h = make()
+    local c = h.c
+    h.c = nil
+    -- the op alone keeps both limiters (and the client) alive
+    local op = h.op
+    h.op = nil
+    h.a = nil
+    full_gc()
+    eq(clients_named("gc-limiter"), 1, "connection while the op lives")
+    local d = assert(redpat._run(c, op))
+    eq(d.allowed, true, "a multi op whose limiter handles are gone")
+    eq(admin:command("EXISTS", "lr:rl:gc-a:{u}", "lr:rl:gc-b:{u}"), 2, "both limits consumed")
+    c = nil -- luacheck: ignore
+    full_gc()
+    eq(clients_named_settled("gc-limiter", 0), 0, "connection after everything is collected")
+    -- abandoned limiters and ops, collected together
+    local junk = {}
+    for i = 1, 200 do
+        local jc = connect("lr")
+        local jl = assert(jc:ratelimiter("j" .. i, { limit = 5, window = 1000 }))
+        junk[i] = { jc, jl, jl:_check_op("u"), jl:_batch_op({ "a", "b" }), jl:_reset_op("u"),
+                    core.ratelimit_multi_op({ jl, jl }, "u") }
+    end
+    junk = nil -- luacheck: ignore
+    full_gc()
+end)
+
+test("ratelimit_headers: Limit, Remaining, Reset, Retry-After (s, rounded up)", function()
+    local h = redpat.ratelimit_headers({ allowed = false, limit = 10, remaining = 0,
+                                         retry_after = 1200, reset_after = 59001,
+                                         degraded = false }, {})
+    eq(h["X-RateLimit-Limit"], "10", "limit")
+    eq(h["X-RateLimit-Remaining"], "0", "remaining")
+    eq(h["X-RateLimit-Reset"], "60", "reset rounded up")
+    eq(h["Retry-After"], "2", "retry-after rounded up")
+    h = redpat.ratelimit_headers({ allowed = false, limit = 3, remaining = 0, retry_after = 0,
+                                   reset_after = 0, degraded = true }, {})
+    eq(h["Retry-After"], "1", "a refusal never says retry now")
+    h["Retry-After"] = "5"
+    redpat.ratelimit_headers({ allowed = true, limit = 3, remaining = 2, retry_after = 0,
+                               reset_after = 1000, degraded = false }, h)
+    eq(h["Retry-After"], nil, "allowed clears Retry-After")
+    eq(h["X-RateLimit-Reset"], "1", "1000 ms is 1 s")
+    -- from a real decision
+    local c = connect("lr")
+    local l = assert(c:ratelimiter("hdr", { limit = 1, window = 2500 }))
+    assert(l:check("u"))
+    h = redpat.ratelimit_headers(assert(l:check("u")), {})
+    eq(h["X-RateLimit-Limit"], "1", "real limit")
+    eq(h["Retry-After"], "3", "2.5 s window rounds up to 3")
+    eq(pcall(redpat.ratelimit_headers, { allowed = true, limit = 1, remaining = 1,
+                                         retry_after = 0, reset_after = 0 }), false,
+        "no headers table outside nginx")
+end)
 
 local passed, failed = 0, 0
 for _, t in ipairs(tests) do

@@ -8,9 +8,15 @@
 --   /cycle?name=&n=&hold_ms=     n lock cycles on one name, checking exclusion
 --   /nonblocking                 a waiting acquire must let other light threads run
 --   /errors                      error values over cosockets (refused connection, db select)
+--   /ratelimit/headers?who=      a check limited to 2 per 10 s per who, answered with the
+--                                rate limit headers (429 with Retry-After when refused)
+--   /ratelimit/errors            limiters over cosockets: Redis down under each on_error
+--                                policy, bad input, binary subjects, batch and multi
 --   /bench/redpat?n=             lock cycle (try-acquire + release) through redpat
 --   /bench/floor?n=              the same Redis commands by plain cosocket code
 --   /bench/floor1?n=             the same, one pooled connection per cycle
+--   /bench/ratelimit?n=          GCRA checks through redpat
+--   /bench/rlfloor?n=            the same EVALSHA by plain cosocket code
 local cjson = require "cjson.safe"
 local redpat = require "redpat"
 local core = require "redpat.core"
@@ -26,12 +32,16 @@ local function test_url()
 end
 
 local release_src -- the release script's text, for the floor to SCRIPT LOAD
+local ratelimit_src -- the rate limit script's text, for its floor
 
 function M.init()
     local sdir = os.getenv("REDPAT_SCRIPTS_DIR")
     if sdir then
         local f = assert(io.open(sdir .. "/lock_release.lua", "rb"))
         release_src = f:read("*a")
+        f:close()
+        f = assert(io.open(sdir .. "/ratelimit.lua", "rb"))
+        ratelimit_src = f:read("*a")
         f:close()
     end
     local dir = os.getenv("REDPAT_MATRIX_DIR")
@@ -210,6 +220,70 @@ routes["/errors"] = function()
     return reply(200, out)
 end
 
+-- ---- rate limiters
+
+routes["/ratelimit/headers"] = function(args)
+    local client = get_client("rh")
+    local limiter = assert(client:ratelimiter("hdr", { algorithm = "fixed_window", limit = 2, window = 10000 }))
+    local who = assert(args.who, "who")
+    local d, err = limiter:check(who)
+    if not d then
+        return reply(500, { error = tostring(err) })
+    end
+    redpat.ratelimit_headers(d)
+    return reply(d.allowed and 200 or 429, d)
+end
+
+local function decision_or_error(d, err)
+    if d == nil then
+        return { name = err and err.name, message = err and err.message }
+    end
+    local out = {}
+    for k, v in pairs(d) do
+        out[k] = v
+    end
+    out.error = d.error and d.error.name or nil
+    return out
+end
+
+routes["/ratelimit/errors"] = function()
+    local out = {}
+    -- Redis down (a refused connection): each policy decides, a failure is never silent
+    local dead = assert(redpat.connect("redis://127.0.0.1:1/0", { namespace = "re", connect_timeout = 500 }))
+    local report = assert(dead:ratelimiter("r", { limit = 5, window = 1000 }))
+    local open = assert(dead:ratelimiter("o", { limit = 5, window = 1000, on_error = "fail_open" }))
+    local closed = assert(dead:ratelimiter("c", { limit = 5, window = 1000, on_error = "fail_closed" }))
+    out.down_report = decision_or_error(report:check("u"))
+    out.down_open = decision_or_error(open:check("u"))
+    out.down_closed = decision_or_error(closed:check("u"))
+    local list = assert(open:batch({ "a", "b" }))
+    out.down_open_batch = { #list, list[1].allowed, list[2].degraded }
+    out.down_multi = decision_or_error(dead:ratelimit_multi({ open, closed }, "u"))
+    -- bad input names the argument
+    local c = get_client("re")
+    local _, e1 = c:ratelimiter("x", { algorithm = "leaky", limit = 5, window = 1000 })
+    local l = assert(c:ratelimiter("x", { limit = 2, window = 10000 }))
+    local _, e2 = l:check("u", 3)
+    out.bad = { algorithm = e1 and e1.name .. ": " .. e1.message, cost = e2 and e2.name .. ": " .. e2.message }
+    -- binary subjects, batch and multi over cosockets
+    assert(l:reset("a\0b\r\n\255"))
+    local b1 = assert(l:check("a\0b\r\n\255"))
+    local b2 = assert(l:check("a\0c\r\n\255"))
+    out.binary = { first = b1.remaining, other = b2.remaining,
+                   key = c:command("EXISTS", "re:rl:x:{a\0b\r\n\255}") }
+    local batch = assert(l:batch({ "a\0b\r\n\255", "a\0b\r\n\255", "z" }))
+    out.batch = { batch[1].allowed, batch[2].allowed, batch[3].allowed }
+    local m = assert(c:ratelimiter("m", { algorithm = "gcra", limit = 10, window = 10000 }))
+    assert(m:reset("z"))
+    local md1 = assert(c:ratelimit_multi({ m, l }, "z")) -- l has 1 left for z after the batch
+    local md2 = assert(c:ratelimit_multi({ m, l }, "z"))
+    out.multi = { md1.allowed, md2.allowed, md2.refused_by, m:check("z", 0).remaining }
+    assert(l:reset("a\0b\r\n\255"))
+    assert(l:reset("a\0c\r\n\255"))
+    assert(l:reset("z"))
+    return reply(200, out)
+end
+
 -- ---- benchmarks
 
 local function endpoint()
@@ -342,6 +416,86 @@ end
 
 routes["/bench/floor1"] = function(args)
     return bench_floor(args, true)
+end
+
+-- Rate limit checks: GCRA with a limit no run reaches, so every check is allowed and
+-- consumes. The floor sends the EVALSHA redpat sends (same script, keys and arguments:
+-- cost 1, one limit, algorithm 5, limit, window, burst = limit) and reads the 6 integers.
+local RL_LIMIT, RL_WINDOW = 1000000000, 60000
+
+routes["/bench/ratelimit"] = function(args)
+    local n = tonumber(args.n or "2000")
+    local client = get_client("rpbench", { pool_size = 64 })
+    local limiter = assert(client:ratelimiter("b-gcra", { algorithm = "gcra", limit = RL_LIMIT, window = RL_WINDOW }))
+    local function check()
+        local d, err = limiter:check("user:bench")
+        if not d or not d.allowed then
+            error("check: " .. tostring(err or "refused"))
+        end
+    end
+    for _ = 1, warmup_count(n) do
+        check()
+    end
+    local t0 = core.clock_us()
+    for _ = 1, n do
+        check()
+    end
+    local us = (core.clock_us() - t0) / n
+    return reply(200, { check_us = us, checks_per_s = 1e6 / us, n = n })
+end
+
+local rl_request -- the whole EVALSHA request, built once the script's SHA is known
+
+local function rl_floor_setup(host, port)
+    if rl_request then
+        return
+    end
+    local src = assert(ratelimit_src, "REDPAT_SCRIPTS_DIR is not passed to nginx")
+    local sock = floor_connect(host, port)
+    local line = floor_exchange(sock, "*3\r\n$6\r\nSCRIPT\r\n$4\r\nLOAD\r\n$" .. #src .. "\r\n" .. src .. "\r\n")
+    assert(line == "$40", "SCRIPT LOAD: " .. tostring(line))
+    local sha = sock:receive(40)
+    sock:receive() -- CRLF
+    sock:setkeepalive(60000, 64)
+    local key = "rpbench:rl:f-gcra:{user:bench}" -- same shape and length as redpat's
+    local argv = { "EVALSHA", sha, "2", key, key .. ":seq", "1", "1", "5", tostring(RL_LIMIT),
+                   tostring(RL_WINDOW), tostring(RL_LIMIT) }
+    local parts = { "*" .. #argv .. "\r\n" }
+    for _, a in ipairs(argv) do
+        parts[#parts + 1] = "$" .. #a .. "\r\n" .. a .. "\r\n"
+    end
+    rl_request = table.concat(parts)
+end
+
+local function rl_floor_check(host, port)
+    local sock = floor_connect(host, port)
+    local line = floor_exchange(sock, rl_request)
+    if line ~= "*6" then
+        error("EVALSHA: " .. tostring(line))
+    end
+    local allowed = sock:receive()
+    for _ = 2, 6 do
+        sock:receive()
+    end
+    if allowed ~= ":1" then
+        error("EVALSHA: refused")
+    end
+    sock:setkeepalive(60000, 64)
+end
+
+routes["/bench/rlfloor"] = function(args)
+    local n = tonumber(args.n or "2000")
+    local host, port = endpoint()
+    rl_floor_setup(host, port)
+    for _ = 1, warmup_count(n) do
+        rl_floor_check(host, port)
+    end
+    local t0 = core.clock_us()
+    for _ = 1, n do
+        rl_floor_check(host, port)
+    end
+    local us = (core.clock_us() - t0) / n
+    return reply(200, { check_us = us, checks_per_s = 1e6 / us, n = n })
 end
 
 function M.handle()

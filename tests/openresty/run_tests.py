@@ -41,6 +41,21 @@ def get(base: str, path: str, timeout: float = 60.0, **params: Any) -> Tuple[int
             return e.code, {"error": body}
 
 
+def get_with_headers(base: str, path: str, **params: Any) -> Tuple[int, Dict[str, str], Dict[str, Any]]:
+    """GET returning the status, the response headers and the JSON body (4xx included)."""
+    url = base + path + ("?" + urllib.parse.urlencode(params) if params else "")
+    try:
+        with urllib.request.urlopen(url, timeout=60) as r:
+            return r.status, dict(r.headers.items()), json.loads(r.read().decode())
+    except urllib.error.HTTPError as e:
+        body = e.read().decode(errors="replace")
+        try:
+            parsed = json.loads(body)
+        except ValueError:
+            parsed = {"raw": body}
+        return e.code, dict(e.headers.items()), parsed
+
+
 def redis_command(port: int, *args: str) -> Any:
     """One RESP command on a fresh connection (status/bulk/int replies only)."""
     req = b"*%d\r\n" % len(args) + b"".join(
@@ -151,6 +166,62 @@ def test_errors(base: str, port: int) -> None:
     assert body["timeout"] == {"name": "timeout", "ping_after": "PONG"}, body
 
 
+def test_ratelimit_headers(base: str, port: int) -> None:
+    """Limit 2 per 10 s: two allowed responses with the headers and no Retry-After, then a
+    429 with Remaining 0 and Retry-After / Reset in whole seconds, rounded up."""
+    who = "hdr-%d-%d" % (os.getpid(), time.monotonic_ns())
+    seen = []
+    for i in range(3):
+        status, headers, body = get_with_headers(base, "/ratelimit/headers", who=who)
+        seen.append((status, headers, body))
+    for i, want_remaining in ((0, "1"), (1, "0")):
+        status, headers, body = seen[i]
+        assert status == 200 and body["allowed"] is True, (i, status, body)
+        assert headers.get("X-RateLimit-Limit") == "2", (i, headers)
+        assert headers.get("X-RateLimit-Remaining") == want_remaining, (i, headers)
+        assert headers.get("X-RateLimit-Reset") == "10", (i, headers, body)  # 9.9xx s rounds up
+        assert "Retry-After" not in headers, (i, headers)
+    status, headers, body = seen[2]
+    assert status == 429 and body["allowed"] is False, (status, body)
+    assert headers.get("X-RateLimit-Limit") == "2", headers
+    assert headers.get("X-RateLimit-Remaining") == "0", headers
+    retry = int(headers["Retry-After"])
+    assert retry == -(-body["retry_after"] // 1000) and 9 <= retry <= 10, (headers, body)
+    assert int(headers["X-RateLimit-Reset"]) == -(-body["reset_after"] // 1000), (headers, body)
+    ttl = redis_command(port, "PTTL", "rh:rl:hdr:{%s}" % who)
+    assert 0 < ttl <= 10000, ttl
+
+
+def test_ratelimit_errors(base: str, port: int) -> None:
+    status, body = get(base, "/ratelimit/errors")
+    assert status == 200, body
+    assert body["down_report"]["name"] == "transport", body
+    assert "allowed" not in body["down_report"], body
+    for key, allowed in (("down_open", True), ("down_closed", False)):
+        d = body[key]
+        assert d["allowed"] is allowed and d["degraded"] is True, (key, d)
+        assert d["error"] == "transport" and d["limit"] == 5, (key, d)
+    assert body["down_open_batch"] == [2, True, True], body
+    assert body["down_multi"]["allowed"] is False and body["down_multi"]["degraded"] is True, body
+    assert body["bad"]["algorithm"].startswith("invalid_argument: algorithm"), body
+    assert "leaky" in body["bad"]["algorithm"], body
+    assert body["bad"]["cost"].startswith("invalid_argument: cost"), body
+    assert body["binary"] == {"first": 1, "other": 1, "key": 1}, body
+    assert body["batch"] == [True, False, True], body
+    assert body["multi"] == [True, False, 2, 9], body
+
+
+def test_ratelimit_example(tree: str) -> None:
+    """examples/lua/openresty/ratelimit_example.lua, served by its own nginx: 3 per 10 s."""
+    example_dir = os.path.join(ROOT, "examples", "lua", "openresty")
+    who = "ex-%d-%d" % (os.getpid(), time.monotonic_ns())
+    with NginxServer(tree, [example_dir], app="ratelimit_example", workers=1) as ex:
+        results = [get_with_headers(ex.url, "/api", who=who) for _ in range(4)]
+    assert [r[0] for r in results] == [200, 200, 200, 429], [(r[0], r[1]) for r in results]
+    assert [r[1].get("X-RateLimit-Remaining") for r in results] == ["2", "1", "0", "0"], results
+    assert "Retry-After" in results[3][1] and "Retry-After" not in results[0][1], results
+
+
 def test_example(tree: str) -> None:
     """examples/lua/openresty/lock_example.lua, served by its own nginx."""
     example_dir = os.path.join(ROOT, "examples", "lua", "openresty")
@@ -176,6 +247,9 @@ def main() -> int:
         ("error values over cosockets", test_errors),
         ("a waiting acquire does not block the worker", test_nonblocking),
         ("200 concurrent lock cycles: exclusion and pool reuse", test_concurrency),
+        ("rate limit headers on allowed and refused responses", test_ratelimit_headers),
+        ("rate limiters over cosockets: Redis down, bad input, binary, batch, multi",
+         test_ratelimit_errors),
     ]
     with NginxServer(args.tree, [HERE, os.path.join(ROOT, "tests", "lua")], app="app",
                      workers=args.workers) as srv:
@@ -189,13 +263,16 @@ def main() -> int:
             except Exception as e:  # noqa: BLE001 - report every failure, keep going
                 failed += 1
                 print("FAIL %s: %r" % (name, e))
-        try:
-            test_example(args.tree)
-            passed += 1
-            print("ok   the OpenResty example answers")
-        except Exception as e:  # noqa: BLE001
-            failed += 1
-            print("FAIL the OpenResty example: %r" % (e,))
+        for name, example in (("the OpenResty lock example answers", test_example),
+                              ("the OpenResty rate limit example answers 429 on the 4th request",
+                               test_ratelimit_example)):
+            try:
+                example(args.tree)
+                passed += 1
+                print("ok   %s" % name)
+            except Exception as e:  # noqa: BLE001
+                failed += 1
+                print("FAIL %s: %r" % (name, e))
         print("openresty-tests: %d passed, %d failed" % (passed, failed), flush=True)
         if failures or failed:
             print("--- nginx error log (tail) ---\n" + srv.log_tail(), file=sys.stderr)
