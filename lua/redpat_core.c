@@ -893,7 +893,8 @@ static void push_decision(lua_State *L, const rp_ratelimit_decision *d) {
     }
     if (d->degraded) {
         rpl_new_error(L, d->error_code ? d->error_code : RP_ESTATE,
-                      "Redis failed; the limiter's on_error policy decided");
+                      d->error_message[0] ? d->error_message
+                                          : "Redis failed; the limiter's on_error policy decided");
         lua_setfield(L, -2, "error");
     }
 }

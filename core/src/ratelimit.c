@@ -156,7 +156,8 @@ static int queue_check(rp_op *op, const check_call *call, const void *subject, s
     return rc;
 }
 
-static void degraded(rp_ratelimit_decision *d, const check_call *call, int code)
+static void degraded(rp_ratelimit_decision *d, const check_call *call, int code,
+                     const char *why, size_t why_len)
 {
     memset(d, 0, sizeof *d);
     d->allowed = call->policy == RP_RATELIMIT_FAIL_OPEN;
@@ -164,6 +165,8 @@ static void degraded(rp_ratelimit_decision *d, const check_call *call, int code)
     d->refused_by = -1;
     d->degraded = 1;
     d->error_code = code;
+    snprintf(d->error_message, sizeof d->error_message, "%s: %.*s", rp_status_name(code),
+             (int)(why_len > 120 ? 120 : why_len), why);
 }
 
 /* Reads one script reply into d. Returns RP_OK, or (for policy REPORT) the failure. */
@@ -181,7 +184,10 @@ static int read_decision(rp_op *op, const check_call *call, int node_status,
             code = RP_EPROTOCOL;
     if (code != RP_OK) {
         if (call->policy != RP_RATELIMIT_REPORT) {
-            degraded(d, call, code);
+            const char *why = node_status != RP_OK ? rp_op__node_why(op, 0)
+                              : code == RP_EREPLY  ? r->str
+                                                   : "unexpected reply";
+            degraded(d, call, code, why, code == RP_EREPLY && node_status == RP_OK ? r->len : strlen(why));
             return RP_OK;
         }
         if (code == RP_EREPLY)

@@ -119,6 +119,8 @@ static void redis_down(const char *url)
     RP_CHECK(rc == RP_ETRANSPORT || rc == RP_ETIMEOUT, "report: got %s", rp_status_name(rc));
     rc = rp_ratelimit_check(open, "u", 1, 1, &d, &e);
     RP_CHECK(rc == RP_OK && d.allowed && d.degraded && d.error_code != RP_OK, "fail_open");
+    RP_CHECK(strstr(d.error_message, "connect") != NULL, "degraded without a reason: %s",
+             d.error_message);
     rc = rp_ratelimit_check(closed, "u", 1, 1, &d, &e);
     RP_CHECK(rc == RP_OK && !d.allowed && d.degraded && d.error_code != RP_OK, "fail_closed");
     printf("redis down: report -> %s, fail_open -> allowed (degraded), fail_closed -> refused (degraded)\n",

@@ -409,12 +409,14 @@ static void test_ratelimit_decisions(void)
     rp_op_fail_node(op, 0, RP_ETIMEOUT, "timed out");
     CHECK(rp_op_step(op, 0) == RP_STEP_DONE && rp_ratelimit_check_result(op, &d) == RP_OK);
     CHECK(d.allowed && d.degraded && d.error_code == RP_ETIMEOUT);
+    CHECK(strcmp(d.error_message, "timeout: timed out") == 0);
     rp_op_free(op);
     CHECK(rp_ratelimit_check_op(&op, closed, "u", 1, 1, NULL) == RP_OK);
     rp_op_step(op, 0);
     CHECK(rp_op_feed(op, 0, "-OOM command not allowed\r\n", 26) == RP_OK);
     CHECK(rp_op_step(op, 0) == RP_STEP_DONE && rp_ratelimit_check_result(op, &d) == RP_OK);
     CHECK(!d.allowed && d.degraded && d.error_code == RP_EREPLY);
+    CHECK(strcmp(d.error_message, "reply: OOM command not allowed") == 0);
     rp_op_free(op);
 
     /* multi: the refusing limit's numbers, and its index */

@@ -71,6 +71,7 @@ typedef struct rp_ratelimit_decision {
     int refused_by;         /* multi-limit: index of the limit that refused; else -1 */
     int degraded;           /* 1: Redis failed and the on_error policy decided */
     int error_code;         /* degraded: the rp_status Redis failed with; else RP_OK */
+    char error_message[128]; /* degraded: why (NUL-terminated, maybe cut short); else "" */
 } rp_ratelimit_decision;
 
 /* Check (and consume cost for) subject. cost 0 peeks without consuming; cost above the
