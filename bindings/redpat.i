@@ -10,7 +10,8 @@
  *   Client  one rp_client (a connection, or none when made with url None: then it only
  *           makes handles and ops for a driver with its own I/O, e.g. asyncio).
  *   Lock    one rp_lock; keeps a reference to the Client it was made from.
- *   Op      one rp_op; keeps a reference to what it borrows (its Lock or Client).
+ *   Limiter one rp_ratelimit; keeps a reference to the Client it was made from.
+ *   Op      one rp_op; keeps a reference to what it borrows (its Lock, Limiter(s) or Client).
  * A handle is used by one thread at a time (the Python layer sees to it). */
 %module(package="redpat") _core
 
@@ -19,36 +20,50 @@
 #include <Python.h>
 #include <limits.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
 #include "redpat/redpat.h"
 
 typedef struct rpy_client { rp_client *c; } rpy_client;
 typedef struct rpy_lock { rp_lock *l; PyObject *owner; } rpy_lock;
 typedef struct rpy_op { rp_op *op; PyObject *owner; } rpy_op;
+typedef struct rpy_limiter { rp_ratelimit *rl; PyObject *owner; } rpy_limiter;
+
+/* Registered by python/redpat/ratelimit.py: the class decisions are built as. */
+static PyObject *rpy_decision_class = NULL;
 
 /* Registered by python/redpat/errors.py: status code -> exception class, and the base. */
 static PyObject *rpy_error_map = NULL;
 static PyObject *rpy_error_base = NULL;
 
-/* Raises the exception registered for code, built as Class(message, code). */
-static void rpy_raise(int code, const char *message) {
+/* The exception registered for code, built as Class(message, code) but not raised; NULL
+ * with an exception set if that fails. */
+static PyObject *rpy_error_object(int code, const char *message) {
     PyObject *cls = NULL, *key, *exc, *msg;
     if (rpy_error_map != NULL) {
         key = PyLong_FromLong(code);
-        if (key == NULL) return;
+        if (key == NULL) return NULL;
         cls = PyDict_GetItemWithError(rpy_error_map, key);
         Py_DECREF(key);
-        if (cls == NULL && PyErr_Occurred()) return;
+        if (cls == NULL && PyErr_Occurred()) return NULL;
     }
     if (cls == NULL) cls = rpy_error_base;
     if (cls == NULL) {
         PyErr_Format(PyExc_RuntimeError, "redpat: %s (%s)", message, rp_status_name(code));
-        return;
+        return NULL;
     }
     /* Messages may quote binary arguments: never fail on bytes that are not UTF-8. */
     msg = PyUnicode_DecodeUTF8(message, (Py_ssize_t)strlen(message), "backslashreplace");
-    if (msg == NULL) return;
+    if (msg == NULL) return NULL;
     exc = PyObject_CallFunction(cls, "Oi", msg, code);
     Py_DECREF(msg);
+    return exc;
+}
+
+/* Raises the exception registered for code, built as Class(message, code). */
+static void rpy_raise(int code, const char *message) {
+    PyObject *exc = rpy_error_object(code, message);
     if (exc == NULL) return;
     PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
     Py_DECREF(exc);
@@ -183,10 +198,11 @@ static void rpy_argv_free(rpy_argv *a) {
     memset(a, 0, sizeof *a);
 }
 
-static int rpy_argv_init(rpy_argv *a, PyObject *args) {
+/* what: "command arguments must be a sequence"; item names one element in a TypeError. */
+static int rpy_argv_init(rpy_argv *a, PyObject *args, const char *what, const char *item) {
     Py_ssize_t n, i;
     memset(a, 0, sizeof *a);
-    a->seq = PySequence_Fast(args, "command arguments must be a sequence");
+    a->seq = PySequence_Fast(args, what);
     if (a->seq == NULL) return -1;
     n = PySequence_Fast_GET_SIZE(a->seq);
     if (n > INT_MAX) {
@@ -206,7 +222,7 @@ static int rpy_argv_init(rpy_argv *a, PyObject *args) {
     }
     for (i = 0; i < n; i++) {
         if (rpy_bytes(PySequence_Fast_GET_ITEM(a->seq, i), &a->argv[i], &a->lens[i],
-                      &a->views[i], &a->have[i], "command argument") < 0) {
+                      &a->views[i], &a->have[i], item) < 0) {
             rpy_argv_free(a);
             return -1;
         }
@@ -242,6 +258,248 @@ static int rpy_run(rp_client *conn, rp_op *op, rp_error *err) {
     Py_BEGIN_ALLOW_THREADS
     rc = rp_client_run(conn, op, err);
     Py_END_ALLOW_THREADS
+    return rc;
+}
+
+/* A Python exception is set (never an rp_status). */
+#define RPY_EPYTHON INT_MIN
+/* The longest a wait goes without running Python's signal handlers. */
+#define RPY_SLEEP_SLICE_MS 50
+
+/* Drives op to DONE or ERROR over conn's connection, as rp_client_run does, but holds the
+ * GIL only between steps: each IO round runs with it released, and a SLEEP is slept in
+ * slices of at most RPY_SLEEP_SLICE_MS with Python's signal handlers run before each, so
+ * Ctrl-C (or any handler that raises) ends a long wait promptly. Returns RP_OK, the op's
+ * error code (details in err), or RPY_EPYTHON with the handler's exception set: only ever
+ * from a SLEEP, when no request is in flight, so the connection stays in step. */
+static int rpy_drive(rp_client *conn, rp_op *op, rp_error *err) {
+    rp_transport *t = rp_client_transport(conn);
+    if (t == NULL) return rp_client_run(conn, op, err); /* reports the missing connection */
+    for (;;) {
+        switch (rp_op_step(op, rp_monotonic_ms())) {
+        case RP_STEP_IO: {
+            size_t i, n = rp_op_nodes(op);
+            for (i = 0; i < n; i++) {
+                const char *bytes = NULL;
+                size_t len = 0;
+                rp_error e;
+                int rc;
+                if (rp_op_request(op, i, &bytes, &len) != RP_OK || len == 0) continue;
+                rp_error_clear(&e);
+                Py_BEGIN_ALLOW_THREADS
+                rc = t->cls->exchange(t, op, i, &e);
+                Py_END_ALLOW_THREADS
+                if (rc != RP_OK) rp_op_fail_node(op, i, rc, e.message);
+            }
+            break;
+        }
+        case RP_STEP_SLEEP: {
+            uint64_t end = rp_monotonic_ms() + rp_op_sleep_ms(op), now;
+            while (PyErr_CheckSignals() == 0) {
+                struct timespec ts;
+                uint64_t slice;
+                now = rp_monotonic_ms();
+                if (now >= end) break;
+                slice = end - now < RPY_SLEEP_SLICE_MS ? end - now : RPY_SLEEP_SLICE_MS;
+                ts.tv_sec = 0;
+                ts.tv_nsec = (long)(slice * 1000000u);
+                Py_BEGIN_ALLOW_THREADS
+                nanosleep(&ts, NULL); /* EINTR (a signal) ends the slice early: fine */
+                Py_END_ALLOW_THREADS
+            }
+            if (PyErr_Occurred()) return RPY_EPYTHON;
+            break;
+        }
+        case RP_STEP_DONE:
+            rp_error_clear(err);
+            return RP_OK;
+        default: {
+            const rp_error *e = rp_op_error(op);
+            if (e == NULL || e->code == RP_OK) {
+                if (err != NULL) {
+                    err->code = RP_ESTATE;
+                    snprintf(err->message, sizeof err->message, "op ended without an error");
+                }
+                return RP_ESTATE;
+            }
+            if (err != NULL) *err = *e;
+            return e->code;
+        }
+        }
+    }
+}
+
+/* --- rate limiters ------------------------------------------------------------------- */
+
+typedef struct rpy_enum { const char *name; int value; } rpy_enum;
+
+static const rpy_enum rpy_algorithms[] = {
+    {"fixed_window", RP_RATELIMIT_FIXED_WINDOW},
+    {"sliding_log", RP_RATELIMIT_SLIDING_LOG},
+    {"sliding_window", RP_RATELIMIT_SLIDING_WINDOW},
+    {"token_bucket", RP_RATELIMIT_TOKEN_BUCKET},
+    {"gcra", RP_RATELIMIT_GCRA},
+    {NULL, 0}};
+
+static const rpy_enum rpy_policies[] = {
+    {"report", RP_RATELIMIT_REPORT},
+    {"fail_open", RP_RATELIMIT_FAIL_OPEN},
+    {"fail_closed", RP_RATELIMIT_FAIL_CLOSED},
+    {NULL, 0}};
+
+/* A str option naming an enum value. An unknown name gives `invalid`, a value the core
+ * refuses (so the core's check, naming the option, decides) and sets *unknown; a value
+ * that is not a str raises TypeError (-1). */
+static int rpy_enum_arg(PyObject *o, const rpy_enum *names, int invalid, const char *what,
+                        int *out, int *unknown) {
+    const char *s;
+    Py_ssize_t len;
+    int i;
+    if (!PyUnicode_Check(o)) {
+        PyErr_Format(PyExc_TypeError, "%s must be a str, not %.100s", what, Py_TYPE(o)->tp_name);
+        return -1;
+    }
+    s = PyUnicode_AsUTF8AndSize(o, &len);
+    if (s == NULL) return -1;
+    for (i = 0; names[i].name != NULL; i++) {
+        if (strlen(names[i].name) == (size_t)len && memcmp(names[i].name, s, (size_t)len) == 0) {
+            *out = names[i].value;
+            return 0;
+        }
+    }
+    *out = invalid;
+    *unknown = 1;
+    return 0;
+}
+
+/* One decision as the registered class (see set_decision_class), times in seconds. A
+ * degraded one carries the exception Redis failed with (as "report" would have raised it). */
+static PyObject *rpy_decision(const rp_ratelimit_decision *d) {
+    PyObject *error, *args, *res;
+    if (d->degraded) {
+        error = rpy_error_object(d->error_code != RP_OK ? d->error_code : RP_ETRANSPORT,
+                                 d->error_message[0] ? d->error_message
+                                                     : rp_status_name(d->error_code));
+        if (error == NULL) return NULL;
+    } else {
+        error = Py_None;
+        Py_INCREF(error);
+    }
+    args = Py_BuildValue("(NLLddNiN)", PyBool_FromLong(d->allowed), (long long)d->limit,
+                         (long long)d->remaining, (double)d->retry_after_ms / 1000.0,
+                         (double)d->reset_after_ms / 1000.0, PyBool_FromLong(d->degraded),
+                         d->refused_by, error);
+    if (args == NULL || rpy_decision_class == NULL) return args;
+    res = PyObject_Call(rpy_decision_class, args, NULL);
+    Py_DECREF(args);
+    return res;
+}
+
+/* The decisions of a DONE batch op, as a list. */
+static PyObject *rpy_batch_decisions(const rp_op *op) {
+    size_t i, n = rp_ratelimit_batch_count(op);
+    PyObject *list = PyList_New((Py_ssize_t)n), *item;
+    rp_ratelimit_decision d;
+    if (list == NULL) return NULL;
+    for (i = 0; i < n; i++) {
+        int rc = rp_ratelimit_batch_result(op, i, &d);
+        if (rc != RP_OK || (item = rpy_decision(&d)) == NULL) {
+            Py_DECREF(list);
+            return rc != RP_OK ? rpy_fail(NULL, rc) : NULL;
+        }
+        PyList_SET_ITEM(list, (Py_ssize_t)i, item);
+    }
+    return list;
+}
+
+/* The limiters of a multi check: from a sequence of Limiter handles (kept in seq). */
+typedef struct rpy_limiters {
+    size_t count;
+    rp_ratelimit **list;
+    PyObject *seq;
+} rpy_limiters;
+
+static void rpy_limiters_free(rpy_limiters *l) {
+    PyMem_Free(l->list);
+    Py_XDECREF(l->seq);
+    memset(l, 0, sizeof *l);
+}
+
+static int rpy_limiters_init(rpy_limiters *l, PyObject *limiters) {
+    Py_ssize_t n, i;
+    memset(l, 0, sizeof *l);
+    /* A tuple of its own: an op keeps it, and nobody can take a limiter out of it. */
+    l->seq = PySequence_Tuple(limiters);
+    if (l->seq == NULL) return -1;
+    n = PyTuple_GET_SIZE(l->seq);
+    l->list = PyMem_Calloc((size_t)n + 1, sizeof *l->list);
+    if (l->list == NULL) {
+        rpy_limiters_free(l);
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (i = 0; i < n; i++) {
+        rpy_limiter *h = NULL;
+        if (SWIG_ConvertPtr(PyTuple_GET_ITEM(l->seq, i), (void **)&h,
+                            SWIGTYPE_p_rpy_limiter, 0) < 0 || h == NULL) {
+            PyErr_Format(PyExc_TypeError, "limiters[%zd] is not a redpat._core.Limiter", i);
+            rpy_limiters_free(l);
+            return -1;
+        }
+        l->list[i] = h->rl;
+    }
+    l->count = (size_t)n;
+    return 0;
+}
+
+/* The costs of a batch: None (all 1, given as NULL) or a sequence of ints. */
+static int rpy_costs_init(PyObject *costs, Py_ssize_t expected, int64_t **out) {
+    PyObject *seq;
+    Py_ssize_t i, n;
+    *out = NULL;
+    if (costs == Py_None) return 0;
+    seq = PySequence_Fast(costs, "costs must be a sequence of ints or None");
+    if (seq == NULL) return -1;
+    n = PySequence_Fast_GET_SIZE(seq);
+    if (n != expected) {
+        Py_DECREF(seq);
+        rpy_raise(RP_EINVAL, "costs must have one entry per subject");
+        return -1;
+    }
+    *out = PyMem_Calloc((size_t)n + 1, sizeof **out);
+    if (*out == NULL) {
+        Py_DECREF(seq);
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (i = 0; i < n; i++) {
+        long long v = PyLong_AsLongLong(PySequence_Fast_GET_ITEM(seq, i));
+        if (v == -1 && PyErr_Occurred()) {
+            Py_DECREF(seq);
+            PyMem_Free(*out);
+            *out = NULL;
+            return -1;
+        }
+        (*out)[i] = (int64_t)v;
+    }
+    Py_DECREF(seq);
+    return 0;
+}
+
+/* Begins a batch op for limiter over subjects (a sequence of bytes / str / buffers). */
+static int rpy_batch_op(rp_op **op, rp_ratelimit *rl, PyObject *subjects, PyObject *costs,
+                        rp_error *err) {
+    rpy_argv a;
+    int64_t *c = NULL;
+    int rc;
+    if (rpy_argv_init(&a, subjects, "subjects must be a sequence", "subject") < 0) return RPY_EPYTHON;
+    if (rpy_costs_init(costs, a.argc, &c) < 0) {
+        rpy_argv_free(&a);
+        return RPY_EPYTHON;
+    }
+    rc = rp_ratelimit_batch_op(op, rl, (size_t)a.argc, (const void *const *)a.argv, a.lens, c, err);
+    PyMem_Free(c);
+    rpy_argv_free(&a);
     return rc;
 }
 
@@ -281,6 +539,27 @@ static int rpy_run(rp_client *conn, rp_op *op, rp_error *err) {
     }
     $2 = $input;
 }
+/* A rate limit cost: an int (the core decides which ones are acceptable). */
+%typemap(in) long long cost {
+    if (!PyLong_Check($input)) {
+        PyErr_Format(PyExc_TypeError, "cost must be an int, not %.100s", Py_TYPE($input)->tp_name);
+        SWIG_fail;
+    }
+    $1 = PyLong_AsLongLong($input);
+    if ($1 == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        rpy_raise(RP_EINVAL, "cost is out of range");
+        SWIG_fail;
+    }
+}
+/* The same for a Limiter handle (ops made from a limiter borrow it). */
+%typemap(in) (rpy_limiter *limiter, PyObject *limiter_obj) {
+    if (SWIG_ConvertPtr($input, (void **)&$1, $descriptor(rpy_limiter *), 0) < 0 || $1 == NULL) {
+        PyErr_SetString(PyExc_TypeError, "expected a redpat._core.Limiter");
+        SWIG_fail;
+    }
+    $2 = $input;
+}
 /* The same for a Lock handle (ops made from a lock borrow it). */
 %typemap(in) (rpy_lock *lock, PyObject *lock_obj) {
     if (SWIG_ConvertPtr($input, (void **)&$1, $descriptor(rpy_lock *), 0) < 0 || $1 == NULL) {
@@ -295,6 +574,7 @@ static int rpy_run(rp_client *conn, rp_op *op, rp_error *err) {
 %apply (const char *BYTES, size_t LEN) { (const char *name, size_t name_len) };
 %apply (const char *BYTES, size_t LEN) { (const char *resource, size_t resource_len) };
 %apply (const char *BYTES, size_t LEN) { (const char *data, size_t data_len) };
+%apply (const char *BYTES, size_t LEN) { (const char *subject, size_t subject_len) };
 %apply (rpy_client *OWNER_CLIENT, PyObject *OWNER_OBJ) { (rpy_client *client, PyObject *client_obj) };
 
 %nodefaultctor rpy_op;
@@ -319,10 +599,12 @@ static int rpy_run(rp_client *conn, rp_op *op, rp_error *err) {
 %rename(Client) rpy_client;
 %rename(Lock) rpy_lock;
 %rename(Op) rpy_op;
+%rename(Limiter) rpy_limiter;
 
 typedef struct rpy_client {} rpy_client;
 typedef struct rpy_lock {} rpy_lock;
 typedef struct rpy_op {} rpy_op;
+typedef struct rpy_limiter {} rpy_limiter;
 
 %newobject command_op;
 %newobject fence_check_op;
@@ -331,6 +613,10 @@ typedef struct rpy_op {} rpy_op;
 %newobject lock_release_op;
 %newobject lock_extend_op;
 %newobject lock_query_op;
+%newobject ratelimit_check_op;
+%newobject ratelimit_multi_op;
+%newobject ratelimit_batch_op;
+%newobject ratelimit_reset_op;
 
 %extend rpy_client {
     /* url None: no connection (ops only). Timeouts in ms; out-of-range values are
@@ -433,7 +719,7 @@ typedef struct rpy_op {} rpy_op;
         int rc;
         PyObject *res;
         rp_error_clear(&err);
-        if (rpy_argv_init(&a, args) < 0) return NULL;
+        if (rpy_argv_init(&a, args, "command arguments must be a sequence", "command argument") < 0) return NULL;
         Py_BEGIN_ALLOW_THREADS
         rc = rp_client_command($self->c, a.argc, a.argv, a.lens, &reply, &err);
         Py_END_ALLOW_THREADS
@@ -491,7 +777,8 @@ typedef struct rpy_op {} rpy_op;
     }
 
     /* Blocking acquire over conn: (acquired, fence). retry_min_ms / retry_max_ms None
-     * keep the core's defaults; token None lets the core make a random one. */
+     * keep the core's defaults; token None lets the core make a random one. The waits
+     * between attempts run Python's signal handlers: KeyboardInterrupt ends them. */
     PyObject *acquire(rpy_client *conn, long long wait_ms, PyObject *retry_min_ms,
                       PyObject *retry_max_ms, const char *token, size_t token_len) {
         if (conn == NULL) return rpy_fail(NULL, RP_ESTATE);
@@ -514,9 +801,10 @@ typedef struct rpy_op {} rpy_op;
         o.token_len = token_len;
         rc = rp_lock_acquire_op(&op, $self->l, &o, &err);
         if (rc != RP_OK) return rpy_fail(&err, rc);
-        rc = rpy_run(conn->c, op, &err);
+        rc = rpy_drive(conn->c, op, &err); /* a signal handler may end the wait */
         if (rc == RP_OK) rc = rp_lock_acquire_result(op, &r);
         rp_op_free(op);
+        if (rc == RPY_EPYTHON) return NULL;
         if (rc != RP_OK) return rpy_fail(&err, rc);
         return Py_BuildValue("(NL)", PyBool_FromLong(r.acquired), (long long)r.fence);
     }
@@ -586,6 +874,123 @@ typedef struct rpy_op {} rpy_op;
         return (long long)rp_lock_ttl_ms($self->l);
     }
 
+}
+
+%extend rpy_limiter {
+    /* A rate limiter handle made from client (kept alive by the handle). No I/O.
+     * algorithm and on_error are names ("gcra", "fail_open", ...); every value is checked
+     * by the core, whose message names the argument. */
+    rpy_limiter(rpy_client *client, PyObject *client_obj, const char *name, size_t name_len,
+                PyObject *algorithm, long long limit, long long window_ms, long long burst,
+                PyObject *on_error) {
+        rp_ratelimit_options o = RP_RATELIMIT_OPTIONS_INIT;
+        rp_error err;
+        rpy_limiter *w;
+        char *cname;
+        int v = 0, bad_algorithm = 0, bad_policy = 0, rc;
+        rp_error_clear(&err);
+        if (rpy_enum_arg(algorithm, rpy_algorithms, 0, "algorithm", &v, &bad_algorithm) < 0)
+            return NULL;
+        o.algorithm = (rp_ratelimit_algorithm)v;
+        if (rpy_enum_arg(on_error, rpy_policies, -1, "on_error", &v, &bad_policy) < 0)
+            return NULL;
+        o.on_error = (rp_ratelimit_on_error)v;
+        o.limit = (int64_t)limit;
+        o.window_ms = (int64_t)window_ms;
+        o.burst = (int64_t)burst;
+        /* The core takes a C string: a NUL inside cannot be passed through. */
+        if (memchr(name, 0, name_len) != NULL) {
+            rpy_raise(RP_EINVAL, "limiter name must not contain NUL bytes");
+            return NULL;
+        }
+        cname = PyMem_Malloc(name_len + 1);
+        w = PyMem_Malloc(sizeof *w);
+        if (cname == NULL || w == NULL) {
+            PyMem_Free(cname);
+            PyMem_Free(w);
+            PyErr_NoMemory();
+            return NULL;
+        }
+        memcpy(cname, name, name_len);
+        cname[name_len] = '\0';
+        rc = rp_ratelimit_new(&w->rl, client->c, cname, &o, &err);
+        PyMem_Free(cname);
+        if (rc != RP_OK) {
+            PyMem_Free(w);
+            /* The core refused the stand-in value of an unknown name: say which name. */
+            if ((bad_algorithm && strncmp(err.message, "algorithm", 9) == 0) ||
+                (bad_policy && strncmp(err.message, "on_error", 8) == 0)) {
+                PyObject *msg = bad_algorithm
+                    ? PyUnicode_FromFormat("algorithm must be one of fixed_window, sliding_log, "
+                                           "sliding_window, token_bucket, gcra (got %R)", algorithm)
+                    : PyUnicode_FromFormat("%s (got %R)", err.message, on_error);
+                const char *text = msg != NULL ? PyUnicode_AsUTF8(msg) : NULL;
+                if (text != NULL) rpy_raise(err.code, text);
+                Py_XDECREF(msg);
+                return NULL;
+            }
+            rpy_fail(&err, RP_EINVAL);
+            return NULL;
+        }
+        w->owner = client_obj;
+        Py_INCREF(client_obj);
+        return w;
+    }
+
+    ~rpy_limiter() {
+        rp_ratelimit_free($self->rl);
+        Py_XDECREF($self->owner);
+        PyMem_Free($self);
+    }
+
+    /* Blocking check of subject over conn (GIL released): a decision. */
+    PyObject *check(rpy_client *conn, const char *subject, size_t subject_len, long long cost) {
+        rp_ratelimit_decision d;
+        rp_op *op = NULL;
+        rp_error err;
+        int rc;
+        if (conn == NULL) return rpy_fail(NULL, RP_ESTATE);
+        rp_error_clear(&err);
+        rc = rp_ratelimit_check_op(&op, $self->rl, subject, subject_len, (int64_t)cost, &err);
+        if (rc != RP_OK) return rpy_fail(&err, rc);
+        rc = rpy_run(conn->c, op, &err);
+        if (rc == RP_OK) rc = rp_ratelimit_check_result(op, &d);
+        rp_op_free(op);
+        if (rc != RP_OK) return rpy_fail(&err, rc);
+        return rpy_decision(&d);
+    }
+
+    /* Blocking batch over conn: subjects a sequence, costs a sequence or None (all 1);
+     * one pipelined round trip; a list of decisions. */
+    PyObject *batch(rpy_client *conn, PyObject *subjects, PyObject *costs) {
+        rp_op *op = NULL;
+        rp_error err;
+        PyObject *res;
+        int rc;
+        if (conn == NULL) return rpy_fail(NULL, RP_ESTATE);
+        rp_error_clear(&err);
+        rc = rpy_batch_op(&op, $self->rl, subjects, costs, &err);
+        if (rc == RPY_EPYTHON) return NULL;
+        if (rc != RP_OK) return rpy_fail(&err, rc);
+        rc = rpy_run(conn->c, op, &err);
+        res = rc == RP_OK ? rpy_batch_decisions(op) : rpy_fail(&err, rc);
+        rp_op_free(op);
+        return res;
+    }
+
+    PyObject *reset(rpy_client *conn, const char *subject, size_t subject_len) {
+        rp_op *op = NULL;
+        rp_error err;
+        int rc;
+        if (conn == NULL) return rpy_fail(NULL, RP_ESTATE);
+        rp_error_clear(&err);
+        rc = rp_ratelimit_reset_op(&op, $self->rl, subject, subject_len, &err);
+        if (rc != RP_OK) return rpy_fail(&err, rc);
+        rc = rpy_run(conn->c, op, &err);
+        rp_op_free(op);
+        if (rc != RP_OK) return rpy_fail(&err, rc);
+        Py_RETURN_NONE;
+    }
 }
 
 %extend rpy_op {
@@ -658,6 +1063,17 @@ typedef struct rpy_op {} rpy_op;
         if (rc != RP_OK) return rpy_fail(NULL, rc);
         return Py_BuildValue("(NL)", PyBool_FromLong(r.accepted), (long long)r.highest);
     }
+    /* The decision of a DONE rate limit check or multi op. */
+    PyObject *decision() {
+        rp_ratelimit_decision d;
+        int rc = rp_ratelimit_check_result($self->op, &d);
+        if (rc != RP_OK) return rpy_fail(NULL, rc);
+        return rpy_decision(&d);
+    }
+    /* The decisions of a DONE rate limit batch op, in the order of its subjects. */
+    PyObject *decisions() {
+        return rpy_batch_decisions($self->op);
+    }
     /* The reply of a DONE command op (an error reply raises ResponseError). */
     PyObject *command_result() {
         const rp_reply *reply = NULL;
@@ -683,6 +1099,38 @@ static PyObject *set_error_classes(PyObject *base, PyObject *mapping) {
     Py_RETURN_NONE;
 }
 
+/* Registers the class rate limit decisions are built as (a NamedTuple's fields: allowed,
+ * limit, remaining, retry_after, reset_after, degraded, refused_by, error: None or the
+ * exception Redis failed with). */
+static PyObject *set_decision_class(PyObject *cls) {
+    Py_INCREF(cls);
+    Py_XDECREF(rpy_decision_class);
+    rpy_decision_class = cls;
+    Py_RETURN_NONE;
+}
+
+/* Blocking all-or-nothing check of subject against every limiter (a sequence of Limiter
+ * handles sharing one client) over conn: a decision (refused_by names the refusing one). */
+static PyObject *ratelimit_multi(rpy_client *conn, PyObject *limiters, const char *subject,
+                                 size_t subject_len, long long cost) {
+    rp_ratelimit_decision d;
+    rpy_limiters l;
+    rp_op *op = NULL;
+    rp_error err;
+    int rc;
+    if (conn == NULL) return rpy_fail(NULL, RP_ESTATE);
+    rp_error_clear(&err);
+    if (rpy_limiters_init(&l, limiters) < 0) return NULL;
+    rc = rp_ratelimit_multi_op(&op, l.list, l.count, subject, subject_len, (int64_t)cost, &err);
+    rpy_limiters_free(&l);
+    if (rc != RP_OK) return rpy_fail(&err, rc);
+    rc = rpy_run(conn->c, op, &err);
+    if (rc == RP_OK) rc = rp_ratelimit_check_result(op, &d);
+    rp_op_free(op);
+    if (rc != RP_OK) return rpy_fail(&err, rc);
+    return rpy_decision(&d);
+}
+
 /* The core's stable name for a status code ("not_owned", ...). */
 static const char *status_name(int code) {
     return rp_status_name(code);
@@ -700,7 +1148,7 @@ static rpy_op *command_op(rpy_client *client, PyObject *client_obj, PyObject *ar
     rp_error err;
     int rc;
     rp_error_clear(&err);
-    if (rpy_argv_init(&a, args) < 0) return NULL;
+    if (rpy_argv_init(&a, args, "command arguments must be a sequence", "command argument") < 0) return NULL;
     rc = rp_command_op(&op, client->c, a.argc, a.argv, a.lens, &err);
     rpy_argv_free(&a);
     return rpy_op_result(rc, op, &err, client_obj);
@@ -778,5 +1226,51 @@ static rpy_op *lock_query_op(rpy_lock *lock, PyObject *lock_obj, int which) {
     rc = which ? rp_lock_owned_op(&op, lock->l, &err)
                : rp_lock_locked_op(&op, lock->l, &err);
     return rpy_op_result(rc, op, &err, lock_obj);
+}
+static rpy_op *ratelimit_check_op(rpy_limiter *limiter, PyObject *limiter_obj,
+                                  const char *subject, size_t subject_len, long long cost) {
+    rp_op *op = NULL;
+    rp_error err;
+    int rc;
+    rp_error_clear(&err);
+    rc = rp_ratelimit_check_op(&op, limiter->rl, subject, subject_len, (int64_t)cost, &err);
+    return rpy_op_result(rc, op, &err, limiter_obj);
+}
+
+/* The op keeps a reference to the sequence of limiters it borrows. */
+static rpy_op *ratelimit_multi_op(PyObject *limiters, const char *subject, size_t subject_len,
+                                  long long cost) {
+    rpy_limiters l;
+    rp_op *op = NULL;
+    rp_error err;
+    rpy_op *res;
+    int rc;
+    rp_error_clear(&err);
+    if (rpy_limiters_init(&l, limiters) < 0) return NULL;
+    rc = rp_ratelimit_multi_op(&op, l.list, l.count, subject, subject_len, (int64_t)cost, &err);
+    res = rpy_op_result(rc, op, &err, l.seq);
+    rpy_limiters_free(&l);
+    return res;
+}
+
+static rpy_op *ratelimit_batch_op(rpy_limiter *limiter, PyObject *limiter_obj,
+                                  PyObject *subjects, PyObject *costs) {
+    rp_op *op = NULL;
+    rp_error err;
+    int rc;
+    rp_error_clear(&err);
+    rc = rpy_batch_op(&op, limiter->rl, subjects, costs, &err);
+    if (rc == RPY_EPYTHON) return NULL;
+    return rpy_op_result(rc, op, &err, limiter_obj);
+}
+
+static rpy_op *ratelimit_reset_op(rpy_limiter *limiter, PyObject *limiter_obj,
+                                  const char *subject, size_t subject_len) {
+    rp_op *op = NULL;
+    rp_error err;
+    int rc;
+    rp_error_clear(&err);
+    rc = rp_ratelimit_reset_op(&op, limiter->rl, subject, subject_len, &err);
+    return rpy_op_result(rc, op, &err, limiter_obj);
 }
 %}

@@ -1,10 +1,13 @@
-# Python frontend (issue 3): redpat installed non-editable into a fresh $(ROOT)/.venv, its
-# matrix runners (sync and asyncio), pytest tests, mypy --strict on the examples, and the
-# lock benchmark beside the C one and redis-py's.
+# Python frontend (issues 3 and 5): redpat installed non-editable into a fresh $(ROOT)/.venv,
+# its matrix runners (sync and asyncio), pytest tests, mypy --strict on the examples, the lock
+# benchmark beside the C one and redis-py's, and the rate limiter benchmark beside the PyPI
+# `limits` package.
 # Included by the top-level Makefile, which defines ROOT, BUILD, LOGS, HARNESS, bootstrap.
 PY_VENV := $(ROOT)/.venv
 PY := $(PY_VENV)/bin/python
 PY_TEST_DEPS := pytest mypy redis
+# Only the rate limiter bench needs these: `limits` with its Redis storage (over redis-py).
+PY_BENCH_DEPS := limits redis
 
 TEST_TARGETS += test-python
 BENCH_TARGETS += bench-python
@@ -34,5 +37,7 @@ test-python: python-venv
 
 bench-python: python-venv build
 	@mkdir -p $(ROOT)/bench/results
+	$(PY) -m pip install -q --disable-pip-version-check $(PY_BENCH_DEPS)
 	$(HARNESS) $(PY) $(ROOT)/bench/python_lock.py --c-bench $(BUILD)/bench/bench_lock \
 	  --out $(ROOT)/bench/results
+	$(HARNESS) $(PY) $(ROOT)/bench/python_ratelimit.py --out $(ROOT)/bench/results

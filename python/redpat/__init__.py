@@ -5,25 +5,29 @@
     with client.lock("report", timeout=10.0):
         ...
 
-redpat.asyncio has the same Client and Lock with async/await.
+    api = client.ratelimiter("api", "gcra", limit=100, window=60.0)
+    decision = api.check("user:42")       # Decision(allowed=True, remaining=99, ...)
+
+redpat.asyncio has the same Client, Lock and RateLimiter with async/await.
 """
 from __future__ import annotations
 
 from . import _core
-from ._common import BytesLike, FenceResult, Seconds
+from ._common import BytesLike, Decision, FenceResult, Seconds
 from .client import Client
 from .errors import (ConnectionError, InvalidArgument, LockError, LockLostError,
-                     LockNotOwnedError, OutOfMemoryError, ProtocolError, RedpatError,
-                     ResponseError, StateError, TimeoutError)
+                     LockNotOwnedError, OutOfMemoryError, ProtocolError, RateLimited,
+                     RedpatError, ResponseError, StateError, TimeoutError)
 from .lock import Lock
+from .ratelimit import RateLimiter
 
 __version__ = "0.1.0"
 #: The version of the C core the extension was built from.
 core_version: str = _core.VERSION
 
 __all__ = [
-    "Client", "Lock", "FenceResult", "BytesLike", "Seconds",
+    "Client", "Lock", "RateLimiter", "Decision", "FenceResult", "BytesLike", "Seconds",
     "RedpatError", "ConnectionError", "TimeoutError", "ResponseError", "ProtocolError",
     "InvalidArgument", "OutOfMemoryError", "StateError", "LockError", "LockNotOwnedError",
-    "LockLostError", "__version__", "core_version",
+    "LockLostError", "RateLimited", "__version__", "core_version",
 ]

@@ -8,7 +8,7 @@ import math
 from typing import NamedTuple, Optional, Tuple, Union
 
 from . import _core
-from .errors import InvalidArgument
+from .errors import InvalidArgument, RedpatError
 
 #: What redpat accepts for names, tokens and resources: str is encoded as UTF-8.
 BytesLike = Union[bytes, bytearray, memoryview, str]
@@ -18,6 +18,37 @@ Seconds = Union[int, float, datetime.timedelta]
 _MS_LIMIT = 1 << 62
 DEFAULT_TTL = 30.0
 DEFAULT_MAX_HOLD = 300.0
+
+
+class Decision(NamedTuple):
+    """A rate limiter's answer for one request. Truthy when the request is allowed.
+
+    ``limit``: the limit that decided (the burst for token_bucket and gcra).
+    ``remaining``: requests of cost 1 still allowed now.
+    ``retry_after``: seconds until this request would be allowed (0.0 when allowed).
+    ``reset_after``: seconds until the limiter is back to its full allowance.
+    ``degraded``: Redis failed and the limiter's ``on_error`` policy decided; ``error`` is
+    then the exception Redis failed with (what ``on_error="report"`` would have raised: a
+    ConnectionError, TimeoutError, ResponseError, ...; its ``status`` names the failure),
+    else None.
+    ``refused_by``: for a multi-limit check, the index of the limit that refused; else -1.
+    """
+
+    allowed: bool
+    limit: int
+    remaining: int
+    retry_after: float
+    reset_after: float
+    degraded: bool
+    refused_by: int
+    error: Optional["RedpatError"]
+
+    def __bool__(self) -> bool:
+        return self.allowed
+
+
+# The extension builds decisions as this class.
+_core.set_decision_class(Decision)
 
 
 class FenceResult(NamedTuple):

@@ -1,4 +1,4 @@
-"""redpat for asyncio: the same Client and Lock API with async/await.
+"""redpat for asyncio: the same Client, Lock and RateLimiter API with async/await.
 
 It drives the core's operations itself (the sans-IO ops: step, request bytes, feed reply
 bytes, sleep) over its own asyncio stream connections: no thread pool, nothing blocks the
@@ -9,21 +9,26 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import os
 import socket
 import sys
 import weakref
 from types import TracebackType
-from typing import Any, Awaitable, Callable, List, Optional, Type, TypeVar, cast
+from typing import (Any, Awaitable, Callable, Iterable, List, Optional, Sequence, Type,
+                    TypeVar, cast)
 
 from . import _core
-from ._common import (DEFAULT_MAX_HOLD, DEFAULT_TTL, BytesLike, FenceResult, Seconds,
-                      encode_arg, retry_ms, to_ms, wait_ms)
+from ._common import (DEFAULT_MAX_HOLD, DEFAULT_TTL, BytesLike, Decision, FenceResult,
+                      Seconds, encode_arg, retry_ms, to_ms, wait_ms)
 from .client import DEFAULT_URL
-from .errors import LockError, LockLostError, LockNotOwnedError, RedpatError, error_for
+from .errors import (LockError, LockLostError, LockNotOwnedError, RateLimited, RedpatError,
+                     error_for)
 from .lock import check_max_hold, log
+from .ratelimit import (CostArg, KeyFunc, _Settings, as_bytes, call_key, handles,
+                        new_handle, subject_and_cost, subject_list)
 
-__all__ = ["Client", "Lock", "FenceResult"]
+__all__ = ["Client", "Lock", "RateLimiter", "Decision", "FenceResult"]
 
 _READ_SIZE = 65536
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
@@ -141,7 +146,7 @@ class Client:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         conn = _Connection(reader, writer)
         try:
-            await self._drive(_core.handshake_op(self._url_client), conn)
+            await self._run(_core.handshake_op(self._url_client), conn)
         except BaseException:
             conn.close()
             raise
@@ -165,25 +170,33 @@ class Client:
         else:
             conn.close()
 
-    async def _drive(self, op: _core.Op, conn: _Connection) -> None:
-        while True:
-            step = op.step()
-            if step == _core.STEP_IO:
-                await conn.exchange(op, self._command_timeout)
-            elif step == _core.STEP_SLEEP:
-                await asyncio.sleep(op.sleep_ms() / 1000.0)
-            elif step == _core.STEP_DONE:
-                return
-            else:
-                op.raise_error()
-                raise error_for(_core.ESTATE, "op ended in an unknown step %d" % step)
-
-    async def _run(self, op: _core.Op) -> None:
-        conn = await self._checkout()
+    async def _run(self, op: _core.Op, conn: Optional[_Connection] = None) -> None:
+        """Drives op to the end. Without conn, a connection is checked out at the op's first
+        IO step (and checked in at the end); if none can be opened, the failure is handed to
+        the op as a failed node, so the op decides what it means (a rate limiter's
+        on_error policy may answer without Redis), as the blocking transport does."""
+        own = conn is None
         try:
-            await self._drive(op, conn)
+            while True:
+                step = op.step()
+                if step == _core.STEP_IO:
+                    if conn is None:
+                        try:
+                            conn = await self._checkout()
+                        except RedpatError as exc:
+                            _fail_nodes(op, exc)
+                            continue
+                    await conn.exchange(op, self._command_timeout)
+                elif step == _core.STEP_SLEEP:
+                    await asyncio.sleep(op.sleep_ms() / 1000.0)
+                elif step == _core.STEP_DONE:
+                    return
+                else:
+                    op.raise_error()
+                    raise error_for(_core.ESTATE, "op ended in an unknown step %d" % step)
         finally:
-            self._checkin(conn)
+            if own and conn is not None:
+                self._checkin(conn)
 
     async def close(self) -> None:
         """Closes idle connections (the client reconnects on use)."""
@@ -230,6 +243,27 @@ class Client:
             return cast(F, wrapper)
         return decorate
 
+    def ratelimiter(self, name: BytesLike, algorithm: str = "gcra", *, limit: int,
+                    window: Seconds, burst: Optional[int] = None,
+                    on_error: str = "report") -> "RateLimiter":
+        """A RateLimiter (see redpat.asyncio.RateLimiter). No I/O."""
+        return RateLimiter(self, name, algorithm, limit=limit, window=window, burst=burst,
+                           on_error=on_error)
+
+    async def ratelimit_multi(self, limiters: Sequence["RateLimiter"], subject: BytesLike,
+                              cost: int = 1) -> Decision:
+        """See redpat.Client.ratelimit_multi: all-or-nothing over several limiters."""
+        op = _core.ratelimit_multi_op(handles(limiters, self), subject, cost)
+        await self._run(op)
+        return cast(Decision, op.decision())
+
+    def ratelimited(self, name: BytesLike, algorithm: str = "gcra", *,
+                    key: Optional[KeyFunc] = None, cost: CostArg = 1,
+                    **limiter_options: Any) -> Callable[[F], F]:
+        """A decorator for coroutine functions with a limiter of its own (see
+        redpat.Client.ratelimited). Calls over the limit raise RateLimited."""
+        return self.ratelimiter(name, algorithm, **limiter_options).limited(key, cost)
+
     async def fence_check(self, resource: BytesLike, token: int) -> FenceResult:
         """See redpat.Client.fence_check."""
         op = _core.fence_check_op(self._template, resource, token)
@@ -245,6 +279,13 @@ class Client:
 
     async def ping(self) -> bool:
         return bool(await self.execute_command("PING") == b"PONG")
+
+
+def _fail_nodes(op: _core.Op, exc: RedpatError) -> None:
+    code = exc.code if exc.code is not None else _core.ETRANSPORT
+    for node in range(op.nodes()):
+        if op.request(node):
+            op.fail_node(node, code, str(exc))
 
 
 LostCallback = Callable[["Lock", BaseException], Any]
@@ -439,3 +480,52 @@ async def _watch(ref: "weakref.ReferenceType[Lock]", ttl_ms: int,
             return
         del lock
 
+
+
+class RateLimiter(_Settings):
+    """The asyncio twin of redpat.RateLimiter: ``await limiter.check(subject, cost=1)``,
+    ``await limiter.batch(subjects, costs)``, ``await limiter.reset(subject)``, and the
+    ``limited(key, cost)`` decorator for coroutine functions."""
+
+    def __init__(self, client: Client, name: BytesLike, algorithm: str = "gcra", *,
+                 limit: int, window: Seconds, burst: Optional[int] = None,
+                 on_error: str = "report") -> None:
+        self._client = client
+        self._h = new_handle(client, name, algorithm, limit, window, burst, on_error)
+        self._remember(name, algorithm, limit, window, burst, on_error)
+
+    async def check(self, subject: BytesLike, cost: int = 1) -> Decision:
+        op = _core.ratelimit_check_op(self._h, subject, cost)
+        await self._client._run(op)
+        return cast(Decision, op.decision())
+
+    async def batch(self, subjects: Iterable[BytesLike],
+                    costs: Optional[Iterable[int]] = None) -> List[Decision]:
+        op = _core.ratelimit_batch_op(self._h, subject_list(subjects),
+                                      None if costs is None else list(costs))
+        await self._client._run(op)
+        return cast(List[Decision], op.decisions())
+
+    async def reset(self, subject: BytesLike) -> None:
+        await self._client._run(_core.ratelimit_reset_op(self._h, subject))
+
+    def limited(self, key: Optional[KeyFunc] = None, cost: CostArg = 1) -> Callable[[F], F]:
+        """A decorator for coroutine functions: each call is first checked (awaited)
+        against this limiter and raises RateLimited when refused. ``key`` and ``cost`` as
+        for redpat.RateLimiter.limited (plain functions of the call's arguments)."""
+        def decorate(fn: F) -> F:
+            if not inspect.iscoroutinefunction(fn):
+                raise TypeError("%s is not a coroutine function: limit it with a limiter of "
+                                "redpat.Client" % getattr(fn, "__qualname__", fn))
+
+            key_of = call_key(fn, key)
+
+            @functools.wraps(fn)
+            async def wrapper(*args: Any, **kwargs: Any) -> Any:
+                subject, n = subject_and_cost(key_of, cost, args, kwargs)
+                decision = await self.check(subject, n)
+                if not decision.allowed:
+                    raise RateLimited(decision, as_bytes(subject)) from decision.error
+                return await fn(*args, **kwargs)
+            return cast(F, wrapper)
+        return decorate

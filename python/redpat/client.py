@@ -7,14 +7,15 @@ from __future__ import annotations
 import functools
 import os
 import weakref
-from typing import TYPE_CHECKING, Any, Callable, List, Optional, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Callable, List, Optional, Sequence, TypeVar, cast
 
 from . import _core
-from ._common import (DEFAULT_MAX_HOLD, DEFAULT_TTL, BytesLike, FenceResult, Seconds,
-                      encode_arg, to_ms)
+from ._common import (DEFAULT_MAX_HOLD, DEFAULT_TTL, BytesLike, Decision, FenceResult,
+                      Seconds, encode_arg, to_ms)
 
 if TYPE_CHECKING:
     from .lock import Lock
+    from .ratelimit import CostArg, KeyFunc, RateLimiter
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 F = TypeVar("F", bound=Callable[..., Any])
@@ -121,6 +122,47 @@ class Client:
                     return fn(*args, **kwargs)
             return cast(F, wrapper)
         return decorate
+
+    def ratelimiter(self, name: BytesLike, algorithm: str = "gcra", *, limit: int,
+                    window: Seconds, burst: Optional[int] = None,
+                    on_error: str = "report") -> "RateLimiter":
+        """A RateLimiter: ``limit`` requests per ``window`` seconds per subject (see
+        redpat.RateLimiter). No I/O; every option is checked here.
+
+            api = client.ratelimiter("api", "gcra", limit=100, window=60.0)
+            if not api.check(user_id):
+                ...  # refused: decision.retry_after seconds to wait
+        """
+        from .ratelimit import RateLimiter
+        return RateLimiter(self, name, algorithm, limit=limit, window=window, burst=burst,
+                           on_error=on_error)
+
+    def ratelimit_multi(self, limiters: Sequence["RateLimiter"], subject: BytesLike,
+                        cost: int = 1) -> Decision:
+        """Checks ``subject`` against several limiters of this client at once (e.g. 10 per
+        second and 1000 per hour), all-or-nothing in one round trip: allowed only if every
+        limiter allows, and then ``cost`` is consumed from all; a refusal consumes nothing
+        and ``decision.refused_by`` is the index of the limiter that refused. The strictest
+        ``on_error`` of the limiters applies (fail_closed > report > fail_open)."""
+        from .ratelimit import handles
+        hs = handles(limiters, self)
+        conn = self._checkout()
+        try:
+            return cast(Decision, _core.ratelimit_multi(conn, hs, subject, cost))
+        finally:
+            self._checkin(conn)
+
+    def ratelimited(self, name: BytesLike, algorithm: str = "gcra", *,
+                    key: Optional["KeyFunc"] = None, cost: "CostArg" = 1,
+                    **limiter_options: Any) -> Callable[[F], F]:
+        """A decorator with a limiter of its own: ``client.ratelimiter(name, algorithm,
+        **limiter_options).limited(key, cost)``. Calls over the limit raise RateLimited.
+
+            @client.ratelimited("login", "sliding_log", limit=5, window=60.0,
+                                key=lambda username, password: username)
+            def login(username: str, password: str) -> bool: ...
+        """
+        return self.ratelimiter(name, algorithm, **limiter_options).limited(key, cost)
 
     def fence_check(self, resource: BytesLike, token: int) -> FenceResult:
         """For storage that receives fenced writes: records ``token`` as the highest seen

@@ -9,23 +9,29 @@
     +-- OutOfMemoryError     (also MemoryError) the allocator failed
     +-- StateError           an API was used out of order
     +-- LockError            a lock could not be acquired (context manager) or was misused
-        +-- LockNotOwnedError  release/extend of a lock this handle does not hold
-        +-- LockLostError      the auto-renew watchdog failed to renew: the lock may be gone
+    |   +-- LockNotOwnedError  release/extend of a lock this handle does not hold
+    |   +-- LockLostError      the auto-renew watchdog failed to renew: the lock may be gone
+    +-- RateLimited          a rate-limited function was called over its limit (decorators)
 
 Every exception raised for a core status carries ``code`` (the rp_status number) and
-``status`` (its stable name: "not_owned", "timeout", ...).
+``status`` (its stable name: "not_owned", "timeout", ...). RateLimited is no failure of
+redpat's (its code is None): a refused check raises it only where a decorator has no other
+way to say so; RateLimiter.check itself returns the refusal as a Decision.
 """
 from __future__ import annotations
 
 import builtins
-from typing import Any, Dict, Optional, Tuple, Type
+from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple, Type
 
 from . import _core
+
+if TYPE_CHECKING:
+    from ._common import Decision
 
 __all__ = [
     "RedpatError", "ConnectionError", "TimeoutError", "ResponseError", "ProtocolError",
     "InvalidArgument", "OutOfMemoryError", "StateError", "LockError", "LockNotOwnedError",
-    "LockLostError", "error_for",
+    "LockLostError", "RateLimited", "error_for",
 ]
 
 
@@ -86,6 +92,32 @@ class LockNotOwnedError(LockError):
 
 class LockLostError(LockError):
     """The auto-renew watchdog could not renew the lock: it may have been lost."""
+
+
+class RateLimited(RedpatError):
+    """A call refused by a rate limiter (raised by the ``limited`` / ``ratelimited``
+    decorators). ``decision`` is the limiter's Decision, ``retry_after`` its seconds to wait,
+    ``subject`` the key the call was counted under."""
+
+    def __init__(self, decision: "Decision", subject: Optional[bytes] = None,
+                 message: Optional[str] = None) -> None:
+        if message is None:
+            if decision.degraded:
+                message = ("rate limited: Redis failed and the limiter fails closed (%s)"
+                           % decision.error)
+            else:
+                message = ("rate limited (%d per window): retry after %.3fs"
+                           % (decision.limit, decision.retry_after))
+        super().__init__(message, None)
+        self.decision = decision
+        self.subject = subject
+
+    @property
+    def retry_after(self) -> float:
+        return self.decision.retry_after
+
+    def __reduce__(self) -> Tuple[Any, ...]:
+        return (type(self), (self.decision, self.subject, self.message))
 
 
 # THE table: core status code -> exception class. The extension raises through it.

@@ -106,8 +106,9 @@ class Lock:
         up to ``blocking_timeout`` seconds (None: until acquired). ``token`` replaces the
         random owner token. Returns whether the lock is now held.
 
-        The wait happens inside the C core with the GIL released: other threads run, and a
-        KeyboardInterrupt is raised only once it returns (prefer a ``blocking_timeout``)."""
+        The wait happens in the extension with the GIL released, so other threads run; in
+        the main thread, signal handlers run between attempts, so Ctrl-C (KeyboardInterrupt)
+        ends the wait within about 50 ms, leaving the lock not acquired."""
         if blocking is None and blocking_timeout is None:
             wait = self._wait
         else:

@@ -38,6 +38,9 @@ def as_bytes(value: Any) -> bytes:
 
 
 def reply_matches(expected: Any, got: Any) -> bool:
+    if isinstance(expected, dict) and set(expected) == {"between"}:
+        lo, hi = expected["between"]
+        return isinstance(got, int) and not isinstance(got, bool) and lo <= got <= hi
     if isinstance(expected, bool):
         return got is expected
     if isinstance(expected, int):
@@ -55,6 +58,32 @@ def seconds(ms: Any) -> Any:
     if isinstance(ms, (int, float)) and not isinstance(ms, bool):
         return ms / 1000.0
     return ms
+
+
+def decision_fields(d: "redpat.Decision", multi: bool = False) -> Dict[str, Any]:
+    """A Decision as the matrix's result fields (times back in integer milliseconds)."""
+    fields = {"allowed": d.allowed, "limit": d.limit, "remaining": d.remaining,
+              "retry_after": ms_of(d.retry_after), "reset_after": ms_of(d.reset_after),
+              "degraded": d.degraded}
+    if multi:
+        fields["refused_by"] = d.refused_by
+    return fields
+
+
+def ms_of(seconds_value: float) -> int:
+    return int(round(seconds_value * 1000.0))
+
+
+def limiter_kwargs(args: Dict[str, Any]) -> Dict[str, Any]:
+    """ratelimit.new args as Client.ratelimiter keywords, passed as given (even invalid)."""
+    kw: Dict[str, Any] = {"limit": args.get("limit", 0), "window": seconds(args.get("window", 0))}
+    if "algorithm" in args:
+        kw["algorithm"] = args["algorithm"]
+    if "burst" in args:
+        kw["burst"] = args["burst"]
+    if "on_error" in args:
+        kw["on_error"] = args["on_error"]
+    return kw
 
 
 class Driver:
@@ -167,9 +196,13 @@ def load_suites(directory: str = MATRIX_DIR) -> List[Tuple[str, Dict[str, Any]]]
     return suites
 
 
-async def run_all(driver: Driver, url: str, only: Optional[str] = None) -> Tuple[int, int, int]:
+async def run_all(driver: Driver, url: str, only: Optional[str] = None,
+                  directories: Optional[List[str]] = None) -> Tuple[int, int, int]:
     passed = failed = skipped = 0
-    for fname, suite in load_suites():
+    suites = []
+    for directory in directories or [MATRIX_DIR]:
+        suites += load_suites(directory)
+    for fname, suite in suites:
         for case in suite["cases"]:
             if only is not None and only not in case["name"]:
                 continue
@@ -190,14 +223,18 @@ async def run_all(driver: Driver, url: str, only: Optional[str] = None) -> Tuple
 
 
 def main(driver: Driver) -> int:
-    only = sys.argv[1] if len(sys.argv) > 1 else None
+    """Arguments: directories of matrix files (default tests/matrix), and/or one filter
+    that is not a directory: run only cases whose name contains it."""
+    directories = [a for a in sys.argv[1:] if os.path.isdir(a)]
+    filters = [a for a in sys.argv[1:] if not os.path.isdir(a)]
+    only = filters[0] if filters else None
     url = os.environ.get("REDPAT_TEST_URL")
     if url:
-        passed, failed, skipped = asyncio.run(run_all(driver, url, only))
+        passed, failed, skipped = asyncio.run(run_all(driver, url, only, directories))
     else:
         from harness import RedisServer  # a private server when not run under the harness
         with RedisServer() as srv:
-            passed, failed, skipped = asyncio.run(run_all(driver, srv.url, only))
+            passed, failed, skipped = asyncio.run(run_all(driver, srv.url, only, directories))
     print("matrix[%s]: %d passed, %d failed, %d skipped"
           % (driver.frontend, passed, failed, skipped), flush=True)
     return 1 if failed or passed == 0 else 0

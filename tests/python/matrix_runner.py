@@ -1,6 +1,7 @@
-"""Runs the shared matrix (tests/matrix/*.json) through the sync API: redpat.Client and
-redpat.Lock. Prints `matrix[python]: N passed, F failed, S skipped`; exits non-zero on any
-failure. Uses REDPAT_TEST_URL, or starts a private redis-server. Optional argument: run only
+"""Runs the shared matrix (tests/matrix/*.json) through the sync API: redpat.Client,
+redpat.Lock and redpat.RateLimiter. Prints `matrix[python]: N passed, F failed, S skipped`;
+exits non-zero on any failure. Uses REDPAT_TEST_URL, or starts a private redis-server.
+Arguments: directories of matrix files (default tests/matrix), and/or a filter: run only
 cases whose name contains it."""
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import time
 from typing import Any, Dict, List, Optional
 
 import redpat
-from matrix_common import Driver, as_bytes, main, seconds
+from matrix_common import (CaseFailed, Driver, as_bytes, decision_fields, limiter_kwargs, main,
+                           seconds)
 
 
 class SyncDriver(Driver):
@@ -17,17 +19,20 @@ class SyncDriver(Driver):
 
     def __init__(self) -> None:
         self.client: Optional[redpat.Client] = None
+        self.limiters: Dict[str, redpat.RateLimiter] = {}
         self.locks: Dict[str, redpat.Lock] = {}
 
     async def open(self, url: str, namespace: str) -> None:
         self.client = redpat.Client(url, namespace=namespace)
         self.locks = {}
+        self.limiters = {}
 
     async def close(self) -> None:
         assert self.client is not None
         self.client.close()
         self.client = None
         self.locks = {}
+        self.limiters = {}
 
     async def command(self, argv: List[bytes]) -> Any:
         assert self.client is not None
@@ -51,6 +56,11 @@ class SyncDriver(Driver):
             "lock.locked": self.lock_locked,
             "lock.owned": self.lock_owned,
             "fence.check": self.fence_check,
+            "ratelimit.new": self.ratelimit_new,
+            "ratelimit.check": self.ratelimit_check,
+            "ratelimit.multi": self.ratelimit_multi,
+            "ratelimit.batch": self.ratelimit_batch,
+            "ratelimit.reset": self.ratelimit_reset,
         }
 
     async def lock_new(self, args: Dict[str, Any], step: Dict[str, Any]) -> Dict[str, Any]:
@@ -97,6 +107,37 @@ class SyncDriver(Driver):
         assert self.client is not None
         r = self.client.fence_check(as_bytes(args["resource"]), args["token"])
         return {"accepted": r.accepted, "highest": r.highest}
+
+
+    def limiter(self, label: Any) -> redpat.RateLimiter:
+        if label not in self.limiters:
+            raise CaseFailed("unknown limiter label %r" % (label,))
+        return self.limiters[label]
+
+    async def ratelimit_new(self, args: Dict[str, Any], step: Dict[str, Any]) -> Dict[str, Any]:
+        assert self.client is not None
+        self.limiters[step["as"]] = self.client.ratelimiter(args["name"], **limiter_kwargs(args))
+        return {}
+
+    async def ratelimit_check(self, args: Dict[str, Any], step: Dict[str, Any]) -> Dict[str, Any]:
+        d = self.limiter(step["limiter"]).check(as_bytes(args["subject"]), args.get("cost", 1))
+        return decision_fields(d)
+
+    async def ratelimit_multi(self, args: Dict[str, Any], step: Dict[str, Any]) -> Dict[str, Any]:
+        assert self.client is not None
+        limiters = [self.limiter(label) for label in step["limiters"]]
+        d = self.client.ratelimit_multi(limiters, as_bytes(args["subject"]),
+                                        args.get("cost", 1))
+        return decision_fields(d, multi=True)
+
+    async def ratelimit_batch(self, args: Dict[str, Any], step: Dict[str, Any]) -> Dict[str, Any]:
+        ds = self.limiter(step["limiter"]).batch([as_bytes(s) for s in args["subjects"]],
+                                                 args.get("costs"))
+        return {"allowed": [d.allowed for d in ds], "remaining": [d.remaining for d in ds]}
+
+    async def ratelimit_reset(self, args: Dict[str, Any], step: Dict[str, Any]) -> Dict[str, Any]:
+        self.limiter(step["limiter"]).reset(as_bytes(args["subject"]))
+        return {"ok": True}
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
-"""Runs the shared matrix (tests/matrix/*.json) through redpat.asyncio: Client and Lock
-with async/await (the core's ops over asyncio streams). Prints
-`matrix[python-asyncio]: N passed, F failed, S skipped`; exits non-zero on any failure. Uses REDPAT_TEST_URL, or starts a private redis-server. Optional argument: run only
-cases whose name contains it."""
+"""Runs the shared matrix (tests/matrix/*.json) through redpat.asyncio: Client, Lock and
+RateLimiter with async/await (the core's ops over asyncio streams). Prints
+`matrix[python-asyncio]: N passed, F failed, S skipped`; exits non-zero on any failure.
+Uses REDPAT_TEST_URL, or starts a private redis-server. Arguments: directories of matrix
+files (default tests/matrix), and/or a filter: run only cases whose name contains it."""
 from __future__ import annotations
 
 import asyncio
@@ -10,7 +11,8 @@ from typing import Any, Dict, List, Optional
 
 import redpat
 import redpat.asyncio as rpa
-from matrix_common import Driver, as_bytes, main, seconds
+from matrix_common import (CaseFailed, Driver, as_bytes, decision_fields, limiter_kwargs, main,
+                           seconds)
 
 
 class AsyncDriver(Driver):
@@ -18,17 +20,20 @@ class AsyncDriver(Driver):
 
     def __init__(self) -> None:
         self.client: Optional[rpa.Client] = None
+        self.limiters: Dict[str, rpa.RateLimiter] = {}
         self.locks: Dict[str, rpa.Lock] = {}
 
     async def open(self, url: str, namespace: str) -> None:
         self.client = rpa.Client(url, namespace=namespace)
         self.locks = {}
+        self.limiters = {}
 
     async def close(self) -> None:
         assert self.client is not None
         await self.client.close()
         self.client = None
         self.locks = {}
+        self.limiters = {}
 
     async def command(self, argv: List[bytes]) -> Any:
         assert self.client is not None
@@ -52,6 +57,11 @@ class AsyncDriver(Driver):
             "lock.locked": self.lock_locked,
             "lock.owned": self.lock_owned,
             "fence.check": self.fence_check,
+            "ratelimit.new": self.ratelimit_new,
+            "ratelimit.check": self.ratelimit_check,
+            "ratelimit.multi": self.ratelimit_multi,
+            "ratelimit.batch": self.ratelimit_batch,
+            "ratelimit.reset": self.ratelimit_reset,
         }
 
     async def lock_new(self, args: Dict[str, Any], step: Dict[str, Any]) -> Dict[str, Any]:
@@ -98,6 +108,37 @@ class AsyncDriver(Driver):
         assert self.client is not None
         r = await self.client.fence_check(as_bytes(args["resource"]), args["token"])
         return {"accepted": r.accepted, "highest": r.highest}
+
+
+    def limiter(self, label: Any) -> rpa.RateLimiter:
+        if label not in self.limiters:
+            raise CaseFailed("unknown limiter label %r" % (label,))
+        return self.limiters[label]
+
+    async def ratelimit_new(self, args: Dict[str, Any], step: Dict[str, Any]) -> Dict[str, Any]:
+        assert self.client is not None
+        self.limiters[step["as"]] = self.client.ratelimiter(args["name"], **limiter_kwargs(args))
+        return {}
+
+    async def ratelimit_check(self, args: Dict[str, Any], step: Dict[str, Any]) -> Dict[str, Any]:
+        d = await self.limiter(step["limiter"]).check(as_bytes(args["subject"]), args.get("cost", 1))
+        return decision_fields(d)
+
+    async def ratelimit_multi(self, args: Dict[str, Any], step: Dict[str, Any]) -> Dict[str, Any]:
+        assert self.client is not None
+        limiters = [self.limiter(label) for label in step["limiters"]]
+        d = await self.client.ratelimit_multi(limiters, as_bytes(args["subject"]),
+                                        args.get("cost", 1))
+        return decision_fields(d, multi=True)
+
+    async def ratelimit_batch(self, args: Dict[str, Any], step: Dict[str, Any]) -> Dict[str, Any]:
+        ds = await self.limiter(step["limiter"]).batch([as_bytes(s) for s in args["subjects"]],
+                                                 args.get("costs"))
+        return {"allowed": [d.allowed for d in ds], "remaining": [d.remaining for d in ds]}
+
+    async def ratelimit_reset(self, args: Dict[str, Any], step: Dict[str, Any]) -> Dict[str, Any]:
+        await self.limiter(step["limiter"]).reset(as_bytes(args["subject"]))
+        return {"ok": True}
 
 
 if __name__ == "__main__":

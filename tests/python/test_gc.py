@@ -1,4 +1,4 @@
-"""Garbage-collected handles: a Lock keeps what it borrows alive, dropped handles free
+"""Garbage-collected handles: a Lock or RateLimiter keeps what it borrows alive, dropped handles free
 their C memory (no growth over many cycles), and nothing leaks a Client."""
 from __future__ import annotations
 
@@ -39,6 +39,23 @@ def test_op_keeps_its_lock_alive() -> None:
     assert b"tok" in op.request(0)
 
 
+def test_limiter_ops_keep_their_limiters_alive() -> None:
+    template = _core.Client(None, b"ns", 1000, 1000, 1)
+    limiters = [_core.Limiter(template, "a", "gcra", 5, 1000, 0, "report"),
+                _core.Limiter(template, "b", "fixed_window", 5, 1000, 0, "report")]
+    check = _core.ratelimit_check_op(limiters[0], b"subj", 1)
+    multi = _core.ratelimit_multi_op(limiters, b"subj", 1)
+    batch = _core.ratelimit_batch_op(limiters[1], [b"x", b"y"], None)
+    limiters.clear()  # the multi op holds a copy of the sequence, not the list itself
+    del template
+    gc.collect()
+    assert check.step() == _core.STEP_IO and b"ns:rl:a:{subj}" in check.request(0)
+    assert multi.step() == _core.STEP_IO
+    request = multi.request(0)
+    assert b"ns:rl:a:{subj}" in request and b"ns:rl:b:{subj}" in request
+    assert batch.step() == _core.STEP_IO and batch.request(0).count(b"EVALSHA") == 2
+
+
 def test_client_is_collectable(url: str) -> None:
     c = redpat.Client(url, namespace="gc")
     c.lock("x").acquire()
@@ -59,7 +76,12 @@ def test_no_growth_over_many_handles(client: redpat.Client) -> None:
             lock.acquire()
             lock.release()
             op = _core.command_op(client._template, [b"PING"])
-            del op, lock
+            limiter = client.ratelimiter(b"churn-%d" % (i % 50), "sliding_log", limit=5,
+                                         window=1.0, on_error="fail_open")
+            limiter.check(b"s-%d" % (i % 7))
+            limiter.batch([b"a", b"b"], [1, 2])
+            client.ratelimit_multi([limiter], b"m")
+            del op, lock, limiter
 
     churn(3000)  # warm up allocator pools
     before = rss_kb()

@@ -45,7 +45,7 @@ def test_stubs_match_the_extension() -> None:
     module = {n for n in dir(_core) if not n.startswith("_") and n != "typing"}
     assert stubs[""] == module
     swig_extras = {"acquire", "append", "disown", "next", "own", "this", "thisown"}
-    for cls in ("Client", "Lock", "Op"):
+    for cls in ("Client", "Lock", "Limiter", "Op"):
         public = {n for n in dir(getattr(_core, cls)) if not n.startswith("_")}
         assert stubs[cls] <= public, cls
         assert public - swig_extras <= stubs[cls], cls
