@@ -331,45 +331,34 @@ static int rpy_drive(rp_client *conn, rp_op *op, rp_error *err) {
 
 /* --- rate limiters ------------------------------------------------------------------- */
 
-typedef struct rpy_enum { const char *name; int value; } rpy_enum;
+/* A str option naming an enum value, parsed by the core (whose message names the option
+ * and its choices). 0: parsed; -1: a Python exception is set (TypeError for a non-str). */
+typedef int (*rpy_enum_parser)(const char *, size_t, void *, rp_error *);
 
-static const rpy_enum rpy_algorithms[] = {
-    {"fixed_window", RP_RATELIMIT_FIXED_WINDOW},
-    {"sliding_log", RP_RATELIMIT_SLIDING_LOG},
-    {"sliding_window", RP_RATELIMIT_SLIDING_WINDOW},
-    {"token_bucket", RP_RATELIMIT_TOKEN_BUCKET},
-    {"gcra", RP_RATELIMIT_GCRA},
-    {NULL, 0}};
-
-static const rpy_enum rpy_policies[] = {
-    {"report", RP_RATELIMIT_REPORT},
-    {"fail_open", RP_RATELIMIT_FAIL_OPEN},
-    {"fail_closed", RP_RATELIMIT_FAIL_CLOSED},
-    {NULL, 0}};
-
-/* A str option naming an enum value. An unknown name gives `invalid`, a value the core
- * refuses (so the core's check, naming the option, decides) and sets *unknown; a value
- * that is not a str raises TypeError (-1). */
-static int rpy_enum_arg(PyObject *o, const rpy_enum *names, int invalid, const char *what,
-                        int *out, int *unknown) {
+static int rpy_enum_arg(PyObject *o, rpy_enum_parser parse, const char *what, void *out) {
     const char *s;
     Py_ssize_t len;
-    int i;
+    rp_error err;
     if (!PyUnicode_Check(o)) {
         PyErr_Format(PyExc_TypeError, "%s must be a str, not %.100s", what, Py_TYPE(o)->tp_name);
         return -1;
     }
     s = PyUnicode_AsUTF8AndSize(o, &len);
     if (s == NULL) return -1;
-    for (i = 0; names[i].name != NULL; i++) {
-        if (strlen(names[i].name) == (size_t)len && memcmp(names[i].name, s, (size_t)len) == 0) {
-            *out = names[i].value;
-            return 0;
-        }
+    rp_error_clear(&err);
+    if (parse(s, (size_t)len, out, &err) != RP_OK) {
+        rpy_raise(err.code, err.message);
+        return -1;
     }
-    *out = invalid;
-    *unknown = 1;
     return 0;
+}
+
+static int rpy_parse_algorithm(const char *s, size_t len, void *out, rp_error *err) {
+    return rp_ratelimit_algorithm_parse(s, len, (rp_ratelimit_algorithm *)out, err);
+}
+
+static int rpy_parse_on_error(const char *s, size_t len, void *out, rp_error *err) {
+    return rp_ratelimit_on_error_parse(s, len, (rp_ratelimit_on_error *)out, err);
 }
 
 /* One decision as the registered class (see set_decision_class), times in seconds. A
@@ -887,14 +876,11 @@ typedef struct rpy_limiter {} rpy_limiter;
         rp_error err;
         rpy_limiter *w;
         char *cname;
-        int v = 0, bad_algorithm = 0, bad_policy = 0, rc;
+        int rc;
         rp_error_clear(&err);
-        if (rpy_enum_arg(algorithm, rpy_algorithms, 0, "algorithm", &v, &bad_algorithm) < 0)
+        if (rpy_enum_arg(algorithm, rpy_parse_algorithm, "algorithm", &o.algorithm) < 0 ||
+            rpy_enum_arg(on_error, rpy_parse_on_error, "on_error", &o.on_error) < 0)
             return NULL;
-        o.algorithm = (rp_ratelimit_algorithm)v;
-        if (rpy_enum_arg(on_error, rpy_policies, -1, "on_error", &v, &bad_policy) < 0)
-            return NULL;
-        o.on_error = (rp_ratelimit_on_error)v;
         o.limit = (int64_t)limit;
         o.window_ms = (int64_t)window_ms;
         o.burst = (int64_t)burst;
@@ -917,18 +903,6 @@ typedef struct rpy_limiter {} rpy_limiter;
         PyMem_Free(cname);
         if (rc != RP_OK) {
             PyMem_Free(w);
-            /* The core refused the stand-in value of an unknown name: say which name. */
-            if ((bad_algorithm && strncmp(err.message, "algorithm", 9) == 0) ||
-                (bad_policy && strncmp(err.message, "on_error", 8) == 0)) {
-                PyObject *msg = bad_algorithm
-                    ? PyUnicode_FromFormat("algorithm must be one of fixed_window, sliding_log, "
-                                           "sliding_window, token_bucket, gcra (got %R)", algorithm)
-                    : PyUnicode_FromFormat("%s (got %R)", err.message, on_error);
-                const char *text = msg != NULL ? PyUnicode_AsUTF8(msg) : NULL;
-                if (text != NULL) rpy_raise(err.code, text);
-                Py_XDECREF(msg);
-                return NULL;
-            }
             rpy_fail(&err, RP_EINVAL);
             return NULL;
         }

@@ -602,50 +602,35 @@ static size_t rpl_rawlen(lua_State *L, int idx) {
 #endif
 }
 
-typedef struct rpl_enum {
-    const char *name;
-    int value;
-} rpl_enum;
+/* Reads an optional string option naming an enum value through the core's parser (which
+ * names the option and its choices when the name is unknown). 1: set (or absent), 0: *err
+ * filled; a non-string raises. */
+typedef int (*rpl_enum_parser)(const char *, size_t, void *, rp_error *);
 
-static const rpl_enum rpl_algorithms[] = {
-    {"fixed_window", RP_RATELIMIT_FIXED_WINDOW},
-    {"sliding_log", RP_RATELIMIT_SLIDING_LOG},
-    {"sliding_window", RP_RATELIMIT_SLIDING_WINDOW},
-    {"token_bucket", RP_RATELIMIT_TOKEN_BUCKET},
-    {"gcra", RP_RATELIMIT_GCRA},
-    {NULL, 0}};
-
-static const rpl_enum rpl_policies[] = {
-    {"report", RP_RATELIMIT_REPORT},
-    {"fail_open", RP_RATELIMIT_FAIL_OPEN},
-    {"fail_closed", RP_RATELIMIT_FAIL_CLOSED},
-    {NULL, 0}};
-
-/* Reads an optional string option naming an enum value into *out (untouched when absent).
- * An unknown name sets *out to `invalid`, so the core's validation refuses it and names the
- * option, and copies the name into unknown[] for the message; a non-string raises. */
-static void opt_enum_field(lua_State *L, int tidx, const char *field, const rpl_enum *names,
-                           int invalid, int *out, char *unknown, size_t unknown_size) {
+static int opt_enum_field(lua_State *L, int tidx, const char *field, rpl_enum_parser parse,
+                          void *out, rp_error *err) {
     const char *s;
     size_t len;
-    int i;
+    int rc;
     lua_getfield(L, tidx, field);
     if (lua_isnil(L, -1)) {
         lua_pop(L, 1);
-        return;
+        return 1;
     }
     if (lua_type(L, -1) != LUA_TSTRING)
         luaL_error(L, "redpat: option '%s' must be a string", field);
     s = lua_tolstring(L, -1, &len);
-    *out = invalid;
-    for (i = 0; names[i].name; i++) {
-        if (strlen(names[i].name) == len && memcmp(names[i].name, s, len) == 0) {
-            *out = names[i].value;
-            break;
-        }
-    }
-    if (*out == invalid) snprintf(unknown, unknown_size, "%.*s", len > 64 ? 64 : (int)len, s);
+    rc = parse(s, len, out, err);
     lua_pop(L, 1);
+    return rc == RP_OK;
+}
+
+static int parse_algorithm(const char *s, size_t len, void *out, rp_error *err) {
+    return rp_ratelimit_algorithm_parse(s, len, (rp_ratelimit_algorithm *)out, err);
+}
+
+static int parse_on_error(const char *s, size_t len, void *out, rp_error *err) {
+    return rp_ratelimit_on_error_parse(s, len, (rp_ratelimit_on_error *)out, err);
 }
 
 static int fail_not_int(lua_State *L, const char *what) {
@@ -699,23 +684,18 @@ static int l_ratelimit_new(lua_State *L) {
     size_t name_len;
     const char *name = luaL_checklstring(L, 2, &name_len);
     rp_ratelimit_options o = RP_RATELIMIT_OPTIONS_INIT;
-    char bad_algorithm[80] = "", bad_policy[80] = "";
     rpl_limiter_ud *u;
     rpl_limiter_box *rb;
     rp_error e;
-    int v;
 
     if (strlen(name) != name_len)
         return rpl_fail(L, RP_EINVAL, "limiter name must not contain NUL bytes");
     if (!lua_isnoneornil(L, 3)) {
         luaL_checktype(L, 3, LUA_TTABLE);
-        v = (int)o.algorithm;
-        opt_enum_field(L, 3, "algorithm", rpl_algorithms, 0, &v, bad_algorithm,
-                       sizeof bad_algorithm);
-        o.algorithm = (rp_ratelimit_algorithm)v;
-        v = (int)o.on_error;
-        opt_enum_field(L, 3, "on_error", rpl_policies, -1, &v, bad_policy, sizeof bad_policy);
-        o.on_error = (rp_ratelimit_on_error)v;
+        rp_error_clear(&e);
+        if (!opt_enum_field(L, 3, "algorithm", parse_algorithm, &o.algorithm, &e) ||
+            !opt_enum_field(L, 3, "on_error", parse_on_error, &o.on_error, &e))
+            return rpl_fail_err(L, &e);
         if (opt_i64_field(L, 3, "limit", &o.limit) < 0) return fail_not_int(L, "limit");
         if (opt_i64_field(L, 3, "window", &o.window_ms) < 0) return fail_not_integer(L, "window");
         if (opt_i64_field(L, 3, "burst", &o.burst) < 0) return fail_not_int(L, "burst");
@@ -727,18 +707,8 @@ static int l_ratelimit_new(lua_State *L) {
     if (!rb) return rpl_fail(L, RP_ENOMEM, "out of memory");
     rp_error_clear(&e);
     if (rp_ratelimit_new(&rb->rl, cb->client, name, &o, &e) != RP_OK) {
-        char msg[RP_ERROR_MESSAGE_MAX + 100];
         free(rb);
-        /* the core saw an invalid enum value: say which string it came from */
-        if (bad_algorithm[0] && strncmp(e.message, "algorithm", 9) == 0)
-            snprintf(msg, sizeof msg, "algorithm \"%s\" is not a rate limit algorithm "
-                     "(fixed_window, sliding_log, sliding_window, token_bucket, gcra)",
-                     bad_algorithm);
-        else if (bad_policy[0] && strncmp(e.message, "on_error", 8) == 0)
-            snprintf(msg, sizeof msg, "%s (got \"%s\")", e.message, bad_policy);
-        else
-            return rpl_fail_err(L, &e);
-        return rpl_fail(L, e.code, msg);
+        return rpl_fail_err(L, &e);
     }
     cb->refs++;
     rb->cb = cb;

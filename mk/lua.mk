@@ -9,7 +9,7 @@ LUA_ROCKSPEC := lua/redpat-0.1.0-1.rockspec
 LUA_ROCK_CFLAGS := -O2 -fPIC -fvisibility=hidden -Wall
 LUAJIT_INCDIR := /usr/include/luajit-2.1
 # The matrix directories the Lua runners read (several separated by ':'), e.g.
-#   make test-lua LUA_MATRIX_DIRS=$PWD/tests/matrix:$PWD/tests/matrix-staged
+#   make test-lua LUA_MATRIX_DIRS=$PWD/tests/matrix:/other/cases
 LUA_MATRIX_DIRS ?= $(ROOT)/tests/matrix
 
 # Environments that make `require "redpat"` load the rock from each local tree.

@@ -16,16 +16,52 @@ struct rp_ratelimit {
     rp_ratelimit_options o;                /* burst resolved (never 0) */
 };
 
-static const char *algorithm_name(rp_ratelimit_algorithm a)
+static const char *const algorithm_names[] = { NULL, "fixed_window", "sliding_log",
+                                                "sliding_window", "token_bucket", "gcra" };
+static const char *const on_error_names[] = { "report", "fail_open", "fail_closed" };
+
+const char *rp_ratelimit_algorithm_name(rp_ratelimit_algorithm a)
 {
-    switch (a) {
-    case RP_RATELIMIT_FIXED_WINDOW: return "fixed_window";
-    case RP_RATELIMIT_SLIDING_LOG: return "sliding_log";
-    case RP_RATELIMIT_SLIDING_WINDOW: return "sliding_window";
-    case RP_RATELIMIT_TOKEN_BUCKET: return "token_bucket";
-    case RP_RATELIMIT_GCRA: return "gcra";
-    default: return NULL;
-    }
+    return a >= RP_RATELIMIT_FIXED_WINDOW && a <= RP_RATELIMIT_GCRA ? algorithm_names[a] : NULL;
+}
+
+const char *rp_ratelimit_on_error_name(rp_ratelimit_on_error p)
+{
+    return p >= RP_RATELIMIT_REPORT && p <= RP_RATELIMIT_FAIL_CLOSED ? on_error_names[p] : NULL;
+}
+
+/* Index of name in names[first..n), or -1. */
+static int find_name(const char *const *names, int first, int n, const char *name, size_t len)
+{
+    int i;
+    for (i = first; name && i < n; i++)
+        if (strlen(names[i]) == len && memcmp(names[i], name, len) == 0)
+            return i;
+    return -1;
+}
+
+int rp_ratelimit_algorithm_parse(const char *name, size_t len, rp_ratelimit_algorithm *out,
+                                 rp_error *err)
+{
+    int i = find_name(algorithm_names, 1, 6, name, len);
+    if (i < 0)
+        return rp_error__set(err, RP_EINVAL, "algorithm must be one of fixed_window, "
+                             "sliding_log, sliding_window, token_bucket, gcra (got \"%.*s\")",
+                             name ? (int)(len > 64 ? 64 : len) : 0, name ? name : "");
+    *out = (rp_ratelimit_algorithm)i;
+    return RP_OK;
+}
+
+int rp_ratelimit_on_error_parse(const char *name, size_t len, rp_ratelimit_on_error *out,
+                                rp_error *err)
+{
+    int i = find_name(on_error_names, 0, 3, name, len);
+    if (i < 0)
+        return rp_error__set(err, RP_EINVAL, "on_error must be one of report, fail_open, "
+                             "fail_closed (got \"%.*s\")",
+                             name ? (int)(len > 64 ? 64 : len) : 0, name ? name : "");
+    *out = (rp_ratelimit_on_error)i;
+    return RP_OK;
 }
 
 static int bucket_like(rp_ratelimit_algorithm a)
@@ -46,7 +82,7 @@ int rp_ratelimit_new(rp_ratelimit **out, rp_client *client, const char *name,
         return rp_error__set(err, RP_EINVAL, "limiter name must be 1..%d bytes", RP_LIMITER_NAME_MAX);
     if (strpbrk(name, "{}"))
         return rp_error__set(err, RP_EINVAL, "limiter name must not contain '{' or '}'");
-    if (!algorithm_name(o->algorithm))
+    if (!rp_ratelimit_algorithm_name(o->algorithm))
         return rp_error__set(err, RP_EINVAL, "algorithm %d is not a rate limit algorithm", (int)o->algorithm);
     if (o->limit <= 0)
         return rp_error__set(err, RP_EINVAL, "limit must be > 0 (got %" PRId64 ")", o->limit);
@@ -55,8 +91,7 @@ int rp_ratelimit_new(rp_ratelimit **out, rp_client *client, const char *name,
     if (o->burst < 0 || (o->burst > 0 && !bucket_like(o->algorithm)))
         return rp_error__set(err, RP_EINVAL, "burst must be >= 0, and 0 unless the algorithm "
                              "is token_bucket or gcra (got %" PRId64 ")", o->burst);
-    if (o->on_error != RP_RATELIMIT_REPORT && o->on_error != RP_RATELIMIT_FAIL_OPEN &&
-        o->on_error != RP_RATELIMIT_FAIL_CLOSED)
+    if (!rp_ratelimit_on_error_name(o->on_error))
         return rp_error__set(err, RP_EINVAL, "on_error must be report, fail_open or fail_closed");
     rl = rp_alloc__calloc(rp_client__allocator(client), 1, sizeof *rl);
     if (!rl)

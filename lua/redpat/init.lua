@@ -233,8 +233,8 @@ end
 
 --- client:ratelimiter(name, opts) -> limiter | nil, err
 -- name: 1..128 bytes without '{' or '}' (keeps limiters apart in Redis).
--- opts: algorithm ("fixed_window" (default), "sliding_log", "sliding_window",
---       "token_bucket", "gcra"), limit (requests per window), window (ms), burst (token
+-- opts: algorithm ("gcra" (default), "fixed_window", "sliding_log", "sliding_window",
+--       "token_bucket"), limit (requests per window), window (ms), burst (token
 --       bucket and GCRA: most requests at once; default limit), on_error ("report"
 --       (default): a Redis failure is nil, err; "fail_open": allowed; "fail_closed":
 --       refused; either way marked degraded).

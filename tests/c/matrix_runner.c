@@ -191,17 +191,6 @@ static rp_ratelimit *find_limiter(runner *r, const cJSON *label)
     return NULL;
 }
 
-static int parse_enum(const cJSON *v, const char *const *names, int n, int dflt)
-{
-    int i;
-    if (!cJSON_IsString(v))
-        return dflt;
-    for (i = 0; i < n; i++)
-        if (strcmp(v->valuestring, names[i]) == 0)
-            return i;
-    return -1;
-}
-
 static void put_decision(result *res, const rp_ratelimit_decision *d, int multi)
 {
     put(res, "allowed", cJSON_CreateBool(d->allowed));
@@ -218,9 +207,6 @@ static void put_decision(result *res, const rp_ratelimit_decision *d, int multi)
 static int run_ratelimit(runner *r, const char *op, const cJSON *step, const cJSON *args,
                          result *res, rp_error *err)
 {
-    static const char *const algorithms[] = { "", "fixed_window", "sliding_log",
-                                              "sliding_window", "token_bucket", "gcra" };
-    static const char *const policies[] = { "report", "fail_open", "fail_closed" };
     rp_ratelimit_decision d;
     bytes subject = { NULL, 0 };
     int rc;
@@ -231,13 +217,19 @@ static int run_ratelimit(runner *r, const char *op, const cJSON *step, const cJS
         rp_ratelimit *rl = NULL;
         if (!cJSON_IsString(as) || !cJSON_IsString(name) || r->nlimiters == MAX_LOCKS)
             return runner_fail(err, "ratelimit.new needs \"as\" and a name");
-        o.algorithm = (rp_ratelimit_algorithm)parse_enum(
-            cJSON_GetObjectItemCaseSensitive(args, "algorithm"), algorithms, 6, 0);
+        const cJSON *algorithm = cJSON_GetObjectItemCaseSensitive(args, "algorithm");
+        const cJSON *on_error = cJSON_GetObjectItemCaseSensitive(args, "on_error");
         o.limit = get_int(args, "limit", 0);
         o.window_ms = get_int(args, "window", 0);
         o.burst = get_int(args, "burst", 0);
-        o.on_error = (rp_ratelimit_on_error)parse_enum(
-            cJSON_GetObjectItemCaseSensitive(args, "on_error"), policies, 3, 0);
+        if (cJSON_IsString(algorithm) &&
+            (rc = rp_ratelimit_algorithm_parse(algorithm->valuestring, strlen(algorithm->valuestring),
+                                               &o.algorithm, err)))
+            return rc;
+        if (cJSON_IsString(on_error) &&
+            (rc = rp_ratelimit_on_error_parse(on_error->valuestring, strlen(on_error->valuestring),
+                                              &o.on_error, err)))
+            return rc;
         rc = rp_ratelimit_new(&rl, r->client, name->valuestring, &o, err);
         if (rc == RP_OK) {
             snprintf(r->rl_labels[r->nlimiters], sizeof r->rl_labels[0], "%s", as->valuestring);

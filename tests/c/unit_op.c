@@ -443,12 +443,24 @@ static void test_ratelimit_decisions(void)
         o.window_ms = 0;
         CHECK(rp_ratelimit_new(&rl, c, "x", &o, &e) == RP_EINVAL && strstr(e.message, "window"));
         o.window_ms = 10;
+        o.algorithm = RP_RATELIMIT_FIXED_WINDOW;
         o.burst = 3;
         CHECK(rp_ratelimit_new(&rl, c, "x", &o, &e) == RP_EINVAL && strstr(e.message, "burst"));
         o.burst = 0;
         CHECK(rp_ratelimit_new(&rl, c, "x{y}", &o, &e) == RP_EINVAL && strstr(e.message, "name"));
         o.algorithm = (rp_ratelimit_algorithm)9;
         CHECK(rp_ratelimit_new(&rl, c, "x", &o, &e) == RP_EINVAL && strstr(e.message, "algorithm"));
+        CHECK(rp_ratelimit_algorithm_parse("leaky", 5, &o.algorithm, &e) == RP_EINVAL &&
+              strstr(e.message, "algorithm must be one of") && strstr(e.message, "\"leaky\""));
+        CHECK(rp_ratelimit_algorithm_parse("gcra", 4, &o.algorithm, &e) == RP_OK &&
+              o.algorithm == RP_RATELIMIT_GCRA);
+        CHECK(rp_ratelimit_algorithm_parse("gcr", 3, &o.algorithm, &e) == RP_EINVAL);
+        CHECK(rp_ratelimit_on_error_parse("fail_open", 9, &o.on_error, &e) == RP_OK &&
+              o.on_error == RP_RATELIMIT_FAIL_OPEN);
+        CHECK(rp_ratelimit_on_error_parse("open", 4, &o.on_error, &e) == RP_EINVAL &&
+              strstr(e.message, "on_error"));
+        CHECK(strcmp(rp_ratelimit_algorithm_name(RP_RATELIMIT_SLIDING_LOG), "sliding_log") == 0);
+        CHECK(rp_ratelimit_on_error_name((rp_ratelimit_on_error)7) == NULL);
         CHECK(rl == NULL);
     }
     rp_ratelimit_free(report);

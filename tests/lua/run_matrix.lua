@@ -3,7 +3,7 @@
 --   lua5.4 tests/lua/run_matrix.lua [frontend]     -> matrix[lua5.4]: N passed, F failed, S skipped
 --   luajit tests/lua/run_matrix.lua [frontend]     -> matrix[luajit]: ...
 -- Env: REDPAT_TEST_URL (required), REDPAT_MATRIX_DIR (default tests/matrix; several
--- directories separated by ':' run together, e.g. tests/matrix:tests/matrix-staged).
+-- directories separated by ':' run together, e.g. tests/matrix:/other/cases).
 local here = (arg and arg[0] or ""):match("^(.*)/[^/]*$") or "."
 package.path = here .. "/?.lua;" .. package.path
 

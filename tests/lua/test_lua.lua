@@ -459,7 +459,7 @@ test("rate limiter bad input is invalid_argument naming the argument", function(
     bad("window 0", "window", c:ratelimiter("x", { limit = 1, window = 0 }))
     bad("fractional window", "window", c:ratelimiter("x", { limit = 1, window = 0.5 }))
     bad("burst on fixed window", "burst",
-        c:ratelimiter("x", { limit = 5, window = 1000, burst = 3 }))
+        c:ratelimiter("x", { algorithm = "fixed_window", limit = 5, window = 1000, burst = 3 }))
     bad("negative burst", "burst",
         c:ratelimiter("x", { algorithm = "gcra", limit = 5, window = 1000, burst = -1 }))
     bad("unknown algorithm", "algorithm",

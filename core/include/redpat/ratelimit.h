@@ -54,7 +54,18 @@ typedef struct rp_ratelimit_options {
     rp_ratelimit_on_error on_error;
 } rp_ratelimit_options;
 
-#define RP_RATELIMIT_OPTIONS_INIT { RP_RATELIMIT_FIXED_WINDOW, 0, 0, 0, RP_RATELIMIT_REPORT }
+/* GCRA by default: exact retry_after, smooth rate, one small key per subject. */
+#define RP_RATELIMIT_OPTIONS_INIT { RP_RATELIMIT_GCRA, 0, 0, 0, RP_RATELIMIT_REPORT }
+
+/* Names, shared by every frontend: "fixed_window", "sliding_log", "sliding_window",
+ * "token_bucket", "gcra"; "report", "fail_open", "fail_closed". The parsers fail with
+ * RP_EINVAL and a message naming the option and its choices. The names are static. */
+int rp_ratelimit_algorithm_parse(const char *name, size_t len, rp_ratelimit_algorithm *out,
+                                 rp_error *err);
+int rp_ratelimit_on_error_parse(const char *name, size_t len, rp_ratelimit_on_error *out,
+                                rp_error *err);
+const char *rp_ratelimit_algorithm_name(rp_ratelimit_algorithm algorithm); /* NULL: invalid */
+const char *rp_ratelimit_on_error_name(rp_ratelimit_on_error on_error);    /* NULL: invalid */
 
 /* The name (1..128 bytes, no '{', '}' or NUL) keeps limiters of one client apart in Redis.
  * No I/O. The client is borrowed and must outlive the limiter. */
