@@ -102,8 +102,14 @@ static int connect_now(hiredis_transport *t, rp_error *err)
         drop(t);
         return rc;
     }
-    /* hiredis' own blocking calls (the handshake) obey the command timeout too */
-    redisSetTimeout(t->ctx, ttv);
+    /* The command timeout bounds hiredis' own calls (the handshake) and each exchange's
+     * first, blocking recv: without it a silent server would hang us. */
+    if (redisSetTimeout(t->ctx, ttv) != REDIS_OK) {
+        rc = rp_error__set(err, RP_ETRANSPORT, "cannot set the command timeout: %s",
+                           t->ctx->errstr);
+        drop(t);
+        return rc;
+    }
     if (t->keepalive && !t->url.is_unix)
         redisEnableKeepAlive(t->ctx);
     if ((rc = handshake(t, err))) {
