@@ -74,12 +74,15 @@ static int client_new(rp_client **out, const rp_client_options *options, rp_tran
         return rp_error__set(err, RP_ENOMEM, "out of memory creating the client");
     }
     if (use_url && o->url) {
-        if ((rc = rp_transport__hiredis_new(&c->transport, o->url, o, &c->alloc, err)) ||
-            (rc = rp_url__parse(&c->url, o->url, &c->alloc, err))) {
+        if ((rc = rp_url__parse(&c->url, o->url, &c->alloc, err))) {
             rp_client_free(c);
             return rc;
         }
         c->has_url = 1;
+        if ((rc = rp_transport__hiredis_new(&c->transport, &c->url, o, &c->alloc, err))) {
+            rp_client_free(c);
+            return rc;
+        }
     }
     *out = c;
     return RP_OK;

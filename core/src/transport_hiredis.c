@@ -17,7 +17,7 @@
 typedef struct hiredis_transport {
     rp_transport base;
     rp_allocator alloc;
-    rp_url url;
+    const rp_url *url; /* the client's parsed URL, borrowed: the client owns this transport */
     uint32_t connect_timeout_ms;
     uint32_t command_timeout_ms;
     int keepalive;
@@ -51,13 +51,13 @@ static int handshake(hiredis_transport *t, rp_error *err)
 {
     redisReply *r;
     char db[16];
-    if (t->url.password) {
+    if (t->url->password) {
         const char *argv[3];
         size_t lens[3];
         int argc = 0;
         argv[argc] = "AUTH"; lens[argc++] = 4;
-        if (t->url.user) { argv[argc] = t->url.user; lens[argc++] = strlen(t->url.user); }
-        argv[argc] = t->url.password; lens[argc++] = strlen(t->url.password);
+        if (t->url->user) { argv[argc] = t->url->user; lens[argc++] = strlen(t->url->user); }
+        argv[argc] = t->url->password; lens[argc++] = strlen(t->url->password);
         r = redisCommandArgv(t->ctx, argc, argv, lens);
         if (!r)
             return rp_error__set(err, RP_ETRANSPORT, "AUTH failed: %s", t->ctx->errstr);
@@ -68,8 +68,8 @@ static int handshake(hiredis_transport *t, rp_error *err)
         }
         freeReplyObject(r);
     }
-    if (t->url.db != 0) {
-        snprintf(db, sizeof db, "%d", t->url.db);
+    if (t->url->db != 0) {
+        snprintf(db, sizeof db, "%d", t->url->db);
         r = redisCommand(t->ctx, "SELECT %s", db);
         if (!r)
             return rp_error__set(err, RP_ETRANSPORT, "SELECT failed: %s", t->ctx->errstr);
@@ -87,8 +87,8 @@ static int connect_now(hiredis_transport *t, rp_error *err)
 {
     struct timeval ctv = tv_of(t->connect_timeout_ms), ttv = tv_of(t->command_timeout_ms);
     int rc;
-    t->ctx = t->url.is_unix ? redisConnectUnixWithTimeout(t->url.path, ctv)
-                            : redisConnectWithTimeout(t->url.host, t->url.port, ctv);
+    t->ctx = t->url->is_unix ? redisConnectUnixWithTimeout(t->url->path, ctv)
+                            : redisConnectWithTimeout(t->url->host, t->url->port, ctv);
     if (!t->ctx)
         return rp_error__set(err, RP_ENOMEM, "out of memory connecting");
     if (t->ctx->err) {
@@ -96,8 +96,8 @@ static int connect_now(hiredis_transport *t, rp_error *err)
                         (errno == ETIMEDOUT || errno == EAGAIN || errno == EINPROGRESS);
         rc = rp_error__set(err, timed_out ? RP_ETIMEOUT : RP_ETRANSPORT,
                            "cannot connect to %s%s%d: %s",
-                           t->url.is_unix ? t->url.path : t->url.host,
-                           t->url.is_unix ? "" : ":", t->url.is_unix ? 0 : t->url.port,
+                           t->url->is_unix ? t->url->path : t->url->host,
+                           t->url->is_unix ? "" : ":", t->url->is_unix ? 0 : t->url->port,
                            t->ctx->errstr);
         drop(t);
         return rc;
@@ -110,7 +110,7 @@ static int connect_now(hiredis_transport *t, rp_error *err)
         drop(t);
         return rc;
     }
-    if (t->keepalive && !t->url.is_unix)
+    if (t->keepalive && !t->url->is_unix)
         redisEnableKeepAlive(t->ctx);
     if ((rc = handshake(t, err))) {
         drop(t);
@@ -231,27 +231,22 @@ static void destroy(rp_transport *base)
     hiredis_transport *t = (hiredis_transport *)base;
     rp_allocator a = t->alloc;
     drop(t);
-    rp_url__free(&t->url, &a);
     rp_alloc__free(&a, t);
 }
 
 static const rp_transport_class hiredis_class = { "hiredis", exchange, destroy };
 
-int rp_transport__hiredis_new(rp_transport **out, const char *url,
+int rp_transport__hiredis_new(rp_transport **out, const rp_url *url,
                               const rp_client_options *o, const rp_allocator *a, rp_error *err)
 {
     hiredis_transport *t;
-    int rc;
     *out = NULL;
     t = rp_alloc__calloc(a, 1, sizeof *t);
     if (!t)
         return rp_error__set(err, RP_ENOMEM, "out of memory creating the transport");
-    if ((rc = rp_url__parse(&t->url, url, a, err))) {
-        rp_alloc__free(a, t);
-        return rc;
-    }
     t->base.cls = &hiredis_class;
     t->alloc = *a;
+    t->url = url;
     t->connect_timeout_ms = o->connect_timeout_ms;
     t->command_timeout_ms = o->command_timeout_ms;
     t->keepalive = o->tcp_keepalive;

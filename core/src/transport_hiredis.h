@@ -5,8 +5,9 @@
 #include "internal.h"
 #include "url.h"
 
-/* Parses url (RP_EINVAL naming the problem); connects lazily on the first exchange. */
-RP_INTERNAL int rp_transport__hiredis_new(rp_transport **out, const char *url,
+/* A transport to the client's parsed url (borrowed: the client owns both and frees the
+ * transport first); connects lazily on the first exchange. */
+RP_INTERNAL int rp_transport__hiredis_new(rp_transport **out, const rp_url *url,
                                           const rp_client_options *o, const rp_allocator *a,
                                           rp_error *err);
 /* Closes the connection if base is a hiredis transport (reopened on next use). */
