@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import glob
+import inspect
 import json
 import os
 import sys
@@ -109,6 +110,135 @@ class Driver:
 
     def ops(self) -> Dict[str, Callable[[Dict[str, Any], Dict[str, Any]], Awaitable[Dict[str, Any]]]]:
         raise NotImplementedError
+
+
+async def settle(value: Any) -> Any:
+    """The value of a call to either API: awaited when redpat.asyncio returned a coroutine."""
+    return await value if inspect.isawaitable(value) else value
+
+
+class ApiDriver(Driver):
+    """Every matrix operation through redpat's public API. The sync and asyncio APIs have
+    the same names and arguments, so one driver serves both: a subclass names the Client
+    class and how to close it and sleep; each call's result goes through settle()."""
+
+    client_class: Any = None
+
+    def __init__(self) -> None:
+        self.client: Any = None
+        self.limiters: Dict[str, Any] = {}
+        self.locks: Dict[str, Any] = {}
+
+    async def open(self, url: str, namespace: str) -> None:
+        self.client = self.client_class(url, namespace=namespace)
+        self.locks = {}
+        self.limiters = {}
+
+    async def close(self) -> None:
+        assert self.client is not None
+        await settle(self.client.close())
+        self.client = None
+        self.locks = {}
+        self.limiters = {}
+
+    async def command(self, argv: List[bytes]) -> Any:
+        assert self.client is not None
+        try:
+            return await settle(self.client.execute_command(*argv))
+        except redpat.ResponseError as exc:
+            return exc
+
+    def token_of(self, label: str) -> Optional[bytes]:
+        token: Optional[bytes] = self.locks[label].token
+        return token
+
+    def ops(self) -> Dict[str, Any]:
+        return {
+            "lock.new": self.lock_new,
+            "lock.acquire": self.lock_acquire,
+            "lock.release": self.lock_release,
+            "lock.extend": self.lock_extend,
+            "lock.locked": self.lock_locked,
+            "lock.owned": self.lock_owned,
+            "fence.check": self.fence_check,
+            "ratelimit.new": self.ratelimit_new,
+            "ratelimit.check": self.ratelimit_check,
+            "ratelimit.multi": self.ratelimit_multi,
+            "ratelimit.batch": self.ratelimit_batch,
+            "ratelimit.reset": self.ratelimit_reset,
+        }
+
+    async def lock_new(self, args: Dict[str, Any], step: Dict[str, Any]) -> Dict[str, Any]:
+        kw: Dict[str, Any] = {}
+        if "ttl" in args:
+            kw["timeout"] = seconds(args["ttl"])
+        if "fenced" in args:
+            kw["fenced"] = args["fenced"]
+        self.locks[step["as"]] = self.client.lock(as_bytes(args["name"]), **kw)
+        return {}
+
+    async def lock_acquire(self, args: Dict[str, Any], step: Dict[str, Any]) -> Dict[str, Any]:
+        lock = self.locks[step["lock"]]
+        wait = args.get("wait", 0)
+        kw: Dict[str, Any] = {"blocking": wait != 0}
+        if wait != 0:
+            kw["blocking_timeout"] = seconds(wait)
+        if "retry_min" in args:
+            kw["retry_min"] = seconds(args["retry_min"])
+        if "retry_max" in args:
+            kw["retry_max"] = seconds(args["retry_max"])
+        if "token" in args:
+            kw["token"] = as_bytes(args["token"])
+        acquired = await settle(lock.acquire(**kw))
+        return {"acquired": acquired, "fence": lock.fence if acquired else 0}
+
+    async def lock_release(self, args: Dict[str, Any], step: Dict[str, Any]) -> Dict[str, Any]:
+        await settle(self.locks[step["lock"]].release())
+        return {"ok": True}
+
+    async def lock_extend(self, args: Dict[str, Any], step: Dict[str, Any]) -> Dict[str, Any]:
+        ok = await settle(self.locks[step["lock"]].extend(
+            seconds(args["ms"]), replace_ttl=args.get("replace", False)))
+        return {"ok": ok}
+
+    async def lock_locked(self, args: Dict[str, Any], step: Dict[str, Any]) -> Dict[str, Any]:
+        return {"value": await settle(self.locks[step["lock"]].locked())}
+
+    async def lock_owned(self, args: Dict[str, Any], step: Dict[str, Any]) -> Dict[str, Any]:
+        return {"value": await settle(self.locks[step["lock"]].owned())}
+
+    async def fence_check(self, args: Dict[str, Any], step: Dict[str, Any]) -> Dict[str, Any]:
+        r = await settle(self.client.fence_check(as_bytes(args["resource"]), args["token"]))
+        return {"accepted": r.accepted, "highest": r.highest}
+
+    def limiter(self, label: Any) -> Any:
+        if label not in self.limiters:
+            raise CaseFailed("unknown limiter label %r" % (label,))
+        return self.limiters[label]
+
+    async def ratelimit_new(self, args: Dict[str, Any], step: Dict[str, Any]) -> Dict[str, Any]:
+        self.limiters[step["as"]] = self.client.ratelimiter(args["name"], **limiter_kwargs(args))
+        return {}
+
+    async def ratelimit_check(self, args: Dict[str, Any], step: Dict[str, Any]) -> Dict[str, Any]:
+        d = await settle(self.limiter(step["limiter"]).check(as_bytes(args["subject"]),
+                                                             args.get("cost", 1)))
+        return decision_fields(d)
+
+    async def ratelimit_multi(self, args: Dict[str, Any], step: Dict[str, Any]) -> Dict[str, Any]:
+        limiters = [self.limiter(label) for label in step["limiters"]]
+        d = await settle(self.client.ratelimit_multi(limiters, as_bytes(args["subject"]),
+                                                     args.get("cost", 1)))
+        return decision_fields(d, multi=True)
+
+    async def ratelimit_batch(self, args: Dict[str, Any], step: Dict[str, Any]) -> Dict[str, Any]:
+        ds = await settle(self.limiter(step["limiter"]).batch(
+            [as_bytes(s) for s in args["subjects"]], args.get("costs")))
+        return {"allowed": [d.allowed for d in ds], "remaining": [d.remaining for d in ds]}
+
+    async def ratelimit_reset(self, args: Dict[str, Any], step: Dict[str, Any]) -> Dict[str, Any]:
+        await settle(self.limiter(step["limiter"]).reset(as_bytes(args["subject"])))
+        return {"ok": True}
 
 
 async def run_step(driver: Driver, i: int, step: Dict[str, Any]) -> None:
