@@ -116,7 +116,7 @@ static rp_ratelimit *limiter_with(rp_client *c, int algo, const char *name, int6
     o.algorithm = (rp_ratelimit_algorithm)algo;
     o.limit = limit;
     o.window_ms = 60000;
-    if (rp_ratelimit_new(&rl, c, name, &o, &e) != RP_OK)
+    if (rp_ratelimit_new(&rl, c, name, strlen(name), &o, &e) != RP_OK)
         die("rp_ratelimit_new: %s", e.message);
     return rl;
 }

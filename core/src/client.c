@@ -93,14 +93,6 @@ int rp_client_new(rp_client **out, const rp_client_options *options, rp_error *e
     return client_new(out, options, NULL, 1, err);
 }
 
-int rp_client_new_with_transport(rp_client **out, const rp_client_options *options,
-                                 rp_transport *transport, rp_error *err)
-{
-    if (!transport)
-        return rp_error__set(err, RP_EINVAL, "transport must not be NULL");
-    return client_new(out, options, transport, 0, err);
-}
-
 void rp_client_free(rp_client *c)
 {
     rp_allocator a;
@@ -126,14 +118,20 @@ void rp_client_disconnect(rp_client *c)
         rp_transport__hiredis_disconnect(c->transport);
 }
 
-int rp_client_run(rp_client *c, rp_op *op, rp_error *err)
+int rp_client_run_sleeping(rp_client *c, rp_op *op, rp_sleep_fn sleep, void *ud,
+                           rp_error *err)
 {
     if (!c || !op)
         return rp_error__set(err, RP_EINVAL, "client and op must not be NULL");
     if (!c->transport)
         return rp_error__set(err, RP_EINVAL,
                              "this client has no connection (made without a url): drive the op yourself");
-    return rp_op_run(op, c->transport, err);
+    return rp_op_run_sleeping(op, c->transport, sleep, ud, err);
+}
+
+int rp_client_run(rp_client *c, rp_op *op, rp_error *err)
+{
+    return rp_client_run_sleeping(c, op, NULL, NULL, err);
 }
 
 int rp_client_endpoint(const rp_client *c, rp_endpoint *out)
@@ -166,27 +164,13 @@ static int handshake_advance(rp_op *op, void *state, uint64_t now_ms)
     int rc;
     (void)now_ms;
     if (!s->sent) {
+        rp_url_command cmds[RP_HANDSHAKE_MAX];
+        size_t n = rp_url__handshake(&c->url, cmds);
         s->sent = 1;
-        if (c->url.password) {
-            const char *argv[3];
-            int argc = 0;
-            argv[argc++] = "AUTH";
-            if (c->url.user)
-                argv[argc++] = c->url.user;
-            argv[argc++] = c->url.password;
-            if ((rc = rp_op__command(op, 0, argc, argv, NULL)))
+        for (i = 0; i < n; i++)
+            if ((rc = rp_op__command(op, 0, cmds[i].argc, cmds[i].argv, cmds[i].lens)))
                 return rc;
-        }
-        if (c->url.db != 0) {
-            char db[16];
-            const char *argv[2];
-            snprintf(db, sizeof db, "%d", c->url.db);
-            argv[0] = "SELECT";
-            argv[1] = db;
-            if ((rc = rp_op__command(op, 0, 2, argv, NULL)))
-                return rc;
-        }
-        if (!c->url.password && c->url.db == 0)
+        if (n == 0)
             rp_op__done(op);
         return RP_OK;
     }

@@ -16,6 +16,7 @@ const char *rp_status_name(int code)
     case RP_EREPLY: return "reply";
     case RP_ENOTOWNED: return "not_owned";
     case RP_ESTATE: return "state";
+    case RP_ECANCELED: return "cancelled";
     default: return "unknown";
     }
 }

@@ -5,7 +5,7 @@
 
 #include "op_internal.h"
 
-#define RP_RESOURCE_MAX 65536
+#define RP_RESOURCE_MAX RP_FENCE_RESOURCE_MAX
 
 typedef struct fence_state {
     rp_buf key;

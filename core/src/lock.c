@@ -6,8 +6,8 @@
 
 #include "op_internal.h"
 
-#define RP_NAME_MAX 65536
-#define RP_TOKEN_MAX 512
+#define RP_NAME_MAX RP_LOCK_NAME_MAX
+#define RP_TOKEN_MAX RP_LOCK_TOKEN_MAX
 #define RANDOM_TOKEN_BYTES 16
 
 struct rp_lock {
@@ -92,6 +92,8 @@ const char *rp_lock_token(const rp_lock *l, size_t *len)
 
 int64_t rp_lock_fence(const rp_lock *l) { return l->fence; }
 int64_t rp_lock_ttl_ms(const rp_lock *l) { return l->ttl_ms; }
+int rp_lock_fenced(const rp_lock *l) { return l->fenced; }
+rp_client *rp_lock_client(const rp_lock *l) { return l->client; }
 
 const char *rp_lock_name(const rp_lock *l, size_t *len)
 {

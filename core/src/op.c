@@ -45,6 +45,7 @@ struct rp_op {
     rp_node_io *nodes;
     void *state;
     rp_error err;
+    const rp_op_desc *desc; /* set by rp_desc_begin: how the generic reader reads it */
 };
 
 int rp_op__new(rp_op **out, rp_client *client, const rp_op_class *cls, size_t nodes,
@@ -451,7 +452,12 @@ uint64_t rp_op_sleep_ms(const rp_op *op) { return op->phase == PHASE_SLEEP ? op-
 
 const rp_error *rp_op_error(const rp_op *op) { return &op->err; }
 
-const char *rp_op_name(const rp_op *op) { return op->cls ? op->cls->name : "op"; }
+const char *rp_op_name(const rp_op *op)
+{
+    if (op->desc)
+        return op->desc->name;
+    return op->cls ? op->cls->name : "op";
+}
 
 /* --- pattern side ------------------------------------------------------------------- */
 
@@ -461,6 +467,10 @@ const void *rp_op__done_state(const rp_op *op, const rp_op_class *cls)
 }
 
 rp_client *rp_op__client(const rp_op *op) { return op->client; }
+
+void rp_op__set_desc(rp_op *op, const rp_op_desc *desc) { op->desc = desc; }
+const rp_op_desc *rp_op_desc_of(const rp_op *op) { return op ? op->desc : NULL; }
+int rp_op_done(const rp_op *op) { return op && op->phase == PHASE_DONE; }
 
 size_t rp_op__replies(const rp_op *op, size_t node)
 {
@@ -537,6 +547,12 @@ static void sleep_ms(uint64_t ms)
 
 int rp_op_run(rp_op *op, rp_transport *t, rp_error *err)
 {
+    return rp_op_run_sleeping(op, t, NULL, NULL, err);
+}
+
+int rp_op_run_sleeping(rp_op *op, rp_transport *t, int (*sleep)(void *ud, uint64_t ms),
+                       void *ud, rp_error *err)
+{
     for (;;) {
         size_t i;
         switch (rp_op_step(op, rp_monotonic_ms())) {
@@ -553,7 +569,10 @@ int rp_op_run(rp_op *op, rp_transport *t, rp_error *err)
             }
             break;
         case RP_STEP_SLEEP:
-            sleep_ms(op->sleep_ms);
+            if (!sleep)
+                sleep_ms(op->sleep_ms);
+            else if (sleep(ud, op->sleep_ms) != 0)
+                fail_op(op, RP_ECANCELED, "cancelled while waiting to retry");
             break;
         case RP_STEP_DONE:
             rp_error_clear(err);

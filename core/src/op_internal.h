@@ -26,6 +26,8 @@ RP_INTERNAL int rp_op__new(rp_op **out, rp_client *client, const rp_op_class *cl
 /* The op's state if op is of class cls and DONE, else NULL. */
 RP_INTERNAL const void *rp_op__done_state(const rp_op *op, const rp_op_class *cls);
 RP_INTERNAL rp_client *rp_op__client(const rp_op *op);
+/* Records the descriptor the generic begin made op from (read by rp_op_result). */
+RP_INTERNAL void rp_op__set_desc(rp_op *op, const rp_op_desc *desc);
 
 /* Queue a command for node in the next round. argv is copied. */
 RP_INTERNAL int rp_op__command(rp_op *op, size_t node, int argc, const char *const *argv,

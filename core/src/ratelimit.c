@@ -6,15 +6,28 @@
 
 #include "op_internal.h"
 
-#define RP_LIMITER_NAME_MAX 128
-#define RP_SUBJECT_MAX 65536
-#define RP_MULTI_MAX 8 /* limits in one multi check: keeps the script's argv bounded */
+#define RP_SUBJECT_MAX RP_RATELIMIT_SUBJECT_MAX
+#define RP_MULTI_MAX RP_RATELIMIT_MULTI_MAX
+#define PATTERN_PREFIX "rl:"
+#define PATTERN_PREFIX_LEN 3
 
 struct rp_ratelimit {
     rp_client *client;
-    char pattern[RP_LIMITER_NAME_MAX + 4]; /* "rl:<name>" */
+    char pattern[RP_RATELIMIT_NAME_MAX + PATTERN_PREFIX_LEN + 1]; /* "rl:<name>" */
+    size_t name_len;
+    rp_ratelimit_options given;            /* as the caller gave them */
     rp_ratelimit_options o;                /* burst resolved (never 0) */
 };
+
+const char *rp_ratelimit_name(const rp_ratelimit *rl, size_t *name_len)
+{
+    if (name_len)
+        *name_len = rl->name_len;
+    return rl->pattern + PATTERN_PREFIX_LEN;
+}
+
+const rp_ratelimit_options *rp_ratelimit_options_of(const rp_ratelimit *rl) { return &rl->given; }
+rp_client *rp_ratelimit_client(const rp_ratelimit *rl) { return rl->client; }
 
 static const char *const algorithm_names[] = { NULL, "fixed_window", "sliding_log",
                                                 "sliding_window", "token_bucket", "gcra" };
@@ -69,19 +82,21 @@ static int bucket_like(rp_ratelimit_algorithm a)
     return a == RP_RATELIMIT_TOKEN_BUCKET || a == RP_RATELIMIT_GCRA;
 }
 
-int rp_ratelimit_new(rp_ratelimit **out, rp_client *client, const char *name,
+int rp_ratelimit_new(rp_ratelimit **out, rp_client *client, const void *name, size_t len,
                      const rp_ratelimit_options *o, rp_error *err)
 {
     rp_ratelimit *rl;
-    size_t len;
     if (!out || !client || !o)
         return rp_error__set(err, RP_EINVAL, "out, client and options must not be NULL");
     *out = NULL;
-    len = name ? strlen(name) : 0;
-    if (len == 0 || len > RP_LIMITER_NAME_MAX)
-        return rp_error__set(err, RP_EINVAL, "limiter name must be 1..%d bytes", RP_LIMITER_NAME_MAX);
-    if (strpbrk(name, "{}"))
+    if (!name || len == 0 || len > RP_RATELIMIT_NAME_MAX)
+        return rp_error__set(err, RP_EINVAL, "limiter name must be 1..%d bytes (got %zu)",
+                             RP_RATELIMIT_NAME_MAX, name ? len : 0);
+    /* The name goes into key names as text: a brace would move the hash tag, a NUL end it. */
+    if (memchr(name, '{', len) || memchr(name, '}', len))
         return rp_error__set(err, RP_EINVAL, "limiter name must not contain '{' or '}'");
+    if (memchr(name, '\0', len))
+        return rp_error__set(err, RP_EINVAL, "limiter name must not contain NUL bytes");
     if (!rp_ratelimit_algorithm_name(o->algorithm))
         return rp_error__set(err, RP_EINVAL, "algorithm %d is not a rate limit algorithm", (int)o->algorithm);
     if (o->limit <= 0)
@@ -97,7 +112,11 @@ int rp_ratelimit_new(rp_ratelimit **out, rp_client *client, const char *name,
     if (!rl)
         return rp_error__set(err, RP_ENOMEM, "out of memory creating the limiter");
     rl->client = client;
-    snprintf(rl->pattern, sizeof rl->pattern, "rl:%s", name);
+    memcpy(rl->pattern, PATTERN_PREFIX, PATTERN_PREFIX_LEN);
+    memcpy(rl->pattern + PATTERN_PREFIX_LEN, name, len);
+    rl->pattern[PATTERN_PREFIX_LEN + len] = '\0';
+    rl->name_len = len;
+    rl->given = *o;
     rl->o = *o;
     if (rl->o.burst == 0)
         rl->o.burst = o->limit;
@@ -132,7 +151,7 @@ static int check_cost(const rp_ratelimit *rl, int64_t cost, rp_error *err)
     if (cost > capacity(rl))
         return rp_error__set(err, RP_EINVAL, "cost %" PRId64 " is above the limit %" PRId64
                              " of limiter %s: it could never be allowed", cost, capacity(rl),
-                             rl->pattern + 3);
+                             rl->pattern + PATTERN_PREFIX_LEN);
     return RP_OK;
 }
 
@@ -446,18 +465,12 @@ int rp_ratelimit_check_result(const rp_op *op, rp_ratelimit_decision *out)
     const check_state *s = rp_op__done_state(op, &check_class);
     if (!out)
         return RP_EINVAL;
-    if (s) {
-        *out = s->decision;
-        return RP_OK;
-    }
-    if (rp_op__done_state(op, &reset_class)) {
-        memset(out, 0, sizeof *out);
-        out->allowed = 1;
-        out->refused_by = -1;
-        return RP_OK;
-    }
-    return RP_ESTATE;
+    if (!s)
+        return RP_ESTATE;
+    *out = s->decision;
+    return RP_OK;
 }
+
 
 /* --- batch: one pipelined round trip ---------------------------------------------------- */
 
@@ -571,4 +584,14 @@ size_t rp_ratelimit_batch_count(const rp_op *op)
 {
     const batch_state *s = rp_op__done_state(op, &batch_class);
     return s ? s->count : 0;
+}
+
+const rp_ratelimit_decision *rp_ratelimit__decision(const rp_op *op, size_t i)
+{
+    const check_state *c = rp_op__done_state(op, &check_class);
+    const batch_state *b;
+    if (c)
+        return i == 0 ? &c->decision : NULL;
+    b = rp_op__done_state(op, &batch_class);
+    return b && i < b->count ? &b->decisions[i] : NULL;
 }

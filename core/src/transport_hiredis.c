@@ -49,32 +49,15 @@ static struct timeval tv_of(uint32_t ms)
 
 static int handshake(hiredis_transport *t, rp_error *err)
 {
-    redisReply *r;
-    char db[16];
-    if (t->url->password) {
-        const char *argv[3];
-        size_t lens[3];
-        int argc = 0;
-        argv[argc] = "AUTH"; lens[argc++] = 4;
-        if (t->url->user) { argv[argc] = t->url->user; lens[argc++] = strlen(t->url->user); }
-        argv[argc] = t->url->password; lens[argc++] = strlen(t->url->password);
-        r = redisCommandArgv(t->ctx, argc, argv, lens);
+    rp_url_command cmds[RP_HANDSHAKE_MAX];
+    size_t i, n = rp_url__handshake(t->url, cmds);
+    for (i = 0; i < n; i++) {
+        const char *what = cmds[i].argv[0];
+        redisReply *r = redisCommandArgv(t->ctx, cmds[i].argc, cmds[i].argv, cmds[i].lens);
         if (!r)
-            return rp_error__set(err, RP_ETRANSPORT, "AUTH failed: %s", t->ctx->errstr);
+            return rp_error__set(err, RP_ETRANSPORT, "%s failed: %s", what, t->ctx->errstr);
         if (r->type == REDIS_REPLY_ERROR) {
-            rp_error__set(err, RP_EREPLY, "AUTH failed: %s", r->str);
-            freeReplyObject(r);
-            return RP_EREPLY;
-        }
-        freeReplyObject(r);
-    }
-    if (t->url->db != 0) {
-        snprintf(db, sizeof db, "%d", t->url->db);
-        r = redisCommand(t->ctx, "SELECT %s", db);
-        if (!r)
-            return rp_error__set(err, RP_ETRANSPORT, "SELECT failed: %s", t->ctx->errstr);
-        if (r->type == REDIS_REPLY_ERROR) {
-            rp_error__set(err, RP_EREPLY, "SELECT %s failed: %s", db, r->str);
+            rp_error__set(err, RP_EREPLY, "%s failed: %s", what, r->str);
             freeReplyObject(r);
             return RP_EREPLY;
         }

@@ -1,4 +1,5 @@
 /* Connection URL parsing, strict: a typo in a URL is an error, not a silent default. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -166,4 +167,31 @@ int rp_url__parse(rp_url *out, const char *url, const rp_allocator *a, rp_error 
         return rp_error__set(err, RP_EINVAL, "url: TLS (rediss://) is not supported yet");
     return rp_error__set(err, RP_EINVAL,
                          "url: must start with redis:// or unix:// (got \"%.60s\")", url);
+}
+
+size_t rp_url__handshake(const rp_url *u, rp_url_command *cmds)
+{
+    size_t n = 0;
+    if (u->password) {
+        rp_url_command *c = &cmds[n++];
+        c->argc = 0;
+        c->argv[c->argc] = "AUTH";
+        c->lens[c->argc++] = 4;
+        if (u->user) {
+            c->argv[c->argc] = u->user;
+            c->lens[c->argc++] = strlen(u->user);
+        }
+        c->argv[c->argc] = u->password;
+        c->lens[c->argc++] = strlen(u->password);
+    }
+    if (u->db != 0) {
+        rp_url_command *c = &cmds[n++];
+        snprintf(c->db, sizeof c->db, "%d", u->db);
+        c->argc = 2;
+        c->argv[0] = "SELECT";
+        c->lens[0] = 6;
+        c->argv[1] = c->db;
+        c->lens[1] = strlen(c->db);
+    }
+    return n;
 }

@@ -26,7 +26,7 @@ int main(int argc, char **argv)
     ro.window_ms = 60000;                 /* ... per minute */
     ro.burst = 20;                        /* at most 20 at once */
     ro.on_error = RP_RATELIMIT_FAIL_OPEN; /* Redis down: allow, marked degraded */
-    if (rp_ratelimit_new(&api, client, "api", &ro, &err) != RP_OK) {
+    if (rp_ratelimit_new(&api, client, "api", 3, &ro, &err) != RP_OK) {
         fprintf(stderr, "%s\n", err.message);
         rp_client_free(client);
         return 1;

@@ -5,6 +5,7 @@
  *  - memory per subject (MEMORY USAGE) for each algorithm, printed for the record;
  *  - Redis down: the limiter's on_error policy decides, and says it did. */
 #include <stdlib.h>
+#include <string.h>
 #include <sys/wait.h>
 
 #include "lock_test_util.h"
@@ -29,7 +30,7 @@ static rp_ratelimit *limiter(rp_client *c, rp_ratelimit_algorithm a, const char 
     o.limit = limit;
     o.window_ms = window;
     o.on_error = policy;
-    rc = rp_ratelimit_new(&rl, c, name, &o, &e);
+    rc = rp_ratelimit_new(&rl, c, name, strlen(name), &o, &e);
     RP_CHECK(rc == RP_OK, "rp_ratelimit_new: %s", e.message);
     return rl;
 }

@@ -371,7 +371,7 @@ static rp_ratelimit *limiter(rp_client *c, const char *name, rp_ratelimit_on_err
     o.limit = 10;
     o.window_ms = 1000;
     o.on_error = policy;
-    if (rp_ratelimit_new(&rl, c, name, &o, NULL) != RP_OK)
+    if (rp_ratelimit_new(&rl, c, name, strlen(name), &o, NULL) != RP_OK)
         abort();
     return rl;
 }
@@ -438,18 +438,18 @@ static void test_ratelimit_decisions(void)
         rp_ratelimit *rl = NULL;
         o.limit = 0;
         o.window_ms = 1000;
-        CHECK(rp_ratelimit_new(&rl, c, "x", &o, &e) == RP_EINVAL && strstr(e.message, "limit"));
+        CHECK(rp_ratelimit_new(&rl, c, "x", 1, &o, &e) == RP_EINVAL && strstr(e.message, "limit"));
         o.limit = 5;
         o.window_ms = 0;
-        CHECK(rp_ratelimit_new(&rl, c, "x", &o, &e) == RP_EINVAL && strstr(e.message, "window"));
+        CHECK(rp_ratelimit_new(&rl, c, "x", 1, &o, &e) == RP_EINVAL && strstr(e.message, "window"));
         o.window_ms = 10;
         o.algorithm = RP_RATELIMIT_FIXED_WINDOW;
         o.burst = 3;
-        CHECK(rp_ratelimit_new(&rl, c, "x", &o, &e) == RP_EINVAL && strstr(e.message, "burst"));
+        CHECK(rp_ratelimit_new(&rl, c, "x", 1, &o, &e) == RP_EINVAL && strstr(e.message, "burst"));
         o.burst = 0;
-        CHECK(rp_ratelimit_new(&rl, c, "x{y}", &o, &e) == RP_EINVAL && strstr(e.message, "name"));
+        CHECK(rp_ratelimit_new(&rl, c, "x{y}", 4, &o, &e) == RP_EINVAL && strstr(e.message, "name"));
         o.algorithm = (rp_ratelimit_algorithm)9;
-        CHECK(rp_ratelimit_new(&rl, c, "x", &o, &e) == RP_EINVAL && strstr(e.message, "algorithm"));
+        CHECK(rp_ratelimit_new(&rl, c, "x", 1, &o, &e) == RP_EINVAL && strstr(e.message, "algorithm"));
         CHECK(rp_ratelimit_algorithm_parse("leaky", 5, &o.algorithm, &e) == RP_EINVAL &&
               strstr(e.message, "algorithm must be one of") && strstr(e.message, "\"leaky\""));
         CHECK(rp_ratelimit_algorithm_parse("gcra", 4, &o.algorithm, &e) == RP_OK &&

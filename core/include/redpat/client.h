@@ -39,11 +39,6 @@ typedef struct rp_client_options {
  * *out belongs to the caller: rp_client_free. Returns RP_OK, RP_EINVAL, RP_ENOMEM. */
 int rp_client_new(rp_client **out, const rp_client_options *options, rp_error *err);
 
-/* As rp_client_new, with a caller-made transport instead of a URL (options->url is
- * ignored). The client takes ownership of transport, also on failure. */
-int rp_client_new_with_transport(rp_client **out, const rp_client_options *options,
-                                 rp_transport *transport, rp_error *err);
-
 /* Frees the client and closes its connection. NULL is a no-op. Every op, lock and reply
  * made from the client must be freed first. */
 void rp_client_free(rp_client *client);
@@ -58,6 +53,16 @@ const char *rp_client_namespace(const rp_client *client);
  * only lends its connection, so a pool of connected clients can run ops made from one
  * connectionless client shared by threads. */
 int rp_client_run(rp_client *client, rp_op *op, rp_error *err);
+
+/* A driver's own wait, for rp_client_run_sleeping: sleep ms milliseconds and return 0, or
+ * return non-zero to cancel the op (e.g. a signal arrived). */
+typedef int (*rp_sleep_fn)(void *ud, uint64_t ms);
+
+/* As rp_client_run, but SLEEP steps (retry backoff) call sleep(ud, ms) instead of
+ * nanosleep. When sleep returns non-zero the op fails with RP_ECANCELED; no request is in
+ * flight during a sleep, so the connection stays usable. */
+int rp_client_run_sleeping(rp_client *client, rp_op *op, rp_sleep_fn sleep, void *ud,
+                           rp_error *err);
 
 /* Where a client made from a URL connects, for drivers that open their own sockets
  * (asyncio, OpenResty cosockets). All strings are borrowed from the client. */

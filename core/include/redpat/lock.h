@@ -28,6 +28,11 @@ extern "C" {
 
 typedef struct rp_lock rp_lock;
 
+/* Limits, tested at the edge. */
+#define RP_LOCK_NAME_MAX 65536       /* bytes in a lock's name */
+#define RP_LOCK_TOKEN_MAX 512        /* bytes in an owner token */
+#define RP_FENCE_RESOURCE_MAX 65536  /* bytes in a fenced resource's name */
+
 typedef struct rp_lock_options {
     int64_t ttl_ms;  /* > 0: how long a holder keeps the lock without extending it */
     int fenced;      /* non-zero: each acquire also hands out a fencing token (same script) */
@@ -104,6 +109,9 @@ int64_t rp_lock_fence(const rp_lock *lock);
 /* The lock's name and TTL as given to rp_lock_new (borrowed). */
 const char *rp_lock_name(const rp_lock *lock, size_t *len);
 int64_t rp_lock_ttl_ms(const rp_lock *lock);
+/* Whether the lock hands out fencing tokens, and the client it was made from. */
+int rp_lock_fenced(const rp_lock *lock);
+rp_client *rp_lock_client(const rp_lock *lock);
 
 /* Fence check, for storage that receives fenced writes: atomically records token as the
  * highest seen for resource if it is >= the highest so far. accepted is 0 for an older

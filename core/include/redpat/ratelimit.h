@@ -67,11 +67,22 @@ int rp_ratelimit_on_error_parse(const char *name, size_t len, rp_ratelimit_on_er
 const char *rp_ratelimit_algorithm_name(rp_ratelimit_algorithm algorithm); /* NULL: invalid */
 const char *rp_ratelimit_on_error_name(rp_ratelimit_on_error on_error);    /* NULL: invalid */
 
-/* The name (1..128 bytes, no '{', '}' or NUL) keeps limiters of one client apart in Redis.
- * No I/O. The client is borrowed and must outlive the limiter. */
-int rp_ratelimit_new(rp_ratelimit **out, rp_client *client, const char *name,
+/* Limits on names and batches, tested at the edge. */
+#define RP_RATELIMIT_NAME_MAX 128     /* bytes in a limiter's name */
+#define RP_RATELIMIT_SUBJECT_MAX 65536 /* bytes in a subject */
+#define RP_RATELIMIT_MULTI_MAX 8      /* limiters in one multi check (bounds the script argv) */
+
+/* The name (1..RP_RATELIMIT_NAME_MAX bytes, no '{', '}' or NUL) keeps limiters of one
+ * client apart in Redis. No I/O. The client is borrowed and must outlive the limiter. */
+int rp_ratelimit_new(rp_ratelimit **out, rp_client *client, const void *name, size_t name_len,
                      const rp_ratelimit_options *options, rp_error *err);
 void rp_ratelimit_free(rp_ratelimit *limiter);
+
+/* The limiter's name (borrowed; name_len bytes, not NUL-terminated in general), its options
+ * as given (burst 0 when the default was taken) and its client. */
+const char *rp_ratelimit_name(const rp_ratelimit *limiter, size_t *name_len);
+const rp_ratelimit_options *rp_ratelimit_options_of(const rp_ratelimit *limiter);
+rp_client *rp_ratelimit_client(const rp_ratelimit *limiter);
 
 typedef struct rp_ratelimit_decision {
     int allowed;
@@ -90,15 +101,16 @@ typedef struct rp_ratelimit_decision {
  * subject: 1..65536 bytes, binary-safe. */
 int rp_ratelimit_check_op(rp_op **out, rp_ratelimit *limiter, const void *subject,
                           size_t subject_len, int64_t cost, rp_error *err);
-/* The decision of a DONE check, multi or reset op... (reset: allowed = 1). */
+/* The decision of a DONE check or multi op; RP_ESTATE for any other op. */
 int rp_ratelimit_check_result(const rp_op *op, rp_ratelimit_decision *out);
 int rp_ratelimit_check(rp_ratelimit *limiter, const void *subject, size_t subject_len,
                        int64_t cost, rp_ratelimit_decision *out, rp_error *err);
 
 /* All-or-nothing: subject is allowed only if every limiter allows it, and then cost is
  * consumed from all; a refusal consumes nothing. The decision is the refusing limit's
- * (refused_by = its index) or, when allowed, the one with the least remaining. Limiters
- * must share one client; the strictest on_error applies (closed > report > open). */
+ * (refused_by = its index) or, when allowed, the one with the least remaining. 1 to
+ * RP_RATELIMIT_MULTI_MAX limiters, sharing one client; the strictest on_error applies
+ * (closed > report > open). */
 int rp_ratelimit_multi_op(rp_op **out, rp_ratelimit *const *limiters, size_t count,
                           const void *subject, size_t subject_len, int64_t cost,
                           rp_error *err);

@@ -14,6 +14,7 @@
 
 #include "alloc.h"
 #include "client.h"
+#include "describe.h"
 #include "error.h"
 #include "lock.h"
 #include "op.h"

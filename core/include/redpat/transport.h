@@ -36,6 +36,11 @@ struct rp_transport {
  * Returns RP_OK when the op is DONE, else the op's error code (details copied to err). */
 int rp_op_run(rp_op *op, rp_transport *t, rp_error *err);
 
+/* As rp_op_run, sleeping with sleep(ud, ms) instead; a non-zero return cancels the op
+ * (RP_ECANCELED). sleep NULL: nanosleep. */
+int rp_op_run_sleeping(rp_op *op, rp_transport *t, int (*sleep)(void *ud, uint64_t ms),
+                       void *ud, rp_error *err);
+
 #ifdef __cplusplus
 }
 #endif
