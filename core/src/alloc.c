@@ -4,6 +4,9 @@
 
 #include "internal.h"
 
+/* A buffer's first allocation: keys and small requests fit without growing. */
+#define BUF_FIRST_CAP 64
+
 static void *libc_malloc(void *ud, size_t size) { (void)ud; return malloc(size); }
 static void *libc_realloc(void *ud, void *p, size_t size) { (void)ud; return realloc(p, size); }
 static void libc_free(void *ud, void *p) { (void)ud; free(p); }
@@ -78,7 +81,7 @@ int rp_buf__append(const rp_allocator *a, rp_buf *b, const void *src, size_t len
     if (!rp_size__add(b->len, len, &need))
         return RP_ENOMEM;
     if (need > b->cap) {
-        size_t cap = b->cap ? b->cap : 64;
+        size_t cap = b->cap ? b->cap : BUF_FIRST_CAP;
         char *p;
         while (cap < need) {
             if (!rp_size__mul(cap, 2, &cap))

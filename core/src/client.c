@@ -7,7 +7,7 @@
 #include "transport_hiredis.h"
 #include "url.h"
 
-#define RP_NAMESPACE_MAX 128
+#define RP_NAMESPACE_MAX RP_CLIENT_NAMESPACE_MAX
 
 struct rp_client {
     rp_allocator alloc;

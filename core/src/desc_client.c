@@ -7,7 +7,7 @@
 #define SELF_CLIENT { "client", RP_TYPE_HANDLE, RP_TYPE_NONE, RP_KIND_CLIENT, \
                       RP_ARG_SELF | RP_ARG_REQUIRED, 0, 0, 0, 0, 0, NULL, \
                       "the client the op runs on" }
-#define NAMESPACE_MAX 128
+#define NAMESPACE_MAX RP_CLIENT_NAMESPACE_MAX
 #define TIMEOUT_MAX ((int64_t)UINT32_MAX)
 
 /* --- client.new --------------------------------------------------------------------- */
@@ -20,9 +20,9 @@ static const rp_arg_desc new_args[] = {
       "connection (ops only, for drivers with their own I/O)" },
     { "namespace", RP_TYPE_BYTES, RP_TYPE_NONE, RP_KIND_NONE, 0, 0, 1, NAMESPACE_MAX, 0, 0,
       NULL, "prefix of every key (default \"redpat\"; no '{', '}' or NUL)" },
-    { "connect_timeout", RP_TYPE_MS, RP_TYPE_NONE, RP_KIND_NONE, 0, 2000, 1, TIMEOUT_MAX, 0, 0,
+    { "connect_timeout", RP_TYPE_MS, RP_TYPE_NONE, RP_KIND_NONE, 0, RP_CLIENT_TIMEOUT_MS_DEFAULT, 1, TIMEOUT_MAX, 0, 0,
       NULL, "how long connecting may take" },
-    { "command_timeout", RP_TYPE_MS, RP_TYPE_NONE, RP_KIND_NONE, 0, 2000, 1, TIMEOUT_MAX, 0, 0,
+    { "command_timeout", RP_TYPE_MS, RP_TYPE_NONE, RP_KIND_NONE, 0, RP_CLIENT_TIMEOUT_MS_DEFAULT, 1, TIMEOUT_MAX, 0, 0,
       NULL, "how long one request/reply exchange may take" },
     { "tcp_keepalive", RP_TYPE_BOOL, RP_TYPE_NONE, RP_KIND_NONE, 0, 1, 0, 1, 0, 0, NULL,
       "enable TCP keepalive probes" },

@@ -7,9 +7,6 @@
 
 #include "desc_internal.h"
 
-/* The longest piece of a user's value quoted back in an error message. */
-#define QUOTE_MAX 64
-
 typedef struct desc_group {
     const rp_op_desc *ops;
     const size_t *count;
@@ -295,7 +292,7 @@ static int parse_enum(const arg_ctx *c, const char *const *choices, rp_value *v)
         used += (size_t)snprintf(list + used, sizeof list - used, "%s%s", i ? ", " : "",
                                  choices[i]);
     return rp_error__set(c->err, RP_EINVAL, "%s must be one of %s (got \"%.*s\")", c->name, list,
-                         (int)(v->len > QUOTE_MAX ? QUOTE_MAX : v->len), v->bytes);
+                         (int)(v->len > RP_ARG_QUOTE_MAX ? RP_ARG_QUOTE_MAX : v->len), v->bytes);
 }
 
 /* Checks one scalar value against type / kind / bounds; ENUM names become ENUM values. */

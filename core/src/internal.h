@@ -17,6 +17,11 @@
 #endif
 
 /* --- errors --- */
+/* The most of a Redis error reply quoted in a message (room is left in RP_ERROR_MESSAGE_MAX
+ * for the context around it). */
+#define RP_REPLY_QUOTE_MAX 200
+/* The most of a user's value (an unknown name) quoted back in a message. */
+#define RP_ARG_QUOTE_MAX 64
 /* Fills err (if any) and returns code, so callers can `return rp_error__set(...)`. */
 RP_INTERNAL int rp_error__set(rp_error *err, int code, const char *fmt, ...) RP_PRINTF(3, 4);
 RP_INTERNAL int rp_error__copy(rp_error *dst, const rp_error *src);

@@ -523,7 +523,7 @@ int rp_op__check_reply(rp_op *op, const rp_reply *r)
     if (!r)
         return rp_op__fail(op, RP_EPROTOCOL, "%s: missing reply", op->cls->name);
     if (r->type == RP_REPLY_ERROR)
-        return rp_op__fail(op, RP_EREPLY, "%s: %.*s", op->cls->name, (int)(r->len > 200 ? 200 : r->len), r->str);
+        return rp_op__fail(op, RP_EREPLY, "%s: %.*s", op->cls->name, (int)(r->len > RP_REPLY_QUOTE_MAX ? RP_REPLY_QUOTE_MAX : r->len), r->str);
     return RP_OK;
 }
 

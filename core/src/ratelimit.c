@@ -60,7 +60,7 @@ int rp_ratelimit_algorithm_parse(const char *name, size_t len, rp_ratelimit_algo
     if (i < 0)
         return rp_error__set(err, RP_EINVAL, "algorithm must be one of fixed_window, "
                              "sliding_log, sliding_window, token_bucket, gcra (got \"%.*s\")",
-                             name ? (int)(len > 64 ? 64 : len) : 0, name ? name : "");
+                             name ? (int)(len > RP_ARG_QUOTE_MAX ? RP_ARG_QUOTE_MAX : len) : 0, name ? name : "");
     *out = (rp_ratelimit_algorithm)i;
     return RP_OK;
 }
@@ -72,7 +72,7 @@ int rp_ratelimit_on_error_parse(const char *name, size_t len, rp_ratelimit_on_er
     if (i < 0)
         return rp_error__set(err, RP_EINVAL, "on_error must be one of report, fail_open, "
                              "fail_closed (got \"%.*s\")",
-                             name ? (int)(len > 64 ? 64 : len) : 0, name ? name : "");
+                             name ? (int)(len > RP_ARG_QUOTE_MAX ? RP_ARG_QUOTE_MAX : len) : 0, name ? name : "");
     *out = (rp_ratelimit_on_error)i;
     return RP_OK;
 }
@@ -220,7 +220,7 @@ static void degraded(rp_ratelimit_decision *d, const check_call *call, int code,
     d->degraded = 1;
     d->error_code = code;
     snprintf(d->error_message, sizeof d->error_message, "%s: %.*s", rp_status_name(code),
-             (int)(why_len > 120 ? 120 : why_len), why);
+             (int)why_len, why); /* snprintf cuts it to fit */
 }
 
 /* Reads one script reply into d. Returns RP_OK, or (for policy REPORT) the failure. */
@@ -541,7 +541,7 @@ int rp_ratelimit_batch_op(rp_op **out, rp_ratelimit *limiter, size_t count,
             char msg[RP_ERROR_MESSAGE_MAX];
             if (err) {
                 memcpy(msg, err->message, sizeof msg);
-                rp_error__set(err, rc, "batch item %zu: %.200s", i, msg);
+                rp_error__set(err, rc, "batch item %zu: %.*s", i, RP_REPLY_QUOTE_MAX, msg);
             }
             return rc;
         }

@@ -18,13 +18,15 @@ extern "C" {
 
 typedef struct rp_client rp_client;
 
+#define RP_CLIENT_NAMESPACE_MAX 128 /* bytes in a key namespace */
+
 typedef struct rp_client_options {
     /* redis://[[user]:password@]host[:port][/db] or unix:///path/to.sock[?db=N].
      * NULL: no connection at all; the client then only creates ops for a driver that does
      * its own I/O (asyncio, OpenResty cosockets). */
     const char *url;
     /* Prefix of every key ("<namespace>:<pattern>:..."). NULL means "redpat".
-     * 1..128 bytes, no NUL. */
+     * 1..RP_CLIENT_NAMESPACE_MAX bytes, no NUL, '{' or '}'. */
     const char *key_namespace;
     uint32_t connect_timeout_ms; /* > 0 */
     uint32_t command_timeout_ms; /* > 0; bounds each request/reply exchange */
@@ -32,7 +34,9 @@ typedef struct rp_client_options {
     const rp_allocator *allocator; /* NULL: libc; copied */
 } rp_client_options;
 
-#define RP_CLIENT_OPTIONS_INIT { NULL, NULL, 2000, 2000, 1, NULL }
+#define RP_CLIENT_TIMEOUT_MS_DEFAULT 2000
+#define RP_CLIENT_OPTIONS_INIT \
+    { NULL, NULL, RP_CLIENT_TIMEOUT_MS_DEFAULT, RP_CLIENT_TIMEOUT_MS_DEFAULT, 1, NULL }
 
 /* Creates a client. Validates the options and the URL; does no I/O (the connection is
  * opened on first use, and opened afresh after a broken one or after fork()).

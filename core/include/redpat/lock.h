@@ -38,7 +38,8 @@ typedef struct rp_lock_options {
     int fenced;      /* non-zero: each acquire also hands out a fencing token (same script) */
 } rp_lock_options;
 
-#define RP_LOCK_OPTIONS_INIT { 30000, 0 }
+#define RP_LOCK_TTL_MS_DEFAULT 30000
+#define RP_LOCK_OPTIONS_INIT { RP_LOCK_TTL_MS_DEFAULT, 0 }
 
 /* Creates a handle for the lock called name (1..65536 bytes, binary-safe). No I/O.
  * The client is borrowed and must outlive the handle. *out belongs to the caller:
@@ -61,7 +62,10 @@ typedef struct rp_lock_acquire_options {
     size_t token_len;
 } rp_lock_acquire_options;
 
-#define RP_LOCK_ACQUIRE_OPTIONS_INIT { 0, 10, 200, NULL, 0 }
+#define RP_LOCK_RETRY_MIN_MS_DEFAULT 10
+#define RP_LOCK_RETRY_MAX_MS_DEFAULT 200
+#define RP_LOCK_ACQUIRE_OPTIONS_INIT \
+    { 0, RP_LOCK_RETRY_MIN_MS_DEFAULT, RP_LOCK_RETRY_MAX_MS_DEFAULT, NULL, 0 }
 
 typedef struct rp_lock_acquisition {
     int acquired;      /* 1: the handle holds the lock now; 0: busy until the wait ran out */

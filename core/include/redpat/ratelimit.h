@@ -84,6 +84,9 @@ const char *rp_ratelimit_name(const rp_ratelimit *limiter, size_t *name_len);
 const rp_ratelimit_options *rp_ratelimit_options_of(const rp_ratelimit *limiter);
 rp_client *rp_ratelimit_client(const rp_ratelimit *limiter);
 
+/* A degraded decision's error message, cut to fit: decisions are copied by value. */
+#define RP_RATELIMIT_ERROR_MAX 128
+
 typedef struct rp_ratelimit_decision {
     int allowed;
     int64_t limit;          /* the limit that decided (burst for token bucket and GCRA) */
@@ -93,7 +96,8 @@ typedef struct rp_ratelimit_decision {
     int refused_by;         /* multi-limit: index of the limit that refused; else -1 */
     int degraded;           /* 1: Redis failed and the on_error policy decided */
     int error_code;         /* degraded: the rp_status Redis failed with; else RP_OK */
-    char error_message[128]; /* degraded: why (NUL-terminated, maybe cut short); else "" */
+    char error_message[RP_RATELIMIT_ERROR_MAX]; /* degraded: why (NUL-terminated, maybe cut
+                                                   short); else "" */
 } rp_ratelimit_decision;
 
 /* Check (and consume cost for) subject. cost 0 peeks without consuming; cost above the
