@@ -15,7 +15,7 @@ SHELL := /bin/bash
 TEST_TARGETS := test-c test-c-sanitize test-c-hiredis1
 BENCH_TARGETS := bench-c
 
-.PHONY: all bootstrap build test demo bench test-c test-c-sanitize test-c-hiredis1 bench-c clean
+.PHONY: all bootstrap build test demo bench test-c test-c-sanitize test-c-hiredis1 bench-c clean matrix-doc
 
 all: build
 
@@ -28,9 +28,14 @@ build: bootstrap
 
 test-c: build
 	@mkdir -p $(LOGS)
+	python3 $(ROOT)/scripts/gen_matrix_doc.py --check $(BUILD)/describe_json
 	cd $(BUILD) && ctest --output-on-failure -j1 -E '^matrix_c$$' 2>&1 | tee $(LOGS)/test-c.log
 	$(HARNESS) $(BUILD)/matrix_runner $(ROOT)/tests/matrix 2>&1 | tee $(LOGS)/matrix-c.log
 	sh $(ROOT)/scripts/install_check.sh $(BUILD)
+
+# Rewrites tests/matrix/README.md's op table from the core's descriptors (test-c checks it).
+matrix-doc: build
+	python3 $(ROOT)/scripts/gen_matrix_doc.py $(BUILD)/describe_json
 
 # The C tests again under AddressSanitizer + UBSan (leaks included).
 test-c-sanitize: bootstrap

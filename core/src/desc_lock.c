@@ -7,9 +7,8 @@
 
 #define SELF_LOCK { "lock", RP_TYPE_HANDLE, RP_TYPE_NONE, RP_KIND_LOCK, \
                     RP_ARG_SELF | RP_ARG_REQUIRED, 0, 0, 0, 0, 0, NULL, "the lock" }
-#define SELF_CLIENT { "client", RP_TYPE_HANDLE, RP_TYPE_NONE, RP_KIND_CLIENT, \
-                      RP_ARG_SELF | RP_ARG_REQUIRED, 0, 0, 0, 0, 0, NULL, \
-                      "the client the lock is made from" }
+#define SELF_CLIENT(doc) { "client", RP_TYPE_HANDLE, RP_TYPE_NONE, RP_KIND_CLIENT, \
+                           RP_ARG_SELF | RP_ARG_REQUIRED, 0, 0, 0, 0, 0, NULL, doc }
 #define N(a) (sizeof a / sizeof a[0])
 
 static rp_lock *lock_of(const rp_value *a) { return a[0].handle; }
@@ -17,7 +16,7 @@ static rp_lock *lock_of(const rp_value *a) { return a[0].handle; }
 /* --- lock.new ----------------------------------------------------------------------- */
 
 static const rp_arg_desc new_args[] = {
-    SELF_CLIENT,
+    SELF_CLIENT("the client the lock is made from"),
     { "name", RP_TYPE_BYTES, RP_TYPE_NONE, RP_KIND_NONE, RP_ARG_REQUIRED, 0, 1,
       RP_LOCK_NAME_MAX, 0, 0, NULL, "the lock's name (binary-safe)" },
     { "ttl", RP_TYPE_MS, RP_TYPE_NONE, RP_KIND_NONE, 0, RP_LOCK_TTL_MS_DEFAULT, 1, RP_DESC_EXACT_MAX, 0, 0, NULL,
@@ -180,7 +179,7 @@ static int info_result(const rp_op *op, size_t index, rp_value *f)
 /* --- fence.check -------------------------------------------------------------------- */
 
 static const rp_arg_desc fence_args[] = {
-    SELF_CLIENT,
+    SELF_CLIENT("the client the check runs on"),
     { "resource", RP_TYPE_BYTES, RP_TYPE_NONE, RP_KIND_NONE, RP_ARG_REQUIRED, 0, 1,
       RP_FENCE_RESOURCE_MAX, 0, 0, NULL, "the storage resource receiving fenced writes" },
     { "token", RP_TYPE_INT, RP_TYPE_NONE, RP_KIND_NONE, RP_ARG_REQUIRED, 0, 1,

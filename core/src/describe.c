@@ -388,7 +388,8 @@ static int check_arg(const rp_op_desc *d, size_t i, const rp_naming *nm, rp_valu
     for (k = 0; k < v->count; k++) {
         rp_value item = v->items[k];
         arg_ctx ic = c;
-        snprintf(item_name, sizeof item_name, "%s[%zu]", c.name, k);
+        snprintf(item_name, sizeof item_name, "%s[%zu]", c.name,
+                 k + (nm && nm->index_base > 0 ? (size_t)nm->index_base : 0));
         ic.name = item_name;
         if (a->item_type == RP_TYPE_ENUM)
             return rp_error__set(err, RP_ESTATE, "%s: lists of names are not supported", c.name);

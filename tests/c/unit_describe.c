@@ -83,7 +83,7 @@ static rp_client *offline_client(void)
 static void test_lock_args(rp_client *c)
 {
     const rp_op_desc *d = rp_desc_find("lock.new", 8);
-    rp_naming py = { python_name, NULL, 1 };
+    rp_naming py = { python_name, NULL, 1, 0 };
     rp_value a[RP_DESC_ARGS_MAX];
     rp_error e;
     void *lock = NULL;
@@ -162,6 +162,11 @@ static void test_ratelimit_args(rp_client *c)
         ma[0] = rp_value_list(items, 2);
         CHECK(rp_desc_begin(&op, m, ma, NULL, &e) == RP_EINVAL);
         CHECK_MSG(e, "limiters[1] must be a rate limiter (got a lock)");
+        {
+            rp_naming lua = { NULL, NULL, 0, 1 }; /* Lua counts items from 1 */
+            CHECK(rp_desc_begin(&op, m, ma, &lua, &e) == RP_EINVAL);
+            CHECK_MSG(e, "limiters[2] must be a rate limiter (got a lock)");
+        }
     }
     {
         const rp_op_desc *b = rp_desc_find("ratelimit.batch", 15);
@@ -203,7 +208,7 @@ static void test_ratelimit_args(rp_client *c)
 static void test_acquire_canned(rp_client *c)
 {
     rp_value a[RP_DESC_ARGS_MAX], f[RP_DESC_FIELDS_MAX];
-    rp_naming py = { python_name, NULL, 1 };
+    rp_naming py = { python_name, NULL, 1, 0 };
     void *lock = NULL;
     rp_op *op = NULL;
     rp_error e;

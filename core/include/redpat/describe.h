@@ -145,6 +145,7 @@ struct rp_naming {
     const char *(*arg_name)(void *ud, const rp_op_desc *op, size_t arg);
     void *ud;
     int ms_in_seconds;
+    int index_base; /* the first item of a list as its users count it: 0 (C, Python), 1 (Lua) */
 };
 
 /* The table: rp_desc_count() descriptors, rp_desc_at(0..count). Static, never changes. */
@@ -164,12 +165,14 @@ const char *rp_kind_name(rp_kind kind);
  * defaults). args[0] is the handle the op acts on (RP_ARG_SELF: a client for ops of kind
  * RP_KIND_CLIENT, a lock, a list of limiters, ...). Every argument is checked first; a bad
  * one fails with RP_EINVAL naming it in the user's words (nm may be NULL). No I/O.
- * The op borrows the handles it was given: free it before them. */
+ * The op copies every BYTES argument it keeps (names, tokens, subjects, command arguments),
+ * so the caller's bytes may go once begin returns; it borrows the handles it was given:
+ * free it before them. */
 int rp_desc_begin(rp_op **out, const rp_op_desc *d, const rp_value *args,
                   const rp_naming *nm, rp_error *err);
 /* Makes a handle (d->makes != RP_KIND_NONE), checked the same way; args[0] is the client
- * it is made from (none for "client.new"), which it borrows. *out belongs to the caller:
- * rp_handle_free. */
+ * it is made from (none for "client.new"), which it borrows; BYTES arguments are copied.
+ * *out belongs to the caller: rp_handle_free. */
 int rp_desc_make(void **out, const rp_op_desc *d, const rp_value *args, const rp_naming *nm,
                  rp_error *err);
 /* Frees a handle of kind (rp_client_free, rp_lock_free, ...). NULL is a no-op. */
