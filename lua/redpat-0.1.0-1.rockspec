@@ -1,4 +1,5 @@
--- The redpat rock: the C core + hand-written Lua glue (redpat.core) + the Lua layer.
+-- The redpat rock: the C core + the generic Lua glue over its op descriptors (redpat.core)
+-- + the Lua layer (methods made from the descriptors, idiom, the OpenResty driver).
 -- Build from the repository root (make builds it for Lua 5.4 and LuaJIT: mk/lua.mk):
 --   sh core/scripts/embed.sh build/lua/gen/rp_scripts_gen.c     # embeds core/scripts/*.lua
 --   luarocks make lua/redpat-0.1.0-1.rockspec                   # Lua 5.4

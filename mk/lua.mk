@@ -1,4 +1,4 @@
-# Lua frontend (issue 4): the redpat rock for Lua 5.4 and LuaJIT in local trees, its tests
+# Lua frontend (issues 4, 8): the redpat rock for Lua 5.4 and LuaJIT in local trees, its tests
 # (matrix runners, Lua-specific tests, OpenResty tests in a private nginx) and benchmarks.
 # Included by the top-level Makefile, which defines ROOT, BUILD, LOGS, HARNESS, bootstrap.
 LUA_TREES := $(ROOT)/.luarocks
@@ -6,7 +6,7 @@ LUA_TREE_54 := $(LUA_TREES)/5.4
 LUA_TREE_JIT := $(LUA_TREES)/luajit
 LUA_STAGE := $(ROOT)/build/lua
 LUA_ROCKSPEC := lua/redpat-0.1.0-1.rockspec
-LUA_ROCK_CFLAGS := -O2 -fPIC -fvisibility=hidden -Wall
+LUA_ROCK_CFLAGS := -O2 -fPIC -fvisibility=hidden -Wall -Wextra -Wshadow -Wconversion
 LUAJIT_INCDIR := /usr/include/luajit-2.1
 # The matrix directories the Lua runners read (several separated by ':'), e.g.
 #   make test-lua LUA_MATRIX_DIRS=$PWD/tests/matrix:/other/cases
@@ -29,6 +29,8 @@ lua-rock: lua-rock-5.4 lua-rock-luajit
 # tree stays clean; the generated scripts file goes where the rockspec names it.
 # $(1): tree name, $(2): luarocks options
 define lua_rock_build
+	@! grep -nE 'rp_(lock|ratelimit|fence)_[a-z_]+ *\(' $(ROOT)/lua/*.c || \
+	  { echo "lua.mk: the Lua glue calls pattern functions; it must go through the descriptors" >&2; exit 1; }
 	@for f in $(ROOT)/core/src/*.c; do \
 	  grep -q "\"core/src/$$(basename $$f)\"" $(ROOT)/$(LUA_ROCKSPEC) || \
 	    { echo "lua.mk: $(LUA_ROCKSPEC) does not list core/src/$$(basename $$f)" >&2; exit 1; }; \

@@ -37,3 +37,13 @@ print("with:", ok, total)
 -- Expected failures are `nil, err`; err.name is the core's status name.
 local released, err = lock:release()
 print("second release:", released, err.name, err.message)
+
+-- Every op the core describes is also reachable by name, with the core's names and records
+-- (redpat.descriptors lists them); what a lock handle knows needs no round trip.
+local info = assert(redpat.perform("lock.info", lock))
+print(("lock.info: name=%s ttl=%dms fenced=%s"):format(info.name, info.ttl, tostring(info.fenced)))
+
+-- A misspelled option is an error naming the valid ones (raised: it is a bug, not a runtime
+-- condition).
+local ok, bad = pcall(client.lock, client, "invoice:43", { tll = 5000 })
+print("misspelled option:", ok, tostring(bad))

@@ -1,7 +1,8 @@
 --- redpat.cosocket: the OpenResty driver. Runs the core's ops over ngx.socket.tcp
 -- cosockets (connection pool via setkeepalive) and sleeps with ngx.sleep, so a request
 -- handler never blocks its worker. The core formats every request and parses every reply:
--- this file only moves bytes, and reports socket failures to the op.
+-- this file only moves bytes, and reports socket failures to the op. It knows no op: any
+-- op the core describes runs through M.run.
 local core = require "redpat.core"
 
 local ngx = ngx
@@ -13,6 +14,7 @@ local tostring = tostring
 local M = {}
 
 local RECV_MAX = 65536
+local handshake_sig = core.sig("client.handshake")
 
 --- Where to connect (from the client's URL, as the core parsed it), plus pool and timeout
 -- settings.
@@ -36,6 +38,9 @@ function M.endpoint(client, url, opts)
         backlog = opts.backlog,
     }
     ep.handshake = ep.password ~= nil or ep.db ~= 0
+    -- the client, for the handshake op; weak, so that the endpoint (kept per handle in a
+    -- weak-keyed table) never keeps its client alive (LuaJIT has no ephemerons)
+    ep.client = setmetatable({ client }, { __mode = "v" })
     return ep
 end
 
@@ -66,7 +71,7 @@ end
 
 -- Runs the client's handshake op (AUTH, SELECT) on a fresh socket; true or nil, why, status.
 local function handshake(sock, client)
-    local op, err = core.handshake_op(client)
+    local op, err = core.begin(handshake_sig, client)
     if not op then
         return nil, err.message, err.name
     end
@@ -88,7 +93,7 @@ local function handshake(sock, client)
     end
 end
 
-local function connect(ep, client)
+local function connect(ep)
     local sock = tcp()
     sock:settimeouts(ep.connect_timeout, ep.command_timeout, ep.command_timeout)
     local ok, err
@@ -102,7 +107,7 @@ local function connect(ep, client)
     end
     if ep.handshake and sock:getreusedtimes() == 0 then
         local why, status
-        ok, why, status = handshake(sock, client)
+        ok, why, status = handshake(sock, ep.client[1])
         if not ok then
             sock:close()
             return nil, "handshake: " .. tostring(why), status
@@ -112,8 +117,8 @@ local function connect(ep, client)
 end
 
 -- One IO round for node: a pooled connection, request out, replies in, back to the pool.
-local function io_round(ep, client, op, node, req)
-    local sock, why, status = connect(ep, client)
+local function io_round(ep, op, node, req)
+    local sock, why, status = connect(ep)
     if not sock then
         op:fail_node(node, status, why)
         return
@@ -130,7 +135,7 @@ local function io_round(ep, client, op, node, req)
 end
 
 --- Drives op to its end and frees it. Returns the op's results, or nil, err.
-function M.run(ep, client, op)
+function M.run(ep, op)
     while true do
         local s, req = op:step()
         if s == IO then
@@ -139,7 +144,7 @@ function M.run(ep, client, op)
                 return nil, core.error("state", "the cosocket driver runs single-node operations")
             end
             if req then
-                io_round(ep, client, op, 1, req)
+                io_round(ep, op, 1, req)
             end
         elseif s == SLEEP then
             sleep(op:sleep_ms() / 1000)

@@ -1,7 +1,10 @@
 --- The shared test matrix (tests/matrix/*.json), run through the redpat Lua API.
 -- Used by the plain Lua runner (tests/lua/run_matrix.lua, Lua 5.4 and LuaJIT) and inside
 -- nginx (tests/openresty/app.lua), so every Lua frontend runs the same code per case.
--- Format: tests/matrix/README.md. An operation this runner cannot perform fails.
+-- Format: tests/matrix/README.md. Generic: an op step is any op the core describes
+-- (redpat.descriptors), performed by name with one call of the public redpat.perform;
+-- results and errors are compared by the descriptor's field types. An op the core does not
+-- describe fails the case (never a skip).
 local M = {}
 
 local unpack = table.unpack or unpack -- luacheck: ignore
@@ -91,212 +94,160 @@ local function reply_equal(value, expected, null)
     return false
 end
 
-local function check_op_expect(expect, results, err)
-    if expect == nil then
-        if err ~= nil then
-            return "failed: " .. tostring(err)
+-- Lua keeps the core's argument names: the name an error must show is the core's own.
+local function names(message, arg)
+    local word = arg:gsub("%W", "%%%0")
+    return tostring(message):find("%f[%w_]" .. word .. "%f[^%w_]") ~= nil
+end
+
+local function check_error(d, expect, err)
+    for key in pairs(expect) do
+        if key ~= "error" and key ~= "message_contains" and key ~= "names_arg" then
+            return "an error expectation has no key " .. key
         end
-        return nil
     end
-    if expect.error ~= nil then
-        if err == nil then
-            return "expected error " .. expect.error .. ", but it succeeded"
-        end
-        if err.name ~= expect.error then
-            return "expected error " .. expect.error .. ", got " .. tostring(err)
-        end
-        if expect.message_contains and not tostring(err.message):find(expect.message_contains, 1, true) then
-            return "error message " .. show(err.message) .. " lacks " .. show(expect.message_contains)
-        end
-        return nil
+    if err == nil then
+        return "expected error " .. expect.error .. ", but it succeeded"
     end
-    if err ~= nil then
-        return "failed: " .. tostring(err)
+    if err.name ~= expect.error then
+        return "expected error " .. expect.error .. ", got " .. tostring(err)
     end
-    for field, want in pairs(expect) do
-        local got = results[field]
-        if got == nil then
-            return "this operation has no result field " .. field
+    if expect.message_contains and not tostring(err.message):find(expect.message_contains, 1, true) then
+        return "error message " .. show(err.message) .. " lacks " .. show(expect.message_contains)
+    end
+    if expect.names_arg then
+        if d.arg[expect.names_arg] == nil then
+            return "names_arg: " .. d.name .. " has no argument " .. expect.names_arg
         end
-        if type(want) == "table" and want.between ~= nil then
-            local lo, hi = want.between[1], want.between[2]
-            if type(got) ~= "number" or got < lo or got > hi then
-                return ("result %s = %s, expected between %s and %s"):format(field, show(got), show(lo), show(hi))
-            end
-        elseif type(want) == "table" then
-            -- a list (batch results): element by element
-            local same = type(got) == "table" and #got == #want
-            for i = 1, same and #want or 0 do
-                same = same and got[i] == want[i]
-            end
-            if not same then
-                return "result " .. field .. " = " .. show(got) .. ", expected " .. show(want)
-            end
-        elseif got ~= want then
-            return "result " .. field .. " = " .. show(got) .. ", expected " .. show(want)
+        if not names(err.message, expect.names_arg) then
+            return "error message " .. show(err.message) .. " does not name " .. expect.names_arg
         end
     end
     return nil
 end
 
--- A decision (redpat's table) as the matrix's result fields. refused_by: the matrix counts
--- from 0 and says -1 when allowed; Lua counts from 1 and leaves it out.
-local function decision_fields(d, multi)
-    local r = {
-        allowed = d.allowed,
-        limit = d.limit,
-        remaining = d.remaining,
-        retry_after = d.retry_after,
-        reset_after = d.reset_after,
-        degraded = d.degraded,
-    }
-    if multi then
-        r.refused_by = d.refused_by and d.refused_by - 1 or -1
+-- Does result value got (a field of type ftype) match the expected JSON value?
+local function matches(got, ftype, want, null)
+    if type(want) == "table" and want.between ~= nil then
+        return type(got) == "number" and got >= want.between[1] and got <= want.between[2]
+    elseif want == null then
+        return got == nil
+    elseif ftype == "bytes" or ftype == "enum" then
+        return type(got) == "string" and got == bytes(want)
+    elseif ftype == "status" then -- nil when ok, else an error value
+        return (got == nil and want == "ok") or (type(got) == "table" and got.name == want)
+    elseif ftype == "reply" then
+        return reply_equal(got, want, null)
     end
-    return r
+    return got == want -- bool, int, ms, float
 end
 
-local function run_ratelimit(client, limiters, step)
-    local args = step.args or {}
-    local op = step.op
-    local results, err
-    if op == "ratelimit.new" then
-        local limiter
-        limiter, err = client:ratelimiter(args.name, {
-            algorithm = args.algorithm,
-            limit = args.limit,
-            window = args.window,
-            burst = args.burst,
-            on_error = args.on_error,
-        })
-        if limiter then
-            if step.as == nil then
-                return "ratelimit.new needs 'as'"
-            end
-            limiters[step.as] = limiter
-            results = {}
+-- A step's expectation against what redpat.perform returned (result or nil, err).
+local function check_expect(d, expect, result, err, null)
+    if expect ~= nil and expect.error ~= nil then
+        return check_error(d, expect, err)
+    end
+    if err ~= nil or result == nil then
+        return "failed: " .. tostring(err)
+    end
+    if expect == nil or next(expect) == nil then
+        return nil
+    end
+    if d.makes or d.shape == "none" then
+        return d.name .. " has no result to expect fields of"
+    end
+    for field, want in pairs(expect) do
+        local f = d.field[field]
+        if f == nil then
+            return d.name .. " has no result field " .. field
         end
-    elseif op == "ratelimit.multi" then
-        local list = {}
-        for i, label in ipairs(step.limiters or {}) do
-            list[i] = limiters[label]
-            if list[i] == nil then
-                return "unknown limiter label " .. tostring(label)
+        if d.shape == "list" then -- each expected field: the list of it over the records
+            if type(want) ~= "table" or #want ~= #result then
+                return ("%s: %d records, expected %s for %s"):format(d.name, #result, show(want), field)
             end
-        end
-        local d
-        d, err = client:ratelimit_multi(list, bytes(args.subject), args.cost)
-        if d then
-            results = decision_fields(d, true)
-        end
-    else
-        local limiter = limiters[step.limiter]
-        if limiter == nil then
-            return "unknown limiter label " .. tostring(step.limiter)
-        end
-        if op == "ratelimit.check" then
-            local d
-            d, err = limiter:check(bytes(args.subject), args.cost)
-            if d then
-                results = decision_fields(d, false)
-            end
-        elseif op == "ratelimit.reset" then
-            local ok
-            ok, err = limiter:reset(bytes(args.subject))
-            if ok then
-                results = { ok = ok }
-            end
-        elseif op == "ratelimit.batch" then
-            local subjects = {}
-            for i, s in ipairs(args.subjects or {}) do
-                subjects[i] = bytes(s)
-            end
-            local list
-            list, err = limiter:batch(subjects, args.costs)
-            if list then
-                local allowed, remaining = {}, {}
-                for i, d in ipairs(list) do
-                    allowed[i], remaining[i] = d.allowed, d.remaining
+            for i, rec in ipairs(result) do
+                if not matches(rec[field], f.type, want[i], null) then
+                    return ("%s[%d] = %s, expected %s"):format(field, i - 1, show(rec[field]), show(want[i]))
                 end
-                results = { allowed = allowed, remaining = remaining }
             end
-        else
-            return "this runner cannot perform " .. op
+        elseif not matches(result[field], f.type, want, null) then
+            return ("result %s = %s, expected %s"):format(field, show(result[field]), show(want))
         end
     end
-    return check_op_expect(step.expect, results, err)
+    return nil
 end
 
-local function run_op(client, locks, limiters, step)
-    local args = step.args or {}
-    local op = step.op
-    local results, err
-    if op:match("^ratelimit%.") then
-        return run_ratelimit(client, limiters, step)
-    elseif op == "lock.new" then
-        local lock
-        lock, err = client:lock(bytes(args.name), { ttl = args.ttl, fenced = args.fenced })
-        if lock then
-            if step.as == nil then
-                return "lock.new needs 'as'"
-            end
-            locks[step.as] = lock
-            results = {}
+-- A matrix value as the Lua value the descriptor's argument type takes.
+local function arg_value(a, v, null)
+    if v == null then
+        return nil
+    elseif a ~= nil and (a.type == "bytes" or a.type == "enum") then
+        return bytes(v)
+    elseif a ~= nil and a.type == "list" and a.item == "bytes" and type(v) == "table" then
+        local out = {}
+        for i, item in ipairs(v) do
+            out[i] = bytes(item)
         end
-    elseif op == "fence.check" then
-        local accepted, highest = client:fence_check(bytes(args.resource), args.token)
-        if accepted == nil then
-            err = highest
-        else
-            results = { accepted = accepted, highest = highest }
-        end
-    elseif op:match("^lock%.") then
-        local lock = locks[step.lock]
-        if lock == nil then
-            return "unknown lock label " .. tostring(step.lock)
-        end
-        if op == "lock.acquire" then
-            local acquired, fence = lock:acquire({
-                wait = args.wait,
-                retry_min = args.retry_min,
-                retry_max = args.retry_max,
-                token = bytes(args.token),
-            })
-            if acquired == nil then
-                err = fence
-            else
-                results = { acquired = acquired, fence = fence }
-            end
-        elseif op == "lock.release" or op == "lock.extend" then
-            local ok
-            if op == "lock.release" then
-                ok, err = lock:release()
-            else
-                ok, err = lock:extend(args.ms, args.replace)
-            end
-            if ok then
-                results = { ok = ok }
-            end
-        elseif op == "lock.locked" or op == "lock.owned" then
-            local value
-            if op == "lock.locked" then
-                value, err = lock:locked()
-            else
-                value, err = lock:owned()
-            end
-            if value ~= nil then
-                results = { value = value }
-            end
-        else
-            return "this runner cannot perform " .. op
-        end
-    else
-        return "this runner cannot perform " .. tostring(op)
+        return out
     end
-    return check_op_expect(step.expect, results, err)
+    return v
 end
 
-local function run_redis(client, locks, step, null)
+--- One op step, for any op the core describes: handles by label, the other arguments by the
+-- core's names, through redpat.perform (the public API every generated method uses).
+local function run_op(env, client, handles, step)
+    local redpat, null = env.redpat, env.null
+    local d = redpat.descriptors[step.op]
+    if d == nil then
+        return "this runner knows no op " .. tostring(step.op) .. " (not described by the core)"
+    end
+    local self
+    local sa = d.args[1] and d.args[1].self and d.args[1] or nil
+    if sa then
+        local label = step[sa.name]
+        if sa.type == "list" then
+            if type(label) ~= "table" then
+                return "the step needs " .. sa.name .. " (a list of labels)"
+            end
+            self = {}
+            for i, l in ipairs(label) do
+                self[i] = handles[l]
+                if self[i] == nil then
+                    return "unknown handle label " .. tostring(l)
+                end
+            end
+        elseif label ~= nil then
+            self = handles[label]
+            if self == nil then
+                return "unknown handle label " .. tostring(label)
+            end
+        elseif sa.kind == "client" then
+            self = client
+        else
+            return "the step needs " .. sa.name .. " (a label)"
+        end
+    end
+    local args = {}
+    for name, v in pairs(step.args or {}) do
+        args[name] = arg_value(d.arg[name], v, null)
+    end
+    -- wrong Lua types and unknown names raise an error value: that is how this frontend
+    -- fails them, so it is the step's error
+    local ok, result, err = pcall(redpat.perform, step.op, self, args)
+    if not ok then
+        if type(result) ~= "table" or getmetatable(result) ~= redpat.core.metatables.error then
+            return "raised: " .. tostring(result)
+        end
+        result, err = nil, result
+    end
+    if d.makes and result ~= nil and step.as ~= nil then
+        handles[step.as] = result
+    end
+    return check_expect(d, step.expect, result, err, null)
+end
+
+local function run_redis(env, client, handles, step)
+    local null = env.null
     local argv = {}
     for i, a in ipairs(step.redis) do
         argv[i] = bytes(a)
@@ -332,11 +283,12 @@ local function run_redis(client, locks, step, null)
             return cmd .. ": reply " .. show(value) .. " not in [" .. lo .. ", " .. hi .. "]"
         end
     elseif expect.reply_token_of ~= nil then
-        local lock = locks[expect.reply_token_of]
+        local lock = handles[expect.reply_token_of]
         if lock == nil then
             return "unknown lock label " .. tostring(expect.reply_token_of)
         end
-        local token = lock:token()
+        local info = env.redpat.perform("lock.info", lock)
+        local token = info and info.token
         if type(value) ~= "string" or value ~= token then
             return cmd .. ": reply " .. show(value) .. " is not the token of " .. expect.reply_token_of
                 .. " (" .. show(token) .. ")"
@@ -359,7 +311,8 @@ function M.run_case(case, env)
     if not client then
         return false, "connect: " .. tostring(cerr)
     end
-    local locks, limiters = {}, {}
+    local handles = {}
+    env.null = env.redpat.null
     local ok, why = pcall(function()
         local flushed, ferr = client:command("FLUSHALL")
         if not flushed then
@@ -368,9 +321,9 @@ function M.run_case(case, env)
         for i, step in ipairs(case.steps) do
             local fail
             if step.op ~= nil then
-                fail = run_op(client, locks, limiters, step)
+                fail = run_op(env, client, handles, step)
             elseif step.redis ~= nil then
-                fail = run_redis(client, locks, step, env.redpat.null)
+                fail = run_redis(env, client, handles, step)
             elseif step.sleep ~= nil then
                 env.sleep_ms(step.sleep)
             else

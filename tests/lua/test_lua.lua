@@ -1,5 +1,6 @@
 -- Lua-specific tests of the redpat rock (blocking driver): handle GC and lifetimes, error
--- values, binary strings with NUL bytes, scoped use (lock:with, and <close> on Lua 5.4).
+-- values, binary strings with NUL bytes, scoped use (lock:with, and <close> on Lua 5.4),
+-- bad input in Lua's words (unknown option names, wrong types), the descriptor-made API.
 -- Run beside a private redis-server (REDPAT_TEST_URL):
 --   lua5.4 tests/lua/test_lua.lua     luajit tests/lua/test_lua.lua
 -- Prints `lua-tests[<frontend>]: N passed, F failed` and exits non-zero on a failure.
@@ -105,19 +106,36 @@ end)
 test("an op keeps its lock alive; ops collected in any order", function()
     local c = connect()
     local lock = assert(c:lock("op-order", { ttl = 5000 }))
-    local op = assert(lock:_acquire_op({ token = "tok-" .. ("x"):rep(10) }))
+    local op = assert(redpat.begin("lock.acquire", lock, { token = "tok-" .. ("x"):rep(10) }))
     lock = nil -- luacheck: ignore
     full_gc()
-    eq(redpat._run(c, op), true, "acquired through an op whose lock handle is gone")
+    eq(assert(redpat.run(op)).acquired, true, "acquired through an op whose lock handle is gone")
     eq(admin:command("GET", "lt:lock:{op-order}"), "tok-xxxxxxxxxx", "token stored")
     -- abandoned ops, locks and clients in one heap, collected together
     local junk = {}
     for i = 1, 200 do
         local jc = connect()
         local jl = assert(jc:lock("j" .. i))
-        junk[i] = { jc, jl, jl:_acquire_op(), jl:_locked_op(), core.command_op(jc, "PING") }
+        junk[i] = { jc, jl, redpat.begin("lock.acquire", jl), redpat.begin("lock.locked", jl),
+                    redpat.begin("client.command", jc, { argv = { "PING" } }) }
     end
     junk = nil -- luacheck: ignore
+    full_gc()
+end)
+
+test("close() frees a handle once no op borrows it; a closed handle refuses use", function()
+    local c = connect()
+    local l = assert(c:lock("close-borrowed", { ttl = 5000 }))
+    local op = assert(redpat.begin("lock.acquire", l, { token = "tok-close" }))
+    l:close()
+    eq(l:_closed(), true, "closed")
+    local ok, err = pcall(l.acquire, l)
+    eq(ok, false, "a closed lock raises")
+    assert(tostring(err):find("closed", 1, true), tostring(err))
+    -- the op still holds the core's lock: it runs, then lets it go
+    eq(assert(redpat.run(op)).acquired, true, "the borrowed lock still works")
+    eq(admin:command("GET", "lt:lock:{close-borrowed}"), "tok-close", "acquired in Redis")
+    l:close() -- idempotent
     full_gc()
 end)
 
@@ -128,11 +146,11 @@ test("abandoned ops are freed by the collector (memory stays flat)", function()
     local subject, subjects = ("s"):rep(300), { ("a"):rep(100), ("b"):rep(100) }
     local function round()
         for _ = 1, 50000 do
-            lock:_acquire_op({ token = ("t"):rep(400) })
-            core.command_op(c, "SET", "k", ("v"):rep(300))
-            limiter:_check_op(subject)
-            limiter:_batch_op(subjects)
-            core.ratelimit_multi_op({ limiter, limiter }, subject)
+            redpat.begin("lock.acquire", lock, { token = ("t"):rep(400) })
+            redpat.begin("client.command", c, { argv = { "SET", "k", ("v"):rep(300) } })
+            redpat.begin("ratelimit.check", limiter, { subject = subject })
+            redpat.begin("ratelimit.batch", limiter, { subjects = subjects })
+            redpat.begin("ratelimit.multi", { limiter, limiter }, { subject = subject })
         end
         full_gc()
         return rss_kb()
@@ -208,6 +226,167 @@ test("wrong argument types raise", function()
     eq(pcall(l.acquire, l, { token = 42 }), false, "numeric token")
     eq(pcall(c.command, c, "SET", {}, "v"), false, "table argument")
     eq(pcall(redpat.connect, url, { driver = "carrier-pigeon" }), false, "unknown driver")
+end)
+
+-- ---- bad input in Lua's words: the core's names, milliseconds, Lua's type names
+
+local function raises(fn, ...)
+    local ok, err = pcall(fn, ...)
+    if ok then
+        error("did not raise", 2)
+    end
+    if type(err) ~= "table" or err.name ~= "invalid_argument" then
+        error("raised " .. tostring(err) .. ", not an invalid_argument error value", 2)
+    end
+    return err.message
+end
+
+local function message(_, err)
+    return err and err.message
+end
+
+test("an unknown option name raises, naming it and the valid ones", function()
+    local c = connect()
+    eq(raises(c.lock, c, "x", { tll = 5 }), "unknown option 'tll' (valid: ttl, fenced)", "lock")
+    eq(raises(redpat.connect, url, { namepsace = "x" }),
+        "unknown option 'namepsace' (valid: namespace, connect_timeout, command_timeout, "
+        .. "tcp_keepalive, driver, pool, pool_size, backlog, keepalive_timeout)", "connect")
+    local l = assert(c:lock("unknown-opt"))
+    eq(raises(l.acquire, l, { wiat = 100 }),
+        "unknown option 'wiat' (valid: wait, retry_min, retry_max, token)", "acquire")
+    -- a positional argument is not also an option
+    eq(raises(c.lock, c, "x", { name = "y" }), "unknown option 'name' (valid: ttl, fenced)",
+        "lock's name in its options")
+    eq(raises(c.ratelimiter, c, "x", { limt = 5, window = 1000 }),
+        "unknown option 'limt' (valid: algorithm, limit, window, burst, on_error)", "ratelimiter")
+    -- the generic op API takes every argument by name
+    eq(raises(redpat.perform, "lock.new", c, { name = "x", tll = 1 }),
+        "unknown option 'tll' (valid: name, ttl, fenced)", "perform")
+    assert(raises(l.acquire, l, { 5 }):find("option names must be strings", 1, true), "key 1")
+    eq(l:locked(), false, "nothing was sent")
+end)
+
+test("err prints and concatenates as a string; its details are fields", function()
+    local c = connect()
+    local l = assert(c:lock("concat", { ttl = 1000 }))
+    local ok, err = l:release()
+    eq(ok, nil, "release of a lock never held")
+    eq(err.name, "not_owned", "err.name, the core's status name")
+    eq(err.code, -7, "err.code, the rp_status")
+    assert(type(err.message) == "string" and #err.message > 0, "err.message")
+    local text = "not_owned: " .. err.message
+    eq(tostring(err), text, "tostring(err)")
+    eq("release: " .. err, "release: " .. text, "string .. err")
+    eq(err .. " (retrying)", text .. " (retrying)", "err .. string")
+    eq(1 .. err, "1" .. text, "number .. err")
+    eq(err .. err, text .. text, "err .. err")
+    eq(("%s"):format(tostring(err)), text, "format")
+    -- assert(f()) raises the error value itself, which prints the same
+    local aok, raised = pcall(function()
+        return assert(l:release())
+    end)
+    eq(aok, false, "assert raises")
+    eq(tostring(raised), text, "the raised value prints as err")
+    -- the library's own errors and redpat.error(...) are the same kind of value
+    local made = redpat.error("timeout", "took too long")
+    eq(made.name, "timeout", "made.name")
+    eq(made.code, -4, "made.code")
+    eq("op: " .. made, "op: timeout: took too long", "made concatenates")
+    eq(tostring(redpat.error("cancelled")), "cancelled", "no message: the name alone")
+end)
+
+test("bad input is nil, err (or raises, for a wrong Lua type) in Lua's words", function()
+    local c = connect()
+    -- the core's checks: its names, milliseconds
+    eq(message(c:lock("x", { ttl = -1 })), "ttl must be > 0 ms (got -1)", "negative ttl")
+    eq(message(c:lock("x", { ttl = 0 })), "ttl must be > 0 ms (got 0)", "zero ttl")
+    eq(message(c:lock("", {})), "name must not be empty", "empty name")
+    local l = assert(c:lock("words"))
+    local m = message(l:acquire({ wait = -1 }))
+    assert(m:find("^wait ") and m:find(" ms ", 1, true), m)
+    m = message(l:acquire({ wait = 100, retry_min = 50, retry_max = 10 }))
+    assert(m:find("^retry_max must be >= retry_min") and m:find("ms", 1, true), m)
+    eq(message(l:extend(0)), "ms must be > 0 ms (got 0)", "extend by 0")
+    m = message(c:ratelimiter("x", { algorithm = "leaky", limit = 5, window = 1000 }))
+    eq(m, 'algorithm must be one of fixed_window, sliding_log, sliding_window, token_bucket, '
+        .. 'gcra (got "leaky")', "unknown algorithm")
+    m = message(c:fence_check("res", 0))
+    assert(m:find("^token must be > 0"), m)
+    -- math.huge is forever where the core allows it, out of bounds elsewhere
+    m = message(c:lock("x", { ttl = math.huge }))
+    assert(m:find("^ttl must be <= %d+ ms"), m)
+    eq(l:acquire({ wait = math.huge }), true, "wait = math.huge on a free lock")
+    assert(l:release())
+    -- numbers the core cannot take as integers: nil, err from the glue, same words
+    eq(message(c:lock("x", { ttl = 1.5 })), "ttl must be an integer number of ms (got 1.5)",
+        "fractional ttl")
+    local r = assert(c:ratelimiter("words", { limit = 2, window = 1000 }))
+    eq(message(r:check("u", 0.5)), "cost must be an integer (got 0.5)", "fractional cost")
+    eq(message(r:batch({ "a", "b" }, { 1, 1.5 })), "costs[2] must be an integer (got 1.5)",
+        "list items count from 1")
+    eq(message(r:batch({ "a", "" })), "subjects[2] must not be empty", "also in the core's checks")
+    -- a wrong Lua type raises, naming the argument and the Lua type given
+    eq(raises(c.lock, c, "x", { ttl = "soon" }), "ttl must be an integer number of ms (got string)",
+        "string ttl")
+    eq(raises(c.lock, c, nil), "name must be a string (got nil)", "required positional left out")
+    eq(raises(l.acquire, l, { token = 42 }), "token must be a string (got number)", "numeric token")
+    eq(raises(c.lock, c, "x", { fenced = 1 }), "fenced must be a boolean (got number)", "bool")
+    eq(raises(r.batch, r, { "a", 2 }), "subjects[2] must be a string (got number)", "list item")
+    eq(raises(c.ratelimit_multi, c, { r, "x" }, "u"),
+        "limiters[2] must be a redpat ratelimit (got string)", "a string among the limiters")
+    eq(raises(c.ratelimiter, c, "x", { algorithm = 1, limit = 5, window = 1000 }),
+        "algorithm must be a string (got number)", "enum by name")
+    eq(admin:command("EXISTS", "lt:lock:{x}", "lt:rl:words:{u}"), 0, "nothing reached Redis")
+end)
+
+test("the API is made from the core's descriptor table", function()
+    local c = connect()
+    local D = redpat.descriptors
+    assert(#D >= 17, "descriptors: " .. #D)
+    for i, d in ipairs(D) do
+        eq(D[d.name], d, "by name: " .. d.name)
+        assert(type(d.verb) == "string" and d.shape and d.args and d.fields, d.name)
+        eq(i, i, d.name)
+    end
+    local new = D["lock.new"]
+    eq(new.makes, "lock", "lock.new makes a lock")
+    eq(new.args[1].self and new.args[1].kind, "client", "on a client")
+    eq(new.arg.ttl.type, "ms", "ttl is ms")
+    eq(new.arg.ttl.default, 30000, "ttl's default")
+    eq(new.arg.name.required, true, "name is required")
+    eq(D["ratelimit.new"].arg.algorithm.choices[5], "gcra", "enum choices")
+    eq(D["ratelimit.batch"].shape, "list", "batch: a list of records")
+    eq(D["ratelimit.check"].field.refused_by.type, "int", "fields by name")
+    eq(D["lock.info"].io, false, "lock.info answers from the handle")
+    -- methods from the table: a one-field record is its value, an io-free op's fields are
+    -- accessors, other records are tables
+    local l = assert(c:lock("desc", { ttl = 4000, fenced = true }))
+    local info = l:info()
+    eq(info.name, "desc", "lock:info().name")
+    eq(info.ttl, 4000, "lock:info().ttl")
+    eq(info.fenced, true, "lock:info().fenced")
+    eq(info.token, nil, "no token when not held")
+    eq(l:ttl(), 4000, "accessor")
+    local acquired, fence = l:acquire()
+    eq(acquired, true, "acquire")
+    eq(l:fence(), fence, "lock:fence()")
+    eq(l:token(), l:info().token, "lock:token()")
+    eq(l:owned(), true, "one-field record: its value")
+    assert(l:release())
+    local r = assert(c:ratelimiter("desc", { algorithm = "token_bucket", limit = 5, window = 1000,
+                                             burst = 2 }))
+    local ri = r:info()
+    eq(ri.algorithm, "token_bucket", "limiter:info().algorithm")
+    eq(ri.on_error, "report", "limiter:info().on_error")
+    eq(r:burst(), 2, "limiter:burst()")
+    eq(r:client(), c, "limiter:client()")
+    eq(l:client(), c, "lock:client()")
+    -- redpat.perform gives the core's records as they are (0-based indexes, -1: none)
+    eq(redpat.perform("ratelimit.check", r, { subject = "u" }).refused_by, -1, "perform: raw")
+    eq(r:check("u").refused_by, nil, "method: Lua's idiom")
+    eq(redpat.perform("lock.owned", l).value, false, "perform: a record table")
+    eq(redpat.perform("ratelimit.reset", r, { subject = "u" }), true, "perform: no result")
+    eq(pcall(redpat.perform, "lock.nope", l), false, "an op the core does not describe")
 end)
 
 test("transport and reply failures are nil, err", function()
@@ -338,6 +517,21 @@ if _VERSION >= "Lua 5.4" then
     end)
 end
 
+if _VERSION >= "Lua 5.4" then
+    test("<close> on a client closes it; its locks keep working", function()
+        local scoped = assert(load([[
+            local redpat, url = ...
+            local c <close> = assert(redpat.connect(url, { namespace = "lt" }))
+            return c, assert(c:lock("client-close", { ttl = 5000 }))
+        ]]))
+        local c, l = scoped(redpat, url)
+        eq(c:_closed(), true, "closed at scope exit")
+        eq(pcall(c.command, c, "PING"), false, "a closed client refuses use")
+        eq(l:acquire(), true, "its lock still works")
+        eq(l:release(), true, "release")
+    end)
+end
+
 -- ---- rate limiters
 
 local is_integer = math.type and function(v)
@@ -417,7 +611,7 @@ test("multi: refused_by is the 1-based index of the refusing limiter; nothing co
     local none, err = c:ratelimit_multi({ fast, foreign }, "u")
     eq(none, nil, "foreign limiter")
     eq(err.name, "invalid_argument", "err.name")
-    assert(err.message:find("limiters[2]", 1, true), err.message)
+    assert(err.message:find("limiters", 1, true), err.message)
     none, err = c:ratelimit_multi({}, "u")
     eq(err and err.name, "invalid_argument", "no limiters")
 end)
@@ -605,7 +799,7 @@ test("limiter and op lifetimes: handles collected in any order", function()
         assert(c:command("CLIENT", "SETNAME", "gc-limiter"))
         local a = assert(c:ratelimiter("gc-a", { limit = 5, window = 10000 }))
         local b = assert(c:ratelimiter("gc-b", { algorithm = "gcra", limit = 5, window = 10000 }))
-        return { a = a, c = c, op = assert(core.ratelimit_multi_op({ a, b }, "u")) }
+        return { a = a, c = c, op = assert(redpat.begin("ratelimit.multi", { a, b }, { subject = "u" })) }
     end
     local h = make()
     local c = h.c
@@ -616,7 +810,7 @@ test("limiter and op lifetimes: handles collected in any order", function()
     h.a = nil
     full_gc()
     eq(clients_named("gc-limiter"), 1, "connection while the op lives")
-    local d = assert(redpat._run(c, op))
+    local d = assert(redpat.run(op))
     eq(d.allowed, true, "a multi op whose limiter handles are gone")
     eq(admin:command("EXISTS", "lr:rl:gc-a:{u}", "lr:rl:gc-b:{u}"), 2, "both limits consumed")
     c = nil -- luacheck: ignore
@@ -627,8 +821,10 @@ test("limiter and op lifetimes: handles collected in any order", function()
     for i = 1, 200 do
         local jc = connect("lr")
         local jl = assert(jc:ratelimiter("j" .. i, { limit = 5, window = 1000 }))
-        junk[i] = { jc, jl, jl:_check_op("u"), jl:_batch_op({ "a", "b" }), jl:_reset_op("u"),
-                    core.ratelimit_multi_op({ jl, jl }, "u") }
+        junk[i] = { jc, jl, redpat.begin("ratelimit.check", jl, { subject = "u" }),
+                    redpat.begin("ratelimit.batch", jl, { subjects = { "a", "b" } }),
+                    redpat.begin("ratelimit.reset", jl, { subject = "u" }),
+                    redpat.begin("ratelimit.multi", { jl, jl }, { subject = "u" }) }
     end
     junk = nil -- luacheck: ignore
     full_gc()

@@ -217,6 +217,19 @@ routes["/errors"] = function()
     ngx.sleep(0.5)
     local after = slow:command("PING")
     out.timeout = { value = sv, name = serr and serr.name, ping_after = after }
+    -- ops answered from the handle (lock.info) need no socket, also under the cosocket driver
+    local li = assert(c:lock("info", { ttl = 1234, fenced = true }))
+    local info = li:info()
+    out.info = { ttl = info.ttl, fenced = info.fenced, token = info.token == nil, ttl_accessor = li:ttl() }
+    -- bad input in Lua's words: an unknown option raises an error value naming the valid
+    -- ones; err concatenates as a string
+    local rok, rerr = pcall(c.lock, c, "x", { tll = 5 })
+    out.unknown_option = { raised = not rok, name = rerr.name, message = rerr.message }
+    local _, terr = c:lock("x", { ttl = -1 })
+    out.words = "lock: " .. terr
+    -- the generic op API over cosockets: any described op by name
+    local r = redpat.perform("fence.check", c, { resource = "er-generic", token = 3 })
+    out.perform = { accepted = r and r.accepted, highest = r and r.highest }
     return reply(200, out)
 end
 

@@ -164,6 +164,11 @@ def test_errors(base: str, port: int) -> None:
     assert body["select"] == {"acquired": True, "exists_db0": 0, "exists_db3": 1}, body
     assert body["binary"] == {"acquired": True, "token_roundtrip": True}, body
     assert body["timeout"] == {"name": "timeout", "ping_after": "PONG"}, body
+    assert body["info"] == {"ttl": 1234, "fenced": True, "token": True, "ttl_accessor": 1234}, body
+    assert body["unknown_option"] == {"raised": True, "name": "invalid_argument",
+                                      "message": "unknown option 'tll' (valid: ttl, fenced)"}, body
+    assert body["words"] == "lock: invalid_argument: ttl must be > 0 ms (got -1)", body
+    assert body["perform"] == {"accepted": True, "highest": 3}, body
 
 
 def test_ratelimit_headers(base: str, port: int) -> None:
@@ -244,7 +249,7 @@ def main() -> int:
 
     tests: List[Tuple[str, Callable[[str, int], None]]] = [
         ("driver is cosocket inside nginx", test_driver),
-        ("error values over cosockets", test_errors),
+        ("error values, bad input and the generic op API over cosockets", test_errors),
         ("a waiting acquire does not block the worker", test_nonblocking),
         ("200 concurrent lock cycles: exclusion and pool reuse", test_concurrency),
         ("rate limit headers on allowed and refused responses", test_ratelimit_headers),
