@@ -1,6 +1,7 @@
 """Builds redpat's Python extension: SWIG makes redpat._core from bindings/redpat.i, compiled
 together with the C core (core/src/*.c and the embedded Lua scripts) against the system
-hiredis found with pkg-config. Metadata lives in pyproject.toml."""
+hiredis found with pkg-config. The sync pattern classes (redpat/_sync) are made from the
+asyncio ones (redpat/_async), their one source, with unasync. Metadata: pyproject.toml."""
 from __future__ import annotations
 
 import glob
@@ -75,11 +76,22 @@ class build_ext(_build_ext):
 
 
 class build_py(_build_py):
-    """build_ext first: it writes the SWIG-generated redpat/_core.py that build_py packages."""
+    """build_ext first: it writes the SWIG-generated redpat/_core.py that build_py packages.
+    Then redpat/_sync/*.py are made from redpat/_async/*.py: async and await dropped,
+    __aenter__ / __aexit__ become __enter__ / __exit__, and the asyncio executor (_aio)
+    becomes the blocking one (_blocking)."""
 
     def run(self) -> None:
         self.run_command("build_ext")
         super().run()
+        try:
+            import unasync
+        except ImportError:
+            sys.exit("error: unasync was not found (pip installs it as a build requirement; "
+                     "else: pip install unasync).")
+        sources = sorted(glob.glob(os.path.join(self.build_lib, "redpat", "_async", "*.py")))
+        rule = unasync.Rule("/_async/", "/_sync/", additional_replacements={"_aio": "_blocking"})
+        unasync.unasync_files([f for f in sources if not f.endswith("__init__.py")], [rule])
 
 
 setup(

@@ -1,7 +1,8 @@
-# Python frontend (issues 3 and 5): redpat installed non-editable into a fresh $(ROOT)/.venv,
-# its matrix runners (sync and asyncio), pytest tests, mypy --strict on the examples, the lock
-# benchmark beside the C one and redis-py's, and the rate limiter benchmark beside the PyPI
-# `limits` package.
+# Python frontend (issues 3, 5 and 8): redpat installed non-editable into a fresh
+# $(ROOT)/.venv, the check that its committed stubs are what scripts/gen_pyi.py makes from the
+# core's descriptors, its matrix runners (sync and asyncio), pytest tests, mypy --strict on
+# the package and the examples, the lock benchmark beside the C one and redis-py's, and the
+# rate limiter benchmark beside the PyPI `limits` package.
 # Included by the top-level Makefile, which defines ROOT, BUILD, LOGS, HARNESS, bootstrap.
 PY_VENV := $(ROOT)/.venv
 PY := $(PY_VENV)/bin/python
@@ -26,6 +27,7 @@ python-venv: bootstrap
 
 test-python: python-venv
 	@mkdir -p $(LOGS)
+	cd / && $(PY) $(ROOT)/scripts/gen_pyi.py --check 2>&1 | tee $(LOGS)/test-python-stubs.log
 	cd $(ROOT) && $(HARNESS) $(PY) $(ROOT)/tests/python/matrix_runner.py 2>&1 | tee $(LOGS)/matrix-python.log
 	cd $(ROOT) && $(HARNESS) $(PY) $(ROOT)/tests/python/matrix_runner_asyncio.py 2>&1 | tee $(LOGS)/matrix-python-asyncio.log
 	cd $(ROOT) && REDPAT_EXPECT_INSTALLED=1 $(HARNESS) $(PY) -m pytest -p no:cacheprovider \

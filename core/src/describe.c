@@ -2,10 +2,14 @@
  * descriptor (type, bounds, choices) before the typed C API behind the op is called, and
  * errors name the argument in the user's words (rp_naming). */
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "desc_internal.h"
+
+/* A list bound this large is no bound a user meets: say "N or more", not the number. */
+#define LIST_UNBOUNDED INT_MAX
 
 typedef struct desc_group {
     const rp_op_desc *ops;
@@ -380,9 +384,13 @@ static int check_arg(const rp_op_desc *d, size_t i, const rp_naming *nm, rp_valu
         return check_value(&c, a->type, a->kind, a->min, a->max, a->choices, v);
     if (v->type != RP_TYPE_LIST)
         return bad(&c, "%s must be %s (got %s)", "a list", type_word(v->type, v->kind));
-    if ((int64_t)v->count < a->min || (uint64_t)v->count > (uint64_t)a->max)
+    if ((int64_t)v->count < a->min || (uint64_t)v->count > (uint64_t)a->max) {
+        if (a->max >= LIST_UNBOUNDED)
+            return rp_error__set(err, RP_EINVAL, "%s must have %" PRId64 " or more items "
+                                 "(got %zu)", c.name, a->min, v->count);
         return rp_error__set(err, RP_EINVAL, "%s must have %" PRId64 "..%" PRId64
                              " items (got %zu)", c.name, a->min, a->max, v->count);
+    }
     if (v->count && !v->items)
         return rp_error__set(err, RP_EINVAL, "%s: no items for its count", c.name);
     for (k = 0; k < v->count; k++) {

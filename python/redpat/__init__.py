@@ -13,21 +13,23 @@ redpat.asyncio has the same Client, Lock and RateLimiter with async/await.
 from __future__ import annotations
 
 from . import _core
-from ._common import BytesLike, Decision, FenceResult, Seconds
-from .client import Client
+from ._common import BytesLike, Seconds
+from ._records import Decision, FenceResult, LockInfo, RateLimiterInfo
+from ._sync.client import Client
+from ._sync.lock import Lock
+from ._sync.ratelimit import RateLimiter
 from .errors import (ConnectionError, InvalidArgument, LockError, LockLostError,
-                     LockNotOwnedError, OutOfMemoryError, ProtocolError, RateLimited,
-                     RedpatError, ResponseError, StateError, TimeoutError)
-from .lock import Lock
-from .ratelimit import RateLimiter
+                     LockNotOwnedError, OperationCancelled, OutOfMemoryError, ProtocolError,
+                     RateLimited, RedpatError, ResponseError, StateError, TimeoutError)
 
 __version__ = "0.1.0"
 #: The version of the C core the extension was built from.
 core_version: str = _core.VERSION
 
 __all__ = [
-    "Client", "Lock", "RateLimiter", "Decision", "FenceResult", "BytesLike", "Seconds",
-    "RedpatError", "ConnectionError", "TimeoutError", "ResponseError", "ProtocolError",
-    "InvalidArgument", "OutOfMemoryError", "StateError", "LockError", "LockNotOwnedError",
-    "LockLostError", "RateLimited", "__version__", "core_version",
+    "Client", "Lock", "RateLimiter", "Decision", "FenceResult", "LockInfo", "RateLimiterInfo",
+    "BytesLike", "Seconds", "RedpatError", "ConnectionError", "TimeoutError", "ResponseError",
+    "ProtocolError", "InvalidArgument", "OutOfMemoryError", "StateError", "OperationCancelled",
+    "LockError", "LockNotOwnedError", "LockLostError", "RateLimited", "__version__",
+    "core_version",
 ]

@@ -8,6 +8,8 @@
     +-- InvalidArgument      (also ValueError) an argument was refused before any I/O
     +-- OutOfMemoryError     (also MemoryError) the allocator failed
     +-- StateError           an API was used out of order
+    +-- OperationCancelled   the driver cancelled an op (a signal handler raised: that
+    |                        exception, e.g. KeyboardInterrupt, is what the caller sees)
     +-- LockError            a lock could not be acquired (context manager) or was misused
     |   +-- LockNotOwnedError  release/extend of a lock this handle does not hold
     |   +-- LockLostError      the auto-renew watchdog failed to renew: the lock may be gone
@@ -26,12 +28,12 @@ from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple, Type
 from . import _core
 
 if TYPE_CHECKING:
-    from ._common import Decision
+    from ._records import Decision
 
 __all__ = [
     "RedpatError", "ConnectionError", "TimeoutError", "ResponseError", "ProtocolError",
-    "InvalidArgument", "OutOfMemoryError", "StateError", "LockError", "LockNotOwnedError",
-    "LockLostError", "RateLimited", "error_for",
+    "InvalidArgument", "OutOfMemoryError", "StateError", "OperationCancelled", "LockError",
+    "LockNotOwnedError", "LockLostError", "RateLimited", "error_for",
 ]
 
 
@@ -82,6 +84,10 @@ class StateError(RedpatError):
     """An API was called out of order."""
 
 
+class OperationCancelled(RedpatError):
+    """The driver cancelled an op before it ended; no request was left in flight."""
+
+
 class LockError(RedpatError):
     """A lock could not be acquired where it had to be, or was misused."""
 
@@ -130,6 +136,7 @@ _BY_STATUS: Dict[int, Type[RedpatError]] = {
     _core.EREPLY: ResponseError,
     _core.ENOTOWNED: LockNotOwnedError,
     _core.ESTATE: StateError,
+    _core.ECANCELED: OperationCancelled,
 }
 
 _core.set_error_classes(RedpatError, _BY_STATUS)

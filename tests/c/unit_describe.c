@@ -181,6 +181,11 @@ static void test_ratelimit_args(rp_client *c)
         ba[2] = rp_value_list(costs, 1);
         CHECK(rp_desc_begin(&op, b, ba, NULL, &e) == RP_EINVAL);
         CHECK_MSG(e, "costs must have one item per subjects item (got 1 for 2)");
+        ba[1] = rp_value_list(subjects, 0);
+        ba[2].type = RP_TYPE_NONE;
+        CHECK(rp_desc_begin(&op, b, ba, NULL, &e) == RP_EINVAL);
+        CHECK_MSG(e, "subjects must have 1 or more items (got 0)");
+        ba[1] = rp_value_list(subjects, 2);
         subjects[1] = rp_value_bytes("", 0);
         ba[2].type = RP_TYPE_NONE;
         CHECK(rp_desc_begin(&op, b, ba, NULL, &e) == RP_EINVAL);

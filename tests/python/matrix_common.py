@@ -1,10 +1,15 @@
-"""The shared-matrix engine for the Python runners (see tests/matrix/README.md).
+"""The shared-matrix engine of the Python runners (see tests/matrix/README.md).
 
-One engine runs every case of every tests/matrix/*.json file through a *driver*: the sync
-runner's driver calls redpat.Client / redpat.Lock, the asyncio runner's awaits
-redpat.asyncio. Driver methods are coroutines so one engine serves both; the sync driver's
-coroutines simply call the blocking API. An operation the driver does not know fails the
-case (never a skip), so the frontends stay at parity.
+Generic: an op step is performed by name, through redpat's public API, with no per-op code.
+The core's descriptor table (redpat._records.BY_NAME) gives the op's arguments and result
+fields with their types; redpat's idiom table (redpat._idiom: the same one the package
+names its arguments by) gives the public method and the Python names of the arguments. So
+`{"op": "lock.new", "as": "a", "args": {"ttl": 1500}}` becomes `client.lock(timeout=1.5)`,
+and its `names_arg: "ttl"` expects the error to name `timeout`.
+
+The sync runner's driver calls redpat.Client, the asyncio runner's awaits redpat.asyncio:
+their APIs have the same names and arguments, so one engine serves both (a call's result is
+awaited when it is awaitable). An op the runner cannot perform fails the case, never skips.
 """
 from __future__ import annotations
 
@@ -13,9 +18,10 @@ import glob
 import inspect
 import json
 import os
+import re
 import sys
 import traceback
-from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -23,6 +29,11 @@ MATRIX_DIR = os.path.join(ROOT, "tests", "matrix")
 sys.path.insert(0, os.path.join(ROOT, "tests", "harness"))
 
 import redpat  # noqa: E402
+from redpat import _idiom  # noqa: E402
+from redpat._records import BY_NAME  # noqa: E402
+
+# Step keys that are not handle arguments.
+STEP_KEYS = {"op", "as", "args", "expect"}
 
 
 class CaseFailed(Exception):
@@ -38,14 +49,18 @@ def as_bytes(value: Any) -> bytes:
     raise CaseFailed("not a matrix bytes value: %r" % (value,))
 
 
+def is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def reply_matches(expected: Any, got: Any) -> bool:
     if isinstance(expected, dict) and set(expected) == {"between"}:
         lo, hi = expected["between"]
-        return isinstance(got, int) and not isinstance(got, bool) and lo <= got <= hi
+        return is_int(got) and lo <= got <= hi
     if isinstance(expected, bool):
         return got is expected
-    if isinstance(expected, int):
-        return isinstance(got, int) and not isinstance(got, bool) and got == expected
+    if is_int(expected):
+        return is_int(got) and got == expected
     if expected is None:
         return got is None
     if isinstance(expected, list):
@@ -54,62 +69,36 @@ def reply_matches(expected: Any, got: Any) -> bool:
     return isinstance(got, bytes) and got == as_bytes(expected)
 
 
-def seconds(ms: Any) -> Any:
-    """Matrix milliseconds -> Python seconds (floats), passing non-numbers through."""
-    if isinstance(ms, (int, float)) and not isinstance(ms, bool):
-        return ms / 1000.0
-    return ms
+def to_python(type_: str, value: Any) -> Any:
+    """A matrix argument as the Python API takes it: bytes decoded, milliseconds as seconds.
+    Values that do not fit their type are passed as given (bad input is tested so)."""
+    if type_ == "bytes" and (isinstance(value, str) or isinstance(value, dict)):
+        return as_bytes(value)
+    if type_ == "ms" and is_int(value):
+        return value / 1000.0
+    return value
 
 
-def decision_fields(d: "redpat.Decision", multi: bool = False) -> Dict[str, Any]:
-    """A Decision as the matrix's result fields (times back in integer milliseconds)."""
-    fields = {"allowed": d.allowed, "limit": d.limit, "remaining": d.remaining,
-              "retry_after": ms_of(d.retry_after), "reset_after": ms_of(d.reset_after),
-              "degraded": d.degraded}
-    if multi:
-        fields["refused_by"] = d.refused_by
-    return fields
+def from_python(type_: str, value: Any) -> Any:
+    """A result field as the matrix states it: seconds back in integer milliseconds, str
+    names as their UTF-8 bytes, statuses by name."""
+    if type_ == "ms" and isinstance(value, float):
+        return int(round(value * 1000.0))
+    if type_ == "bytes" and isinstance(value, str):
+        return value.encode("utf-8")
+    if type_ == "status":
+        return "ok" if value is None else getattr(value, "status", value)
+    return value
 
 
-def ms_of(seconds_value: float) -> int:
-    return int(round(seconds_value * 1000.0))
+def field_matches(type_: str, expected: Any, got: Any) -> bool:
+    if type_ in ("enum", "status"):
+        return isinstance(got, str) and got == expected
+    return reply_matches(expected, from_python(type_, got))
 
 
-def limiter_kwargs(args: Dict[str, Any]) -> Dict[str, Any]:
-    """ratelimit.new args as Client.ratelimiter keywords, passed as given (even invalid)."""
-    kw: Dict[str, Any] = {"limit": args.get("limit", 0), "window": seconds(args.get("window", 0))}
-    if "algorithm" in args:
-        kw["algorithm"] = args["algorithm"]
-    if "burst" in args:
-        kw["burst"] = args["burst"]
-    if "on_error" in args:
-        kw["on_error"] = args["on_error"]
-    return kw
-
-
-class Driver:
-    """What a runner implements. ops: name -> coroutine(args, step) -> result fields."""
-
-    frontend = "?"
-
-    async def open(self, url: str, namespace: str) -> None:
-        raise NotImplementedError
-
-    async def close(self) -> None:
-        raise NotImplementedError
-
-    async def command(self, argv: List[bytes]) -> Any:
-        """A raw command's reply; an error reply is returned as an exception instance."""
-        raise NotImplementedError
-
-    async def sleep(self, ms: int) -> None:
-        raise NotImplementedError
-
-    def token_of(self, label: str) -> Optional[bytes]:
-        raise NotImplementedError
-
-    def ops(self) -> Dict[str, Callable[[Dict[str, Any], Dict[str, Any]], Awaitable[Dict[str, Any]]]]:
-        raise NotImplementedError
+def names_word(message: str, name: str) -> bool:
+    return re.search(r"(?<![A-Za-z0-9_])%s(?![A-Za-z0-9_])" % re.escape(name), message) is not None
 
 
 async def settle(value: Any) -> Any:
@@ -117,128 +106,166 @@ async def settle(value: Any) -> Any:
     return await value if inspect.isawaitable(value) else value
 
 
-class ApiDriver(Driver):
-    """Every matrix operation through redpat's public API. The sync and asyncio APIs have
-    the same names and arguments, so one driver serves both: a subclass names the Client
-    class and how to close it and sleep; each call's result goes through settle()."""
+class Driver:
+    """Performs matrix steps through one flavour of redpat's public API: a subclass names
+    the Client class (and the runner's name) and how to sleep."""
 
+    frontend = "?"
     client_class: Any = None
 
     def __init__(self) -> None:
         self.client: Any = None
-        self.limiters: Dict[str, Any] = {}
-        self.locks: Dict[str, Any] = {}
+        self.url = ""
+        self.handles: Dict[str, Any] = {}
+
+    async def sleep(self, ms: int) -> None:
+        raise NotImplementedError
 
     async def open(self, url: str, namespace: str) -> None:
+        self.url = url
         self.client = self.client_class(url, namespace=namespace)
-        self.locks = {}
-        self.limiters = {}
+        self.handles = {}
 
     async def close(self) -> None:
-        assert self.client is not None
-        await settle(self.client.close())
+        for made in [self.client] + list(self.handles.values()):
+            if isinstance(made, self.client_class):
+                await settle(made.close())
         self.client = None
-        self.locks = {}
-        self.limiters = {}
+        self.handles = {}
 
     async def command(self, argv: List[bytes]) -> Any:
-        assert self.client is not None
+        """A raw command's reply; an error reply is returned as an exception instance."""
         try:
             return await settle(self.client.execute_command(*argv))
         except redpat.ResponseError as exc:
             return exc
 
-    def token_of(self, label: str) -> Optional[bytes]:
-        token: Optional[bytes] = self.locks[label].token
-        return token
+    def handle(self, label: Any, where: str) -> Any:
+        if not isinstance(label, str) or label not in self.handles:
+            raise CaseFailed("%s: no handle labelled %r" % (where, label))
+        return self.handles[label]
 
-    def ops(self) -> Dict[str, Any]:
-        return {
-            "lock.new": self.lock_new,
-            "lock.acquire": self.lock_acquire,
-            "lock.release": self.lock_release,
-            "lock.extend": self.lock_extend,
-            "lock.locked": self.lock_locked,
-            "lock.owned": self.lock_owned,
-            "fence.check": self.fence_check,
-            "ratelimit.new": self.ratelimit_new,
-            "ratelimit.check": self.ratelimit_check,
-            "ratelimit.multi": self.ratelimit_multi,
-            "ratelimit.batch": self.ratelimit_batch,
-            "ratelimit.reset": self.ratelimit_reset,
-        }
+    async def perform(self, op: str, step: Dict[str, Any]) -> Tuple[Any, Any]:
+        """Performs op as the step says, through the public API: (result, the object the
+        op acted on). The one generic step."""
+        d = BY_NAME.get(op)
+        if d is None:
+            raise CaseFailed("no op called %r in the core's descriptor table" % op)
+        args: Dict[str, Any] = dict(step.get("args") or {})
+        known = {a["name"] for a in d["args"]}
+        for key in list(args) + [k for k in step if k not in STEP_KEYS]:
+            if key not in known:
+                raise CaseFailed("%s has no argument %r" % (op, key))
+        on, method = _idiom.METHODS.get(op, ("self", d["verb"]))
+        target: Any = self.client
+        positional: List[Any] = []
+        kwargs: Dict[str, Any] = {}
+        for a in d["args"]:
+            name = a["name"]
+            user = _idiom.ARG_NAMES.get(op, {}).get(name, name)
+            if a["self"] and a["type"] == "handle":
+                if a["kind"] == "client":
+                    target = self.handle(step[name], op) if name in step else self.client
+                    continue
+                value: Any = self.handle(step.get(name), op)
+            elif a["self"]:  # a list of handles
+                value = [self.handle(label, op) for label in step.get(name, [])]
+            elif name in args:
+                value = args[name]
+                if a["type"] == "list":
+                    value = [to_python(a["item_type"], v) if isinstance(v, (str, dict, int))
+                             else v for v in value] if isinstance(value, list) else value
+                else:
+                    value = to_python(a["type"], value)
+            elif a["type"] in ("int", "ms", "bool", "enum") and not a["required"]:
+                # An absent argument takes the core's default, stated here since the
+                # Python API's may differ (redis-py's acquire waits for ever by default).
+                value = (a["choices"][a["default"]] if a["type"] == "enum" else
+                         bool(a["default"]) if a["type"] == "bool" else
+                         to_python(a["type"], a["default"]))
+            else:
+                continue  # absent, no default of its own: the API's (a random token, ...)
+            if a["self"] and on == "self":
+                target = value
+            elif user.startswith("*"):
+                positional.extend(value)
+            else:
+                kwargs[user] = value
+        if on == "class":
+            kwargs.setdefault("url", self.url)
+            callee = self.client_class
+        else:
+            callee = getattr(target, method, None)
+            if callee is None:
+                raise CaseFailed("%s: %r has no method %s" % (op, target, method))
+        return await settle(callee(*positional, **kwargs)), target
 
-    async def lock_new(self, args: Dict[str, Any], step: Dict[str, Any]) -> Dict[str, Any]:
-        kw: Dict[str, Any] = {}
-        if "ttl" in args:
-            kw["timeout"] = seconds(args["ttl"])
-        if "fenced" in args:
-            kw["fenced"] = args["fenced"]
-        self.locks[step["as"]] = self.client.lock(as_bytes(args["name"]), **kw)
-        return {}
+    def fields(self, op: str, result: Any, target: Any,
+               names: List[str]) -> List[Dict[str, Any]]:
+        """The records of a result as {field: value} for the fields called names."""
+        d = BY_NAME[op]
+        if d["shape"] == "list":
+            return [{n: getattr(r, n) for n in names} for r in result]
+        if hasattr(result, "_fields"):
+            return [{n: getattr(result, n) for n in names}]
+        # A plain value (acquire's bool): one field; the others are the object's attributes.
+        out: Dict[str, Any] = {}
+        for n in names:
+            if n == _idiom.RETURNS.get(op):
+                out[n] = result
+            elif hasattr(target, n):
+                out[n] = getattr(target, n)
+            else:
+                raise CaseFailed("%s: the Python API gives no %s" % (op, n))
+        return [out]
 
-    async def lock_acquire(self, args: Dict[str, Any], step: Dict[str, Any]) -> Dict[str, Any]:
-        lock = self.locks[step["lock"]]
-        wait = args.get("wait", 0)
-        kw: Dict[str, Any] = {"blocking": wait != 0}
-        if wait != 0:
-            kw["blocking_timeout"] = seconds(wait)
-        if "retry_min" in args:
-            kw["retry_min"] = seconds(args["retry_min"])
-        if "retry_max" in args:
-            kw["retry_max"] = seconds(args["retry_max"])
-        if "token" in args:
-            kw["token"] = as_bytes(args["token"])
-        acquired = await settle(lock.acquire(**kw))
-        return {"acquired": acquired, "fence": lock.fence if acquired else 0}
 
-    async def lock_release(self, args: Dict[str, Any], step: Dict[str, Any]) -> Dict[str, Any]:
-        await settle(self.locks[step["lock"]].release())
-        return {"ok": True}
-
-    async def lock_extend(self, args: Dict[str, Any], step: Dict[str, Any]) -> Dict[str, Any]:
-        ok = await settle(self.locks[step["lock"]].extend(
-            seconds(args["ms"]), replace_ttl=args.get("replace", False)))
-        return {"ok": ok}
-
-    async def lock_locked(self, args: Dict[str, Any], step: Dict[str, Any]) -> Dict[str, Any]:
-        return {"value": await settle(self.locks[step["lock"]].locked())}
-
-    async def lock_owned(self, args: Dict[str, Any], step: Dict[str, Any]) -> Dict[str, Any]:
-        return {"value": await settle(self.locks[step["lock"]].owned())}
-
-    async def fence_check(self, args: Dict[str, Any], step: Dict[str, Any]) -> Dict[str, Any]:
-        r = await settle(self.client.fence_check(as_bytes(args["resource"]), args["token"]))
-        return {"accepted": r.accepted, "highest": r.highest}
-
-    def limiter(self, label: Any) -> Any:
-        if label not in self.limiters:
-            raise CaseFailed("unknown limiter label %r" % (label,))
-        return self.limiters[label]
-
-    async def ratelimit_new(self, args: Dict[str, Any], step: Dict[str, Any]) -> Dict[str, Any]:
-        self.limiters[step["as"]] = self.client.ratelimiter(args["name"], **limiter_kwargs(args))
-        return {}
-
-    async def ratelimit_check(self, args: Dict[str, Any], step: Dict[str, Any]) -> Dict[str, Any]:
-        d = await settle(self.limiter(step["limiter"]).check(as_bytes(args["subject"]),
-                                                             args.get("cost", 1)))
-        return decision_fields(d)
-
-    async def ratelimit_multi(self, args: Dict[str, Any], step: Dict[str, Any]) -> Dict[str, Any]:
-        limiters = [self.limiter(label) for label in step["limiters"]]
-        d = await settle(self.client.ratelimit_multi(limiters, as_bytes(args["subject"]),
-                                                     args.get("cost", 1)))
-        return decision_fields(d, multi=True)
-
-    async def ratelimit_batch(self, args: Dict[str, Any], step: Dict[str, Any]) -> Dict[str, Any]:
-        ds = await settle(self.limiter(step["limiter"]).batch(
-            [as_bytes(s) for s in args["subjects"]], args.get("costs")))
-        return {"allowed": [d.allowed for d in ds], "remaining": [d.remaining for d in ds]}
-
-    async def ratelimit_reset(self, args: Dict[str, Any], step: Dict[str, Any]) -> Dict[str, Any]:
-        await settle(self.limiter(step["limiter"]).reset(as_bytes(args["subject"])))
-        return {"ok": True}
+async def run_op(driver: Driver, i: int, step: Dict[str, Any]) -> None:
+    op = step["op"]
+    where = "step %d (%s)" % (i, op)
+    expect = step.get("expect") or {}
+    try:
+        result, target = await driver.perform(op, step)
+    except (redpat.RedpatError, TypeError) as exc:
+        if "error" not in expect:
+            raise CaseFailed("%s: unexpected %s: %s" % (where, type(exc).__name__, exc))
+        # A wrong type is Python's TypeError: the invalid_argument of the other frontends.
+        status = exc.status if isinstance(exc, redpat.RedpatError) else "invalid_argument"
+        if status != expect["error"]:
+            raise CaseFailed("%s: expected error %s, got %s: %s"
+                             % (where, expect["error"], status, exc))
+        text = expect.get("message_contains")
+        if text is not None and text not in str(exc):
+            raise CaseFailed("%s: error message %r lacks %r" % (where, str(exc), text))
+        arg = expect.get("names_arg")
+        if arg is not None and not names_word(str(exc), _idiom.arg_name(op, arg)):
+            raise CaseFailed("%s: error message %r does not name %r (the core's %r)"
+                             % (where, str(exc), _idiom.arg_name(op, arg), arg))
+        return
+    if "as" in step:
+        driver.handles[step["as"]] = result
+    if "error" in expect:
+        raise CaseFailed("%s: expected error %s, got %r" % (where, expect["error"], result))
+    if not expect:
+        return
+    d = BY_NAME[op]
+    if d["shape"] == "none":
+        raise CaseFailed("%s: %s has no result fields to expect" % (where, op))
+    types = {f["name"]: f["type"] for f in d["fields"]}
+    for field in expect:
+        if field not in types:
+            raise CaseFailed("%s: %s has no result field %r" % (where, op, field))
+    records = driver.fields(op, result, target, list(expect))
+    for field, want in expect.items():
+        if d["shape"] == "list":
+            got = [r[field] for r in records]
+            ok = (isinstance(want, list) and len(want) == len(got)
+                  and all(field_matches(types[field], w, g) for w, g in zip(want, got)))
+        else:
+            got = records[0][field]
+            ok = field_matches(types[field], want, got)
+        if not ok:
+            raise CaseFailed("%s: %s expected %r, got %r" % (where, field, want, got))
 
 
 async def run_step(driver: Driver, i: int, step: Dict[str, Any]) -> None:
@@ -248,62 +275,35 @@ async def run_step(driver: Driver, i: int, step: Dict[str, Any]) -> None:
     if "sleep" in step:
         await driver.sleep(int(step["sleep"]))
         return
+    if "op" in step:
+        await run_op(driver, i, step)
+        return
     expect = step.get("expect")
-    if "redis" in step:
-        argv = [as_bytes(a) for a in step["redis"]]
-        got = await driver.command(argv)
-        is_error = isinstance(got, redpat.ResponseError)
-        where = "step %d (redis %r)" % (i, step["redis"])
-        if expect is None:
-            if is_error:
-                raise CaseFailed("%s: error reply %s" % (where, got))
-        elif "reply" in expect:
-            if not reply_matches(expect["reply"], got):
-                raise CaseFailed("%s: expected %r, got %r" % (where, expect["reply"], got))
-        elif "reply_between" in expect:
-            lo, hi = expect["reply_between"]
-            if not (isinstance(got, int) and lo <= got <= hi):
-                raise CaseFailed("%s: expected %d..%d, got %r" % (where, lo, hi, got))
-        elif "reply_error" in expect:
-            if not (is_error and expect["reply_error"] in str(got)):
-                raise CaseFailed("%s: expected an error reply with %r, got %r"
-                                 % (where, expect["reply_error"], got))
-        elif "reply_token_of" in expect:
-            token = driver.token_of(expect["reply_token_of"])
-            if token is None or got != token:
-                raise CaseFailed("%s: expected the token of %s (%r), got %r"
-                                 % (where, expect["reply_token_of"], token, got))
-        else:
-            raise CaseFailed("%s: unknown expectation %r" % (where, expect))
-        return
-
-    name = step["op"]
-    where = "step %d (%s)" % (i, name)
-    fn = driver.ops().get(name)
-    if fn is None:
-        raise CaseFailed("%s: operation not supported by the %s runner" % (where, driver.frontend))
-    args = step.get("args", {})
-    try:
-        result = await fn(args, step)
-    except redpat.RedpatError as exc:
-        if expect is not None and "error" in expect:
-            if exc.status != expect["error"]:
-                raise CaseFailed("%s: expected error %s, got %s: %s"
-                                 % (where, expect["error"], exc.status, exc))
-            text = expect.get("message_contains")
-            if text is not None and text not in str(exc):
-                raise CaseFailed("%s: error message %r lacks %r" % (where, str(exc), text))
-            return
-        raise CaseFailed("%s: unexpected %s: %s" % (where, type(exc).__name__, exc))
+    argv = [as_bytes(a) for a in step["redis"]]
+    got = await driver.command(argv)
+    is_error = isinstance(got, redpat.ResponseError)
+    where = "step %d (redis %r)" % (i, step["redis"])
     if expect is None:
-        return
-    if "error" in expect:
-        raise CaseFailed("%s: expected error %s, got %r" % (where, expect["error"], result))
-    for field, want in expect.items():
-        if field not in result:
-            raise CaseFailed("%s: the runner has no result field %r" % (where, field))
-        if not reply_matches(want, result[field]):
-            raise CaseFailed("%s: %s expected %r, got %r" % (where, field, want, result[field]))
+        if is_error:
+            raise CaseFailed("%s: error reply %s" % (where, got))
+    elif "reply" in expect:
+        if not reply_matches(expect["reply"], got):
+            raise CaseFailed("%s: expected %r, got %r" % (where, expect["reply"], got))
+    elif "reply_between" in expect:
+        lo, hi = expect["reply_between"]
+        if not (is_int(got) and lo <= got <= hi):
+            raise CaseFailed("%s: expected %d..%d, got %r" % (where, lo, hi, got))
+    elif "reply_error" in expect:
+        if not (is_error and expect["reply_error"] in str(got)):
+            raise CaseFailed("%s: expected an error reply with %r, got %r"
+                             % (where, expect["reply_error"], got))
+    elif "reply_token_of" in expect:
+        token = driver.handle(expect["reply_token_of"], where).token
+        if token is None or got != token:
+            raise CaseFailed("%s: expected the token of %s (%r), got %r"
+                             % (where, expect["reply_token_of"], token, got))
+    else:
+        raise CaseFailed("%s: unknown expectation %r" % (where, expect))
 
 
 async def run_case(driver: Driver, url: str, namespace: str, case: Dict[str, Any]) -> None:

@@ -9,10 +9,10 @@ import sys
 import time
 
 import redpat
-from matrix_common import ApiDriver, main
+from matrix_common import Driver, main
 
 
-class SyncDriver(ApiDriver):
+class SyncDriver(Driver):
     frontend = "python"
     client_class = redpat.Client
 

@@ -9,10 +9,10 @@ import asyncio
 import sys
 
 import redpat.asyncio as rpa
-from matrix_common import ApiDriver, main
+from matrix_common import Driver, main
 
 
-class AsyncDriver(ApiDriver):
+class AsyncDriver(Driver):
     frontend = "python-asyncio"
     client_class = rpa.Client
 

@@ -107,9 +107,11 @@ def test_waiting_does_not_block_the_loop(url: str, namespace: str) -> None:
 def test_errors_map_the_same_way(url: str, namespace: str) -> None:
     async def main() -> None:
         c = rpa.Client(url, namespace=namespace, command_timeout=0.2)
-        with pytest.raises(redpat.InvalidArgument, match="ttl"):
+        with pytest.raises(redpat.InvalidArgument,
+                           match=r"^timeout must be > 0 seconds \(got -1\)$"):
             c.lock("r", timeout=-1)
-        with pytest.raises(redpat.InvalidArgument, match="wait"):
+        with pytest.raises(redpat.InvalidArgument,
+                           match=r"^blocking_timeout must be >= 0 seconds \(got -1\)$"):
             await c.lock("r").acquire(blocking_timeout=-1)
         await c.execute_command("SET", "plain", "v")
         with pytest.raises(redpat.ResponseError, match="WRONGTYPE"):
@@ -188,27 +190,40 @@ def test_watchdog_renews_and_reports_loss(url: str, namespace: str) -> None:
 
 
 def test_driving_an_op_by_hand(url: str, namespace: str) -> None:
-    # The op API as the extension exposes it: step / request / feed / result.
+    # The op API as the extension exposes it: begin, then step / feed until DONE.
     from redpat import _core
-    template = _core.Client(None, namespace, 1000, 1000, 1)
-    op = _core.command_op(template, [b"ECHO", b"\x00hi\r\n"])
+    template = _core.make("client.new", None, namespace)
+    op = _core.begin("client.command", template, [b"ECHO", bytearray(b"\x00hi\r\n")])
     host, port = url.split("//")[1].split("/")[0].split(":")
     with socket.create_connection((host, int(port))) as s:
         while True:
-            step = op.step()
-            if step == _core.STEP_IO:
-                s.sendall(op.request(0))
-                while True:
-                    # Feed one byte at a time: replies may arrive in any split.
-                    rc = op.feed(0, s.recv(1))
-                    if rc != _core.MORE:
-                        break
-                assert rc == _core.OK
-            else:
+            step, what = _core.step(op)
+            if step != _core.STEP_IO:
                 break
+            assert len(what) == 1  # one node: its request
+            s.sendall(what[0])
+            while True:
+                # Feed one byte at a time: replies may arrive in any split.
+                rc = _core.feed(op, 0, s.recv(1))
+                if rc != _core.MORE:
+                    break
+            assert rc == _core.OK
     assert step == _core.STEP_DONE
-    assert op.command_result() == b"\x00hi\r\n"
-    assert op.name()
+    assert what.reply == b"\x00hi\r\n"
+
+
+def test_a_failed_op_raises_at_its_step() -> None:
+    from redpat import _core
+    lock = _core.make("lock.new", _core.make("client.new"), b"r", 5)
+    op = _core.begin("lock.locked", lock)
+    step, requests = _core.step(op)
+    assert step == _core.STEP_IO and b"EXISTS" in requests[0]
+    _core.fail_node(op, 0, _core.ETIMEOUT, "the driver gave up")
+    with pytest.raises(redpat.TimeoutError, match="the driver gave up"):
+        _core.step(op)
+    with pytest.raises(TypeError, match="^op must be a redpat._core.Op, not redpat._core.Handle$"):
+        _core.step(lock)  # type: ignore[arg-type]
+    assert _core.call(None, "lock.info", lock).token is None  # answered without I/O
 
 
 def test_locked_decorator(url: str, namespace: str) -> None:

@@ -126,5 +126,5 @@ def test_locked_decorator(client: redpat.Client) -> None:
     assert holder.acquire()
     with pytest.raises(redpat.LockError):
         report(1)
-    with pytest.raises(redpat.InvalidArgument, match="ttl"):
+    with pytest.raises(redpat.InvalidArgument, match=r"^timeout must be > 0 seconds \(got -1\)$"):
         client.locked("report", timeout=-1)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import builtins
+import datetime
 import math
 import socket
 import time
+from typing import Callable
 
 import pytest
 
@@ -16,14 +18,14 @@ from redpat.errors import _BY_STATUS, error_for
 
 def test_every_core_status_has_one_class() -> None:
     codes = [_core.EINVAL, _core.ENOMEM, _core.ETRANSPORT, _core.ETIMEOUT, _core.EPROTOCOL,
-             _core.EREPLY, _core.ENOTOWNED, _core.ESTATE]
+             _core.EREPLY, _core.ENOTOWNED, _core.ESTATE, _core.ECANCELED]
     assert sorted(_BY_STATUS) == sorted(codes)
     names = {code: error_for(code, "x").status for code in codes}
     assert names == {
         _core.EINVAL: "invalid_argument", _core.ENOMEM: "no_memory",
         _core.ETRANSPORT: "transport", _core.ETIMEOUT: "timeout",
         _core.EPROTOCOL: "protocol", _core.EREPLY: "reply",
-        _core.ENOTOWNED: "not_owned", _core.ESTATE: "state",
+        _core.ENOTOWNED: "not_owned", _core.ESTATE: "state", _core.ECANCELED: "cancelled",
     }
     for code in codes:
         assert isinstance(error_for(code, "x"), redpat.RedpatError)
@@ -39,51 +41,88 @@ def test_hierarchy_fits_python_habits() -> None:
     assert not issubclass(redpat.ResponseError, redpat.LockError)
 
 
-def test_bad_arguments_are_named_by_the_core(client: redpat.Client) -> None:
-    with pytest.raises(redpat.InvalidArgument, match="ttl") as info:
-        client.lock("r", timeout=0)
-    assert info.value.status == "invalid_argument"
-    with pytest.raises(redpat.InvalidArgument, match="name"):
-        client.lock(b"")
+def message(fn: Callable[[], object], exc: type = redpat.InvalidArgument) -> str:
+    with pytest.raises(exc) as info:
+        fn()
+    if isinstance(info.value, redpat.RedpatError):
+        assert info.value.status == ("invalid_argument" if exc is redpat.InvalidArgument
+                                     else info.value.status)
+    return str(info.value)
+
+
+def test_bad_arguments_are_named_in_the_users_words(client: redpat.Client) -> None:
+    # The core checks every argument, naming it as the Python API does (timeout, not the
+    # core's ttl; blocking_timeout, not wait), with durations in seconds.
+    assert message(lambda: client.lock("r", timeout=-1)) == \
+        "timeout must be > 0 seconds (got -1)"
+    assert message(lambda: client.lock("r", timeout=0)) == "timeout must be > 0 seconds (got 0)"
+    assert message(lambda: client.lock("r", timeout=-0.25)) == \
+        "timeout must be > 0 seconds (got -0.25)"
+    assert message(lambda: client.lock(b"")) == "name must not be empty"
     lock = client.lock("r", timeout=1)
-    with pytest.raises(redpat.InvalidArgument, match="token"):
-        lock.acquire(token=b"")
-    with pytest.raises(redpat.InvalidArgument, match="retry_max"):
-        lock.acquire(blocking_timeout=0.1, retry_min=0.05, retry_max=0.01)
-    with pytest.raises(redpat.InvalidArgument, match="resource"):
-        client.fence_check(b"", 1)
-    with pytest.raises(redpat.InvalidArgument, match="token"):
-        client.fence_check(b"db", 0)
+    assert message(lambda: lock.acquire(blocking_timeout=-1)) == \
+        "blocking_timeout must be >= 0 seconds (got -1)"
+    assert message(lambda: lock.acquire(token=b"")) == "token must not be empty"
+    assert message(lambda: lock.acquire(blocking_timeout=0.1, retry_min=0.05,
+                                        retry_max=0.01)) == \
+        "retry_max must be >= retry_min (got 0.01 seconds < 0.05 seconds)"
+    assert message(lambda: lock.extend(0)) == "additional_time must be > 0 seconds (got 0)"
+    assert message(lambda: client.fence_check(b"", 1)) == "resource must not be empty"
+    assert message(lambda: client.fence_check(b"db", 0)) == "token must be > 0 (got 0)"
+    assert message(lambda: redpat.Client(connect_timeout=0)) == \
+        "connect_timeout must be > 0 seconds (got 0)"
+    assert message(lambda: redpat.Client(command_timeout=-2)) == \
+        "command_timeout must be > 0 seconds (got -2)"
     assert client.execute_command("DBSIZE") == 0
+
+
+def test_seconds_below_a_millisecond_are_one_millisecond(client: redpat.Client) -> None:
+    lock = client.lock("r", timeout=0.0001)  # never silently 0
+    assert lock.timeout == 0.001
+    assert client.lock("t", timeout=datetime.timedelta(seconds=1.5)).timeout == 1.5
+    assert client.lock("u", timeout=2).timeout == 2.0
 
 
 @pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
 def test_non_finite_seconds_name_the_argument(client: redpat.Client, value: float) -> None:
-    with pytest.raises(redpat.InvalidArgument, match="timeout"):
-        client.lock("r", timeout=value)
+    got = "(got %g)" % value
+    assert message(lambda: client.lock("r", timeout=value)) == \
+        "timeout must be a finite number of seconds " + got
     lock = client.lock("r")
-    with pytest.raises(redpat.InvalidArgument, match="blocking_timeout"):
-        lock.acquire(blocking_timeout=value)
-    with pytest.raises(redpat.InvalidArgument, match="additional_time"):
-        lock.extend(value)
-    with pytest.raises(redpat.InvalidArgument, match="command_timeout"):
-        redpat.Client("redis://127.0.0.1:6379/0", command_timeout=value)
+    assert message(lambda: lock.acquire(blocking_timeout=value)) == \
+        "blocking_timeout must be a finite number of seconds " + got
+    assert message(lambda: lock.extend(value)) == \
+        "additional_time must be a finite number of seconds " + got
+    assert message(lambda: redpat.Client("redis://127.0.0.1:6379/0",
+                                         command_timeout=value)).startswith("command_timeout")
 
 
-def test_wrong_types_are_type_errors(client: redpat.Client) -> None:
-    with pytest.raises(TypeError):
-        client.lock(12345)  # type: ignore[arg-type]
-    with pytest.raises(TypeError):
-        client.lock("r", timeout="10")  # type: ignore[arg-type]
+def test_wrong_types_are_type_errors_naming_the_argument(client: redpat.Client) -> None:
+    # Never SWIG's words ("in method ..., argument 4 of type ..."): the argument's own name.
+    assert message(lambda: client.lock(12345), TypeError) == \
+        "name must be bytes or str, not int"  # type: ignore[arg-type]
+    assert message(lambda: client.lock("r", timeout="10"), TypeError) == \
+        "timeout must be a number of seconds, not str"  # type: ignore[arg-type]
+    assert message(lambda: client.lock("r").acquire(token=5), TypeError) == \
+        "token must be bytes or str, not int"  # type: ignore[arg-type]
+    assert message(lambda: client.fence_check("db", "7"), TypeError) == \
+        "token must be an int, not str"  # type: ignore[arg-type]
+    assert message(lambda: client.lock("r").extend(None)) == \
+        "additional_time is required"  # type: ignore[arg-type]
+    assert message(lambda: redpat.Client(namespace=3), TypeError) == \
+        "namespace must be bytes or str, not int"  # type: ignore[arg-type]
+    for text in (message(lambda: client.lock("r", timeout=[1]), TypeError),  # type: ignore
+                 message(lambda: client.ratelimiter("a", limit="5", window=1), TypeError)):
+        assert "argument" not in text and "method" not in text
 
 
 def test_bad_client_options() -> None:
-    with pytest.raises(redpat.InvalidArgument):
-        redpat.Client("http://example.invalid/")
-    with pytest.raises(redpat.InvalidArgument, match="NUL"):
-        redpat.Client(namespace=b"a\x00b")
-    with pytest.raises(redpat.InvalidArgument, match="namespace"):
-        redpat.Client(namespace="a{b}")
+    assert message(lambda: redpat.Client("http://example.invalid/")).startswith("url")
+    assert message(lambda: redpat.Client(namespace=b"a\x00b")) == \
+        "namespace must not contain NUL bytes"
+    assert message(lambda: redpat.Client(namespace="a{b}")).startswith(
+        "namespace must not contain '{' or '}'")
+    assert message(lambda: redpat.Client(namespace="")) == "namespace must not be empty"
 
 
 def test_refused_connection_is_connection_error() -> None:

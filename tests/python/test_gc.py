@@ -19,41 +19,41 @@ def test_lock_outlives_its_client_object(url: str, namespace: str) -> None:
 
 
 def test_core_lock_keeps_core_client_alive() -> None:
-    template = _core.Client(None, b"ns", 1000, 1000, 1)
-    handle = _core.Lock(template, b"name", 1000, 1)
+    template = _core.make("client.new", None, b"ns")
+    handle = _core.make("lock.new", template, b"name", 1, True)
     del template
     gc.collect()
     # The fenced acquire uses the client's namespace and script registry.
-    op = _core.lock_acquire_op(handle, 0, None, None, b"tok")
-    assert op.step() == _core.STEP_IO
-    request = op.request(0)
+    op = _core.begin("lock.acquire", handle, 0, None, None, b"tok")
+    step, (request,) = _core.step(op)
+    assert step == _core.STEP_IO
     assert b"EVALSHA" in request and b"ns:lock:{name}" in request
 
 
 def test_op_keeps_its_lock_alive() -> None:
-    template = _core.Client(None, b"ns", 1000, 1000, 1)
-    op = _core.lock_acquire_op(_core.Lock(template, b"n", 1000, 0), 0, None, None, b"tok")
+    template = _core.make("client.new", None, b"ns")
+    op = _core.begin("lock.acquire", _core.make("lock.new", template, b"n", 1), 0, None, None,
+                     bytearray(b"tok"))
     del template
     gc.collect()
-    assert op.step() == _core.STEP_IO
-    assert b"tok" in op.request(0)
+    step, (request,) = _core.step(op)
+    assert step == _core.STEP_IO and b"tok" in request
 
 
 def test_limiter_ops_keep_their_limiters_alive() -> None:
-    template = _core.Client(None, b"ns", 1000, 1000, 1)
-    limiters = [_core.Limiter(template, "a", "gcra", 5, 1000, 0, "report"),
-                _core.Limiter(template, "b", "fixed_window", 5, 1000, 0, "report")]
-    check = _core.ratelimit_check_op(limiters[0], b"subj", 1)
-    multi = _core.ratelimit_multi_op(limiters, b"subj", 1)
-    batch = _core.ratelimit_batch_op(limiters[1], [b"x", b"y"], None)
+    template = _core.make("client.new", None, b"ns")
+    limiters = [_core.make("ratelimit.new", template, "a", "gcra", 5, 1),
+                _core.make("ratelimit.new", template, "b", "fixed_window", 5, 1)]
+    check = _core.begin("ratelimit.check", limiters[0], b"subj", 1)
+    multi = _core.begin("ratelimit.multi", limiters, b"subj", 1)
+    batch = _core.begin("ratelimit.batch", limiters[1], iter([b"x", "y"]))
     limiters.clear()  # the multi op holds a copy of the sequence, not the list itself
     del template
     gc.collect()
-    assert check.step() == _core.STEP_IO and b"ns:rl:a:{subj}" in check.request(0)
-    assert multi.step() == _core.STEP_IO
-    request = multi.request(0)
+    assert b"ns:rl:a:{subj}" in _core.step(check)[1][0]
+    request = _core.step(multi)[1][0]
     assert b"ns:rl:a:{subj}" in request and b"ns:rl:b:{subj}" in request
-    assert batch.step() == _core.STEP_IO and batch.request(0).count(b"EVALSHA") == 2
+    assert _core.step(batch)[1][0].count(b"EVALSHA") == 2
 
 
 def test_client_is_collectable(url: str) -> None:
@@ -75,7 +75,7 @@ def test_no_growth_over_many_handles(client: redpat.Client) -> None:
             lock = client.lock(b"churn-%d" % (i % 50), timeout=5, fenced=i % 2 == 0)
             lock.acquire()
             lock.release()
-            op = _core.command_op(client._template, [b"PING"])
+            op = _core.begin("client.command", client._x.template, [b"PING"])
             limiter = client.ratelimiter(b"churn-%d" % (i % 50), "sliding_log", limit=5,
                                          window=1.0, on_error="fail_open")
             limiter.check(b"s-%d" % (i % 7))

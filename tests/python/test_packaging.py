@@ -45,10 +45,32 @@ def test_stubs_match_the_extension() -> None:
     module = {n for n in dir(_core) if not n.startswith("_") and n != "typing"}
     assert stubs[""] == module
     swig_extras = {"acquire", "append", "disown", "next", "own", "this", "thisown"}
-    for cls in ("Client", "Lock", "Limiter", "Op"):
+    for cls in ("Handle", "Op"):
         public = {n for n in dir(getattr(_core, cls)) if not n.startswith("_")}
         assert stubs[cls] <= public, cls
         assert public - swig_extras <= stubs[cls], cls
+
+
+def test_stubs_are_generated_from_the_descriptors() -> None:
+    # The committed stubs are what scripts/gen_pyi.py makes from the extension's table.
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "gen_pyi.py"),
+                           "--check"], cwd="/", capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    from redpat import _records
+    with open(os.path.join(PKG, "_records.pyi"), encoding="utf-8") as f:
+        tree = ast.parse(f.read())
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef):
+            fields = [n.target.id for n in node.body if isinstance(n, ast.AnnAssign)
+                      and isinstance(n.target, ast.Name)]
+            assert fields == list(getattr(_records, node.name)._fields), node.name
+
+
+def test_core_ops_are_the_descriptors() -> None:
+    names = {d["name"] for d in _core.descriptors()}
+    assert {"lock.acquire", "ratelimit.check", "client.new", "fence.check"} <= names
+    with pytest.raises(ValueError, match="no op called 'lock.nope'"):
+        _core.begin("lock.nope")
 
 
 @pytest.mark.skipif(os.environ.get("REDPAT_EXPECT_INSTALLED") != "1",

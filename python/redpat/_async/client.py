@@ -1,0 +1,157 @@
+"""The Client, written once for both flavours (this asyncio source is the sync one too: the
+build makes redpat/_sync/client.py from it with unasync, over the blocking executor).
+
+A URL, a key namespace, timeouts and a small pool of connections, so one Client can be
+shared by many threads (sync: the GIL is released while a call waits on Redis) or tasks
+(asyncio: nothing blocks the loop). No I/O happens here: connections open on first use.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, List, Optional, Sequence, TypeVar, cast
+
+from .. import _core
+from .._aio import Executor, Func
+from .._common import (DEFAULT_MAX_HOLD, DEFAULT_TTL, DEFAULT_URL, BytesLike, CostArg,
+                       KeyFunc, Seconds, encode_arg, to_bytes)
+from .._records import Decision, FenceResult
+from ..errors import InvalidArgument
+from .lock import LostCallback, Lock
+from .ratelimit import RateLimiter
+
+F = TypeVar("F", bound=Func)
+
+
+class Client:
+    """A redpat client.
+
+    ``url``: ``redis://[[user]:password@]host[:port][/db]`` or ``unix:///path?db=N``.
+    ``namespace`` prefixes every key (``<namespace>:lock:{name}`` ...). Timeouts are in
+    seconds. Under redpat.asyncio every operation is awaited.
+    """
+
+    def __init__(self, url: str = DEFAULT_URL, *, namespace: BytesLike = "redpat",
+                 connect_timeout: Seconds = 2.0, command_timeout: Seconds = 2.0,
+                 tcp_keepalive: bool = True, max_idle: int = 64) -> None:
+        self.url = url
+        self._x = Executor(url, namespace, connect_timeout, command_timeout, tcp_keepalive,
+                           max_idle)
+        self._namespace = to_bytes(namespace)
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> "Client":
+        """Same as Client(url, **kwargs), as redis-py spells it."""
+        return cls(url, **kwargs)
+
+    @property
+    def namespace(self) -> bytes:
+        return self._namespace
+
+    async def close(self) -> None:
+        """Closes idle connections. The client stays usable (it reconnects on use)."""
+        await self._x.close()
+
+    async def __aenter__(self) -> "Client":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- locks ---------------------------------------------------------------------------
+
+    def lock(self, name: BytesLike, timeout: Seconds = DEFAULT_TTL,
+             sleep: Optional[Seconds] = None, blocking: bool = True,
+             blocking_timeout: Optional[Seconds] = None, *, fenced: bool = False,
+             retry_min: Optional[Seconds] = None, retry_max: Optional[Seconds] = None,
+             auto_renew: bool = False, max_hold: Optional[Seconds] = DEFAULT_MAX_HOLD,
+             on_lost: Optional[LostCallback] = None) -> Lock:
+        """A Lock handle for ``name`` (see Lock). No I/O; its options are checked here."""
+        return Lock(self, name, timeout, sleep, blocking, blocking_timeout, fenced=fenced,
+                    retry_min=retry_min, retry_max=retry_max, auto_renew=auto_renew,
+                    max_hold=max_hold, on_lost=on_lost)
+
+    def locked(self, name: BytesLike, **lock_options: Any) -> Callable[[F], F]:
+        """A decorator: each call of the function runs holding the lock ``name`` (a fresh
+        Lock per call, so threads or tasks may call it concurrently). ``lock_options`` are
+        those of Client.lock; LockError if the lock cannot be acquired.
+
+            @client.locked("nightly-report", timeout=60.0, blocking_timeout=5.0)
+            def report() -> None: ...      # (async def under redpat.asyncio)
+        """
+        self.lock(name, **lock_options)  # refuse bad options now, not at the first call
+
+        def decorate(fn: F) -> F:
+            @functools.wraps(fn)
+            async def wrapper(*args: Any, **kwargs: Any) -> Any:
+                async with self.lock(name, **lock_options):
+                    return await fn(*args, **kwargs)
+            return cast(F, wrapper)
+        return decorate
+
+    async def fence_check(self, resource: BytesLike, token: int) -> FenceResult:
+        """For storage that receives fenced writes: records ``token`` as the highest seen
+        for ``resource`` unless a higher one was seen. ``accepted`` False means the writer
+        is stale and its write must be refused."""
+        result: FenceResult = await self._x.call("fence.check", self._x.template, resource,
+                                                 token)
+        return result
+
+    # -- rate limiters -------------------------------------------------------------------
+
+    def ratelimiter(self, name: BytesLike, algorithm: str = "gcra", *, limit: int,
+                    window: Seconds, burst: Optional[int] = None,
+                    on_error: str = "report") -> RateLimiter:
+        """A RateLimiter: ``limit`` requests per ``window`` seconds per subject (see
+        RateLimiter). No I/O; every option is checked here.
+
+            api = client.ratelimiter("api", "gcra", limit=100, window=60.0)
+            if not api.check(user_id):     # (await ... under redpat.asyncio)
+                ...  # refused: decision.retry_after seconds to wait
+        """
+        return RateLimiter(self, name, algorithm, limit=limit, window=window, burst=burst,
+                           on_error=on_error)
+
+    async def ratelimit_multi(self, limiters: Sequence[RateLimiter], subject: BytesLike,
+                              cost: int = 1) -> Decision:
+        """Checks ``subject`` against several limiters of this client at once (e.g. 10 per
+        second and 1000 per hour), all-or-nothing in one round trip: allowed only if every
+        limiter allows, and then ``cost`` is consumed from all; a refusal consumes nothing
+        and ``decision.refused_by`` is the index of the limiter that refused. The strictest
+        ``on_error`` of the limiters applies (fail_closed > report > fail_open)."""
+        handles = []
+        for i, limiter in enumerate(limiters):
+            if not isinstance(limiter, RateLimiter):
+                raise TypeError("limiters[%d] is not a RateLimiter: %r" % (i, limiter))
+            if limiter._client is not self:
+                # It would run on this Client's connections (maybe another server).
+                raise InvalidArgument("limiters[%d] was made from another Client" % i,
+                                      _core.EINVAL)
+            handles.append(limiter._h)
+        decision: Decision = await self._x.call("ratelimit.multi", handles, subject, cost)
+        return decision
+
+    def ratelimited(self, name: BytesLike, algorithm: str = "gcra", *,
+                    key: Optional[KeyFunc] = None, cost: CostArg = 1,
+                    **limiter_options: Any) -> Callable[[F], F]:
+        """A decorator with a limiter of its own: ``client.ratelimiter(name, algorithm,
+        **limiter_options).limited(key, cost)``. Calls over the limit raise RateLimited.
+
+            @client.ratelimited("login", "sliding_log", limit=5, window=60.0,
+                                key=lambda username, password: username)
+            def login(username: str, password: str) -> bool: ...
+        """
+        return self.ratelimiter(name, algorithm, **limiter_options).limited(key, cost)
+
+    # -- raw commands --------------------------------------------------------------------
+
+    async def execute_command(self, *args: object) -> Any:
+        """A raw Redis command. Replies: bytes (bulk and status), int, None, list; an error
+        reply raises ResponseError (inside an array it is returned as an instance)."""
+        argv: List[BytesLike] = [encode_arg(a) for a in args]
+        reply = (await self._x.call("client.command", self._x.template, argv)).reply
+        if isinstance(reply, BaseException):
+            raise reply
+        return reply
+
+    async def ping(self) -> bool:
+        return bool(await self.execute_command("PING") == b"PONG")

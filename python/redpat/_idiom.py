@@ -1,0 +1,78 @@
+"""THE idiom table: how Python users spell what the core's descriptor table describes.
+
+The core names each op's arguments and result fields (``lock.new``'s ``ttl`` in ms); the
+Python API follows redis-py and Python habits (``client.lock(name, timeout=...)`` in
+seconds). Everything below is only a difference from the core's names, stated once: the
+marshaller (bindings/redpat.i) names arguments in errors by ARG_NAMES (_records.py
+registers them), the record classes are named by RECORDS, and the stub generator
+(scripts/gen_pyi.py) and the matrix runners (tests/python/matrix_common.py) read the same
+tables, so none of them can drift apart from the others.
+"""
+from __future__ import annotations
+
+from typing import Dict, Tuple
+
+#: op -> {core argument name: the Python API's name}. Durations are seconds in Python.
+ARG_NAMES: Dict[str, Dict[str, str]] = {
+    "lock.new": {"ttl": "timeout"},
+    "lock.acquire": {"wait": "blocking_timeout"},
+    "lock.extend": {"ms": "additional_time", "replace": "replace_ttl"},
+    "client.command": {"argv": "*args"},
+}
+
+#: op -> the class its records are made as (ops sharing a class have the same fields).
+#: Other ops' records get a private class named after the op ("LockAcquire").
+RECORDS: Dict[str, str] = {
+    "ratelimit.check": "Decision",
+    "ratelimit.multi": "Decision",
+    "ratelimit.batch": "Decision",
+    "fence.check": "FenceResult",
+    "lock.info": "LockInfo",
+    "ratelimit.info": "RateLimiterInfo",
+}
+
+#: record class -> the field its truth value is (``if not limiter.check(s): ...``).
+TRUTH: Dict[str, str] = {"Decision": "allowed"}
+
+#: record class -> its docstring's first line (the fields' docs come from the core).
+RECORD_DOCS: Dict[str, str] = {
+    "Decision": "A rate limiter's answer for one request. Truthy when the request is allowed.",
+    "FenceResult": "The outcome of a fence check: accepted is False for a stale (older) token.",
+    "LockInfo": "What a lock handle knows (Lock.info()).",
+    "RateLimiterInfo": "A rate limiter's settings (RateLimiter.info()).",
+}
+
+#: (op, field) -> the field's Python type, where the core's type does not say it all.
+FIELD_TYPES: Dict[Tuple[str, str], str] = {("lock.info", "token"): "Optional[bytes]"}
+
+#: How the public API performs each op, for the matrix runners: (on, name), on being
+#: "client" (a method of the Client), "class" (the Client class itself) or "self" (a
+#: method of the object the op acts on: a Lock, a RateLimiter). Ops not listed: the verb,
+#: on "self". A "*" before an argument's Python name passes it as positional arguments.
+METHODS: Dict[str, Tuple[str, str]] = {
+    "client.new": ("class", "Client"),
+    "client.command": ("client", "execute_command"),
+    "lock.new": ("client", "lock"),
+    "fence.check": ("client", "fence_check"),
+    "ratelimit.new": ("client", "ratelimiter"),
+    "ratelimit.multi": ("client", "ratelimit_multi"),
+}
+
+#: op -> the result field that its method returns as a plain value, not a record (redis-py's
+#: ``acquire() -> bool``); the op's other fields are attributes of the object it acted on
+#: (``lock.fence``).
+RETURNS: Dict[str, str] = {
+    "lock.acquire": "acquired",
+    "lock.locked": "value",
+    "lock.owned": "value",
+}
+
+
+def arg_name(op: str, arg: str) -> str:
+    """The Python API's name for the core's argument arg of op."""
+    return ARG_NAMES.get(op, {}).get(arg, arg).lstrip("*")
+
+
+def record_name(op: str) -> str:
+    """The class op's records are made as."""
+    return RECORDS.get(op) or "".join(part.capitalize() for part in op.replace(".", "_").split("_"))
