@@ -141,6 +141,31 @@ static int query_result(const rp_op *op, size_t index, rp_value *f)
     return rc;
 }
 
+/* --- lock.remaining ----------------------------------------------------------------- */
+
+static const rp_field_desc remaining_fields[] = {
+    { "owned", RP_TYPE_BOOL, "this handle holds the lock" },
+    { "remaining", RP_TYPE_MS, "owned: the lock's TTL left; else 0" },
+};
+
+static int remaining_begin(rp_op **out, const rp_value *a, const rp_naming *nm, rp_error *err)
+{
+    (void)nm;
+    return rp_lock_remaining_op(out, lock_of(a), err);
+}
+
+static int remaining_result(const rp_op *op, size_t index, rp_value *f)
+{
+    rp_lock_remaining r;
+    int rc = rp_lock_remaining_result(op, &r);
+    (void)index;
+    if (rc == RP_OK) {
+        f[0] = rp_desc__bool(r.owned);
+        f[1] = rp_value_int(RP_TYPE_MS, r.remaining_ms);
+    }
+    return rc;
+}
+
 /* --- lock.info: what the handle knows, no I/O ---------------------------------------- */
 
 static const rp_field_desc info_fields[] = {
@@ -231,6 +256,10 @@ const rp_op_desc rp_desc__lock_ops[] = {
     { "lock.owned", "owned", RP_KIND_LOCK, RP_KIND_NONE, 1, self_args, N(self_args),
       RP_RESULT_RECORD, query_fields, N(query_fields), "whether this handle holds the lock",
       owned_begin, NULL, NULL, query_result },
+    { "lock.remaining", "remaining", RP_KIND_LOCK, RP_KIND_NONE, 1, self_args, N(self_args),
+      RP_RESULT_RECORD, remaining_fields, N(remaining_fields),
+      "how long the lock has left if this handle holds it (owner checked on the server)",
+      remaining_begin, NULL, NULL, remaining_result },
     { "lock.info", "info", RP_KIND_LOCK, RP_KIND_NONE, 0, self_args, N(self_args),
       RP_RESULT_RECORD, info_fields, N(info_fields), "what the handle knows (no I/O)",
       info_begin, NULL, NULL, info_result },

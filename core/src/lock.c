@@ -536,3 +536,89 @@ static int query(rp_lock *lock, int owned_query, int *value, rp_error *err)
 
 int rp_lock_locked(rp_lock *lock, int *value, rp_error *err) { return query(lock, 0, value, err); }
 int rp_lock_owned(rp_lock *lock, int *value, rp_error *err) { return query(lock, 1, value, err); }
+
+/* --- remaining ----------------------------------------------------------------------- */
+
+/* PTTL's answer for a key that does not exist; the script also returns it when the lock is
+ * held with another token. */
+#define PTTL_NO_KEY (-2)
+
+typedef struct remaining_state {
+    rp_lock *lock;
+    int sent;
+    rp_lock_remaining result;
+} remaining_state;
+
+static int remaining_advance(rp_op *op, void *state, uint64_t now_ms)
+{
+    remaining_state *s = state;
+    const rp_reply *r;
+    int rc;
+    (void)now_ms;
+    if (!s->sent) {
+        const char *argv[2];
+        size_t lens[2];
+        if (!s->lock->token) {
+            rp_op__done(op); /* holding no token, it cannot own the lock */
+            return RP_OK;
+        }
+        argv[0] = s->lock->key.data;
+        lens[0] = s->lock->key.len;
+        argv[1] = s->lock->token;
+        lens[1] = s->lock->token_len;
+        s->sent = 1;
+        return rp_op__script(op, 0, "lock_remaining", 1, 1, argv, lens);
+    }
+    r = rp_op__reply(op, 0, 0);
+    if ((rc = rp_op__check_reply(op, r)))
+        return rc;
+    /* A held lock always has a TTL: anything but PTTL > 0 or "not held" is not ours. */
+    if (r->type != RP_REPLY_INTEGER)
+        return rp_op__fail(op, RP_EPROTOCOL, "lock.remaining: expected an integer reply, got "
+                           "reply type %d", (int)r->type);
+    if (r->integer <= 0 && r->integer != PTTL_NO_KEY)
+        return rp_op__fail(op, RP_EPROTOCOL, "lock.remaining: expected a TTL > 0 or -2, got %"
+                           PRId64 " (a lock key without expiry?)", (int64_t)r->integer);
+    s->result.owned = r->integer > 0;
+    s->result.remaining_ms = r->integer > 0 ? r->integer : 0;
+    rp_op__done(op);
+    return RP_OK;
+}
+
+static const rp_op_class remaining_class = {
+    "lock.remaining", sizeof(remaining_state), remaining_advance, NULL, 0
+};
+
+int rp_lock_remaining_op(rp_op **out, rp_lock *lock, rp_error *err)
+{
+    remaining_state *s;
+    int rc;
+    if (!out || !lock)
+        return rp_error__set(err, RP_EINVAL, "out and lock must not be NULL");
+    *out = NULL;
+    if ((rc = rp_op__new(out, lock->client, &remaining_class, 1, (void **)&s, err)))
+        return rc;
+    s->lock = lock;
+    return RP_OK;
+}
+
+int rp_lock_remaining_result(const rp_op *op, rp_lock_remaining *out)
+{
+    const remaining_state *s = rp_op__done_state(op, &remaining_class);
+    if (!s || !out)
+        return RP_ESTATE;
+    *out = s->result;
+    return RP_OK;
+}
+
+int rp_lock_remaining_ms(rp_lock *lock, rp_lock_remaining *out, rp_error *err)
+{
+    rp_op *op;
+    int rc = rp_lock_remaining_op(&op, lock, err);
+    if (rc)
+        return rc;
+    if ((rc = rp_client_run(lock->client, op, err)) == RP_OK)
+        rc = rp_lock_remaining_result(op, out);
+    rp_op_free(op);
+    return rc;
+}

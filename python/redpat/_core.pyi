@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import Any, Dict, List, Literal, Optional, Sequence, Tuple, Union, overload
 
 from ._records import (ClientCommand, Decision, FenceResult, LockAcquire, LockInfo, LockLocked,
-                       LockOwned, RateLimiterInfo)
+                       LockOwned, LockRemaining, RateLimiterInfo)
 from .errors import RedpatError
 
 _Bytes = Union[bytes, bytearray, memoryview, str]
@@ -70,6 +70,8 @@ def begin(op: Literal["lock.locked"], lock: Handle, /) -> Op: ...
 @overload
 def begin(op: Literal["lock.owned"], lock: Handle, /) -> Op: ...
 @overload
+def begin(op: Literal["lock.remaining"], lock: Handle, /) -> Op: ...
+@overload
 def begin(op: Literal["lock.info"], lock: Handle, /) -> Op: ...
 @overload
 def begin(op: Literal["fence.check"], client: Handle, resource: _Bytes, token: int,
@@ -108,6 +110,9 @@ def call(conn: Optional[Handle], op: Literal["lock.extend"], lock: Handle, ms: _
 def call(conn: Optional[Handle], op: Literal["lock.locked"], lock: Handle, /) -> LockLocked: ...
 @overload
 def call(conn: Optional[Handle], op: Literal["lock.owned"], lock: Handle, /) -> LockOwned: ...
+@overload
+def call(conn: Optional[Handle], op: Literal["lock.remaining"], lock: Handle,
+         /) -> LockRemaining: ...
 @overload
 def call(conn: Optional[Handle], op: Literal["lock.info"], lock: Handle, /) -> LockInfo: ...
 @overload

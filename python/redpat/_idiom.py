@@ -28,6 +28,7 @@ RECORDS: Dict[str, str] = {
     "ratelimit.batch": "Decision",
     "fence.check": "FenceResult",
     "lock.info": "LockInfo",
+    "lock.remaining": "LockRemaining",
     "ratelimit.info": "RateLimiterInfo",
 }
 
@@ -39,6 +40,7 @@ RECORD_DOCS: Dict[str, str] = {
     "Decision": "A rate limiter's answer for one request. Truthy when the request is allowed.",
     "FenceResult": "The outcome of a fence check: accepted is False for a stale (older) token.",
     "LockInfo": "What a lock handle knows (Lock.info()).",
+    "LockRemaining": "How long a lock has left for its holder (Lock.remaining()).",
     "RateLimiterInfo": "A rate limiter's settings (RateLimiter.info()).",
 }
 

@@ -42,6 +42,15 @@ class LockOwned(NamedTuple):
 
     value: bool
 
+class LockRemaining(NamedTuple):
+    """How long a lock has left for its holder (Lock.remaining()).
+
+    ``owned``: this handle holds the lock
+    ``remaining`` (seconds): owned: the lock's TTL left; else 0"""
+
+    owned: bool
+    remaining: float
+
 class LockInfo(NamedTuple):
     """What a lock handle knows (Lock.info()).
 

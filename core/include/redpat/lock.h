@@ -105,6 +105,17 @@ int rp_lock_query_result(const rp_op *op, int *value);
 int rp_lock_locked(rp_lock *lock, int *value, rp_error *err);
 int rp_lock_owned(rp_lock *lock, int *value, rp_error *err);
 
+/* Remaining: how long the lock has left if this handle still holds it (one script, owner
+ * checked on the server). DONE without I/O when the handle holds no token. */
+typedef struct rp_lock_remaining {
+    int owned;            /* 1: the handle holds the lock */
+    int64_t remaining_ms; /* owned: the lock's TTL left (> 0); else 0 */
+} rp_lock_remaining;
+
+int rp_lock_remaining_op(rp_op **out, rp_lock *lock, rp_error *err);
+int rp_lock_remaining_result(const rp_op *op, rp_lock_remaining *out);
+int rp_lock_remaining_ms(rp_lock *lock, rp_lock_remaining *out, rp_error *err);
+
 /* The handle's owner token (borrowed until the next acquire/release/free), or NULL with
  * *len 0 when it holds none. */
 const char *rp_lock_token(const rp_lock *lock, size_t *len);

@@ -15,7 +15,7 @@ from .. import _core
 from .._aio import Mutex, Worker, settle
 from .._common import (DEFAULT_MAX_HOLD, DEFAULT_TTL, BytesLike, Seconds, check_max_hold,
                        wait_arg)
-from .._records import LockInfo
+from .._records import LockInfo, LockRemaining
 from ..errors import LockError, LockLostError, LockNotOwnedError
 
 if TYPE_CHECKING:
@@ -168,6 +168,14 @@ class Lock:
         async with self._mutex:
             value: bool = (await self._x.call("lock.owned", self._h)).value
         return value
+
+    async def remaining(self) -> LockRemaining:
+        """How long the lock has left if this handle still holds it: ``owned`` and
+        ``remaining`` (seconds; 0.0 when not owned). One script; the owner check is the
+        server's."""
+        async with self._mutex:
+            left: LockRemaining = await self._x.call("lock.remaining", self._h)
+        return left
 
     # -- context manager -----------------------------------------------------------------
 
