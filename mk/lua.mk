@@ -11,6 +11,8 @@ LUAJIT_INCDIR := /usr/include/luajit-2.1
 # The matrix directories the Lua runners read (several separated by ':'), e.g.
 #   make test-lua LUA_MATRIX_DIRS=$PWD/tests/matrix:/other/cases
 LUA_MATRIX_DIRS ?= $(ROOT)/tests/matrix
+# The Lua glue's share of issue 8's budget (bindings/*.i + lua/*.c <= 1500 lines).
+LUA_GLUE_MAX_LINES := 680
 
 # Environments that make `require "redpat"` load the rock from each local tree.
 LUA_ENV_54 := LUA_PATH_5_4="$(LUA_TREE_54)/share/lua/5.4/?.lua;$(LUA_TREE_54)/share/lua/5.4/?/init.lua;;" \
@@ -31,6 +33,8 @@ lua-rock: lua-rock-5.4 lua-rock-luajit
 define lua_rock_build
 	@! grep -nE 'rp_(lock|ratelimit|fence)_[a-z_]+ *\(' $(ROOT)/lua/*.c || \
 	  { echo "lua.mk: the Lua glue calls pattern functions; it must go through the descriptors" >&2; exit 1; }
+	@n=$$(cat $(ROOT)/lua/*.c | wc -l); [ $$n -le $(LUA_GLUE_MAX_LINES) ] || \
+	  { echo "lua.mk: lua/*.c is $$n lines, over its budget of $(LUA_GLUE_MAX_LINES)" >&2; exit 1; }
 	@for f in $(ROOT)/core/src/*.c; do \
 	  grep -q "\"core/src/$$(basename $$f)\"" $(ROOT)/$(LUA_ROCKSPEC) || \
 	    { echo "lua.mk: $(LUA_ROCKSPEC) does not list core/src/$$(basename $$f)" >&2; exit 1; }; \

@@ -14,9 +14,9 @@ local per_second = assert(client:ratelimiter("api:per-second", {
 assert(per_second:reset("user:42")) -- a fresh start for the example
 
 for i = 1, 7 do
-    local d, err = per_second:check("user:42")
+    local d, _, detail = per_second:check("user:42")
     if not d then
-        error("check failed: " .. tostring(err))
+        error("check failed: " .. detail) -- "name: message"
     end
     print(("request %d: allowed=%s remaining=%d retry_after=%dms reset_after=%dms%s"):format(
         i, tostring(d.allowed), d.remaining, d.retry_after, d.reset_after,
@@ -42,6 +42,6 @@ for i, bd in ipairs(decisions) do
     print(("batch %d: allowed=%s remaining=%d"):format(i, tostring(bd.allowed), bd.remaining))
 end
 
--- Bad input is nil, err naming the argument.
-local none, err = client:ratelimiter("api", { algorithm = "leaky_bucket", limit = 5, window = 1000 })
-print("bad algorithm:", none, err.name, err.message)
+-- Bad input is nil, "invalid_argument", detail naming the argument.
+local none, err, detail = client:ratelimiter("api", { algorithm = "leaky_bucket", limit = 5, window = 1000 })
+print("bad algorithm:", none, err, detail.message)

@@ -8,20 +8,21 @@ local core = require "redpat.core"
 local ngx = ngx
 local tcp = ngx.socket.tcp
 local sleep = ngx.sleep
-local IO, SLEEP, DONE = core.IO, core.SLEEP, core.DONE
-local tostring = tostring
+local IO, SLEEP = core.IO, core.SLEEP
+local STATUS = core.status
+local tostring, setmetatable = tostring, setmetatable
 
 local M = {}
 
 local RECV_MAX = 65536
-local handshake_sig = core.sig("client.handshake")
+local HANDSHAKE = core.descriptors["client.handshake"].index
 
 --- Where to connect (from the client's URL, as the core parsed it), plus pool and timeout
 -- settings.
 function M.endpoint(client, url, opts)
-    local ep, err = client:_endpoint()
+    local ep, err, detail = core.endpoint(client)
     if not ep then
-        return nil, err
+        return nil, err, detail
     end
     ep.connect_timeout = opts.connect_timeout or 2000
     ep.command_timeout = opts.command_timeout or 2000
@@ -49,7 +50,8 @@ local function socket_status(err)
 end
 
 -- Sends op's request for node on sock and feeds the reply bytes back until the op has
--- all it is owed. Returns true, or nil, err, parse_failed.
+-- all it is owed. Returns true, or nil, the socket's err, or nil, nil, true when the op
+-- refused the bytes (it has already failed the node).
 local function exchange(sock, op, node, req)
     local ok, err = sock:send(req)
     if not ok then
@@ -60,35 +62,34 @@ local function exchange(sock, op, node, req)
         if not data then
             return nil, rerr
         end
-        local done, ferr = op:feed(node, data)
+        local done = op:feed(node, data)
         if done then
             return true
         elseif done == nil then
-            return nil, ferr, true -- the op has already failed the node
+            return nil, nil, true
         end
     end
 end
 
 -- Runs the client's handshake op (AUTH, SELECT) on a fresh socket; true or nil, why, status.
 local function handshake(sock, client)
-    local op, err = core.begin(handshake_sig, client)
+    local op, err, detail = core.begin(HANDSHAKE, false, client)
     if not op then
-        return nil, err.message, err.name
+        return nil, detail.message, err
     end
     while true do
         local s, req = op:step()
         if s == IO then
             local ok, xerr, parse_failed = exchange(sock, op, 1, req)
             if not ok and not parse_failed then
-                op:fail_node(1, socket_status(xerr), xerr)
+                op:fail_node(1, STATUS[socket_status(xerr)], xerr)
             end
-        elseif s == DONE then
-            op:free()
-            return true
-        else
-            local e = op:error()
-            op:free()
-            return nil, e.message, e.name
+        else -- DONE, or ERROR (the handshake never sleeps)
+            local ok, herr, hdetail = op:finish()
+            if ok then
+                return true
+            end
+            return nil, hdetail.message, herr
         end
     end
 end
@@ -120,7 +121,7 @@ end
 local function io_round(ep, op, node, req)
     local sock, why, status = connect(ep)
     if not sock then
-        op:fail_node(node, status, why)
+        op:fail_node(node, STATUS[status], why)
         return
     end
     local ok, err, parse_failed = exchange(sock, op, node, req)
@@ -129,31 +130,29 @@ local function io_round(ep, op, node, req)
     else
         sock:close() -- never pool a connection in an unknown state
         if not parse_failed then
-            op:fail_node(node, socket_status(err), err)
+            op:fail_node(node, STATUS[socket_status(err)], err)
         end
     end
 end
 
---- Drives op to its end and frees it. Returns the op's results, or nil, err.
+--- Drives op to its end and frees it. Returns the op's results, or nil, err, detail.
 function M.run(ep, op)
     while true do
-        local s, req = op:step()
+        local s, x = op:step() -- IO: the request (false: none this round); SLEEP: the ms
         if s == IO then
-            if req == nil then -- more than one node
+            if x == nil then -- more than one node
                 op:free()
-                return nil, core.error("state", "the cosocket driver runs single-node operations")
+                local why = "the cosocket driver runs single-node operations"
+                return nil, "state", setmetatable({ name = "state", message = why,
+                                                    code = STATUS.state }, core.metatables.error)
             end
-            if req then
-                io_round(ep, op, 1, req)
+            if x then
+                io_round(ep, op, 1, x)
             end
         elseif s == SLEEP then
-            sleep(op:sleep_ms() / 1000)
-        elseif s == DONE then
+            sleep(x / 1000)
+        else -- DONE or ERROR
             return op:finish()
-        else
-            local err = op:error()
-            op:free()
-            return nil, err
         end
     end
 end

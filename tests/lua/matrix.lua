@@ -100,7 +100,8 @@ local function names(message, arg)
     return tostring(message):find("%f[%w_]" .. word .. "%f[^%w_]") ~= nil
 end
 
-local function check_error(d, expect, err)
+-- A failure is nil, err, detail: err the status name (a string), detail.message the text.
+local function check_error(d, expect, err, detail)
     for key in pairs(expect) do
         if key ~= "error" and key ~= "message_contains" and key ~= "names_arg" then
             return "an error expectation has no key " .. key
@@ -109,18 +110,23 @@ local function check_error(d, expect, err)
     if err == nil then
         return "expected error " .. expect.error .. ", but it succeeded"
     end
-    if err.name ~= expect.error then
-        return "expected error " .. expect.error .. ", got " .. tostring(err)
+    if type(err) ~= "string" or type(detail) ~= "table" or detail.name ~= err then
+        return "a failure must be nil, err (a string), detail (its table), got "
+            .. show(err) .. ", " .. show(detail)
     end
-    if expect.message_contains and not tostring(err.message):find(expect.message_contains, 1, true) then
-        return "error message " .. show(err.message) .. " lacks " .. show(expect.message_contains)
+    if err ~= expect.error then
+        return "expected error " .. expect.error .. ", got " .. tostring(detail)
+    end
+    local message = detail.message
+    if expect.message_contains and not tostring(message):find(expect.message_contains, 1, true) then
+        return "error message " .. show(message) .. " lacks " .. show(expect.message_contains)
     end
     if expect.names_arg then
         if d.arg[expect.names_arg] == nil then
             return "names_arg: " .. d.name .. " has no argument " .. expect.names_arg
         end
-        if not names(err.message, expect.names_arg) then
-            return "error message " .. show(err.message) .. " does not name " .. expect.names_arg
+        if not names(message, expect.names_arg) then
+            return "error message " .. show(message) .. " does not name " .. expect.names_arg
         end
     end
     return nil
@@ -134,7 +140,7 @@ local function matches(got, ftype, want, null)
         return got == nil
     elseif ftype == "bytes" or ftype == "enum" then
         return type(got) == "string" and got == bytes(want)
-    elseif ftype == "status" then -- nil when ok, else an error value
+    elseif ftype == "status" then -- nil when ok, else its detail table
         return (got == nil and want == "ok") or (type(got) == "table" and got.name == want)
     elseif ftype == "reply" then
         return reply_equal(got, want, null)
@@ -142,13 +148,13 @@ local function matches(got, ftype, want, null)
     return got == want -- bool, int, ms, float
 end
 
--- A step's expectation against what redpat.perform returned (result or nil, err).
-local function check_expect(d, expect, result, err, null)
+-- A step's expectation against what redpat.perform returned (result or nil, err, detail).
+local function check_expect(d, expect, result, err, detail, null)
     if expect ~= nil and expect.error ~= nil then
-        return check_error(d, expect, err)
+        return check_error(d, expect, err, detail)
     end
     if err ~= nil or result == nil then
-        return "failed: " .. tostring(err)
+        return "failed: " .. tostring(detail or err)
     end
     if expect == nil or next(expect) == nil then
         return nil
@@ -183,10 +189,10 @@ local function arg_value(a, v, null)
         return nil
     elseif a ~= nil and (a.type == "bytes" or a.type == "enum") then
         return bytes(v)
-    elseif a ~= nil and a.type == "list" and a.item == "bytes" and type(v) == "table" then
+    elseif a ~= nil and a.type == "list" and type(v) == "table" then
         local out = {}
         for i, item in ipairs(v) do
-            out[i] = bytes(item)
+            out[i] = bytes(item) -- anything but {"hex": ...} as it is
         end
         return out
     end
@@ -231,19 +237,19 @@ local function run_op(env, client, handles, step)
     for name, v in pairs(step.args or {}) do
         args[name] = arg_value(d.arg[name], v, null)
     end
-    -- wrong Lua types and unknown names raise an error value: that is how this frontend
-    -- fails them, so it is the step's error
-    local ok, result, err = pcall(redpat.perform, step.op, self, args)
+    -- wrong Lua types and unknown names raise a string: that is how this frontend fails
+    -- them (as invalid arguments), so it is the step's error
+    local ok, result, err, detail = pcall(redpat.perform, step.op, self, args)
     if not ok then
-        if type(result) ~= "table" or getmetatable(result) ~= redpat.core.metatables.error then
+        if type(result) ~= "string" then
             return "raised: " .. tostring(result)
         end
-        result, err = nil, result
+        result, err, detail = nil, "invalid_argument", { name = "invalid_argument", message = result }
     end
     if d.makes and result ~= nil and step.as ~= nil then
         handles[step.as] = result
     end
-    return check_expect(d, step.expect, result, err, null)
+    return check_expect(d, step.expect, result, err, detail, null)
 end
 
 local function run_redis(env, client, handles, step)
@@ -252,12 +258,12 @@ local function run_redis(env, client, handles, step)
     for i, a in ipairs(step.redis) do
         argv[i] = bytes(a)
     end
-    local value, err = client:command(unpack(argv, 1, #argv))
+    local value, err, detail = client:command(unpack(argv, 1, #argv))
     local expect = step.expect
     local cmd = tostring(argv[1])
     if expect == nil then
         if value == nil then
-            return cmd .. " failed: " .. tostring(err)
+            return cmd .. " failed: " .. tostring(detail)
         end
         return nil
     end
@@ -265,13 +271,14 @@ local function run_redis(env, client, handles, step)
         if value ~= nil then
             return cmd .. ": expected an error reply, got " .. show(value)
         end
-        if err.name ~= "reply" or not tostring(err.message):find(expect.reply_error, 1, true) then
-            return cmd .. ": expected an error reply with " .. show(expect.reply_error) .. ", got " .. tostring(err)
+        if err ~= "reply" or not tostring(detail.message):find(expect.reply_error, 1, true) then
+            return cmd .. ": expected an error reply with " .. show(expect.reply_error) .. ", got "
+                .. tostring(detail)
         end
         return nil
     end
     if value == nil then
-        return cmd .. " failed: " .. tostring(err)
+        return cmd .. " failed: " .. tostring(detail)
     end
     if expect.reply ~= nil then
         if not reply_equal(value, expect.reply, null) then
@@ -299,6 +306,11 @@ local function run_redis(env, client, handles, step)
     return nil
 end
 
+--- A blocking sleep for plain Lua (never inside nginx: use ngx.sleep there).
+function M.sleep_ms(ms)
+    os.execute(("sleep %.3f"):format(ms / 1000))
+end
+
 --- Runs one case. env: redpat (the module), url, sleep_ms(ms), connect_opts (table or nil).
 -- Returns true, or false and why.
 function M.run_case(case, env)
@@ -307,16 +319,16 @@ function M.run_case(case, env)
         opts[k] = v
     end
     opts.namespace = case.namespace
-    local client, cerr = env.redpat.connect(env.url, opts)
+    local client, _, cdetail = env.redpat.connect(env.url, opts)
     if not client then
-        return false, "connect: " .. tostring(cerr)
+        return false, "connect: " .. tostring(cdetail)
     end
     local handles = {}
     env.null = env.redpat.null
     local ok, why = pcall(function()
-        local flushed, ferr = client:command("FLUSHALL")
+        local flushed, _, fdetail = client:command("FLUSHALL")
         if not flushed then
-            return "FLUSHALL failed: " .. tostring(ferr)
+            return "FLUSHALL failed: " .. tostring(fdetail)
         end
         for i, step in ipairs(case.steps) do
             local fail

@@ -10,14 +10,13 @@ package.path = here .. "/?.lua;" .. package.path
 local cjson = require "cjson"
 local redpat = require "redpat"
 local matrix = require "matrix"
-local core = require "redpat.core"
 
 local frontend = arg[1] or (jit and "luajit" or "lua5.4")
 local url = assert(os.getenv("REDPAT_TEST_URL"), "REDPAT_TEST_URL is not set")
 local dir = os.getenv("REDPAT_MATRIX_DIR") or (here .. "/../matrix")
 
 local cases = matrix.load(dir, cjson)
-local env = { redpat = redpat, url = url, sleep_ms = core.sleep_ms }
+local env = { redpat = redpat, url = url, sleep_ms = matrix.sleep_ms }
 local passed, failed = 0, 0
 for _, case in ipairs(cases) do
     local ok, why = matrix.run_case(case, env)

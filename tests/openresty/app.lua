@@ -19,11 +19,16 @@
 --   /bench/rlfloor?n=            the same EVALSHA by plain cosocket code
 local cjson = require "cjson.safe"
 local redpat = require "redpat"
-local core = require "redpat.core"
 local matrix = require "matrix"
 
 local ngx = ngx
 local M = {}
+
+-- Microseconds of nginx's clock (millisecond resolution: time many iterations).
+local function clock_us()
+    ngx.update_time()
+    return ngx.now() * 1e6
+end
 
 local cases, by_name = {}, {}
 
@@ -119,9 +124,9 @@ routes["/cycle"] = function(args)
     local done, violations, errors = 0, 0, {}
     for _ = 1, n do
         local lock = assert(client:lock(name, { ttl = 10000 }))
-        local acquired, err = lock:acquire({ wait = 20000, retry_min = 2, retry_max = 20 })
+        local acquired, _, detail = lock:acquire({ wait = 20000, retry_min = 2, retry_max = 20 })
         if not acquired then
-            errors[#errors + 1] = "acquire: " .. tostring(err or "busy")
+            errors[#errors + 1] = "acquire: " .. tostring(detail or "busy")
         else
             local inside = client:command("INCR", inside_key)
             if inside ~= 1 then
@@ -131,11 +136,11 @@ routes["/cycle"] = function(args)
             ngx.sleep(hold)
             client:command("SET", total_key, total + 1)
             client:command("DECR", inside_key)
-            local released, rerr = lock:release()
+            local released, _, rdetail = lock:release()
             if released then
                 done = done + 1
             else
-                errors[#errors + 1] = "release: " .. tostring(rerr)
+                errors[#errors + 1] = "release: " .. tostring(rdetail)
             end
         end
     end
@@ -159,9 +164,9 @@ routes["/nonblocking"] = function()
         ngx.sleep(0.2)
         return a:release()
     end)
-    local t0 = core.clock_us()
+    local t0 = clock_us()
     local acquired, fence_or_err, attempts = b:acquire({ wait = 3000, retry_min = 5, retry_max = 20 })
-    local waited_ms = (core.clock_us() - t0) / 1000
+    local waited_ms = (clock_us() - t0) / 1000
     local ticks_at = ticks
     local _, released = ngx.thread.wait(holder)
     ngx.thread.wait(ticker)
@@ -178,22 +183,38 @@ routes["/nonblocking"] = function()
     })
 end
 
+-- A failure as the route reports it: nil, err (a string), detail (its table).
+local function failure(result, err, detail)
+    return {
+        result = result,
+        err = err,
+        err_is_string = type(err) == "string",
+        name = type(detail) == "table" and detail.name or nil,
+        message = type(detail) == "table" and detail.message or nil,
+        text = detail ~= nil and tostring(detail) or nil,
+    }
+end
+
 routes["/errors"] = function()
     local out = {}
-    -- a refused connection: nil, err with the core's status name
+    -- a refused connection: nil, "transport", detail
     local dead = assert(redpat.connect("redis://127.0.0.1:1/0", { connect_timeout = 500 }))
     local lock = assert(dead:lock("x"))
-    local acquired, err = lock:acquire()
-    out.refused = { acquired = acquired, name = err and err.name, message = err and err.message }
+    out.refused = failure(lock:acquire())
     -- release of a lock never acquired: not_owned
     local c = get_client("er")
     local l2 = assert(c:lock("never"))
-    local ok, err2 = l2:release()
-    out.not_owned = { ok = ok, name = err2 and err2.name }
+    out.not_owned = failure(l2:release())
+    -- a lost lock (expired while held): release is nil, "not_owned", detail
+    local lost = assert(c:lock("lost-" .. ngx.worker.pid(), { ttl = 50 }))
+    assert(lost:acquire())
+    ngx.sleep(0.15)
+    local lok, lerr, ldetail = lost:release()
+    out.lost = failure(lok, lerr, ldetail)
+    out.lost.equal = lerr == "not_owned"
     -- an error reply from a raw command
     c:command("SET", "er:str", "x")
-    local v, err3 = c:command("LPUSH", "er:str", "y")
-    out.reply_error = { value = v, name = err3 and err3.name, message = err3 and err3.message }
+    out.reply_error = failure(c:command("LPUSH", "er:str", "y"))
     -- a URL with a database: the cosocket driver must SELECT it on new connections
     local url3 = test_url():gsub("/%d+$", "") .. "/3"
     local c3 = assert(redpat.connect(url3, { namespace = "er", pool = "redpat-test-db3" }))
@@ -213,20 +234,31 @@ routes["/errors"] = function()
     -- a reply slower than command_timeout: timeout, and the socket is not pooled
     local slow = assert(redpat.connect(test_url(), { namespace = "er", command_timeout = 100,
                                                       pool = "redpat-test-slow" }))
-    local sv, serr = slow:command("DEBUG", "SLEEP", "0.4")
+    out.timeout = failure(slow:command("DEBUG", "SLEEP", "0.4"))
     ngx.sleep(0.5)
-    local after = slow:command("PING")
-    out.timeout = { value = sv, name = serr and serr.name, ping_after = after }
+    out.timeout.ping_after = slow:command("PING")
+    -- a lock acquire while another connection holds Redis asleep: nil, "timeout", detail
+    local sleeper = ngx.thread.spawn(function()
+        return c:command("DEBUG", "SLEEP", "0.4")
+    end)
+    ngx.sleep(0.05)
+    local slow_lock = assert(slow:lock("slow"))
+    local t0 = clock_us()
+    local sok, serr, sdetail = slow_lock:acquire()
+    out.lock_timeout = failure(sok, serr, sdetail)
+    out.lock_timeout.equal = serr == "timeout"
+    out.lock_timeout.waited_ms = (clock_us() - t0) / 1000
+    ngx.thread.wait(sleeper)
     -- ops answered from the handle (lock.info) need no socket, also under the cosocket driver
     local li = assert(c:lock("info", { ttl = 1234, fenced = true }))
     local info = li:info()
     out.info = { ttl = info.ttl, fenced = info.fenced, token = info.token == nil, ttl_accessor = li:ttl() }
-    -- bad input in Lua's words: an unknown option raises an error value naming the valid
-    -- ones; err concatenates as a string
+    -- bad input in Lua's words: an unknown option raises a string naming the valid ones;
+    -- a value the core refuses is nil, "invalid_argument", detail
     local rok, rerr = pcall(c.lock, c, "x", { tll = 5 })
-    out.unknown_option = { raised = not rok, name = rerr.name, message = rerr.message }
-    local _, terr = c:lock("x", { ttl = -1 })
-    out.words = "lock: " .. terr
+    out.unknown_option = { raised = not rok, message = rerr }
+    local _, terr, tdetail = c:lock("x", { ttl = -1 })
+    out.words = { err = terr, text = "lock: " .. tdetail }
     -- the generic op API over cosockets: any described op by name
     local r = redpat.perform("fence.check", c, { resource = "er-generic", token = 3 })
     out.perform = { accepted = r and r.accepted, highest = r and r.highest }
@@ -239,17 +271,17 @@ routes["/ratelimit/headers"] = function(args)
     local client = get_client("rh")
     local limiter = assert(client:ratelimiter("hdr", { algorithm = "fixed_window", limit = 2, window = 10000 }))
     local who = assert(args.who, "who")
-    local d, err = limiter:check(who)
+    local d, _, detail = limiter:check(who)
     if not d then
-        return reply(500, { error = tostring(err) })
+        return reply(500, { error = tostring(detail) })
     end
     redpat.ratelimit_headers(d)
     return reply(d.allowed and 200 or 429, d)
 end
 
-local function decision_or_error(d, err)
+local function decision_or_error(d, err, detail)
     if d == nil then
-        return { name = err and err.name, message = err and err.message }
+        return { err = err, message = detail and detail.message }
     end
     local out = {}
     for k, v in pairs(d) do
@@ -274,10 +306,10 @@ routes["/ratelimit/errors"] = function()
     out.down_multi = decision_or_error(dead:ratelimit_multi({ open, closed }, "u"))
     -- bad input names the argument
     local c = get_client("re")
-    local _, e1 = c:ratelimiter("x", { algorithm = "leaky", limit = 5, window = 1000 })
+    local _, _, e1 = c:ratelimiter("x", { algorithm = "leaky", limit = 5, window = 1000 })
     local l = assert(c:ratelimiter("x", { limit = 2, window = 10000 }))
-    local _, e2 = l:check("u", 3)
-    out.bad = { algorithm = e1 and e1.name .. ": " .. e1.message, cost = e2 and e2.name .. ": " .. e2.message }
+    local _, _, e2 = l:check("u", 3)
+    out.bad = { algorithm = e1 and tostring(e1), cost = e2 and tostring(e2) }
     -- binary subjects, batch and multi over cosockets
     assert(l:reset("a\0b\r\n\255"))
     local b1 = assert(l:check("a\0b\r\n\255"))
@@ -314,23 +346,23 @@ routes["/bench/redpat"] = function(args)
     local client = get_client("rpbench", { pool_size = 64 })
     local lock = assert(client:lock("cyc-o", { ttl = 30000 }))
     local function cycle()
-        local acquired, err = lock:acquire()
+        local acquired, _, detail = lock:acquire()
         if not acquired then
-            error("acquire: " .. tostring(err or "busy"))
+            error("acquire: " .. tostring(detail or "busy"))
         end
-        local ok, rerr = lock:release()
+        local ok, _, rdetail = lock:release()
         if not ok then
-            error("release: " .. tostring(rerr))
+            error("release: " .. tostring(rdetail))
         end
     end
     for _ = 1, warmup_count(n) do
         cycle()
     end
-    local t0 = core.clock_us()
+    local t0 = clock_us()
     for _ = 1, n do
         cycle()
     end
-    local us = (core.clock_us() - t0) / n
+    local us = (clock_us() - t0) / n
     return reply(200, { cycle_us = us, cycles_per_s = 1e6 / us, n = n })
 end
 
@@ -415,11 +447,11 @@ local function bench_floor(args, one_conn)
     for _ = 1, warmup_count(n) do
         floor_cycle(host, port, one_conn)
     end
-    local t0 = core.clock_us()
+    local t0 = clock_us()
     for _ = 1, n do
         floor_cycle(host, port, one_conn)
     end
-    local us = (core.clock_us() - t0) / n
+    local us = (clock_us() - t0) / n
     return reply(200, { cycle_us = us, cycles_per_s = 1e6 / us, n = n })
 end
 
@@ -441,19 +473,19 @@ routes["/bench/ratelimit"] = function(args)
     local client = get_client("rpbench", { pool_size = 64 })
     local limiter = assert(client:ratelimiter("b-gcra", { algorithm = "gcra", limit = RL_LIMIT, window = RL_WINDOW }))
     local function check()
-        local d, err = limiter:check("user:bench")
+        local d, _, detail = limiter:check("user:bench")
         if not d or not d.allowed then
-            error("check: " .. tostring(err or "refused"))
+            error("check: " .. tostring(detail or "refused"))
         end
     end
     for _ = 1, warmup_count(n) do
         check()
     end
-    local t0 = core.clock_us()
+    local t0 = clock_us()
     for _ = 1, n do
         check()
     end
-    local us = (core.clock_us() - t0) / n
+    local us = (clock_us() - t0) / n
     return reply(200, { check_us = us, checks_per_s = 1e6 / us, n = n })
 end
 
@@ -503,11 +535,11 @@ routes["/bench/rlfloor"] = function(args)
     for _ = 1, warmup_count(n) do
         rl_floor_check(host, port)
     end
-    local t0 = core.clock_us()
+    local t0 = clock_us()
     for _ = 1, n do
         rl_floor_check(host, port)
     end
-    local us = (core.clock_us() - t0) / n
+    local us = (clock_us() - t0) / n
     return reply(200, { check_us = us, checks_per_s = 1e6 / us, n = n })
 end
 

@@ -155,19 +155,34 @@ def test_nonblocking(base: str, port: int) -> None:
     assert body["holder_released"] is True, body
 
 
+def check_failure(body: Dict[str, Any], key: str, err: str) -> Dict[str, Any]:
+    """A failure as the Lua API returns one: nil, err (the status name, a string), detail
+    (a table {name, message, code} printing as "name: message")."""
+    f = body[key]
+    assert "result" not in f, (key, f)
+    assert f["err"] == err and f["err_is_string"] is True and f["name"] == err, (key, f)
+    assert f["text"] == "%s: %s" % (err, f["message"]), (key, f)
+    return f
+
+
 def test_errors(base: str, port: int) -> None:
     status, body = get(base, "/errors")
     assert status == 200, body
-    assert body["refused"].get("acquired") is None and body["refused"]["name"] == "transport", body
-    assert body["not_owned"] == {"name": "not_owned"}, body
-    assert body["reply_error"]["name"] == "reply" and "WRONGTYPE" in body["reply_error"]["message"], body
+    check_failure(body, "refused", "transport")
+    check_failure(body, "not_owned", "not_owned")
+    lost = check_failure(body, "lost", "not_owned")
+    assert lost["equal"] is True and "no longer owned" in lost["message"], lost
+    assert "WRONGTYPE" in check_failure(body, "reply_error", "reply")["message"], body
     assert body["select"] == {"acquired": True, "exists_db0": 0, "exists_db3": 1}, body
     assert body["binary"] == {"acquired": True, "token_roundtrip": True}, body
-    assert body["timeout"] == {"name": "timeout", "ping_after": "PONG"}, body
+    assert check_failure(body, "timeout", "timeout")["ping_after"] == "PONG", body
+    lock_timeout = check_failure(body, "lock_timeout", "timeout")
+    assert lock_timeout["equal"] is True and lock_timeout["waited_ms"] < 350, lock_timeout
     assert body["info"] == {"ttl": 1234, "fenced": True, "token": True, "ttl_accessor": 1234}, body
-    assert body["unknown_option"] == {"raised": True, "name": "invalid_argument",
+    assert body["unknown_option"] == {"raised": True,
                                       "message": "unknown option 'tll' (valid: ttl, fenced)"}, body
-    assert body["words"] == "lock: invalid_argument: ttl must be > 0 ms (got -1)", body
+    assert body["words"] == {"err": "invalid_argument",
+                             "text": "lock: invalid_argument: ttl must be > 0 ms (got -1)"}, body
     assert body["perform"] == {"accepted": True, "highest": 3}, body
 
 
@@ -200,7 +215,7 @@ def test_ratelimit_headers(base: str, port: int) -> None:
 def test_ratelimit_errors(base: str, port: int) -> None:
     status, body = get(base, "/ratelimit/errors")
     assert status == 200, body
-    assert body["down_report"]["name"] == "transport", body
+    assert body["down_report"]["err"] == "transport", body
     assert "allowed" not in body["down_report"], body
     for key, allowed in (("down_open", True), ("down_closed", False)):
         d = body[key]
@@ -249,7 +264,8 @@ def main() -> int:
 
     tests: List[Tuple[str, Callable[[str, int], None]]] = [
         ("driver is cosocket inside nginx", test_driver),
-        ("error values, bad input and the generic op API over cosockets", test_errors),
+        ("errors as nil, err, detail (timeout, not_owned, ...), bad input and the generic "
+         "op API over cosockets", test_errors),
         ("a waiting acquire does not block the worker", test_nonblocking),
         ("200 concurrent lock cycles: exclusion and pool reuse", test_concurrency),
         ("rate limit headers on allowed and refused responses", test_ratelimit_headers),

@@ -27,10 +27,11 @@ end
 function M.handle()
     local c = get_client()
     local lock = assert(c:lock("report", { ttl = 5000, fenced = true }))
-    local ok, fence_or_err = lock:acquire({ wait = 1000 }) -- retries sleep with ngx.sleep
-    if ok == nil then
+    local ok, fence_or_err, detail = lock:acquire({ wait = 1000 }) -- retries sleep with ngx.sleep
+    if ok == nil then -- fence_or_err: "timeout", "transport", ...; detail: "name: message"
+        ngx.log(ngx.ERR, "lock: ", detail)
         ngx.status = 503
-        ngx.say(cjson.encode({ error = tostring(fence_or_err) }))
+        ngx.say(cjson.encode({ error = fence_or_err }))
         return
     elseif not ok then
         ngx.status = 409
@@ -40,13 +41,13 @@ function M.handle()
     local fence = fence_or_err
     local accepted = c:fence_check("reports", fence)
     ngx.sleep(0.005) -- the critical section's work
-    local released, err = lock:release()
+    local released, err = lock:release() -- err == "not_owned": the lock was lost meanwhile
     ngx.say(cjson.encode({
         driver = c:driver(),
         fence = fence,
         accepted = accepted,
         released = released == true,
-        release_error = err and err.name or nil,
+        release_error = err,
     }))
 end
 

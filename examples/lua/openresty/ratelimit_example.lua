@@ -34,9 +34,9 @@ end
 
 -- For access_by_lua: refuses with 429 when the limit is reached.
 function M.access(subject)
-    local d, err = get_limiter():check(subject or ngx.var.remote_addr)
+    local d, _, detail = get_limiter():check(subject or ngx.var.remote_addr)
     if not d then -- only with on_error = "report"
-        ngx.log(ngx.ERR, "rate limit check failed: ", tostring(err))
+        ngx.log(ngx.ERR, "rate limit check failed: ", tostring(detail))
         return ngx.exit(503)
     end
     redpat.ratelimit_headers(d) -- sets the headers on ngx.header
