@@ -224,6 +224,7 @@ typedef struct cmdstats {
     size_t n;
     char name[MAX_CMDS][48];
     long long calls[MAX_CMDS];
+    long long usec[MAX_CMDS]; /* server CPU spent in the command (INFO's usec=) */
 } cmdstats;
 
 static void read_cmdstats(redisContext *side, cmdstats *s)
@@ -241,7 +242,10 @@ static void read_cmdstats(redisContext *side, cmdstats *s)
                 if (len >= sizeof s->name[0]) len = sizeof s->name[0] - 1;
                 memcpy(s->name[s->n], line + 8, len);
                 s->name[s->n][len] = '\0';
+                const char *usec = strstr(line, "usec=");
                 s->calls[s->n] = strtoll(calls + 6, NULL, 10);
+                s->usec[s->n] = usec != NULL && (end == NULL || usec < end)
+                                    ? strtoll(usec + 5, NULL, 10) : 0;
                 s->n++;
             }
         }
@@ -255,6 +259,23 @@ static long long calls_of(const cmdstats *s, const char *name)
     for (size_t i = 0; i < s->n; i++)
         if (strcmp(s->name[i], name) == 0) return s->calls[i];
     return 0;
+}
+
+static long long usec_of(const cmdstats *s, const char *name)
+{
+    for (size_t i = 0; i < s->n; i++)
+        if (strcmp(s->name[i], name) == 0) return s->usec[i];
+    return 0;
+}
+
+/* Server CPU (us) the counted pass cost, our own INFO calls left out. */
+static long long server_usec(const cmdstats *before, const cmdstats *after)
+{
+    long long total = 0;
+    for (size_t i = 0; i < after->n; i++)
+        if (strcmp(after->name[i], "info") != 0)
+            total += after->usec[i] - usec_of(before, after->name[i]);
+    return total;
 }
 
 /* after - before, without our own INFO calls; returns the total, fills delta. */
@@ -389,11 +410,11 @@ int main(int argc, char **argv)
     read_cmdstats(side, &s0);
     for (long i = 0; i < count; i++) rp_cycle(plain);
     read_cmdstats(side, &s1);
-    long long t_rc = diff_stats(&s0, &s1, &d_rc);
+    long long t_rc = diff_stats(&s0, &s1, &d_rc), u_rc = server_usec(&s0, &s1);
     read_cmdstats(side, &s0);
     for (long i = 0; i < count; i++) raw_cycle(&r, raw_key);
     read_cmdstats(side, &s1);
-    long long t_hc = diff_stats(&s0, &s1, &d_hc);
+    long long t_hc = diff_stats(&s0, &s1, &d_hc), u_hc = server_usec(&s0, &s1);
 
     rp_lock **many = calloc((size_t)count, sizeof *many);
     if (many == NULL) die("out of memory");
@@ -405,7 +426,7 @@ int main(int argc, char **argv)
     read_cmdstats(side, &s0);
     for (long i = 0; i < count; i++) (void)rp_fenced(many[i], 0);
     read_cmdstats(side, &s1);
-    long long t_rf = diff_stats(&s0, &s1, &d_rf);
+    long long t_rf = diff_stats(&s0, &s1, &d_rf), u_rf = server_usec(&s0, &s1);
     for (long i = 0; i < count; i++) {
         check(rp_lock_release(many[i], &e), &e, "rp_lock_release");
         rp_lock_free(many[i]);
@@ -419,7 +440,7 @@ int main(int argc, char **argv)
         (void)raw_fenced(&r, key, fkey, 0);
     }
     read_cmdstats(side, &s1);
-    long long t_hf = diff_stats(&s0, &s1, &d_hf);
+    long long t_hf = diff_stats(&s0, &s1, &d_hf), u_hf = server_usec(&s0, &s1);
 
     /* The floor sends 2 commands per cycle and 1 per fenced acquire; the rest of its
      * counts ran inside scripts. */
@@ -470,6 +491,10 @@ int main(int argc, char **argv)
     printf("  \"roundtrips_per_fenced_acquire\": %.3f,\n", rt_fenced);
     printf("  \"hiredis_roundtrips_per_cycle\": 2,\n");
     printf("  \"hiredis_roundtrips_per_fenced_acquire\": 1,\n");
+    printf("  \"server_usec_per_cycle\": %.3f,\n  \"hiredis_server_usec_per_cycle\": %.3f,\n",
+           (double)u_rc / (double)count, (double)u_hc / (double)count);
+    printf("  \"server_usec_per_fenced_acquire\": %.3f,\n", (double)u_rf / (double)count);
+    printf("  \"hiredis_server_usec_per_fenced_acquire\": %.3f,\n", (double)u_hf / (double)count);
     printf("  \"commandstats_per_op\": {\n    \"redpat_cycle\": ");
     print_delta(&d_rc, (double)count);
     printf(",\n    \"hiredis_cycle\": ");

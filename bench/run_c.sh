@@ -31,6 +31,10 @@ print("%-34s %10.2f %11.2f %6.3fx %12.3f" % ("lock cycle (acquire + release)", r
 print("%-34s %10.2f %11.2f %6.3fx %12.3f" % ("fenced acquire", r["redpat_fenced_us"],
       r["hiredis_fenced_us"], r["fenced_ratio"], r["roundtrips_per_fenced_acquire"]))
 print()
+print("server CPU (INFO commandstats usec): lock cycle %.2f us (floor %.2f), fenced acquire %.2f us (floor %.2f)"
+      % (r["server_usec_per_cycle"], r["hiredis_server_usec_per_cycle"],
+         r["server_usec_per_fenced_acquire"], r["hiredis_server_usec_per_fenced_acquire"]))
+print()
 ok_cycle = r["cycle_ratio"] <= 1.10
 ok_rt = abs(r["roundtrips_per_fenced_acquire"] - 1.0) < 1e-9
 print("target: lock cycle within 1.10x of raw hiredis ... %s (%.3fx)"
