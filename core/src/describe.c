@@ -221,9 +221,10 @@ typedef struct arg_ctx {
     rp_error *err;
 } arg_ctx;
 
-static int bad(const arg_ctx *c, const char *fmt, const char *a, const char *b)
+/* "<arg> must be <expected> (got <what>)": a value of the wrong type or kind. */
+static int wrong(const arg_ctx *c, const char *expected, const char *got)
 {
-    return rp_error__set(c->err, RP_EINVAL, fmt, c->name, a, b);
+    return rp_error__set(c->err, RP_EINVAL, "%s must be %s (got %s)", c->name, expected, got);
 }
 
 static const char *type_word(rp_type t, rp_kind k)
@@ -320,7 +321,7 @@ static int check_value(const arg_ctx *c, rp_type type, rp_kind kind, int64_t lo,
         ok = v->type == type;
     }
     if (!ok)
-        return bad(c, "%s must be %s (got %s)", type_word(type, kind), type_word(v->type, v->kind));
+        return wrong(c, type_word(type, kind), type_word(v->type, v->kind));
     v->type = type == RP_TYPE_ENUM ? v->type : type;
     switch (type) {
     case RP_TYPE_BYTES:
@@ -332,23 +333,23 @@ static int check_value(const arg_ctx *c, rp_type type, rp_kind kind, int64_t lo,
         return check_int(c, type, v->i, lo, hi);
     case RP_TYPE_BOOL:
         if (v->i != 0 && v->i != 1)
-            return bad(c, "%s must be %s (got %s)", "a boolean", "an integer");
+            return wrong(c, "a boolean", "an integer");
         return RP_OK;
     case RP_TYPE_ENUM:
         return parse_enum(c, choices, v);
     case RP_TYPE_HANDLE:
         if (v->kind != kind)
-            return bad(c, "%s must be %s (got %s)", type_word(type, kind),
+            return wrong(c, type_word(type, kind),
                        type_word(type, v->kind));
         if (!v->handle)
-            return bad(c, "%s must be %s (got %s)", type_word(type, kind), "NULL");
+            return wrong(c, type_word(type, kind), "NULL");
         return RP_OK;
     default:
         return RP_OK;
     }
 }
 
-/* Items of checked lists: the generic begin copies them so ENUM items can be rewritten. */
+/* The arguments as checked: defaults filled in, ENUM names resolved to their index. */
 typedef struct arg_store {
     rp_value vals[RP_DESC_ARGS_MAX];
 } arg_store;
@@ -383,7 +384,7 @@ static int check_arg(const rp_op_desc *d, size_t i, const rp_naming *nm, rp_valu
     if (a->type != RP_TYPE_LIST)
         return check_value(&c, a->type, a->kind, a->min, a->max, a->choices, v);
     if (v->type != RP_TYPE_LIST)
-        return bad(&c, "%s must be %s (got %s)", "a list", type_word(v->type, v->kind));
+        return wrong(&c, "a list", type_word(v->type, v->kind));
     if ((int64_t)v->count < a->min || (uint64_t)v->count > (uint64_t)a->max) {
         if (a->max >= LIST_UNBOUNDED)
             return rp_error__set(err, RP_EINVAL, "%s must have %" PRId64 " or more items "
@@ -423,19 +424,29 @@ static int check_args(const rp_op_desc *d, const rp_value *in, const rp_naming *
     return RP_OK;
 }
 
+/* What begin and make share: the descriptor is of the wanted sort, and its arguments pass.
+ * want_make: 1 for rp_desc_make, 0 for rp_desc_begin. */
+static int prepare(const rp_op_desc *d, int want_make, const rp_value *args,
+                   const rp_naming *nm, arg_store *st, rp_error *err)
+{
+    if (!d)
+        return rp_error__set(err, RP_EINVAL, "descriptor must not be NULL");
+    if (want_make && !d->make)
+        return rp_error__set(err, RP_EINVAL, "%s is an operation: use rp_desc_begin", d->name);
+    if (!want_make && !d->begin)
+        return rp_error__set(err, RP_EINVAL, "%s makes a handle: use rp_desc_make", d->name);
+    return check_args(d, args, nm, st, err);
+}
+
 int rp_desc_begin(rp_op **out, const rp_op_desc *d, const rp_value *args, const rp_naming *nm,
                   rp_error *err)
 {
     arg_store st;
     int rc;
-    if (!out || !d)
-        return rp_error__set(err, RP_EINVAL, "out and descriptor must not be NULL");
+    if (!out)
+        return rp_error__set(err, RP_EINVAL, "out must not be NULL");
     *out = NULL;
-    if (!d->begin)
-        return rp_error__set(err, RP_EINVAL, "%s makes a handle: use rp_desc_make", d->name);
-    if ((rc = check_args(d, args, nm, &st, err)))
-        return rc;
-    if ((rc = d->begin(out, st.vals, nm, err)))
+    if ((rc = prepare(d, 0, args, nm, &st, err)) || (rc = d->begin(out, st.vals, nm, err)))
         return rc;
     rp_op__set_desc(*out, d);
     return RP_OK;
@@ -446,12 +457,10 @@ int rp_desc_make(void **out, const rp_op_desc *d, const rp_value *args, const rp
 {
     arg_store st;
     int rc;
-    if (!out || !d)
-        return rp_error__set(err, RP_EINVAL, "out and descriptor must not be NULL");
+    if (!out)
+        return rp_error__set(err, RP_EINVAL, "out must not be NULL");
     *out = NULL;
-    if (!d->make)
-        return rp_error__set(err, RP_EINVAL, "%s is an operation: use rp_desc_begin", d->name);
-    if ((rc = check_args(d, args, nm, &st, err)))
+    if ((rc = prepare(d, 1, args, nm, &st, err)))
         return rc;
     return d->make(out, st.vals, nm, err);
 }
