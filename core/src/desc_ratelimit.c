@@ -13,12 +13,8 @@
 #define COST { "cost", RP_TYPE_INT, RP_TYPE_NONE, RP_KIND_NONE, 0, 1, 0, RP_DESC_EXACT_MAX, 0, 0, \
                NULL, "how much the request consumes (0: peek without consuming)" }
 
-/* Choice i is the enum value i + 1 (RP_RATELIMIT_FIXED_WINDOW is 1). */
-static const char *const algorithms[] = { "fixed_window", "sliding_log", "sliding_window",
-                                          "token_bucket", "gcra", NULL };
-#define ALGORITHM_GCRA_INDEX 4
-/* Choice i is the enum value i. */
-static const char *const on_errors[] = { "report", "fail_open", "fail_closed", NULL };
+/* The names ratelimit.c parses: choice i is algorithm value i + 1, on_error value i. */
+#define ALGORITHM_GCRA_INDEX (RP_RATELIMIT_GCRA - 1)
 
 /* --- ratelimit.new ------------------------------------------------------------------ */
 
@@ -30,14 +26,15 @@ static const rp_arg_desc new_args[] = {
     { "name", RP_TYPE_BYTES, RP_TYPE_NONE, RP_KIND_NONE, RP_ARG_REQUIRED, 0, 1,
       RP_RATELIMIT_NAME_MAX, 0, 0, NULL, "keeps limiters apart in Redis (no '{', '}' or NUL)" },
     { "algorithm", RP_TYPE_ENUM, RP_TYPE_NONE, RP_KIND_NONE, 0, ALGORITHM_GCRA_INDEX, 0, 0, 0, 0,
-      algorithms, "how requests are counted (see ratelimit.h for which to choose)" },
+      rp_ratelimit__algorithms, "how requests are counted (see ratelimit.h for which to choose)" },
     { "limit", RP_TYPE_INT, RP_TYPE_NONE, RP_KIND_NONE, RP_ARG_REQUIRED, 0, 1, RP_DESC_EXACT_MAX,
       0, 0, NULL, "requests allowed per window (the sustained rate)" },
     { "window", RP_TYPE_MS, RP_TYPE_NONE, RP_KIND_NONE, RP_ARG_REQUIRED, 0, 1,
       RP_DESC_EXACT_MAX, 0, 0, NULL, "the window the limit applies to" },
     { "burst", RP_TYPE_INT, RP_TYPE_NONE, RP_KIND_NONE, 0, 0, 0, RP_DESC_EXACT_MAX, 0, 0, NULL,
       "token_bucket and gcra: most requests at once (0: the limit)" },
-    { "on_error", RP_TYPE_ENUM, RP_TYPE_NONE, RP_KIND_NONE, 0, 0, 0, 0, 0, 0, on_errors,
+    { "on_error", RP_TYPE_ENUM, RP_TYPE_NONE, RP_KIND_NONE, 0, 0, 0, 0, 0, 0,
+      rp_ratelimit__on_errors,
       "what a check answers when Redis fails: raise, or allow / refuse marked degraded" },
 };
 
@@ -55,7 +52,7 @@ static int limiter_make(void **out, const rp_value *a, const rp_naming *nm, rp_e
         return rp_error__set(err, RP_EINVAL, "%s must be 0 unless %s is token_bucket or gcra "
                              "(got %" PRId64 " with %s)", rp_desc__arg_name(nm, d, NEW_BURST),
                              rp_desc__arg_name(nm, d, NEW_ALGORITHM), o.burst,
-                             algorithms[a[NEW_ALGORITHM].i]);
+                             rp_ratelimit__algorithms[a[NEW_ALGORITHM].i]);
     return rp_ratelimit_new((rp_ratelimit **)out, a[0].handle, a[NEW_NAME].bytes,
                             a[NEW_NAME].len, &o, err);
 }
@@ -206,11 +203,11 @@ static int info_result(const rp_op *op, size_t index, rp_value *f)
     o = rp_ratelimit_options_of(rl);
     name = rp_ratelimit_name(rl, &len);
     f[0] = rp_value_bytes(name, len);
-    f[1] = rp_desc__enum((int64_t)o->algorithm - 1, algorithms);
+    f[1] = rp_desc__enum((int64_t)o->algorithm - 1, rp_ratelimit__algorithms);
     f[2] = rp_value_int(RP_TYPE_INT, o->limit);
     f[3] = rp_value_int(RP_TYPE_MS, o->window_ms);
     f[4] = rp_value_int(RP_TYPE_INT, o->burst);
-    f[5] = rp_desc__enum((int64_t)o->on_error, on_errors);
+    f[5] = rp_desc__enum((int64_t)o->on_error, rp_ratelimit__on_errors);
     return RP_OK;
 }
 

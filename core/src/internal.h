@@ -59,6 +59,9 @@ RP_INTERNAL int64_t rp_random__between(int64_t lo, int64_t hi);
 RP_INTERNAL int rp_key__build(const rp_client *c, const char *pattern, const void *name,
                               size_t name_len, const char *suffix, rp_buf *out);
 
+/* --- rate limits: the algorithm and on_error names (see ratelimit.c) --- */
+RP_INTERNAL extern const char *const rp_ratelimit__algorithms[];
+RP_INTERNAL extern const char *const rp_ratelimit__on_errors[];
 /* --- rate limits: decision i of a DONE check, multi or batch op (borrowed), or NULL --- */
 RP_INTERNAL const rp_ratelimit_decision *rp_ratelimit__decision(const rp_op *op, size_t i);
 

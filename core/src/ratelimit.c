@@ -29,18 +29,23 @@ const char *rp_ratelimit_name(const rp_ratelimit *rl, size_t *name_len)
 const rp_ratelimit_options *rp_ratelimit_options_of(const rp_ratelimit *rl) { return &rl->given; }
 rp_client *rp_ratelimit_client(const rp_ratelimit *rl) { return rl->client; }
 
-static const char *const algorithm_names[] = { NULL, "fixed_window", "sliding_log",
-                                                "sliding_window", "token_bucket", "gcra" };
-static const char *const on_error_names[] = { "report", "fail_open", "fail_closed" };
+/* The names every frontend uses, NULL-terminated (the descriptors' choices too):
+ * algorithm value v is rp_ratelimit__algorithms[v - 1], on_error value v is
+ * rp_ratelimit__on_errors[v]. */
+const char *const rp_ratelimit__algorithms[] = { "fixed_window", "sliding_log", "sliding_window",
+                                                 "token_bucket", "gcra", NULL };
+const char *const rp_ratelimit__on_errors[] = { "report", "fail_open", "fail_closed", NULL };
 
 const char *rp_ratelimit_algorithm_name(rp_ratelimit_algorithm a)
 {
-    return a >= RP_RATELIMIT_FIXED_WINDOW && a <= RP_RATELIMIT_GCRA ? algorithm_names[a] : NULL;
+    return a >= RP_RATELIMIT_FIXED_WINDOW && a <= RP_RATELIMIT_GCRA
+               ? rp_ratelimit__algorithms[a - 1] : NULL;
 }
 
 const char *rp_ratelimit_on_error_name(rp_ratelimit_on_error p)
 {
-    return p >= RP_RATELIMIT_REPORT && p <= RP_RATELIMIT_FAIL_CLOSED ? on_error_names[p] : NULL;
+    return p >= RP_RATELIMIT_REPORT && p <= RP_RATELIMIT_FAIL_CLOSED
+               ? rp_ratelimit__on_errors[p] : NULL;
 }
 
 /* Index of name in names[first..n), or -1. */
@@ -56,19 +61,19 @@ static int find_name(const char *const *names, int first, int n, const char *nam
 int rp_ratelimit_algorithm_parse(const char *name, size_t len, rp_ratelimit_algorithm *out,
                                  rp_error *err)
 {
-    int i = find_name(algorithm_names, 1, 6, name, len);
+    int i = find_name(rp_ratelimit__algorithms, 0, 5, name, len);
     if (i < 0)
         return rp_error__set(err, RP_EINVAL, "algorithm must be one of fixed_window, "
                              "sliding_log, sliding_window, token_bucket, gcra (got \"%.*s\")",
                              name ? (int)(len > RP_ARG_QUOTE_MAX ? RP_ARG_QUOTE_MAX : len) : 0, name ? name : "");
-    *out = (rp_ratelimit_algorithm)i;
+    *out = (rp_ratelimit_algorithm)(i + 1);
     return RP_OK;
 }
 
 int rp_ratelimit_on_error_parse(const char *name, size_t len, rp_ratelimit_on_error *out,
                                 rp_error *err)
 {
-    int i = find_name(on_error_names, 0, 3, name, len);
+    int i = find_name(rp_ratelimit__on_errors, 0, 3, name, len);
     if (i < 0)
         return rp_error__set(err, RP_EINVAL, "on_error must be one of report, fail_open, "
                              "fail_closed (got \"%.*s\")",
