@@ -14,6 +14,7 @@ def test_child_uses_its_own_connection(client: redpat.Client) -> None:
     parent_id = client.execute_command("CLIENT", "ID")
     lock = client.lock("shared", timeout=5)
     r, w = os.pipe()
+    go_r, go_w = os.pipe()  # the parent holds "shared" before the child tries it
     pid = os.fork()
     if pid == 0:  # child
         code = 1
@@ -21,6 +22,7 @@ def test_child_uses_its_own_connection(client: redpat.Client) -> None:
             os.close(r)
             child_id = client.execute_command("CLIENT", "ID")
             child_lock = client.lock("child-only", timeout=5)
+            os.read(go_r, 1)
             ok = child_lock.acquire(blocking=False) and not lock.acquire(blocking=False)
             child_lock.release()
             os.write(w, b"%d %d" % (child_id, 1 if ok else 0))
@@ -29,9 +31,11 @@ def test_child_uses_its_own_connection(client: redpat.Client) -> None:
             os._exit(code)
     os.close(w)
     assert lock.acquire(blocking=False)  # the parent keeps working meanwhile
+    os.write(go_w, b"x")
     _, status = os.waitpid(pid, 0)
     data = os.read(r, 100).split()
-    os.close(r)
+    for fd in (r, go_r, go_w):
+        os.close(fd)
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
     child_id, ok = int(data[0]), int(data[1])
     assert child_id != parent_id
