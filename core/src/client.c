@@ -14,8 +14,9 @@ struct rp_client {
     char ns[RP_NAMESPACE_MAX + 1];
     rp_script_registry scripts;
     rp_transport *transport; /* NULL: ops only, driven elsewhere */
-    int has_url;
-    rp_url url;              /* for drivers that connect on their own */
+    rp_client_options options; /* as given (url and allocator not kept) */
+    rp_url *urls;            /* the endpoints, one per URL */
+    size_t nurls;
 };
 
 const rp_allocator *rp_client__allocator(const rp_client *c) { return &c->alloc; }
@@ -69,17 +70,21 @@ static int client_new(rp_client **out, const rp_client_options *options, rp_tran
     c->alloc = *a;
     strcpy(c->ns, o->key_namespace ? o->key_namespace : "redpat");
     c->transport = t;
+    c->options = *o;
+    c->options.url = NULL;
+    c->options.key_namespace = NULL;
+    c->options.allocator = NULL;
     if (rp_script__registry_init(&c->scripts, &c->alloc) != RP_OK) {
         rp_client_free(c);
         return rp_error__set(err, RP_ENOMEM, "out of memory creating the client");
     }
     if (use_url && o->url) {
-        if ((rc = rp_url__parse(&c->url, o->url, &c->alloc, err))) {
+        if ((rc = rp_url__parse_list(&c->urls, &c->nurls, RP_CLIENT_ENDPOINTS_MAX, o->url,
+                                     &c->alloc, err))) {
             rp_client_free(c);
             return rc;
         }
-        c->has_url = 1;
-        if ((rc = rp_transport__hiredis_new(&c->transport, &c->url, o, &c->alloc, err))) {
+        if ((rc = rp_transport__hiredis_new(&c->transport, o, &c->alloc, err))) {
             rp_client_free(c);
             return rc;
         }
@@ -102,8 +107,9 @@ void rp_client_free(rp_client *c)
     if (c->transport)
         c->transport->cls->destroy(c->transport);
     rp_script__registry_free(&c->scripts, &a);
-    if (c->has_url)
-        rp_url__free(&c->url, &a);
+    for (size_t i = 0; i < c->nurls; i++)
+        rp_url__free(&c->urls[i], &a);
+    rp_alloc__free(&a, c->urls);
     rp_alloc__free(&a, c);
 }
 
@@ -136,36 +142,38 @@ int rp_client_run(rp_client *c, rp_op *op, rp_error *err)
 
 int rp_client_endpoint(const rp_client *c, rp_endpoint *out)
 {
-    if (!c || !out)
+    return rp_client_endpoint_at(c, 0, out);
+}
+
+size_t rp_client_endpoints(const rp_client *c) { return c ? c->nurls : 0; }
+
+int rp_client_endpoint_at(const rp_client *c, size_t index, rp_endpoint *out)
+{
+    if (!c || !out || index >= c->nurls)
         return RP_EINVAL;
-    if (!c->has_url)
-        return RP_EINVAL;
-    out->is_unix = c->url.is_unix;
-    out->host = c->url.host;
-    out->port = c->url.port;
-    out->path = c->url.path;
-    out->user = c->url.user;
-    out->password = c->url.password;
-    out->db = c->url.db;
+    rp_url__endpoint(&c->urls[index], out);
     return RP_OK;
 }
+
+const rp_client_options *rp_client__options(const rp_client *c) { return &c->options; }
 
 /* --- the connection handshake as an op, for drivers with their own sockets ---------- */
 
 typedef struct handshake_state {
     int sent;
+    rp_endpoint ep;  /* strings point into mem */
+    char *mem;
 } handshake_state;
 
 static int handshake_advance(rp_op *op, void *state, uint64_t now_ms)
 {
     handshake_state *s = state;
-    rp_client *c = rp_op__client(op);
     size_t i;
     int rc;
     (void)now_ms;
     if (!s->sent) {
         rp_url_command cmds[RP_HANDSHAKE_MAX];
-        size_t n = rp_url__handshake(&c->url, cmds);
+        size_t n = rp_url__endpoint_handshake(&s->ep, cmds);
         s->sent = 1;
         for (i = 0; i < n; i++)
             if ((rc = rp_op__command(op, 0, cmds[i].argc, cmds[i].argv, cmds[i].lens)))
@@ -181,17 +189,59 @@ static int handshake_advance(rp_op *op, void *state, uint64_t now_ms)
     return RP_OK;
 }
 
+static void handshake_destroy(rp_op *op, void *state)
+{
+    handshake_state *s = state;
+    rp_alloc__free(rp_client__allocator(rp_op__client(op)), s->mem);
+}
+
 static const rp_op_class handshake_class = {
-    "handshake", sizeof(handshake_state), handshake_advance, NULL, 0
+    "handshake", sizeof(handshake_state), handshake_advance, handshake_destroy, 0, NULL, 0, 0
 };
+
+/* Copies the strings of ep the handshake needs into one block. */
+static int keep_endpoint(handshake_state *s, const rp_allocator *a, const rp_endpoint *ep)
+{
+    const char *parts[2] = { ep->user, ep->password };
+    size_t lens[2] = { ep->user ? strlen(ep->user) + 1 : 0, ep->password ? strlen(ep->password) + 1 : 0 };
+    char *p;
+    s->ep = *ep;
+    s->ep.address = s->ep.host = s->ep.path = NULL;
+    if (lens[0] + lens[1] == 0)
+        return RP_OK;
+    if (!(s->mem = p = rp_alloc__malloc(a, lens[0] + lens[1])))
+        return RP_ENOMEM;
+    memcpy(p, parts[0] ? parts[0] : "", lens[0]);
+    s->ep.user = parts[0] ? p : NULL;
+    memcpy(p + lens[0], parts[1] ? parts[1] : "", lens[1]);
+    s->ep.password = parts[1] ? p + lens[0] : NULL;
+    return RP_OK;
+}
+
+int rp_endpoint_handshake_op(rp_op **out, rp_client *c, const rp_endpoint *ep, rp_error *err)
+{
+    void *state;
+    int rc;
+    if (!out || !c || !ep)
+        return rp_error__set(err, RP_EINVAL, "out, client and endpoint must not be NULL");
+    *out = NULL;
+    if ((rc = rp_op__new(out, c, &handshake_class, 1, &state, err)))
+        return rc;
+    if (keep_endpoint(state, &c->alloc, ep) != RP_OK) {
+        rp_op_free(*out);
+        *out = NULL;
+        return rp_error__set(err, RP_ENOMEM, "out of memory creating the handshake");
+    }
+    return RP_OK;
+}
 
 int rp_client_handshake_op(rp_op **out, rp_client *c, rp_error *err)
 {
-    void *state;
+    rp_endpoint ep;
     if (!out || !c)
         return rp_error__set(err, RP_EINVAL, "out and client must not be NULL");
     *out = NULL;
-    if (!c->has_url)
+    if (rp_client_endpoint_at(c, 0, &ep) != RP_OK)
         return rp_error__set(err, RP_EINVAL, "this client was made without a url");
-    return rp_op__new(out, c, &handshake_class, 1, &state, err);
+    return rp_endpoint_handshake_op(out, c, &ep, err);
 }

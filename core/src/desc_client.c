@@ -129,14 +129,14 @@ static int command_result(const rp_op *op, size_t index, rp_value *f)
 const rp_op_desc rp_desc__client_ops[] = {
     { "client.new", "new", RP_KIND_NONE, RP_KIND_CLIENT, 0, new_args, N(new_args),
       RP_RESULT_NONE, NULL, 0, "a client: configuration, scripts and (with a url) a connection",
-      NULL, client_make, NULL, NULL },
+      NULL, client_make, NULL, NULL, RP_DESC_PLAIN },
     { "client.handshake", "handshake", RP_KIND_CLIENT, RP_KIND_NONE, 1, self_args,
       N(self_args), RP_RESULT_NONE, NULL, 0,
       "what a fresh connection needs first (AUTH, SELECT from the url); DONE without I/O "
-      "when nothing is needed", handshake_begin, NULL, NULL, NULL },
+      "when nothing is needed", handshake_begin, NULL, NULL, NULL, RP_DESC_PLAIN },
     { "client.command", "command", RP_KIND_CLIENT, RP_KIND_NONE, 1, command_args,
       N(command_args), RP_RESULT_RECORD, command_fields, N(command_fields),
-      "a raw Redis command", command_begin, NULL, NULL, command_result },
+      "a raw Redis command", command_begin, NULL, NULL, command_result, RP_DESC_PLAIN },
 };
 
 const size_t rp_desc__client_count = N(rp_desc__client_ops);

@@ -7,6 +7,9 @@
 /* Integers a Lua script computes in doubles stay exact up to 2^53 (DESIGN.md §4). */
 #define RP_DESC_EXACT_MAX ((int64_t)1 << 53)
 
+/* The tail of a descriptor that neither EMITs nor lives long. */
+#define RP_DESC_PLAIN NULL, 0, NULL, 0
+
 /* Each family's descriptors, in the order the table lists them. */
 RP_INTERNAL extern const rp_op_desc rp_desc__client_ops[];
 RP_INTERNAL extern const size_t rp_desc__client_count;

@@ -214,25 +214,25 @@ static int info_result(const rp_op *op, size_t index, rp_value *f)
 /* The order matters to limiter_make (index 0) and batch_begin (index 3). */
 const rp_op_desc rp_desc__ratelimit_ops[] = {
     { "ratelimit.new", "new", RP_KIND_CLIENT, RP_KIND_RATELIMIT, 0, new_args, N(new_args),
-      RP_RESULT_NONE, NULL, 0, "a rate limiter (no I/O)", NULL, limiter_make, NULL, NULL },
+      RP_RESULT_NONE, NULL, 0, "a rate limiter (no I/O)", NULL, limiter_make, NULL, NULL, RP_DESC_PLAIN },
     { "ratelimit.check", "check", RP_KIND_RATELIMIT, RP_KIND_NONE, 1, check_args,
       N(check_args), RP_RESULT_RECORD, decision_fields, N(decision_fields),
       "checks (and, when allowed, consumes cost for) subject: one script, one round trip",
-      check_begin, NULL, NULL, decision_result },
+      check_begin, NULL, NULL, decision_result, RP_DESC_PLAIN },
     { "ratelimit.multi", "multi", RP_KIND_RATELIMIT, RP_KIND_NONE, 1, multi_args,
       N(multi_args), RP_RESULT_RECORD, decision_fields, N(decision_fields),
       "all-or-nothing check of subject against every limiter; a refusal consumes nothing",
-      multi_begin, NULL, NULL, decision_result },
+      multi_begin, NULL, NULL, decision_result, RP_DESC_PLAIN },
     { "ratelimit.batch", "batch", RP_KIND_RATELIMIT, RP_KIND_NONE, 1, batch_args,
       N(batch_args), RP_RESULT_LIST, decision_fields, N(decision_fields),
       "many subjects in one pipelined round trip; each decided on its own",
-      batch_begin, NULL, batch_count, decision_result },
+      batch_begin, NULL, batch_count, decision_result, RP_DESC_PLAIN },
     { "ratelimit.reset", "reset", RP_KIND_RATELIMIT, RP_KIND_NONE, 1, reset_args,
       N(reset_args), RP_RESULT_NONE, NULL, 0, "forgets everything the limiter knows about subject",
-      reset_begin, NULL, NULL, NULL },
+      reset_begin, NULL, NULL, NULL, RP_DESC_PLAIN },
     { "ratelimit.info", "info", RP_KIND_RATELIMIT, RP_KIND_NONE, 0, self_args, N(self_args),
       RP_RESULT_RECORD, info_fields, N(info_fields), "the limiter's settings (no I/O)",
-      info_begin, NULL, NULL, info_result },
+      info_begin, NULL, NULL, info_result, RP_DESC_PLAIN },
 };
 
 const size_t rp_desc__ratelimit_count = N(rp_desc__ratelimit_ops);

@@ -88,6 +88,7 @@ const char *rp_type_name(rp_type t)
     case RP_TYPE_LIST: return "list";
     case RP_TYPE_STATUS: return "status";
     case RP_TYPE_REPLY: return "reply";
+    case RP_TYPE_CALLBACK: return "callback";
     }
     return "unknown";
 }
@@ -99,6 +100,7 @@ const char *rp_kind_name(rp_kind k)
     case RP_KIND_CLIENT: return "client";
     case RP_KIND_LOCK: return "lock";
     case RP_KIND_RATELIMIT: return "ratelimit";
+    case RP_KIND_SUBSCRIPTION: return "subscription";
     }
     return "unknown";
 }
@@ -237,8 +239,10 @@ static const char *type_word(rp_type t, rp_kind k)
     case RP_TYPE_BOOL: return "a boolean";
     case RP_TYPE_ENUM: return "a name";
     case RP_TYPE_HANDLE: return k == RP_KIND_LOCK ? "a lock" : k == RP_KIND_RATELIMIT
-                                ? "a rate limiter" : "a client";
+                                ? "a rate limiter" : k == RP_KIND_SUBSCRIPTION
+                                ? "a subscription" : "a client";
     case RP_TYPE_LIST: return "a list";
+    case RP_TYPE_CALLBACK: return "a function";
     default: return "a value";
     }
 }
@@ -487,6 +491,19 @@ rp_client *rp_handle_client(rp_kind kind, void *h)
     }
 }
 
+/* --- messages (EMIT) ------------------------------------------------------------------ */
+
+int rp_op_message(const rp_op *op, rp_value *fields)
+{
+    const rp_op_desc *d = rp_op_desc_of(op);
+    size_t i;
+    if (!d || !d->message || !rp_op__emitting(op))
+        return RP_ESTATE;
+    for (i = 0; i < d->nmessage_fields; i++)
+        memset(&fields[i], 0, sizeof fields[i]);
+    return d->message(op, fields);
+}
+
 /* --- results ------------------------------------------------------------------------ */
 
 size_t rp_op_result_count(const rp_op *op)
@@ -526,7 +543,8 @@ static int local_advance(rp_op *op, void *state, uint64_t now_ms)
     return RP_OK;
 }
 
-static const rp_op_class local_class = { "local", sizeof(local_state), local_advance, NULL, 0 };
+static const rp_op_class local_class = { "local", sizeof(local_state), local_advance, NULL, 0, NULL, 0, 0
+};
 
 int rp_desc__local_op(rp_op **out, rp_client *client, void *handle, rp_error *err)
 {

@@ -17,6 +17,8 @@ const char *rp_status_name(int code)
     case RP_ENOTOWNED: return "not_owned";
     case RP_ESTATE: return "state";
     case RP_ECANCELED: return "cancelled";
+    case RP_ECALLBACK: return "callback";
+    case RP_ELOST: return "lost";
     default: return "unknown";
     }
 }

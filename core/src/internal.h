@@ -67,6 +67,8 @@ RP_INTERNAL const rp_ratelimit_decision *rp_ratelimit__decision(const rp_op *op,
 
 /* --- client internals used by ops --- */
 RP_INTERNAL const rp_allocator *rp_client__allocator(const rp_client *c);
+/* The options the client was made with (timeouts, keepalive; url and allocator unset). */
+RP_INTERNAL const rp_client_options *rp_client__options(const rp_client *c);
 struct rp_script_registry;
 RP_INTERNAL const struct rp_script_registry *rp_client__scripts(const rp_client *c);
 

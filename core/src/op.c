@@ -30,9 +30,16 @@ typedef struct rp_node_io {
     redisReader *reader;
     int status;          /* RP_OK, or why the node failed this round */
     char why[RP_ERROR_MESSAGE_MAX];
+    int listen;          /* the next round listens (rp_op__listen) */
+    int listening;       /* the current round listens */
+    rp_reply **msgs;     /* a listening round's replies, in arrival order */
+    size_t nmsgs, capmsgs;
 } rp_node_io;
 
-enum { PHASE_START, PHASE_IO, PHASE_SLEEP, PHASE_DONE, PHASE_ERROR };
+enum { PHASE_START, PHASE_IO, PHASE_SLEEP, PHASE_CALL, PHASE_EMIT, PHASE_DONE, PHASE_ERROR };
+
+/* A CALL's life: none, asked (CALL step pending), running (driver started it), ended. */
+enum { CALL_NONE, CALL_ASKED, CALL_RUNNING, CALL_ENDED };
 
 struct rp_op {
     const rp_op_class *cls;
@@ -40,7 +47,16 @@ struct rp_op {
     const rp_allocator *alloc;
     int phase;
     int finished;          /* advance called rp_op__done */
+    int emit;              /* advance called rp_op__emit */
+    int enough;            /* the class said the round has enough answers */
+    int cancelled;         /* rp_op_cancel was called */
     uint64_t sleep_ms;     /* advance asked for a sleep */
+    uint64_t timeout_ms;   /* per-target timeout of rounds (0: the driver's) */
+    int call;              /* CALL_* */
+    size_t call_arg;
+    int call_status;       /* the ended callback's status */
+    rp_buf call_bytes;     /* what it returned, or its message */
+    int call_has_value;
     size_t nnodes;
     rp_node_io *nodes;
     void *state;
@@ -102,7 +118,11 @@ void rp_op_free(rp_op *op)
         rp_alloc__free(op->alloc, n->inflight);
         rp_buf__free(op->alloc, &n->out);
         rp_reply__reader_free(n->reader);
+        for (j = 0; j < n->nmsgs; j++)
+            rp_reply_free(n->msgs[j]);
+        rp_alloc__free(op->alloc, n->msgs);
     }
+    rp_buf__free(op->alloc, &op->call_bytes);
     rp_alloc__free(op->alloc, op->nodes);
     rp_alloc__free(op->alloc, op->state);
     rp_alloc__free(op->alloc, op);
@@ -230,11 +250,22 @@ static int mark_inflight(rp_op *op, rp_node_io *n, size_t index)
     return RP_OK;
 }
 
+static void clear_msgs(rp_node_io *n)
+{
+    size_t j;
+    for (j = 0; j < n->nmsgs; j++)
+        rp_reply_free(n->msgs[j]);
+    n->nmsgs = 0;
+}
+
 static int reset_round(rp_op *op, rp_node_io *n)
 {
     n->out.len = 0;
     n->ninflight = 0;
     n->received = 0;
+    n->listening = n->listen;
+    n->listen = 0;
+    clear_msgs(n);
     if (n->status != RP_OK) {
         /* the reader may hold half a reply from the failed connection */
         rp_reply__reader_free(n->reader);
@@ -268,6 +299,15 @@ static int start_round(rp_op *op, int *any)
                 return rc;
             *any = 1;
         }
+        if (n->listening) {
+            /* what a listening round sends owes no reply of its own (pub/sub answers with
+             * messages): nothing is kept to match replies to */
+            for (j = 0; j < fresh; j++)
+                cmd_clear(op->alloc, &n->cmds[j]);
+            n->ncmds = n->first_new = 0;
+            n->ninflight = 0;
+            *any = 1;
+        }
     }
     return RP_OK;
 }
@@ -288,7 +328,7 @@ static int retry_noscript(rp_op *op, int *rc)
     for (i = 0; i < op->nnodes; i++) {
         rp_node_io *n = &op->nodes[i];
         size_t k = 0, *redo;
-        if (n->status != RP_OK)
+        if (n->status != RP_OK || n->listening)
             continue;
         for (j = 0; j < n->ninflight; j++)
             if (is_noscript(&n->cmds[n->inflight[j]]))
@@ -312,6 +352,8 @@ static int retry_noscript(rp_op *op, int *rc)
     return again;
 }
 
+static int node_fail(rp_node_io *n, int status, const char *why);
+
 static int fail_op(rp_op *op, int code, const char *why)
 {
     rp_error__set(&op->err, code, "%s", why);
@@ -324,7 +366,11 @@ static rp_step run_advance(rp_op *op, uint64_t now_ms)
     int rc, any;
     op->sleep_ms = 0;
     op->finished = 0;
+    op->emit = 0;
+    op->enough = 0;
     rp_error_clear(&op->err);
+    if (op->cancelled && !op->cls->handles_cancel)
+        return (rp_step)fail_op(op, RP_ECANCELED, "cancelled");
     rc = op->cls->advance(op, op->state, now_ms);
     if (rc < 0) {
         if (op->err.code == RP_OK)
@@ -336,6 +382,15 @@ static rp_step run_advance(rp_op *op, uint64_t now_ms)
         op->phase = PHASE_DONE;
         return RP_STEP_DONE;
     }
+    if (op->emit) {
+        op->phase = PHASE_EMIT;
+        return RP_STEP_EMIT;
+    }
+    if (op->call == CALL_ASKED) {
+        op->call = CALL_RUNNING;
+        op->phase = PHASE_CALL;
+        return RP_STEP_CALL;
+    }
     if ((rc = start_round(op, &any)) < 0) {
         op->phase = PHASE_ERROR;
         return RP_STEP_ERROR;
@@ -344,11 +399,36 @@ static rp_step run_advance(rp_op *op, uint64_t now_ms)
         op->phase = PHASE_IO;
         return RP_STEP_IO;
     }
-    if (op->sleep_ms > 0) {
+    if (op->sleep_ms > 0 || op->call == CALL_RUNNING) {
+        /* with a callback running and nothing else to do: wait for the callback */
+        if (op->sleep_ms == 0)
+            op->sleep_ms = RP_SLEEP_UNTIL_RESUMED;
         op->phase = PHASE_SLEEP;
         return RP_STEP_SLEEP;
     }
     return (rp_step)fail_op(op, RP_ESTATE, "operation made no progress");
+}
+
+/* A node has all it is owed this round (or a listening node has messages). */
+static int node_complete(const rp_node_io *n)
+{
+    if (n->status != RP_OK)
+        return 1;
+    if (n->listening)
+        return n->nmsgs > 0;
+    return n->received >= n->ninflight;
+}
+
+static int node_in_round(const rp_node_io *n)
+{
+    return n->ninflight > 0 || n->listening;
+}
+
+/* After a node completes: may the round end before the others? */
+static void check_enough(rp_op *op)
+{
+    if (!op->enough && op->cls->enough && op->cls->enough(op, op->state))
+        op->enough = 1;
 }
 
 rp_step rp_op_step(rp_op *op, uint64_t now_ms)
@@ -360,13 +440,21 @@ rp_step rp_op_step(rp_op *op, uint64_t now_ms)
         return RP_STEP_DONE;
     case PHASE_ERROR:
         return RP_STEP_ERROR;
-    case PHASE_IO:
+    case PHASE_IO: {
+        int listening = 0;
         for (i = 0; i < op->nnodes; i++) {
             rp_node_io *n = &op->nodes[i];
-            if (n->status == RP_OK && n->received < n->ninflight)
+            listening |= n->listening;
+            if (!node_in_round(n) || node_complete(n))
+                continue;
+            if (n->listening)
+                continue; /* a poll: the driver may step a listening op at any time */
+            if (!op->enough)
                 return (rp_step)fail_op(op, RP_ESTATE,
                                         "stepped before every reply was fed");
+            node_fail(n, RP_ECANCELED, "not waited for: the round had enough answers");
         }
+        (void)listening;
         if (retry_noscript(op, &rc))
             return RP_STEP_IO;
         if (rc < 0) {
@@ -378,6 +466,10 @@ rp_step rp_op_step(rp_op *op, uint64_t now_ms)
                 if (op->nodes[i].status != RP_OK)
                     return (rp_step)fail_op(op, op->nodes[i].status, op->nodes[i].why);
         }
+        return run_advance(op, now_ms);
+    }
+    case PHASE_CALL:
+        /* the driver has started the callback and steps on meanwhile */
         return run_advance(op, now_ms);
     default:
         return run_advance(op, now_ms);
@@ -412,12 +504,47 @@ static int node_fail(rp_node_io *n, int status, const char *why)
     return n->status;
 }
 
+static int feed_listening(rp_op *op, rp_node_io *n, const char *buf, size_t len)
+{
+    if (len > 0 && redisReaderFeed(n->reader, buf, len) != REDIS_OK)
+        return node_fail(n, RP_ENOMEM, "out of memory buffering a message");
+    for (;;) {
+        void *obj = NULL;
+        if (redisReaderGetReply(n->reader, &obj) != REDIS_OK) {
+            char why[RP_ERROR_MESSAGE_MAX];
+            int oom = n->reader->err == REDIS_ERR_OOM;
+            snprintf(why, sizeof why, "bad message: %s", n->reader->errstr);
+            return node_fail(n, oom ? RP_ENOMEM : RP_EPROTOCOL, why);
+        }
+        if (!obj)
+            break;
+        if (n->nmsgs == n->capmsgs) {
+            size_t cap = n->capmsgs ? n->capmsgs * 2 : 8;
+            rp_reply **p = rp_alloc__realloc(op->alloc, n->msgs, cap * sizeof *p);
+            if (!p) {
+                rp_reply_free(obj);
+                return node_fail(n, RP_ENOMEM, "out of memory buffering a message");
+            }
+            n->msgs = p;
+            n->capmsgs = cap;
+        }
+        n->msgs[n->nmsgs++] = obj;
+    }
+    if (n->nmsgs == 0)
+        return RP_MORE;
+    check_enough(op);
+    return RP_OK;
+}
+
 int rp_op_feed(rp_op *op, size_t node, const char *buf, size_t len)
 {
     rp_node_io *n;
+    int rc;
     if (node >= op->nnodes)
         return RP_EINVAL;
     n = &op->nodes[node];
+    if (op->phase == PHASE_IO && n->listening)
+        return n->status != RP_OK ? n->status : feed_listening(op, n, buf, len);
     if (op->phase != PHASE_IO || n->received >= n->ninflight)
         return op->phase != PHASE_IO ? RP_ESTATE
                                      : node_fail(n, RP_EPROTOCOL, "bytes after the last reply");
@@ -438,17 +565,127 @@ int rp_op_feed(rp_op *op, size_t node, const char *buf, size_t len)
         n->cmds[n->inflight[n->received++]].reply = obj;
     }
     if (n->reader->pos < n->reader->len)
-        return node_fail(n, RP_EPROTOCOL, "bytes after the last reply");
-    return RP_OK;
+        rc = node_fail(n, RP_EPROTOCOL, "bytes after the last reply");
+    else
+        rc = RP_OK;
+    check_enough(op);
+    return rc;
 }
 
 void rp_op_fail_node(rp_op *op, size_t node, int status, const char *why)
 {
-    if (op->phase == PHASE_IO && node < op->nnodes)
+    if (op->phase == PHASE_IO && node < op->nnodes) {
         node_fail(&op->nodes[node], status, why);
+        check_enough(op);
+    }
+}
+
+uint64_t rp_op_timeout_ms(const rp_op *op) { return op->timeout_ms; }
+
+int rp_op_pending(const rp_op *op, size_t node)
+{
+    const rp_node_io *n;
+    if (op->phase != PHASE_IO || node >= op->nnodes)
+        return 0;
+    n = &op->nodes[node];
+    return node_in_round(n) && !node_complete(n);
+}
+
+int rp_op_round_over(const rp_op *op)
+{
+    size_t i;
+    int listening = 0, heard = 0;
+    if (op->phase != PHASE_IO)
+        return 1;
+    if (op->enough)
+        return 1;
+    for (i = 0; i < op->nnodes; i++) {
+        const rp_node_io *n = &op->nodes[i];
+        if (n->listening) {
+            listening = 1;
+            heard |= node_complete(n);
+        } else if (node_in_round(n) && !node_complete(n)) {
+            return 0;
+        }
+    }
+    return !listening || heard;
+}
+
+int rp_op_long_lived(const rp_op *op) { return op->cls && op->cls->long_lived; }
+
+int rp_op_listening(const rp_op *op, size_t node)
+{
+    return op->phase == PHASE_IO && node < op->nnodes && op->nodes[node].listening;
+}
+
+int rp_op_target(const rp_op *op, size_t node, rp_endpoint *out)
+{
+    if (node >= op->nnodes)
+        return RP_EINVAL;
+    return rp_client_endpoint_at(op->client, node, out);
+}
+
+void rp_op_cancel(rp_op *op)
+{
+    if (!op || op->phase == PHASE_DONE || op->phase == PHASE_ERROR)
+        return;
+    op->cancelled = 1;
+    if (op->call == CALL_RUNNING) {
+        op->call = CALL_ENDED;
+        op->call_status = RP_ECANCELED;
+        op->call_has_value = 0;
+        op->call_bytes.len = 0;
+        rp_buf__append(op->alloc, &op->call_bytes, "cancelled", 9);
+    }
+}
+
+/* --- CALL and EMIT, driver side ------------------------------------------------------ */
+
+int rp_op_call(const rp_op *op, size_t *arg, rp_value *values, size_t max, size_t *count)
+{
+    (void)values;
+    (void)max;
+    if (!op || op->phase != PHASE_CALL)
+        return RP_ESTATE;
+    if (arg)
+        *arg = op->call_arg;
+    if (count)
+        *count = 0; /* no callback so far takes arguments from the op */
+    return RP_OK;
+}
+
+int rp_op_resume(rp_op *op, const rp_value *result)
+{
+    const char *bytes = NULL;
+    size_t len = 0;
+    int status = RP_OK;
+    if (!op || op->call != CALL_RUNNING || op->phase == PHASE_IO)
+        return RP_ESTATE;
+    if (result && result->type == RP_TYPE_STATUS) {
+        status = result->i == RP_ECANCELED ? RP_ECANCELED : RP_ECALLBACK;
+        bytes = result->bytes;
+        len = result->len;
+    } else if (result && result->type == RP_TYPE_BYTES) {
+        bytes = result->bytes;
+        len = result->len;
+    } else if (result && result->type != RP_TYPE_NONE) {
+        return RP_EINVAL;
+    }
+    op->call_bytes.len = 0;
+    if (len > 0 && rp_buf__append(op->alloc, &op->call_bytes, bytes, len) != RP_OK)
+        return RP_ENOMEM;
+    op->call_has_value = status == RP_OK && result && result->type == RP_TYPE_BYTES;
+    op->call_status = status;
+    op->call = CALL_ENDED;
+    if (status == RP_ECANCELED)
+        op->cancelled = 1;
+    return RP_OK;
 }
 
 uint64_t rp_op_sleep_ms(const rp_op *op) { return op->phase == PHASE_SLEEP ? op->sleep_ms : 0; }
+
+/* The phase as the last step reported it (describe.c reads EMIT messages only then). */
+int rp_op__emitting(const rp_op *op) { return op && op->phase == PHASE_EMIT; }
 
 const rp_error *rp_op_error(const rp_op *op) { return &op->err; }
 
@@ -474,23 +711,42 @@ int rp_op_done(const rp_op *op) { return op && op->phase == PHASE_DONE; }
 
 size_t rp_op__replies(const rp_op *op, size_t node)
 {
-    return node < op->nnodes ? op->nodes[node].first_new : 0;
+    if (node >= op->nnodes)
+        return 0;
+    return op->nodes[node].listening ? op->nodes[node].nmsgs : op->nodes[node].first_new;
 }
 
 const rp_reply *rp_op__reply(const rp_op *op, size_t node, size_t index)
 {
-    if (node >= op->nnodes || index >= op->nodes[node].first_new)
+    const rp_node_io *n;
+    if (node >= op->nnodes)
         return NULL;
-    return op->nodes[node].cmds[index].reply;
+    n = &op->nodes[node];
+    if (n->listening)
+        return index < n->nmsgs ? n->msgs[index] : NULL;
+    if (index >= n->first_new)
+        return NULL;
+    return n->cmds[index].reply;
 }
 
 rp_reply *rp_op__take_reply(rp_op *op, size_t node, size_t index)
 {
+    rp_node_io *n;
     rp_reply *r;
-    if (node >= op->nnodes || index >= op->nodes[node].first_new)
+    if (node >= op->nnodes)
         return NULL;
-    r = op->nodes[node].cmds[index].reply;
-    op->nodes[node].cmds[index].reply = NULL;
+    n = &op->nodes[node];
+    if (n->listening) {
+        if (index >= n->nmsgs)
+            return NULL;
+        r = n->msgs[index];
+        n->msgs[index] = NULL;
+        return r;
+    }
+    if (index >= n->first_new)
+        return NULL;
+    r = n->cmds[index].reply;
+    n->cmds[index].reply = NULL;
     return r;
 }
 
@@ -507,6 +763,39 @@ const char *rp_op__node_why(const rp_op *op, size_t node)
 void rp_op__sleep(rp_op *op, uint64_t ms) { op->sleep_ms = ms ? ms : 1; }
 
 void rp_op__done(rp_op *op) { op->finished = 1; }
+
+void rp_op__timeout(rp_op *op, uint64_t ms) { op->timeout_ms = ms; }
+
+void rp_op__listen(rp_op *op, size_t node)
+{
+    if (node < op->nnodes)
+        op->nodes[node].listen = 1;
+}
+
+void rp_op__emit(rp_op *op) { op->emit = 1; }
+
+void rp_op__call(rp_op *op, size_t arg)
+{
+    op->call = CALL_ASKED;
+    op->call_arg = arg;
+}
+
+int rp_op__call_running(const rp_op *op) { return op->call == CALL_RUNNING || op->call == CALL_ASKED; }
+
+int rp_op__call_result(const rp_op *op, const char **bytes, size_t *len)
+{
+    *bytes = NULL;
+    *len = 0;
+    if (op->call != CALL_ENDED)
+        return RP_ESTATE;
+    if (op->call_status != RP_OK || op->call_has_value) {
+        *bytes = op->call_bytes.data ? op->call_bytes.data : "";
+        *len = op->call_bytes.len;
+    }
+    return op->call_status;
+}
+
+int rp_op__cancelled(const rp_op *op) { return op->cancelled; }
 
 int rp_op__fail(rp_op *op, int code, const char *fmt, ...)
 {
@@ -554,20 +843,13 @@ int rp_op_run_sleeping(rp_op *op, rp_transport *t, int (*sleep)(void *ud, uint64
                        void *ud, rp_error *err)
 {
     for (;;) {
-        size_t i;
         switch (rp_op_step(op, rp_monotonic_ms())) {
-        case RP_STEP_IO:
-            for (i = 0; i < op->nnodes; i++) {
-                rp_error e;
-                int rc;
-                if (op->nodes[i].ninflight == 0)
-                    continue;
-                rp_error_clear(&e);
-                rc = t->cls->exchange(t, op, i, &e);
-                if (rc != RP_OK)
-                    rp_op_fail_node(op, i, rc, e.message);
-            }
+        case RP_STEP_IO: {
+            rp_error e;
+            rp_error_clear(&e);
+            t->cls->round(t, op, 0, &e);
             break;
+        }
         case RP_STEP_SLEEP:
             if (!sleep)
                 sleep_ms(op->sleep_ms);

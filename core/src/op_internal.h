@@ -18,6 +18,15 @@ typedef struct rp_op_class {
     /* non-zero: a node failure is reported to advance (rp_op__node_status) instead of
      * failing the whole op (quorum patterns) */
     int tolerates_node_failures;
+    /* Quorum ops: called after each target of a round is complete (fed or failed); return
+     * 1 when the round has enough (the driver then abandons the targets still pending,
+     * which advance sees failed with RP_ECANCELED). NULL: wait for every target. */
+    int (*enough)(const rp_op *op, const void *state);
+    /* non-zero: rp_op_cancel is handled by advance (rp_op__cancelled) to clean up; else a
+     * cancelled op ends in ERROR RP_ECANCELED at its next step. */
+    int handles_cancel;
+    /* non-zero: the op is long-lived (rp_op_long_lived) */
+    int long_lived;
 } rp_op_class;
 
 /* Creates an op of cls for client over nodes nodes; *state_out is zeroed state. */
@@ -47,6 +56,30 @@ RP_INTERNAL int rp_op__node_status(const rp_op *op, size_t node);
 RP_INTERNAL const char *rp_op__node_why(const rp_op *op, size_t node);
 
 RP_INTERNAL void rp_op__sleep(rp_op *op, uint64_t ms);
+/* Per-target timeout for the next round (0: the driver's command timeout). Sticks until
+ * changed. */
+RP_INTERNAL void rp_op__timeout(rp_op *op, uint64_t ms);
+/* The node's next round listens (long-lived ops): commands queued for it are sent but owe
+ * no reply each; whatever whole replies arrive are the round's replies
+ * (rp_op__replies / rp_op__reply), possibly none when the driver steps early. */
+RP_INTERNAL void rp_op__listen(rp_op *op, size_t node);
+/* Hand the user a message (-> EMIT); the descriptor's message() reads it from the state. */
+RP_INTERNAL void rp_op__emit(rp_op *op);
+/* Ask the driver to start the callback argument arg (-> CALL). advance is then called as
+ * usual after every round and sleep while it runs (rp_op__call_running), and once more
+ * after it has ended (rp_op__call_result). With nothing else to do while it runs, advance
+ * just returns: the driver waits for the callback. */
+RP_INTERNAL void rp_op__call(rp_op *op, size_t arg);
+/* 1 while the callback started by rp_op__call has not ended. */
+RP_INTERNAL int rp_op__call_running(const rp_op *op);
+/* Once it has ended: RP_OK (*bytes / *len: what it returned, NULL when nothing), or
+ * RP_ECALLBACK / RP_ECANCELED with *bytes the message. Borrowed until rp_op_free. */
+RP_INTERNAL int rp_op__call_result(const rp_op *op, const char **bytes, size_t *len);
+/* 1 once rp_op_cancel was called (classes with handles_cancel clean up, then fail with
+ * RP_ECANCELED). */
+RP_INTERNAL int rp_op__cancelled(const rp_op *op);
+/* 1 right after an EMIT step (the current message may be read). */
+RP_INTERNAL int rp_op__emitting(const rp_op *op);
 RP_INTERNAL void rp_op__done(rp_op *op);
 /* Records the failure and returns code (negative). */
 RP_INTERNAL int rp_op__fail(rp_op *op, int code, const char *fmt, ...) RP_PRINTF(3, 4);

@@ -14,16 +14,24 @@
 
 #include "transport_hiredis.h"
 
-typedef struct hiredis_transport {
-    rp_transport base;
-    rp_allocator alloc;
-    const rp_url *url; /* the client's parsed URL, borrowed: the client owns this transport */
-    uint32_t connect_timeout_ms;
-    uint32_t command_timeout_ms;
-    int keepalive;
+typedef struct conn {
+    char *address;     /* the pool key (rp_endpoint.address) */
     redisContext *ctx;
     pid_t pid; /* process that opened ctx: a forked child must not share the socket */
     uint64_t last_used_ms;
+} conn;
+
+typedef struct hiredis_transport {
+    rp_transport base;
+    rp_allocator alloc;
+    uint32_t connect_timeout_ms;
+    uint32_t command_timeout_ms;
+    int keepalive;
+    conn *conns;
+    size_t nconns;
+    /* the connection of the exchange in progress */
+    redisContext *ctx;
+    const rp_endpoint *ep;
 } hiredis_transport;
 
 /* A connection idle at least this long is probed before use (see looks_dead). Back-to-back
@@ -39,6 +47,16 @@ static void drop(hiredis_transport *t)
     }
 }
 
+static void drop_all(hiredis_transport *t)
+{
+    size_t i;
+    for (i = 0; i < t->nconns; i++)
+        if (t->conns[i].ctx) {
+            redisFree(t->conns[i].ctx);
+            t->conns[i].ctx = NULL;
+        }
+}
+
 static struct timeval tv_of(uint32_t ms)
 {
     struct timeval tv;
@@ -50,7 +68,7 @@ static struct timeval tv_of(uint32_t ms)
 static int handshake(hiredis_transport *t, rp_error *err)
 {
     rp_url_command cmds[RP_HANDSHAKE_MAX];
-    size_t i, n = rp_url__handshake(t->url, cmds);
+    size_t i, n = rp_url__endpoint_handshake(t->ep, cmds);
     for (i = 0; i < n; i++) {
         const char *what = cmds[i].argv[0];
         redisReply *r = redisCommandArgv(t->ctx, cmds[i].argc, cmds[i].argv, cmds[i].lens);
@@ -70,8 +88,9 @@ static int connect_now(hiredis_transport *t, rp_error *err)
 {
     struct timeval ctv = tv_of(t->connect_timeout_ms), ttv = tv_of(t->command_timeout_ms);
     int rc;
-    t->ctx = t->url->is_unix ? redisConnectUnixWithTimeout(t->url->path, ctv)
-                            : redisConnectWithTimeout(t->url->host, t->url->port, ctv);
+    const rp_endpoint *ep = t->ep;
+    t->ctx = ep->is_unix ? redisConnectUnixWithTimeout(ep->path, ctv)
+                         : redisConnectWithTimeout(ep->host, ep->port, ctv);
     if (!t->ctx)
         return rp_error__set(err, RP_ENOMEM, "out of memory connecting");
     if (t->ctx->err) {
@@ -79,8 +98,8 @@ static int connect_now(hiredis_transport *t, rp_error *err)
                         (errno == ETIMEDOUT || errno == EAGAIN || errno == EINPROGRESS);
         rc = rp_error__set(err, timed_out ? RP_ETIMEOUT : RP_ETRANSPORT,
                            "cannot connect to %s%s%d: %s",
-                           t->url->is_unix ? t->url->path : t->url->host,
-                           t->url->is_unix ? "" : ":", t->url->is_unix ? 0 : t->url->port,
+                           ep->is_unix ? ep->path : ep->host,
+                           ep->is_unix ? "" : ":", ep->is_unix ? 0 : ep->port,
                            t->ctx->errstr);
         drop(t);
         return rc;
@@ -93,13 +112,12 @@ static int connect_now(hiredis_transport *t, rp_error *err)
         drop(t);
         return rc;
     }
-    if (t->keepalive && !t->url->is_unix)
+    if (t->keepalive && !ep->is_unix)
         redisEnableKeepAlive(t->ctx);
     if ((rc = handshake(t, err))) {
         drop(t);
         return rc;
     }
-    t->pid = getpid();
     return RP_OK;
 }
 
@@ -141,9 +159,27 @@ static int fail(hiredis_transport *t, rp_error *err, int code, const char *what)
     return rp_error__set(err, code, "connection lost %s: %s", what, e ? strerror(e) : "closed by peer");
 }
 
-static int exchange(rp_transport *base, rp_op *op, size_t node, rp_error *err)
+static conn *conn_for(hiredis_transport *t, const char *address)
 {
-    hiredis_transport *t = (hiredis_transport *)base;
+    size_t i;
+    conn *p;
+    for (i = 0; i < t->nconns; i++)
+        if (strcmp(t->conns[i].address, address) == 0)
+            return &t->conns[i];
+    p = rp_alloc__realloc(&t->alloc, t->conns, (t->nconns + 1) * sizeof *p);
+    if (!p)
+        return NULL;
+    t->conns = p;
+    p = &t->conns[t->nconns];
+    memset(p, 0, sizeof *p);
+    if (!(p->address = rp_alloc__memdup(&t->alloc, address, strlen(address) + 1)))
+        return NULL;
+    t->nconns++;
+    return p;
+}
+
+static int exchange_on(hiredis_transport *t, rp_op *op, size_t node, rp_error *err)
+{
     const char *bytes;
     size_t len, sent = 0;
     uint64_t deadline;
@@ -151,11 +187,6 @@ static int exchange(rp_transport *base, rp_op *op, size_t node, rp_error *err)
     int rc;
 
     uint64_t now = rp_monotonic_ms();
-    if (t->ctx && (t->pid != getpid() ||
-                   (now - t->last_used_ms >= RP_IDLE_PROBE_MS && looks_dead(t->ctx->fd))))
-        drop(t);
-    if (!t->ctx && (rc = connect_now(t, err)))
-        return rc;
     if ((rc = rp_op_request(op, node, &bytes, &len)))
         return rp_error__set(err, rc, "no request to send");
     deadline = now + t->command_timeout_ms;
@@ -198,10 +229,8 @@ static int exchange(rp_transport *base, rp_op *op, size_t node, rp_error *err)
             return fail(t, err, RP_ETRANSPORT, "reading");
         }
         rc = rp_op_feed(op, node, buf, (size_t)n);
-        if (rc == RP_OK) {
-            t->last_used_ms = rp_monotonic_ms();
+        if (rc == RP_OK)
             return RP_OK;
-        }
         if (rc != RP_MORE) {
             drop(t); /* the stream is out of step; never reuse it */
             return rp_error__set(err, rc, "%s", rp_op_error(op)->message[0] ? rp_op_error(op)->message : "bad reply");
@@ -209,17 +238,65 @@ static int exchange(rp_transport *base, rp_op *op, size_t node, rp_error *err)
     }
 }
 
+/* Interim: targets one after another (parallel rounds come with the rewrite). */
+static int round_all(rp_transport *base, rp_op *op, uint64_t listen_wait_ms, rp_error *err)
+{
+    hiredis_transport *t = (hiredis_transport *)base;
+    size_t node;
+    (void)listen_wait_ms;
+    for (node = 0; node < rp_op_nodes(op); node++) {
+        rp_endpoint ep;
+        rp_error e;
+        conn *c;
+        int rc;
+        uint64_t now = rp_monotonic_ms();
+        if (!rp_op_pending(op, node))
+            continue;
+        if (rp_op_target(op, node, &ep) != RP_OK) {
+            rp_op_fail_node(op, node, RP_EINVAL, "the op's client has no endpoint for this target");
+            continue;
+        }
+        if (!(c = conn_for(t, ep.address))) {
+            rp_op_fail_node(op, node, RP_ENOMEM, "out of memory");
+            continue;
+        }
+        t->ep = &ep;
+        t->ctx = c->ctx;
+        if (t->ctx && (c->pid != getpid() ||
+                       (now - c->last_used_ms >= RP_IDLE_PROBE_MS && looks_dead(t->ctx->fd))))
+            drop(t);
+        rp_error_clear(&e);
+        rc = t->ctx ? RP_OK : connect_now(t, &e);
+        if (rc == RP_OK && t->ctx && !c->ctx)
+            c->pid = getpid();
+        if (rc == RP_OK)
+            rc = exchange_on(t, op, node, &e);
+        c->ctx = t->ctx;
+        c->last_used_ms = rp_monotonic_ms();
+        t->ctx = NULL;
+        t->ep = NULL;
+        if (rc != RP_OK)
+            rp_op_fail_node(op, node, rc, e.message);
+    }
+    (void)err;
+    return RP_OK;
+}
+
 static void destroy(rp_transport *base)
 {
     hiredis_transport *t = (hiredis_transport *)base;
     rp_allocator a = t->alloc;
-    drop(t);
+    size_t i;
+    drop_all(t);
+    for (i = 0; i < t->nconns; i++)
+        rp_alloc__free(&a, t->conns[i].address);
+    rp_alloc__free(&a, t->conns);
     rp_alloc__free(&a, t);
 }
 
-static const rp_transport_class hiredis_class = { "hiredis", exchange, destroy };
+static const rp_transport_class hiredis_class = { "hiredis", round_all, destroy };
 
-int rp_transport__hiredis_new(rp_transport **out, const rp_url *url,
+int rp_transport__hiredis_new(rp_transport **out,
                               const rp_client_options *o, const rp_allocator *a, rp_error *err)
 {
     hiredis_transport *t;
@@ -229,7 +306,6 @@ int rp_transport__hiredis_new(rp_transport **out, const rp_url *url,
         return rp_error__set(err, RP_ENOMEM, "out of memory creating the transport");
     t->base.cls = &hiredis_class;
     t->alloc = *a;
-    t->url = url;
     t->connect_timeout_ms = o->connect_timeout_ms;
     t->command_timeout_ms = o->command_timeout_ms;
     t->keepalive = o->tcp_keepalive;
@@ -240,5 +316,5 @@ int rp_transport__hiredis_new(rp_transport **out, const rp_url *url,
 void rp_transport__hiredis_disconnect(rp_transport *base)
 {
     if (base && base->cls == &hiredis_class)
-        drop((hiredis_transport *)base);
+        drop_all((hiredis_transport *)base);
 }

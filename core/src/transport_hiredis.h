@@ -7,7 +7,7 @@
 
 /* A transport to the client's parsed url (borrowed: the client owns both and frees the
  * transport first); connects lazily on the first exchange. */
-RP_INTERNAL int rp_transport__hiredis_new(rp_transport **out, const rp_url *url,
+RP_INTERNAL int rp_transport__hiredis_new(rp_transport **out,
                                           const rp_client_options *o, const rp_allocator *a,
                                           rp_error *err);
 /* Closes the connection if base is a hiredis transport (reopened on next use). */

@@ -65,6 +65,7 @@ void rp_url__free(rp_url *u, const rp_allocator *a)
     rp_alloc__free(a, u->path);
     rp_alloc__free(a, u->user);
     rp_alloc__free(a, u->password);
+    rp_alloc__free(a, u->address);
     memset(u, 0, sizeof *u);
 }
 
@@ -154,11 +155,25 @@ static int parse_tcp(rp_url *u, const char *rest, const rp_allocator *a, rp_erro
     return RP_OK;
 }
 
-int rp_url__parse(rp_url *out, const char *url, const rp_allocator *a, rp_error *err)
+/* "user@host:port/db" / "user@unix:path/db": one pool per server, database and user. */
+static int make_address(rp_url *u, const rp_allocator *a, rp_error *err)
 {
-    memset(out, 0, sizeof *out);
-    if (!url || !*url)
-        return rp_error__set(err, RP_EINVAL, "url: must not be empty");
+    size_t len = (u->user ? strlen(u->user) + 1 : 0) + strlen(u->is_unix ? u->path : u->host) +
+                 5 /* "unix:" */ + 1 + 12 /* :port */ + 1 + RP_DB_CHARS + 3 /* [] */ + 1;
+    u->address = rp_alloc__malloc(a, len);
+    if (!u->address)
+        return oom(u, a, err);
+    if (u->is_unix)
+        snprintf(u->address, len, "%s%sunix:%s/%d", u->user ? u->user : "", u->user ? "@" : "",
+                 u->path, u->db);
+    else
+        snprintf(u->address, len, strchr(u->host, ':') ? "%s%s[%s]:%d/%d" : "%s%s%s:%d/%d",
+                 u->user ? u->user : "", u->user ? "@" : "", u->host, u->port, u->db);
+    return RP_OK;
+}
+
+static int parse_one(rp_url *out, const char *url, const rp_allocator *a, rp_error *err)
+{
     if (strncmp(url, "redis://", 8) == 0)
         return parse_tcp(out, url + 8, a, err);
     if (strncmp(url, "unix://", 7) == 0)
@@ -169,7 +184,83 @@ int rp_url__parse(rp_url *out, const char *url, const rp_allocator *a, rp_error 
                          "url: must start with redis:// or unix:// (got \"%.60s\")", url);
 }
 
+int rp_url__parse(rp_url *out, const char *url, const rp_allocator *a, rp_error *err)
+{
+    int rc;
+    memset(out, 0, sizeof *out);
+    if (!url || !*url)
+        return rp_error__set(err, RP_EINVAL, "url: must not be empty");
+    if ((rc = parse_one(out, url, a, err)))
+        return rc;
+    return make_address(out, a, err);
+}
+
+int rp_url__parse_list(rp_url **out, size_t *count, size_t max, const char *urls,
+                       const rp_allocator *a, rp_error *err)
+{
+    size_t n = 1, i;
+    const char *p;
+    rp_url *list;
+    *out = NULL;
+    *count = 0;
+    if (!urls || !*urls)
+        return rp_error__set(err, RP_EINVAL, "url: must not be empty");
+    for (p = urls; *p; p++)
+        n += *p == ',';
+    if (n > max)
+        return rp_error__set(err, RP_EINVAL, "url: at most %zu URLs (got %zu)", max, n);
+    list = rp_alloc__calloc(a, n, sizeof *list);
+    if (!list)
+        return rp_error__set(err, RP_ENOMEM, "out of memory parsing the URL");
+    for (i = 0, p = urls; i < n; i++) {
+        size_t len = strcspn(p, ",");
+        char *one = rp_alloc__memdup(a, p, len);
+        rp_error e;
+        int rc;
+        if (!one) {
+            rc = rp_error__set(err, RP_ENOMEM, "out of memory parsing the URL");
+        } else {
+            rp_error_clear(&e);
+            rc = rp_url__parse(&list[i], one, a, &e);
+            rp_alloc__free(a, one);
+            if (rc && n > 1)
+                rp_error__set(err, rc, "url %zu of %zu: %s", i + 1, n, e.message);
+            else if (rc)
+                rp_error__copy(err, &e);
+        }
+        if (rc) {
+            while (i-- > 0)
+                rp_url__free(&list[i], a);
+            rp_alloc__free(a, list);
+            return rc;
+        }
+        p += len + (p[len] == ',');
+    }
+    *out = list;
+    *count = n;
+    return RP_OK;
+}
+
+void rp_url__endpoint(const rp_url *u, rp_endpoint *out)
+{
+    out->address = u->address;
+    out->is_unix = u->is_unix;
+    out->host = u->host;
+    out->port = u->port;
+    out->path = u->path;
+    out->user = u->user;
+    out->password = u->password;
+    out->db = u->db;
+}
+
 size_t rp_url__handshake(const rp_url *u, rp_url_command *cmds)
+{
+    rp_endpoint ep;
+    rp_url__endpoint(u, &ep);
+    return rp_url__endpoint_handshake(&ep, cmds);
+}
+
+size_t rp_url__endpoint_handshake(const rp_endpoint *u, rp_url_command *cmds)
 {
     size_t n = 0;
     if (u->password) {

@@ -19,11 +19,14 @@ extern "C" {
 typedef struct rp_client rp_client;
 
 #define RP_CLIENT_NAMESPACE_MAX 128 /* bytes in a key namespace */
+#define RP_CLIENT_ENDPOINTS_MAX 16  /* URLs in one client (Redlock deployments use 3..7) */
 
 typedef struct rp_client_options {
-    /* redis://[[user]:password@]host[:port][/db] or unix:///path/to.sock[?db=N].
-     * NULL: no connection at all; the client then only creates ops for a driver that does
-     * its own I/O (asyncio, OpenResty cosockets). */
+    /* redis://[[user]:password@]host[:port][/db] or unix:///path/to.sock[?db=N]; several
+     * of them separated by ',' make a client over independent endpoints (Redlock: at most
+     * RP_CLIENT_ENDPOINTS_MAX; patterns of one instance use the first). NULL: no endpoint
+     * at all; the client then only makes ops that need none (local ones). No I/O either
+     * way: connections are opened on first use. */
     const char *url;
     /* Prefix of every key ("<namespace>:<pattern>:..."). NULL means "redpat".
      * 1..RP_CLIENT_NAMESPACE_MAX bytes, no NUL, '{' or '}'. */
@@ -71,6 +74,8 @@ int rp_client_run_sleeping(rp_client *client, rp_op *op, rp_sleep_fn sleep, void
 /* Where a client made from a URL connects, for drivers that open their own sockets
  * (asyncio, OpenResty cosockets). All strings are borrowed from the client. */
 typedef struct rp_endpoint {
+    const char *address;  /* canonical, the key of connection pools: "host:port/db" or
+                             "unix:path/db", prefixed "user@" when the URL names a user */
     int is_unix;          /* 1: path is a unix socket; 0: host and port */
     const char *host;     /* NULL for unix sockets */
     int port;
@@ -80,12 +85,22 @@ typedef struct rp_endpoint {
     int db;               /* 0: no SELECT needed */
 } rp_endpoint;
 
-/* Fills out from the client's URL. RP_EINVAL if the client was made without one. */
+/* Fills out from the client's (first) URL. RP_EINVAL if the client was made without one. */
 int rp_client_endpoint(const rp_client *client, rp_endpoint *out);
+/* How many endpoints (URLs) the client has: 0 without a url. */
+size_t rp_client_endpoints(const rp_client *client);
+/* Endpoint index (0..rp_client_endpoints) of the client. RP_EINVAL out of range. */
+int rp_client_endpoint_at(const rp_client *client, size_t index, rp_endpoint *out);
+/* The handshake (AUTH, SELECT) a fresh connection to ep needs, as an op of one target (ep
+ * itself), pipelined in one round trip; DONE without I/O when none is needed. ep's strings
+ * are copied. For drivers with their own sockets: run it on each new connection. */
+int rp_endpoint_handshake_op(rp_op **out, rp_client *client, const rp_endpoint *ep,
+                             rp_error *err);
 
-/* The commands a fresh connection needs before use (AUTH, SELECT from the URL), as one op
- * that pipelines them in one round trip. Ends DONE without any I/O when none is needed;
- * ERROR with RP_EREPLY if Redis refuses (wrong password, bad database). */
+/* The commands a fresh connection to the client's first endpoint needs before use (AUTH,
+ * SELECT from the URL), as one op that pipelines them in one round trip. Ends DONE without
+ * any I/O when none is needed; ERROR with RP_EREPLY if Redis refuses (wrong password, bad
+ * database). */
 int rp_client_handshake_op(rp_op **out, rp_client *client, rp_error *err);
 
 /* The client's transport (borrowed, lives as long as the client), or NULL for a client made
@@ -93,7 +108,7 @@ int rp_client_handshake_op(rp_op **out, rp_client *client, rp_error *err);
  * e.g. to sleep interruptibly between retries: IO rounds go to transport->cls->exchange. */
 rp_transport *rp_client_transport(rp_client *client);
 
-/* Drops the client's connection (it is reopened on next use). */
+/* Drops the client's connections (they are reopened on next use). */
 void rp_client_disconnect(rp_client *client);
 
 /* A raw Redis command as an op (argv binary-safe; argvlen NULL means strlen). A Redis

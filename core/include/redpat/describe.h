@@ -51,7 +51,11 @@ typedef enum rp_type {
     RP_TYPE_HANDLE = 7, /* a handle made by a constructor: handle, kind */
     RP_TYPE_LIST = 8,   /* items[0..count): each of the descriptor's item type */
     RP_TYPE_STATUS = 9, /* an rp_status in i (RP_OK: none) with its message in bytes/len */
-    RP_TYPE_REPLY = 10  /* a raw Redis reply tree: reply (borrowed) */
+    RP_TYPE_REPLY = 10, /* a raw Redis reply tree: reply (borrowed) */
+    RP_TYPE_CALLBACK = 11 /* an argument only: the user's function. The core never calls it:
+                             a CALL step names it (rp_op_call) and the driver runs it. Its
+                             value may carry anything in handle (the core ignores it); it
+                             must be present when required. */
 } rp_type;
 
 /* The kinds of handle. */
@@ -59,7 +63,8 @@ typedef enum rp_kind {
     RP_KIND_NONE = 0,
     RP_KIND_CLIENT = 1,   /* rp_client */
     RP_KIND_LOCK = 2,     /* rp_lock */
-    RP_KIND_RATELIMIT = 3 /* rp_ratelimit */
+    RP_KIND_RATELIMIT = 3, /* rp_ratelimit */
+    RP_KIND_SUBSCRIPTION = 4 /* rp_subscription (pubsub.h) */
 } rp_kind;
 
 /* One value, argument or result field. Only the members of its type are meaningful; a
@@ -131,6 +136,13 @@ struct rp_op_desc {
     int (*make)(void **out, const rp_value *args, const rp_naming *nm, rp_error *err);
     size_t (*result_count)(const rp_op *op);
     int (*result)(const rp_op *op, size_t index, rp_value *fields);
+    /* Ops that EMIT (a subscription's listen): the fields of each message, and how the
+     * generic reader reads the current one. NULL / 0 for every other op. */
+    const rp_field_desc *message_fields;
+    size_t nmessage_fields;
+    int (*message)(const rp_op *op, rp_value *fields);
+    /* 1: the op is long-lived (rp_op_long_lived): a driver gives it connections of its own */
+    int long_lived;
 };
 
 /* The most arguments / result fields any op has: size stack arrays with these. */
@@ -190,6 +202,20 @@ size_t rp_op_result_count(const rp_op *op);
  * Values borrow from the op until rp_op_free. RP_ESTATE if op is not DONE or was not begun
  * by rp_desc_begin; RP_EINVAL for an index out of range. */
 int rp_op_result(const rp_op *op, size_t index, rp_value *fields);
+
+/* After RP_STEP_CALL: *arg is the index (in the op's descriptor) of the callback argument to
+ * run, and values[0..*count) (at most max; borrowed until the next step) the arguments to
+ * pass it. RP_ESTATE if no CALL is waiting to start. */
+int rp_op_call(const rp_op *op, size_t *arg, rp_value *values, size_t max, size_t *count);
+/* The callback of the current CALL has ended: result NULL (or type NONE) when it returned
+ * nothing, BYTES for a value (copied), or STATUS when it failed: i is RP_ECALLBACK (it
+ * raised; bytes is its message, copied) or RP_ECANCELED (the user cancelled). Call it
+ * between steps (not during an IO round); the op then finishes its own work (releases the
+ * lock). RP_ESTATE if no CALL is running. */
+int rp_op_resume(rp_op *op, const rp_value *result);
+/* After RP_STEP_EMIT: the message, fields[0..d->nmessage_fields) (borrowed until the next
+ * step). RP_ESTATE otherwise. */
+int rp_op_message(const rp_op *op, rp_value *fields);
 
 /* Value constructors, for C callers and runners. */
 rp_value rp_value_int(rp_type type, int64_t i);       /* INT, MS, BOOL */

@@ -18,8 +18,10 @@ typedef enum rp_status {
     RP_EREPLY = -6,     /* Redis answered with an error reply (WRONGTYPE, OOM, READONLY, ...) */
     RP_ENOTOWNED = -7,  /* release/extend of a lock this handle does not own (any more) */
     RP_ESTATE = -8,     /* an API was called out of order (e.g. a result read before DONE) */
-    RP_ECANCELED = -9   /* the driver cancelled the op (a signal, a cancelled task); no request
+    RP_ECANCELED = -9,  /* the driver cancelled the op (a signal, a cancelled task); no request
                            was left in flight */
+    RP_ECALLBACK = -10, /* the user's callback (a CALL) failed; frontends re-raise its own error */
+    RP_ELOST = -11      /* a held lock was lost (a renewal failed) while its holder worked */
 } rp_status;
 
 #define RP_ERROR_MESSAGE_MAX 256
@@ -31,7 +33,7 @@ typedef struct rp_error {
 } rp_error;
 
 /* A stable machine name for a status: "ok", "invalid_argument", "no_memory", "transport",
- * "timeout", "protocol", "reply", "not_owned", "state", "cancelled"; "unknown" otherwise.
+ * "timeout", "protocol", "reply", "not_owned", "state", "cancelled", "callback", "lost"; "unknown" otherwise.
  * The returned string is static. The test matrix and every frontend use these names. */
 const char *rp_status_name(int code);
 

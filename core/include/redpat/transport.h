@@ -19,10 +19,15 @@ typedef struct rp_transport rp_transport;
 
 typedef struct rp_transport_class {
     const char *name;
-    /* One IO round for node of op: write the op's request bytes for node, then read and
-     * rp_op_feed until it returns RP_OK. Returns RP_OK, or a failure status with details in
-     * err; the transport must then be usable again (reconnecting on its next exchange). */
-    int (*exchange)(rp_transport *t, rp_op *op, size_t node, rp_error *err);
+    /* One IO round of op over all its targets, as op.h describes: connections from a pool
+     * keyed by rp_op_target's address (opened and handshaken as needed), every request
+     * written before any reply is read, per-target timeouts, failures reported with
+     * rp_op_fail_node, early end at rp_op_round_over (closing the connections still
+     * pending). A listening round waits at most listen_wait_ms for a message (0: only what
+     * is already there), and returns RP_ETIMEOUT when none came (the op lives on: nothing
+     * was lost, the connection stays the op's). Returns RP_OK otherwise: a target's failure
+     * is the op's business, not the round's. */
+    int (*round)(rp_transport *t, rp_op *op, uint64_t listen_wait_ms, rp_error *err);
     /* Closes connections and frees t. */
     void (*destroy)(rp_transport *t);
 } rp_transport_class;

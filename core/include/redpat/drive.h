@@ -1,0 +1,59 @@
+/* redpat — the blocking driver, with user callbacks (CALL) and messages (EMIT).
+ *
+ * rp_client_run drives an op with no callback and no message. Ops that run user code
+ * (lock.using) or hand out messages (a subscription) go through these instead, which the
+ * Python and Lua bindings use too:
+ *
+ *   - CALL: hooks->call runs the user's callback in the calling thread. Meanwhile a helper
+ *     thread keeps stepping the op (its SLEEPs end early when the callback returns; its IO
+ *     rounds, such as lock renewals, go over connections of the helper's own, opened only
+ *     when the first round comes), so a lock is renewed while the callback works. When the
+ *     callback has returned and the helper has stopped, the op is resumed in the calling
+ *     thread and driven to its end there.
+ *   - EMIT: rp_client_pump steps a long-lived op until it hands out a message or the
+ *     caller's wait runs out. The long-lived op's connections belong to the client given:
+ *     give each subscription a client of its own. */
+#ifndef REDPAT_DRIVE_H
+#define REDPAT_DRIVE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "client.h"
+#include "describe.h"
+#include "error.h"
+#include "op.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct rp_drive_hooks {
+    /* Waits ms milliseconds between retries: return 0, or non-zero to cancel the op (a
+     * signal arrived). NULL: nanosleep. */
+    int (*sleep)(void *ud, uint64_t ms);
+    /* Runs the callback argument arg of op's descriptor with values[0..count). Fills
+     * *result as rp_op_resume takes it (NONE, BYTES, or STATUS RP_ECALLBACK / RP_ECANCELED
+     * with a message; the bytes must stay valid until call returns to the driver, which
+     * copies them at once). NULL: a CALL fails the op (RP_ESTATE). */
+    void (*call)(void *ud, rp_op *op, size_t arg, const rp_value *values, size_t count,
+                 rp_value *result);
+    void *ud;
+} rp_drive_hooks;
+
+/* Drives op to DONE or ERROR over client's connections, running CALLs and sleeps through
+ * hooks (NULL: no callbacks, nanosleep). An EMIT fails the op (RP_ESTATE): long-lived ops
+ * go through rp_client_pump. Returns RP_OK when DONE, else the op's error code. */
+int rp_client_drive(rp_client *client, rp_op *op, const rp_drive_hooks *hooks,
+                    rp_error *err);
+
+/* Steps a long-lived op until it EMITs (RP_OK: read the message with rp_op_message, then
+ * pump again), wait_ms passes without one (RP_ETIMEOUT: the op lives on, nothing is lost),
+ * or it ends (RP_ESTATE when DONE; the op's error code when it failed). */
+int rp_client_pump(rp_client *client, rp_op *op, uint64_t wait_ms,
+                   const rp_drive_hooks *hooks, rp_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
