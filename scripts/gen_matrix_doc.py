@@ -106,11 +106,19 @@ def arg_text(a: Json) -> str:
     return "`%s` %s: %s" % (a["name"], ", ".join(parts), esc(a["doc"]))
 
 
+def is_handle(a: Json) -> bool:
+    return bool(a["type"] == "handle" or (a["type"] == "list" and a.get("item_type") == "handle"))
+
+
 def handle_cell(op: Json) -> str:
+    """The step's own keys: handles by label, the callback's "call", what "as" labels."""
     cells = []
     for a in op["args"]:
-        is_handle = a["type"] == "handle" or (a["type"] == "list" and a.get("item_type") == "handle")
-        if not is_handle:
+        if a["type"] == "callback":
+            cells.append("`\"call\": {...}` answers each call of `%s` (%s): %s" % (
+                a["name"], "**required**" if a["required"] else "optional", esc(a["doc"])))
+            continue
+        if not is_handle(a):
             continue
         if a["type"] == "handle" and a["kind"] == "client":
             cells.append("the case's client (or `\"%s\": LABEL`)" % a["name"])
@@ -121,28 +129,42 @@ def handle_cell(op: Json) -> str:
                 a["name"], type_text(a), bounds(a["min"], a["max"], "items")))
     if op["makes"]:
         cells.append("makes a %s: `\"as\": LABEL`" % op["makes"])
+    if op.get("long_lived"):
+        cells.append("long-lived: `\"as\": LABEL` keeps it (read with `messages`, freed with "
+                     "`close`)")
     return "<br>".join(cells) if cells else "—"
 
 
+def fields_text(fields: List[Json]) -> str:
+    return "<br>".join("`%s` %s: %s" % (f["name"], f["type"], esc(f["doc"])) for f in fields)
+
+
 def result_cell(op: Json) -> str:
+    messages = op.get("message_fields") or []
     if op["makes"]:
         return "a %s handle (under `as`)" % op["makes"]
+    if messages:
+        head = "messages (`messages` steps), each:<br>"
+        if op["shape"] == "none":
+            return head + fields_text(messages)
+        return result_text(op) + "<br>" + head + fields_text(messages)
+    return result_text(op)
+
+
+def result_text(op: Json) -> str:
     if op["shape"] == "none":
         return "none (expect nothing, or an error)"
-    fields = "<br>".join("`%s` %s: %s" % (f["name"], f["type"], esc(f["doc"]))
-                         for f in op["fields"])
+    fields = fields_text(op["fields"])
     if op["shape"] == "list":
         return "a list of records, each:<br>" + fields
     return fields
 
 
 def render(doc: Json) -> str:
-    rows = ["| op | handles (step keys) | args (under `\"args\"`) | result fields |",
+    rows = ["| op | step keys (handles, `call`, `as`) | args (under `\"args\"`) | result fields |",
             "|---|---|---|---|"]
     for op in doc["ops"]:
-        args = [arg_text(a) for a in op["args"]
-                if not (a["type"] == "handle" or
-                        (a["type"] == "list" and a.get("item_type") == "handle"))]
+        args = [arg_text(a) for a in op["args"] if not is_handle(a) and a["type"] != "callback"]
         no_io = "" if op["io"] or "no I/O" in op["doc"] else " (no I/O)"
         name = "`%s`<br>%s%s" % (op["name"], esc(op["doc"]), no_io)
         rows.append("| %s | %s | %s | %s |" % (name, handle_cell(op), "<br>".join(args) or "—",

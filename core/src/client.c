@@ -124,21 +124,7 @@ void rp_client_disconnect(rp_client *c)
         rp_transport__hiredis_disconnect(c->transport);
 }
 
-int rp_client_run_sleeping(rp_client *c, rp_op *op, rp_sleep_fn sleep, void *ud,
-                           rp_error *err)
-{
-    if (!c || !op)
-        return rp_error__set(err, RP_EINVAL, "client and op must not be NULL");
-    if (!c->transport)
-        return rp_error__set(err, RP_EINVAL,
-                             "this client has no connection (made without a url): drive the op yourself");
-    return rp_op_run_sleeping(op, c->transport, sleep, ud, err);
-}
-
-int rp_client_run(rp_client *c, rp_op *op, rp_error *err)
-{
-    return rp_client_run_sleeping(c, op, NULL, NULL, err);
-}
+/* rp_client_run and rp_client_run_sleeping: drive.c (thin wrappers of rp_client_drive). */
 
 int rp_client_endpoint(const rp_client *c, rp_endpoint *out)
 {

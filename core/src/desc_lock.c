@@ -1,5 +1,6 @@
-/* Descriptors of the lock ops (lock.new ... lock.info) and fence.check, over the typed API
- * in lock.h. */
+/* Descriptors of the lock ops (lock.new, redlock.new, lock.acquire ... lock.info) and
+ * fence.check, over the typed API in lock.h. A Redlock handle is a lock: the same lock.*
+ * descriptors act on it. */
 #include <inttypes.h>
 #include <string.h>
 
@@ -12,6 +13,9 @@
 #define N(a) (sizeof a / sizeof a[0])
 
 static rp_lock *lock_of(const rp_value *a) { return a[0].handle; }
+
+/* Positions in rp_desc__lock_ops (the table at the end), for messages naming arguments. */
+enum { D_LOCK_NEW, D_REDLOCK_NEW, D_ACQUIRE };
 
 /* --- lock.new ----------------------------------------------------------------------- */
 
@@ -32,6 +36,44 @@ static int lock_make(void **out, const rp_value *a, const rp_naming *nm, rp_erro
     o.ttl_ms = a[2].i;
     o.fenced = (int)a[3].i;
     return rp_lock_new((rp_lock **)out, a[0].handle, a[1].bytes, a[1].len, &o, err);
+}
+
+/* --- redlock.new -------------------------------------------------------------------- */
+
+enum { RL_CLIENT, RL_NAME, RL_TTL, RL_NODE_TIMEOUT };
+
+static const rp_arg_desc redlock_args[] = {
+    SELF_CLIENT("the client over the Redlock's nodes: an odd number >= 3 of URLs"),
+    { "name", RP_TYPE_BYTES, RP_TYPE_NONE, RP_KIND_NONE, RP_ARG_REQUIRED, 0, 1,
+      RP_LOCK_NAME_MAX, 0, 0, NULL, "the lock's name (binary-safe)" },
+    { "ttl", RP_TYPE_MS, RP_TYPE_NONE, RP_KIND_NONE, 0, RP_LOCK_TTL_MS_DEFAULT, 1,
+      RP_DESC_EXACT_MAX, 0, 0, NULL, "how long a holder keeps the lock without extending it" },
+    { "node_timeout", RP_TYPE_MS, RP_TYPE_NONE, RP_KIND_NONE, 0,
+      RP_REDLOCK_NODE_TIMEOUT_MS_DEFAULT, 1, RP_DESC_EXACT_MAX, 0, 0, NULL,
+      "per-node timeout of each round (at most the ttl; much smaller is the point)" },
+};
+
+static int redlock_make(void **out, const rp_value *a, const rp_naming *nm, rp_error *err)
+{
+    const rp_op_desc *d = &rp_desc__lock_ops[D_REDLOCK_NEW];
+    rp_redlock_options o = RP_REDLOCK_OPTIONS_INIT;
+    char lo[RP_DESC_DURATION_CHARS], hi[RP_DESC_DURATION_CHARS];
+    size_t n = rp_client_endpoints(a[RL_CLIENT].handle);
+    if (n < 3 || n % 2 == 0)
+        return rp_error__set(err, RP_EINVAL, "%s must have an odd number >= 3 of endpoints "
+                             "(the URLs of independent Redis primaries) for a Redlock, got %zu",
+                             rp_desc__arg_name(nm, d, RL_CLIENT), n);
+    if (a[RL_NODE_TIMEOUT].i > a[RL_TTL].i)
+        return rp_error__set(err, RP_EINVAL, "%s must be <= %s (got %s > %s): each node must "
+                             "answer well within the lock's validity",
+                             rp_desc__arg_name(nm, d, RL_NODE_TIMEOUT),
+                             rp_desc__arg_name(nm, d, RL_TTL),
+                             rp_desc__duration(nm, a[RL_NODE_TIMEOUT].i, hi),
+                             rp_desc__duration(nm, a[RL_TTL].i, lo));
+    o.ttl_ms = a[RL_TTL].i;
+    o.node_timeout_ms = a[RL_NODE_TIMEOUT].i;
+    return rp_redlock_new((rp_lock **)out, a[RL_CLIENT].handle, a[RL_NAME].bytes,
+                          a[RL_NAME].len, &o, err);
 }
 
 /* --- lock.acquire ------------------------------------------------------------------- */
@@ -55,12 +97,15 @@ static const rp_arg_desc acquire_args[] = {
 static const rp_field_desc acquire_fields[] = {
     { "acquired", RP_TYPE_BOOL, "the handle holds the lock now (false: busy until the wait ran out)" },
     { "fence", RP_TYPE_INT, "fenced locks: this acquire's fencing token (> 0), else 0" },
-    { "attempts", RP_TYPE_INT, "how many times Redis was asked" },
+    { "attempts", RP_TYPE_INT, "how many times Redis was asked (Redlock: rounds over all "
+      "nodes)" },
+    { "validity", RP_TYPE_MS, "acquired: how long the hold is safe from now (ttl - elapsed; "
+      "Redlock: - drift too); 0 when not acquired" },
 };
 
 static int acquire_begin(rp_op **out, const rp_value *a, const rp_naming *nm, rp_error *err)
 {
-    const rp_op_desc *d = &rp_desc__lock_ops[1];
+    const rp_op_desc *d = &rp_desc__lock_ops[D_ACQUIRE];
     rp_lock_acquire_options o = RP_LOCK_ACQUIRE_OPTIONS_INIT;
     char lo[RP_DESC_DURATION_CHARS], hi[RP_DESC_DURATION_CHARS];
     o.wait_ms = a[ACQ_WAIT].i;
@@ -88,6 +133,7 @@ static int acquire_result(const rp_op *op, size_t index, rp_value *f)
         f[0] = rp_desc__bool(r.acquired);
         f[1] = rp_value_int(RP_TYPE_INT, r.fence);
         f[2] = rp_value_int(RP_TYPE_INT, (int64_t)r.attempts);
+        f[3] = rp_value_int(RP_TYPE_MS, r.validity_ms);
     }
     return rc;
 }
@@ -175,6 +221,7 @@ static const rp_field_desc info_fields[] = {
     { "token", RP_TYPE_BYTES, "the owner token of the last successful acquire; absent when "
       "not held" },
     { "fence", RP_TYPE_INT, "the fencing token of the last successful fenced acquire, else 0" },
+    { "nodes", RP_TYPE_INT, "how many nodes the lock is kept on: 1, or N for a Redlock" },
 };
 
 static int info_begin(rp_op **out, const rp_value *a, const rp_naming *nm, rp_error *err)
@@ -198,6 +245,7 @@ static int info_result(const rp_op *op, size_t index, rp_value *f)
     if ((p = rp_lock_token(l, &len)) != NULL)
         f[3] = rp_value_bytes(p, len);
     f[4] = rp_value_int(RP_TYPE_INT, rp_lock_fence(l));
+    f[5] = rp_value_int(RP_TYPE_INT, (int64_t)rp_lock_nodes(l));
     return RP_OK;
 }
 
@@ -234,11 +282,15 @@ static int fence_result(const rp_op *op, size_t index, rp_value *f)
     return rc;
 }
 
-/* The order matters to acquire_begin (index 1). */
+/* The order is the D_* positions above. */
 const rp_op_desc rp_desc__lock_ops[] = {
     { "lock.new", "new", RP_KIND_CLIENT, RP_KIND_LOCK, 0, new_args, N(new_args),
-      RP_RESULT_NONE, NULL, 0, "a lock handle (no I/O); every lock has a TTL",
-      NULL, lock_make, NULL, NULL, RP_DESC_PLAIN },
+      RP_RESULT_NONE, NULL, 0, "a lock handle on one Redis primary (no I/O); every lock has a "
+      "TTL", NULL, lock_make, NULL, NULL, RP_DESC_PLAIN },
+    { "redlock.new", "new", RP_KIND_CLIENT, RP_KIND_LOCK, 0, redlock_args, N(redlock_args),
+      RP_RESULT_NONE, NULL, 0, "a Redlock handle over the client's N independent primaries "
+      "(no I/O): every lock op asks all N at once and decides by majority (lock.h)",
+      NULL, redlock_make, NULL, NULL, RP_DESC_PLAIN },
     { "lock.acquire", "acquire", RP_KIND_LOCK, RP_KIND_NONE, 1, acquire_args, N(acquire_args),
       RP_RESULT_RECORD, acquire_fields, N(acquire_fields),
       "takes the lock: SET NX PX (one script when fenced), retried with backoff while busy",

@@ -19,7 +19,9 @@ typedef struct desc_group {
 static const desc_group groups[] = {
     { rp_desc__client_ops, &rp_desc__client_count },
     { rp_desc__lock_ops, &rp_desc__lock_count },
+    { rp_desc__using_ops, &rp_desc__using_count },
     { rp_desc__ratelimit_ops, &rp_desc__ratelimit_count },
+    { rp_desc__pubsub_ops, &rp_desc__pubsub_count },
 };
 #define NGROUPS (sizeof groups / sizeof groups[0])
 
@@ -475,6 +477,7 @@ void rp_handle_free(rp_kind kind, void *h)
     case RP_KIND_CLIENT: rp_client_free(h); break;
     case RP_KIND_LOCK: rp_lock_free(h); break;
     case RP_KIND_RATELIMIT: rp_ratelimit_free(h); break;
+    case RP_KIND_SUBSCRIPTION: rp_subscription_free(h); break;
     default: break;
     }
 }
@@ -487,6 +490,7 @@ rp_client *rp_handle_client(rp_kind kind, void *h)
     case RP_KIND_CLIENT: return h;
     case RP_KIND_LOCK: return rp_lock_client(h);
     case RP_KIND_RATELIMIT: return rp_ratelimit_client(h);
+    case RP_KIND_SUBSCRIPTION: return rp_subscription_client(h);
     default: return NULL;
     }
 }

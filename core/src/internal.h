@@ -65,6 +65,11 @@ RP_INTERNAL extern const char *const rp_ratelimit__on_errors[];
 /* --- rate limits: decision i of a DONE check, multi or batch op (borrowed), or NULL --- */
 RP_INTERNAL const rp_ratelimit_decision *rp_ratelimit__decision(const rp_op *op, size_t i);
 
+/* --- locks: when the handle's hold began and was last renewed (monotonic ms of the
+ * requests' sending; 0 when not held), for the renewal plan --- */
+RP_INTERNAL uint64_t rp_lock__acquired_ms(const rp_lock *l);
+RP_INTERNAL uint64_t rp_lock__renewed_ms(const rp_lock *l);
+
 /* --- client internals used by ops --- */
 RP_INTERNAL const rp_allocator *rp_client__allocator(const rp_client *c);
 /* The options the client was made with (timeouts, keepalive; url and allocator unset). */

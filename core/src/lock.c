@@ -4,61 +4,49 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "op_internal.h"
+#include "lock_internal.h"
 
 #define RP_NAME_MAX RP_LOCK_NAME_MAX
 #define RP_TOKEN_MAX RP_LOCK_TOKEN_MAX
 #define RANDOM_TOKEN_BYTES 16
 
-struct rp_lock {
-    rp_client *client;
-    char *name;
-    size_t name_len;
-    rp_buf key;       /* <ns>:lock:{name} */
-    rp_buf fence_key; /* <ns>:lock:{name}:fence */
-    int64_t ttl_ms;
-    char ttl_text[RP_I64_CHARS]; /* ttl_ms in decimal, formatted once */
-    size_t ttl_len;
-    int fenced;
-    char *token;      /* NULL: not held by this handle */
-    size_t token_len;
-    int64_t fence;
-};
+uint64_t rp_lock__acquired_ms(const rp_lock *l) { return l->token ? l->acquired_ms : 0; }
+uint64_t rp_lock__renewed_ms(const rp_lock *l) { return l->token ? l->renewed_ms : 0; }
 
 static const rp_allocator *alloc_of(const rp_lock *l) { return rp_client__allocator(l->client); }
 
-static void forget_token(rp_lock *l)
+void rp_lock__forget_token(rp_lock *l)
 {
     rp_alloc__free(alloc_of(l), l->token);
     l->token = NULL;
     l->token_len = 0;
 }
 
-int rp_lock_new(rp_lock **out, rp_client *client, const void *name, size_t name_len,
-                const rp_lock_options *options, rp_error *err)
+int rp_lock__create(rp_lock **out, rp_client *client, const void *name, size_t name_len,
+                    int64_t ttl_ms, int fenced, size_t nodes, int64_t node_timeout_ms,
+                    const char *what, rp_error *err)
 {
-    static const rp_lock_options defaults = RP_LOCK_OPTIONS_INIT;
-    const rp_lock_options *o = options ? options : &defaults;
     const rp_allocator *a;
     rp_lock *l;
-    if (!out || !client)
-        return rp_error__set(err, RP_EINVAL, "out and client must not be NULL");
     *out = NULL;
     if (!name || name_len == 0)
-        return rp_error__set(err, RP_EINVAL, "lock name must not be empty");
+        return rp_error__set(err, RP_EINVAL, "%s: lock name must not be empty", what);
     if (name_len > RP_NAME_MAX)
-        return rp_error__set(err, RP_EINVAL, "lock name must be at most %d bytes", RP_NAME_MAX);
-    if (o->ttl_ms <= 0)
+        return rp_error__set(err, RP_EINVAL, "%s: lock name must be at most %d bytes", what,
+                             RP_NAME_MAX);
+    if (ttl_ms <= 0)
         return rp_error__set(err, RP_EINVAL, "ttl must be > 0 ms (got %" PRId64 "): a lock "
-                             "without expiry would outlive a crashed holder", o->ttl_ms);
+                             "without expiry would outlive a crashed holder", ttl_ms);
     a = rp_client__allocator(client);
     l = rp_alloc__calloc(a, 1, sizeof *l);
     if (!l)
         return rp_error__set(err, RP_ENOMEM, "out of memory creating the lock");
     l->client = client;
-    l->ttl_ms = o->ttl_ms;
-    l->ttl_len = rp_fmt__i64(l->ttl_text, o->ttl_ms);
-    l->fenced = o->fenced != 0;
+    l->ttl_ms = ttl_ms;
+    l->ttl_len = rp_fmt__i64(l->ttl_text, ttl_ms);
+    l->fenced = fenced != 0;
+    l->nodes = nodes;
+    l->node_timeout_ms = node_timeout_ms;
     l->name = rp_alloc__memdup(a, name, name_len);
     l->name_len = name_len;
     if (!l->name || rp_key__build(client, "lock", name, name_len, "", &l->key) ||
@@ -70,13 +58,32 @@ int rp_lock_new(rp_lock **out, rp_client *client, const void *name, size_t name_
     return RP_OK;
 }
 
+int rp_lock_new(rp_lock **out, rp_client *client, const void *name, size_t name_len,
+                const rp_lock_options *options, rp_error *err)
+{
+    static const rp_lock_options defaults = RP_LOCK_OPTIONS_INIT;
+    const rp_lock_options *o = options ? options : &defaults;
+    size_t endpoints;
+    if (!out || !client)
+        return rp_error__set(err, RP_EINVAL, "out and client must not be NULL");
+    *out = NULL;
+    /* A lock on one of several independent instances would be no lock at all for the
+     * others' users: over several endpoints only the quorum algorithm is safe. */
+    if ((endpoints = rp_client_endpoints(client)) > 1)
+        return rp_error__set(err, RP_EINVAL, "lock.new: the client has %zu endpoints; a lock "
+                             "over several independent Redis instances is a Redlock: make it "
+                             "with redlock.new (rp_redlock_new)", endpoints);
+    return rp_lock__create(out, client, name, name_len, o->ttl_ms, o->fenced, 1, 0,
+                           "lock.new", err);
+}
+
 void rp_lock_free(rp_lock *l)
 {
     const rp_allocator *a;
     if (!l)
         return;
     a = alloc_of(l);
-    forget_token(l);
+    rp_lock__forget_token(l);
     rp_buf__free(a, &l->key);
     rp_buf__free(a, &l->fence_key);
     rp_alloc__free(a, l->name);
@@ -93,6 +100,8 @@ const char *rp_lock_token(const rp_lock *l, size_t *len)
 int64_t rp_lock_fence(const rp_lock *l) { return l->fence; }
 int64_t rp_lock_ttl_ms(const rp_lock *l) { return l->ttl_ms; }
 int rp_lock_fenced(const rp_lock *l) { return l->fenced; }
+size_t rp_lock_nodes(const rp_lock *l) { return l->nodes; }
+int64_t rp_lock_node_timeout_ms(const rp_lock *l) { return l->node_timeout_ms; }
 rp_client *rp_lock_client(const rp_lock *l) { return l->client; }
 
 const char *rp_lock_name(const rp_lock *l, size_t *len)
@@ -111,6 +120,7 @@ typedef struct acquire_state {
     size_t token_len;
     int started, waiting_reply;
     uint64_t start_ms;
+    uint64_t attempt_ms; /* when the attempt in flight was sent */
     int64_t backoff_ms;
     int64_t busy_pttl; /* from the fenced script: how long the holder has left */
     rp_lock_acquisition result;
@@ -162,48 +172,67 @@ static int acquire_advance(rp_op *op, void *state, uint64_t now_ms)
 {
     acquire_state *s = state;
     uint64_t elapsed;
-    int64_t delay, left;
+    int64_t left;
     int got;
     if (!s->started) {
         s->started = 1;
         s->start_ms = now_ms;
         s->backoff_ms = s->o.retry_min_ms;
+        s->attempt_ms = now_ms;
         return send_attempt(op, s);
     }
-    if (!s->waiting_reply)
+    if (!s->waiting_reply) {
+        s->attempt_ms = now_ms;
         return send_attempt(op, s); /* after a sleep */
+    }
     s->waiting_reply = 0;
     if ((got = read_attempt(op, s)) < 0)
         return got;
     if (got) {
         rp_lock *l = s->lock;
-        forget_token(l);
+        rp_lock__forget_token(l);
         l->token = s->token;
         l->token_len = s->token_len;
         l->fence = s->result.fence;
+        l->acquired_ms = l->renewed_ms = s->attempt_ms;
         s->token = NULL;
         s->result.acquired = 1;
+        /* the key was set at the latest when its reply came back */
+        left = l->ttl_ms - (int64_t)(now_ms - s->attempt_ms);
+        s->result.validity_ms = left > 0 ? left : 0;
         rp_op__done(op);
         return RP_OK;
     }
     elapsed = now_ms - s->start_ms;
-    if (s->o.wait_ms == 0 || (s->o.wait_ms != RP_WAIT_FOREVER && elapsed >= (uint64_t)s->o.wait_ms)) {
+    if (rp_lock__wait_over(&s->o, elapsed)) {
         rp_op__done(op);
         return RP_OK;
     }
+    rp_op__sleep(op, (uint64_t)rp_lock__next_delay(&s->backoff_ms, &s->o, elapsed, s->busy_pttl));
+    return RP_OK;
+}
+
+int rp_lock__wait_over(const rp_lock_acquire_options *o, uint64_t elapsed_ms)
+{
+    return o->wait_ms == 0 || (o->wait_ms != RP_WAIT_FOREVER && elapsed_ms >= (uint64_t)o->wait_ms);
+}
+
+int64_t rp_lock__next_delay(int64_t *backoff_ms, const rp_lock_acquire_options *o,
+                            uint64_t elapsed_ms, int64_t busy_pttl)
+{
+    int64_t delay, left, b = *backoff_ms;
     /* jittered exponential backoff, never past the holder's expiry or our deadline */
-    delay = rp_random__between(s->backoff_ms / 2 > 0 ? s->backoff_ms / 2 : 1, s->backoff_ms);
-    if (s->backoff_ms < s->o.retry_max_ms)
-        s->backoff_ms = s->backoff_ms > s->o.retry_max_ms / 2 ? s->o.retry_max_ms : s->backoff_ms * 2;
-    if (s->busy_pttl > 0 && s->busy_pttl < delay)
-        delay = s->busy_pttl;
-    if (s->o.wait_ms != RP_WAIT_FOREVER) {
-        left = s->o.wait_ms - (int64_t)elapsed;
+    delay = rp_random__between(b / 2 > 0 ? b / 2 : 1, b);
+    if (b < o->retry_max_ms)
+        *backoff_ms = b > o->retry_max_ms / 2 ? o->retry_max_ms : b * 2;
+    if (busy_pttl > 0 && busy_pttl < delay)
+        delay = busy_pttl;
+    if (o->wait_ms != RP_WAIT_FOREVER) {
+        left = o->wait_ms - (int64_t)elapsed_ms;
         if (left < delay)
             delay = left;
     }
-    rp_op__sleep(op, (uint64_t)(delay > 0 ? delay : 1));
-    return RP_OK;
+    return delay > 0 ? delay : 1;
 }
 
 static void acquire_destroy(rp_op *op, void *state)
@@ -216,8 +245,8 @@ static const rp_op_class acquire_class = {
     "lock.acquire", sizeof(acquire_state), acquire_advance, acquire_destroy, 0, NULL, 0, 0
 };
 
-static int make_token(const rp_allocator *a, const rp_lock_acquire_options *o, char **token,
-                      size_t *len, rp_error *err)
+int rp_lock__make_token(const rp_allocator *a, const rp_lock_acquire_options *o, char **token,
+                        size_t *len, rp_error *err)
 {
     static const char hex[] = "0123456789abcdef";
     unsigned char raw[RANDOM_TOKEN_BYTES];
@@ -241,7 +270,7 @@ static int make_token(const rp_allocator *a, const rp_lock_acquire_options *o, c
     return RP_OK;
 }
 
-static int check_acquire_options(const rp_lock_acquire_options *o, rp_error *err)
+int rp_lock__check_acquire_options(const rp_lock_acquire_options *o, rp_error *err)
 {
     if (o->wait_ms < 0)
         return rp_error__set(err, RP_EINVAL, "wait_ms must be >= 0 (got %" PRId64 ")", o->wait_ms);
@@ -270,14 +299,16 @@ int rp_lock_acquire_op(rp_op **out, rp_lock *lock, const rp_lock_acquire_options
     if (!out || !lock)
         return rp_error__set(err, RP_EINVAL, "out and lock must not be NULL");
     *out = NULL;
-    if ((rc = check_acquire_options(o, err)))
+    if ((rc = rp_lock__check_acquire_options(o, err)))
         return rc;
+    if (lock->nodes > 1)
+        return rp_redlock__acquire_op(out, lock, o, err);
     if ((rc = rp_op__new(out, lock->client, &acquire_class, 1, (void **)&s, err)))
         return rc;
     s->lock = lock;
     s->o = *o;
     s->o.token = NULL; /* the caller's buffer is not ours to keep */
-    if ((rc = make_token(alloc_of(lock), o, &s->token, &s->token_len, err))) {
+    if ((rc = rp_lock__make_token(alloc_of(lock), o, &s->token, &s->token_len, err))) {
         rp_op_free(*out);
         *out = NULL;
     }
@@ -287,7 +318,9 @@ int rp_lock_acquire_op(rp_op **out, rp_lock *lock, const rp_lock_acquire_options
 int rp_lock_acquire_result(const rp_op *op, rp_lock_acquisition *out)
 {
     const acquire_state *s = rp_op__done_state(op, &acquire_class);
-    if (!s || !out)
+    if (!s)
+        return rp_redlock__acquire_result(op, out);
+    if (!out)
         return RP_ESTATE;
     *out = s->result;
     return RP_OK;
@@ -315,7 +348,7 @@ typedef struct owner_state {
 
 static int not_owned(rp_op *op, rp_lock *l, const char *what)
 {
-    forget_token(l);
+    rp_lock__forget_token(l);
     return rp_op__fail(op, RP_ENOTOWNED, "%s: the lock is no longer owned by this handle "
                        "(it expired or another holder has it)", what);
 }
@@ -339,7 +372,7 @@ static int release_advance(rp_op *op, void *state, uint64_t now_ms)
         return rp_op__fail(op, RP_EPROTOCOL, "lock.release: unexpected reply type %d", (int)r->type);
     if (r->integer != 1)
         return not_owned(op, s->lock, "lock.release");
-    forget_token(s->lock);
+    rp_lock__forget_token(s->lock);
     rp_op__done(op);
     return RP_OK;
 }
@@ -348,6 +381,7 @@ typedef struct extend_state {
     owner_state base;
     int64_t ms;
     int replace;
+    uint64_t sent_ms;
 } extend_state;
 
 static int extend_advance(rp_op *op, void *state, uint64_t now_ms)
@@ -355,8 +389,8 @@ static int extend_advance(rp_op *op, void *state, uint64_t now_ms)
     extend_state *s = state;
     const rp_reply *r;
     int rc;
-    (void)now_ms;
     if (!s->base.sent) {
+        s->sent_ms = now_ms;
         char ms[RP_I64_CHARS];
         size_t n = rp_fmt__i64(ms, s->ms);
         const char *argv[] = { s->base.lock->key.data, s->base.lock->token, ms,
@@ -372,6 +406,7 @@ static int extend_advance(rp_op *op, void *state, uint64_t now_ms)
         return rp_op__fail(op, RP_EPROTOCOL, "lock.extend: unexpected reply type %d", (int)r->type);
     if (r->integer <= 0)
         return not_owned(op, s->base.lock, "lock.extend");
+    s->base.lock->renewed_ms = s->sent_ms;
     rp_op__done(op);
     return RP_OK;
 }
@@ -397,8 +432,11 @@ int rp_lock_release_op(rp_op **out, rp_lock *lock, rp_error *err)
     if (!out || !lock)
         return rp_error__set(err, RP_EINVAL, "out and lock must not be NULL");
     *out = NULL;
-    if ((rc = require_token(lock, "lock.release", err)) ||
-        (rc = rp_op__new(out, lock->client, &release_class, 1, (void **)&s, err)))
+    if ((rc = require_token(lock, "lock.release", err)))
+        return rc;
+    if (lock->nodes > 1)
+        return rp_redlock__release_op(out, lock, err);
+    if ((rc = rp_op__new(out, lock->client, &release_class, 1, (void **)&s, err)))
         return rc;
     s->lock = lock;
     return RP_OK;
@@ -413,8 +451,11 @@ int rp_lock_extend_op(rp_op **out, rp_lock *lock, int64_t ms, int replace_ttl, r
     *out = NULL;
     if (ms <= 0)
         return rp_error__set(err, RP_EINVAL, "ms must be > 0 (got %" PRId64 ")", ms);
-    if ((rc = require_token(lock, "lock.extend", err)) ||
-        (rc = rp_op__new(out, lock->client, &extend_class, 1, (void **)&s, err)))
+    if ((rc = require_token(lock, "lock.extend", err)))
+        return rc;
+    if (lock->nodes > 1)
+        return rp_redlock__extend_op(out, lock, ms, replace_ttl, err);
+    if ((rc = rp_op__new(out, lock->client, &extend_class, 1, (void **)&s, err)))
         return rc;
     s->base.lock = lock;
     s->ms = ms;
@@ -500,6 +541,8 @@ static int query_op(rp_op **out, rp_lock *lock, int owned_query, rp_error *err)
     if (!out || !lock)
         return rp_error__set(err, RP_EINVAL, "out and lock must not be NULL");
     *out = NULL;
+    if (lock->nodes > 1)
+        return rp_redlock__query_op(out, lock, owned_query, err);
     if ((rc = rp_op__new(out, lock->client, owned_query ? &owned_class : &locked_class, 1,
                          (void **)&s, err)))
         return rc;
@@ -516,7 +559,9 @@ int rp_lock_query_result(const rp_op *op, int *value)
     const query_state *s = rp_op__done_state(op, &locked_class);
     if (!s)
         s = rp_op__done_state(op, &owned_class);
-    if (!s || !value)
+    if (!s)
+        return rp_redlock__query_result(op, value);
+    if (!value)
         return RP_ESTATE;
     *value = s->value;
     return RP_OK;
@@ -596,6 +641,8 @@ int rp_lock_remaining_op(rp_op **out, rp_lock *lock, rp_error *err)
     if (!out || !lock)
         return rp_error__set(err, RP_EINVAL, "out and lock must not be NULL");
     *out = NULL;
+    if (lock->nodes > 1)
+        return rp_redlock__remaining_op(out, lock, err);
     if ((rc = rp_op__new(out, lock->client, &remaining_class, 1, (void **)&s, err)))
         return rc;
     s->lock = lock;
@@ -605,7 +652,9 @@ int rp_lock_remaining_op(rp_op **out, rp_lock *lock, rp_error *err)
 int rp_lock_remaining_result(const rp_op *op, rp_lock_remaining *out)
 {
     const remaining_state *s = rp_op__done_state(op, &remaining_class);
-    if (!s || !out)
+    if (!s)
+        return rp_redlock__remaining_result(op, out);
+    if (!out)
         return RP_ESTATE;
     *out = s->result;
     return RP_OK;

@@ -36,7 +36,8 @@ typedef struct rp_node_io {
     size_t nmsgs, capmsgs;
 } rp_node_io;
 
-enum { PHASE_START, PHASE_IO, PHASE_SLEEP, PHASE_CALL, PHASE_EMIT, PHASE_DONE, PHASE_ERROR };
+enum { PHASE_START, PHASE_IO, PHASE_SLEEP, PHASE_CALL, PHASE_EMIT, PHASE_CHILD, PHASE_DONE,
+       PHASE_ERROR };
 
 /* A CALL's life: none, asked (CALL step pending), running (driver started it), ended. */
 enum { CALL_NONE, CALL_ASKED, CALL_RUNNING, CALL_ENDED };
@@ -62,7 +63,25 @@ struct rp_op {
     void *state;
     rp_error err;
     const rp_op_desc *desc; /* set by rp_desc_begin: how the generic reader reads it */
+    rp_op *child;          /* the op delegated to (rp_op__delegate), owned */
+    int child_active;      /* the driver is talking to child */
+    rp_step child_end;     /* how child ended (DONE / ERROR) */
 };
+
+/* The op a driver is really talking to: the innermost active child. */
+static rp_op *live(rp_op *op)
+{
+    while (op->child_active)
+        op = op->child;
+    return op;
+}
+
+static const rp_op *live_c(const rp_op *op)
+{
+    while (op->child_active)
+        op = op->child;
+    return op;
+}
 
 int rp_op__new(rp_op **out, rp_client *client, const rp_op_class *cls, size_t nodes,
                void **state_out, rp_error *err)
@@ -110,6 +129,7 @@ void rp_op_free(rp_op *op)
         return;
     if (op->cls && op->cls->destroy && op->state)
         op->cls->destroy(op, op->state);
+    rp_op_free(op->child);
     for (i = 0; op->nodes && i < op->nnodes; i++) {
         rp_node_io *n = &op->nodes[i];
         for (j = 0; j < n->ncmds; j++)
@@ -289,7 +309,8 @@ static int start_round(rp_op *op, int *any)
         int rc;
         for (j = 0; j < n->first_new; j++)
             cmd_clear(op->alloc, &n->cmds[j]);
-        memmove(n->cmds, n->cmds + n->first_new, fresh * sizeof *n->cmds);
+        if (fresh > 0 && n->first_new > 0) /* cmds may be NULL (never used): no memmove */
+            memmove(n->cmds, n->cmds + n->first_new, fresh * sizeof *n->cmds);
         n->ncmds = fresh;
         n->first_new = fresh;
         if ((rc = reset_round(op, n)))
@@ -386,6 +407,10 @@ static rp_step run_advance(rp_op *op, uint64_t now_ms)
         op->phase = PHASE_EMIT;
         return RP_STEP_EMIT;
     }
+    if (op->child_active) {
+        op->phase = PHASE_CHILD;
+        return rp_op_step(op, now_ms);
+    }
     if (op->call == CALL_ASKED) {
         op->call = CALL_RUNNING;
         op->phase = PHASE_CALL;
@@ -435,6 +460,14 @@ rp_step rp_op_step(rp_op *op, uint64_t now_ms)
 {
     size_t i;
     int rc;
+    if (op->child_active) {
+        rp_step st = rp_op_step(op->child, now_ms);
+        if (st != RP_STEP_DONE && st != RP_STEP_ERROR)
+            return st;
+        op->child_active = 0;
+        op->child_end = st;
+        return run_advance(op, now_ms);
+    }
     switch (op->phase) {
     case PHASE_DONE:
         return RP_STEP_DONE;
@@ -478,17 +511,19 @@ rp_step rp_op_step(rp_op *op, uint64_t now_ms)
 
 /* --- driver side -------------------------------------------------------------------- */
 
-size_t rp_op_nodes(const rp_op *op) { return op->nnodes; }
+size_t rp_op_nodes(const rp_op *op) { return live_c(op)->nnodes; }
 
 int rp_op_request(const rp_op *op, size_t node, const char **bytes, size_t *len)
 {
+    op = live_c(op);
     *bytes = NULL;
     *len = 0;
     if (node >= op->nnodes)
         return RP_EINVAL;
     if (op->phase != PHASE_IO)
         return RP_ESTATE;
-    if (op->nodes[node].ninflight > 0) {
+    /* a listening round keeps no inflight list, but sends what was queued all the same */
+    if (op->nodes[node].ninflight > 0 || op->nodes[node].listening) {
         *bytes = op->nodes[node].out.data;
         *len = op->nodes[node].out.len;
     }
@@ -540,6 +575,7 @@ int rp_op_feed(rp_op *op, size_t node, const char *buf, size_t len)
 {
     rp_node_io *n;
     int rc;
+    op = live(op);
     if (node >= op->nnodes)
         return RP_EINVAL;
     n = &op->nodes[node];
@@ -574,17 +610,19 @@ int rp_op_feed(rp_op *op, size_t node, const char *buf, size_t len)
 
 void rp_op_fail_node(rp_op *op, size_t node, int status, const char *why)
 {
+    op = live(op);
     if (op->phase == PHASE_IO && node < op->nnodes) {
         node_fail(&op->nodes[node], status, why);
         check_enough(op);
     }
 }
 
-uint64_t rp_op_timeout_ms(const rp_op *op) { return op->timeout_ms; }
+uint64_t rp_op_timeout_ms(const rp_op *op) { return live_c(op)->timeout_ms; }
 
 int rp_op_pending(const rp_op *op, size_t node)
 {
     const rp_node_io *n;
+    op = live_c(op);
     if (op->phase != PHASE_IO || node >= op->nnodes)
         return 0;
     n = &op->nodes[node];
@@ -595,6 +633,7 @@ int rp_op_round_over(const rp_op *op)
 {
     size_t i;
     int listening = 0, heard = 0;
+    op = live_c(op);
     if (op->phase != PHASE_IO)
         return 1;
     if (op->enough)
@@ -615,11 +654,13 @@ int rp_op_long_lived(const rp_op *op) { return op->cls && op->cls->long_lived; }
 
 int rp_op_listening(const rp_op *op, size_t node)
 {
+    op = live_c(op);
     return op->phase == PHASE_IO && node < op->nnodes && op->nodes[node].listening;
 }
 
 int rp_op_target(const rp_op *op, size_t node, rp_endpoint *out)
 {
+    op = live_c(op);
     if (node >= op->nnodes)
         return RP_EINVAL;
     return rp_client_endpoint_at(op->client, node, out);
@@ -629,6 +670,9 @@ void rp_op_cancel(rp_op *op)
 {
     if (!op || op->phase == PHASE_DONE || op->phase == PHASE_ERROR)
         return;
+    /* a child's wait is abandoned too; its I/O is not (a clean-up may be running) */
+    if (op->child_active && live(op)->phase == PHASE_SLEEP)
+        rp_op_cancel(op->child);
     op->cancelled = 1;
     if (op->call == CALL_RUNNING) {
         op->call = CALL_ENDED;
@@ -645,6 +689,8 @@ int rp_op_call(const rp_op *op, size_t *arg, rp_value *values, size_t max, size_
 {
     (void)values;
     (void)max;
+    if (op)
+        op = live_c(op);
     if (!op || op->phase != PHASE_CALL)
         return RP_ESTATE;
     if (arg)
@@ -659,7 +705,11 @@ int rp_op_resume(rp_op *op, const rp_value *result)
     const char *bytes = NULL;
     size_t len = 0;
     int status = RP_OK;
-    if (!op || op->call != CALL_RUNNING || op->phase == PHASE_IO)
+    if (!op || (live(op)->phase == PHASE_IO && !rp_op_round_over(op)))
+        return RP_ESTATE;
+    while (op->call != CALL_RUNNING && op->child_active)
+        op = op->child; /* the op whose callback it was */
+    if (op->call != CALL_RUNNING)
         return RP_ESTATE;
     if (result && result->type == RP_TYPE_STATUS) {
         status = result->i == RP_ECANCELED ? RP_ECANCELED : RP_ECALLBACK;
@@ -682,7 +732,11 @@ int rp_op_resume(rp_op *op, const rp_value *result)
     return RP_OK;
 }
 
-uint64_t rp_op_sleep_ms(const rp_op *op) { return op->phase == PHASE_SLEEP ? op->sleep_ms : 0; }
+uint64_t rp_op_sleep_ms(const rp_op *op)
+{
+    op = live_c(op);
+    return op->phase == PHASE_SLEEP ? op->sleep_ms : 0;
+}
 
 /* The phase as the last step reported it (describe.c reads EMIT messages only then). */
 int rp_op__emitting(const rp_op *op) { return op && op->phase == PHASE_EMIT; }
@@ -701,6 +755,11 @@ const char *rp_op_name(const rp_op *op)
 const void *rp_op__done_state(const rp_op *op, const rp_op_class *cls)
 {
     return (op && op->cls == cls && op->phase == PHASE_DONE) ? op->state : NULL;
+}
+
+void *rp_op__state(const rp_op *op, const rp_op_class *cls)
+{
+    return (op && op->cls == cls) ? op->state : NULL;
 }
 
 rp_client *rp_op__client(const rp_op *op) { return op->client; }
@@ -797,6 +856,18 @@ int rp_op__call_result(const rp_op *op, const char **bytes, size_t *len)
 
 int rp_op__cancelled(const rp_op *op) { return op->cancelled; }
 
+void rp_op__delegate(rp_op *op, rp_op *child)
+{
+    rp_op_free(op->child);
+    op->child = child;
+    op->child_active = 1;
+    op->child_end = RP_STEP_IO;
+}
+
+rp_op *rp_op__child(const rp_op *op) { return op->child_active ? NULL : op->child; }
+
+int rp_op__child_failed(const rp_op *op) { return !op->child_active && op->child && op->child_end == RP_STEP_ERROR; }
+
 int rp_op__fail(rp_op *op, int code, const char *fmt, ...)
 {
     va_list ap;
@@ -816,52 +887,11 @@ int rp_op__check_reply(rp_op *op, const rp_reply *r)
     return RP_OK;
 }
 
-/* --- the blocking driver -------------------------------------------------------------- */
+/* --- the clock (the blocking driver is drive.c) ------------------------------------- */
 
 uint64_t rp_monotonic_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static void sleep_ms(uint64_t ms)
-{
-    struct timespec ts, rem;
-    ts.tv_sec = (time_t)(ms / 1000u);
-    ts.tv_nsec = (long)((ms % 1000u) * 1000000u);
-    while (nanosleep(&ts, &rem) != 0)
-        ts = rem;
-}
-
-int rp_op_run(rp_op *op, rp_transport *t, rp_error *err)
-{
-    return rp_op_run_sleeping(op, t, NULL, NULL, err);
-}
-
-int rp_op_run_sleeping(rp_op *op, rp_transport *t, int (*sleep)(void *ud, uint64_t ms),
-                       void *ud, rp_error *err)
-{
-    for (;;) {
-        switch (rp_op_step(op, rp_monotonic_ms())) {
-        case RP_STEP_IO: {
-            rp_error e;
-            rp_error_clear(&e);
-            t->cls->round(t, op, 0, &e);
-            break;
-        }
-        case RP_STEP_SLEEP:
-            if (!sleep)
-                sleep_ms(op->sleep_ms);
-            else if (sleep(ud, op->sleep_ms) != 0)
-                fail_op(op, RP_ECANCELED, "cancelled while waiting to retry");
-            break;
-        case RP_STEP_DONE:
-            rp_error_clear(err);
-            return RP_OK;
-        case RP_STEP_ERROR:
-        default:
-            return rp_error__copy(err, &op->err);
-        }
-    }
 }

@@ -35,6 +35,8 @@ RP_INTERNAL int rp_op__new(rp_op **out, rp_client *client, const rp_op_class *cl
 /* The op's state if op is of class cls and DONE, else NULL. */
 RP_INTERNAL const void *rp_op__done_state(const rp_op *op, const rp_op_class *cls);
 RP_INTERNAL rp_client *rp_op__client(const rp_op *op);
+/* The op's state if op is of class cls (any phase: an EMITting op's message), else NULL. */
+RP_INTERNAL void *rp_op__state(const rp_op *op, const rp_op_class *cls);
 /* Records the descriptor the generic begin made op from (read by rp_op_result). */
 RP_INTERNAL void rp_op__set_desc(rp_op *op, const rp_op_desc *desc);
 
@@ -78,6 +80,15 @@ RP_INTERNAL int rp_op__call_result(const rp_op *op, const char **bytes, size_t *
 /* 1 once rp_op_cancel was called (classes with handles_cancel clean up, then fail with
  * RP_ECANCELED). */
 RP_INTERNAL int rp_op__cancelled(const rp_op *op);
+/* Hands the driver to child (an op of the same client, owned by op from now on): op's steps
+ * are child's until it ends; then op's advance runs again and reads it with rp_op__child
+ * (valid until the next delegation or rp_op_free). Lets an op reuse whole ops (lock.using
+ * runs lock.acquire, lock.extend, lock.release, whatever kind of lock it has). */
+RP_INTERNAL void rp_op__delegate(rp_op *op, rp_op *child);
+/* The ended child (NULL while it runs or when there is none). */
+RP_INTERNAL rp_op *rp_op__child(const rp_op *op);
+/* 1 when the ended child failed (its rp_op_error says why). */
+RP_INTERNAL int rp_op__child_failed(const rp_op *op);
 /* 1 right after an EMIT step (the current message may be read). */
 RP_INTERNAL int rp_op__emitting(const rp_op *op);
 RP_INTERNAL void rp_op__done(rp_op *op);

@@ -1,8 +1,25 @@
-/* The blocking transport: hiredis opens the connection (TCP or unix, connect timeout,
- * keepalive, AUTH/SELECT); the exchange itself is poll() + send()/recv() on its socket
- * with one deadline, feeding the op's own reader. Any failure drops the connection, so a
- * late reply can never be read as the answer to the next request. */
+/* The blocking transport: parallel rounds over a pool of connections keyed by address.
+ *
+ * hiredis only opens the sockets (redisConnectNonBlock / redisConnectUnixNonBlock: name
+ * resolution, TCP_NODELAY, keepalive); everything after that is ours: one poll() over all
+ * the round's sockets drives each target through connect -> handshake (AUTH / SELECT of its
+ * endpoint) -> write the request -> read the replies, feeding the op's own reader. So a
+ * round costs about its slowest target, not the sum, and connects do not serialize their
+ * waits either (name resolution does: getaddrinfo blocks, and is fast for the addresses
+ * Redis deployments use).
+ *
+ * Any failure closes the connection, and so does the early end of a quorum round for the
+ * targets still waiting: a late reply can never be read as the answer to the next request.
+ *
+ * The pool keeps one idle connection per address (a transport is used by one thread at a
+ * time, so a round rarely needs two to one address; an extra one is closed after use). A
+ * long-lived op's connection goes back to the pool between its rounds *reserved*: only a
+ * long-lived op takes it again (the client that pumps one is used for nothing else, see
+ * drive.h; an op that is not long-lived gets a connection of its own, closed after its
+ * round, so misuse is slow but never mixes a request into a subscription). */
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
@@ -12,14 +29,62 @@
 
 #include <hiredis/hiredis.h>
 
+#include "reply_internal.h"
 #include "transport_hiredis.h"
 
+/* A connection idle at least this long is probed before use (see looks_dead). Back-to-back
+ * calls skip the probe: a connection that died within the last few milliseconds fails its
+ * call with RP_ETRANSPORT instead, and the next call reconnects. */
+#define RP_IDLE_PROBE_MS 50
+/* One recv() reads at most this much; replies of locks and limiters are far smaller. */
+#define RP_READ_CHUNK 16384
+/* poll() takes an int of milliseconds: wait in slices of at most this long. */
+#define RP_POLL_SLICE_MS 60000
+
+/* One connection and what we know of its socket. */
 typedef struct conn {
-    char *address;     /* the pool key (rp_endpoint.address) */
-    redisContext *ctx;
-    pid_t pid; /* process that opened ctx: a forked child must not share the socket */
+    redisContext *ctx;     /* NULL: none */
+    pid_t pid;             /* process that opened ctx: a forked child must not share it */
     uint64_t last_used_ms;
+    uint32_t rcvtimeo_ms;  /* SO_RCVTIMEO set on the socket now (0: none) */
+    int blocking;          /* the socket is in blocking mode (see read_target) */
 } conn;
+
+/* A pool slot: the idle connection of one address. */
+typedef struct slot {
+    char *address;         /* rp_endpoint.address, owned */
+    conn idle;
+    int reserved;          /* the connection is a long-lived op's (idle, or in its round) */
+} slot;
+
+/* Where a target of the round is. */
+enum {
+    T_CONNECT,  /* non-blocking connect in progress: wait for POLLOUT */
+    T_HS_WRITE, /* writing the handshake (AUTH / SELECT) */
+    T_HS_READ,  /* reading its replies */
+    T_WRITE,    /* writing the op's request */
+    T_READ,     /* feeding the replies to the op */
+    T_DONE      /* fed to RP_OK, or failed (conn closed) */
+};
+
+typedef struct target {
+    size_t node;
+    size_t slot;           /* index into t->slots (not a pointer: slots may move) */
+    conn c;                /* the connection this round uses, owned by the round */
+    int phase;
+    int listening;
+    uint64_t deadline;     /* of the current phase; UINT64_MAX: none */
+    uint64_t limit_ms;     /* the timeout behind deadline, for the message */
+    const char *out;       /* bytes being written (handshake or request) */
+    size_t outlen, sent;
+    const char *req;       /* the op's request (borrowed until the next step) */
+    size_t reqlen;
+    rp_buf hs;             /* the formatted handshake, kept for reuse */
+    size_t hs_expected, hs_got;
+    const char *hs_names[RP_HANDSHAKE_MAX]; /* "AUTH", "SELECT" (static strings) */
+    redisReader *hs_reader;
+    int own;               /* a long-lived op's connection (its slot is reserved) */
+} target;
 
 typedef struct hiredis_transport {
     rp_transport base;
@@ -27,102 +92,30 @@ typedef struct hiredis_transport {
     uint32_t connect_timeout_ms;
     uint32_t command_timeout_ms;
     int keepalive;
-    conn *conns;
-    size_t nconns;
-    /* the connection of the exchange in progress */
-    redisContext *ctx;
-    const rp_endpoint *ep;
+    slot *slots;
+    size_t nslots;
+    /* per-round scratch, kept between rounds so a round allocates nothing */
+    target *tg;
+    struct pollfd *pfd;
+    size_t *pfd_tg;        /* pfd[i] belongs to tg[pfd_tg[i]] */
+    size_t captg;
 } hiredis_transport;
 
-/* A connection idle at least this long is probed before use (see looks_dead). Back-to-back
- * calls skip the probe: a connection that died within the last few milliseconds fails its
- * call with RP_ETRANSPORT instead, and the next call reconnects. */
-#define RP_IDLE_PROBE_MS 50
+/* --- connections ---------------------------------------------------------------------- */
 
-static void drop(hiredis_transport *t)
+static void conn_close(conn *c)
 {
-    if (t->ctx) {
-        redisFree(t->ctx);
-        t->ctx = NULL;
-    }
+    if (c->ctx)
+        redisFree(c->ctx);
+    memset(c, 0, sizeof *c);
 }
 
-static void drop_all(hiredis_transport *t)
-{
-    size_t i;
-    for (i = 0; i < t->nconns; i++)
-        if (t->conns[i].ctx) {
-            redisFree(t->conns[i].ctx);
-            t->conns[i].ctx = NULL;
-        }
-}
-
-static struct timeval tv_of(uint32_t ms)
-{
-    struct timeval tv;
-    tv.tv_sec = (time_t)(ms / 1000u);
-    tv.tv_usec = (suseconds_t)((ms % 1000u) * 1000u);
-    return tv;
-}
-
-static int handshake(hiredis_transport *t, rp_error *err)
-{
-    rp_url_command cmds[RP_HANDSHAKE_MAX];
-    size_t i, n = rp_url__endpoint_handshake(t->ep, cmds);
-    for (i = 0; i < n; i++) {
-        const char *what = cmds[i].argv[0];
-        redisReply *r = redisCommandArgv(t->ctx, cmds[i].argc, cmds[i].argv, cmds[i].lens);
-        if (!r)
-            return rp_error__set(err, RP_ETRANSPORT, "%s failed: %s", what, t->ctx->errstr);
-        if (r->type == REDIS_REPLY_ERROR) {
-            rp_error__set(err, RP_EREPLY, "%s failed: %s", what, r->str);
-            freeReplyObject(r);
-            return RP_EREPLY;
-        }
-        freeReplyObject(r);
-    }
-    return RP_OK;
-}
-
-static int connect_now(hiredis_transport *t, rp_error *err)
-{
-    struct timeval ctv = tv_of(t->connect_timeout_ms), ttv = tv_of(t->command_timeout_ms);
-    int rc;
-    const rp_endpoint *ep = t->ep;
-    t->ctx = ep->is_unix ? redisConnectUnixWithTimeout(ep->path, ctv)
-                         : redisConnectWithTimeout(ep->host, ep->port, ctv);
-    if (!t->ctx)
-        return rp_error__set(err, RP_ENOMEM, "out of memory connecting");
-    if (t->ctx->err) {
-        int timed_out = t->ctx->err == REDIS_ERR_IO &&
-                        (errno == ETIMEDOUT || errno == EAGAIN || errno == EINPROGRESS);
-        rc = rp_error__set(err, timed_out ? RP_ETIMEOUT : RP_ETRANSPORT,
-                           "cannot connect to %s%s%d: %s",
-                           ep->is_unix ? ep->path : ep->host,
-                           ep->is_unix ? "" : ":", ep->is_unix ? 0 : ep->port,
-                           t->ctx->errstr);
-        drop(t);
-        return rc;
-    }
-    /* The command timeout bounds hiredis' own calls (the handshake) and each exchange's
-     * first, blocking recv: without it a silent server would hang us. */
-    if (redisSetTimeout(t->ctx, ttv) != REDIS_OK) {
-        rc = rp_error__set(err, RP_ETRANSPORT, "cannot set the command timeout: %s",
-                           t->ctx->errstr);
-        drop(t);
-        return rc;
-    }
-    if (t->keepalive && !ep->is_unix)
-        redisEnableKeepAlive(t->ctx);
-    if ((rc = handshake(t, err))) {
-        drop(t);
-        return rc;
-    }
-    return RP_OK;
-}
+static uint64_t add_sat(uint64_t a, uint64_t b) { return a > UINT64_MAX - b ? UINT64_MAX : a + b; }
+static uint64_t min_u64(uint64_t a, uint64_t b) { return a < b ? a : b; }
 
 /* A connection the server closed while idle (restart, timeout, CLIENT KILL) shows up as
- * readable-with-EOF: find out before sending, so the request goes on a fresh one. */
+ * readable-with-EOF, and bytes nobody asked for mean the stream is out of step: find out
+ * before sending, so the request goes on a fresh one. */
 static int looks_dead(int fd)
 {
     struct pollfd p = { fd, POLLIN, 0 };
@@ -134,152 +127,561 @@ static int looks_dead(int fd)
     return recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
 }
 
-static int wait_fd(int fd, short events, uint64_t deadline)
+static int slot_for(hiredis_transport *t, const char *address, size_t *index)
 {
-    for (;;) {
-        uint64_t now = rp_monotonic_ms();
-        struct pollfd p = { fd, events, 0 };
-        int n;
-        if (now >= deadline)
-            return 0;
-        n = poll(&p, 1, (int)(deadline - now > 60000 ? 60000 : deadline - now));
-        if (n > 0)
-            return 1;
-        if (n < 0 && errno != EINTR)
-            return -1;
+    size_t i;
+    slot *p;
+    for (i = 0; i < t->nslots; i++)
+        if (strcmp(t->slots[i].address, address) == 0) {
+            *index = i;
+            return RP_OK;
+        }
+    p = rp_alloc__realloc(&t->alloc, t->slots, (t->nslots + 1) * sizeof *p);
+    if (!p)
+        return RP_ENOMEM;
+    t->slots = p;
+    p = &t->slots[t->nslots];
+    memset(p, 0, sizeof *p);
+    if (!(p->address = rp_alloc__memdup(&t->alloc, address, strlen(address) + 1)))
+        return RP_ENOMEM;
+    *index = t->nslots++;
+    return RP_OK;
+}
+
+static int grow_scratch(hiredis_transport *t, size_t n)
+{
+    target *tg;
+    struct pollfd *pfd;
+    size_t *pfd_tg;
+    if (n <= t->captg)
+        return RP_OK;
+    tg = rp_alloc__realloc(&t->alloc, t->tg, n * sizeof *tg);
+    if (!tg)
+        return RP_ENOMEM;
+    memset(tg + t->captg, 0, (n - t->captg) * sizeof *tg);
+    t->tg = tg;
+    pfd = rp_alloc__realloc(&t->alloc, t->pfd, n * sizeof *pfd);
+    if (!pfd)
+        return RP_ENOMEM;
+    t->pfd = pfd;
+    pfd_tg = rp_alloc__realloc(&t->alloc, t->pfd_tg, n * sizeof *pfd_tg);
+    if (!pfd_tg)
+        return RP_ENOMEM;
+    t->pfd_tg = pfd_tg;
+    t->captg = n;
+    return RP_OK;
+}
+
+/* --- one target's life in a round ------------------------------------------------------- */
+
+static void phase_deadline(target *tg, uint64_t now, uint64_t limit_ms, uint64_t overall,
+                           uint64_t op_timeout_ms)
+{
+    uint64_t d = add_sat(now, limit_ms);
+    tg->limit_ms = limit_ms;
+    if (overall < d) {
+        /* the op's per-target timeout bounds the whole exchange, connect included */
+        d = overall;
+        tg->limit_ms = op_timeout_ms;
+    }
+    tg->deadline = d;
+}
+
+/* Closes the target's connection. A long-lived op's slot is no longer reserved: the op is
+ * told (a failure, or RP_ECANCELED when abandoned) and starts afresh. */
+static void lose(hiredis_transport *t, target *tg)
+{
+    conn_close(&tg->c);
+    if (tg->own)
+        t->slots[tg->slot].reserved = 0;
+}
+
+static void target_fail(hiredis_transport *t, rp_op *op, target *tg, int status,
+                        const char *fmt, ...) RP_PRINTF(5, 6);
+
+/* Closes the target's connection and reports the failure, naming the address. */
+static void target_fail(hiredis_transport *t, rp_op *op, target *tg, int status,
+                        const char *fmt, ...)
+{
+    char why[RP_ERROR_MESSAGE_MAX];
+    int n;
+    va_list ap;
+    n = snprintf(why, sizeof why, "%s: ", t->slots[tg->slot].address);
+    if (n < 0 || (size_t)n >= sizeof why)
+        n = 0;
+    va_start(ap, fmt);
+    vsnprintf(why + n, sizeof why - (size_t)n, fmt, ap);
+    va_end(ap);
+    lose(t, tg);
+    tg->phase = T_DONE;
+    rp_op_fail_node(op, tg->node, status, why);
+}
+
+static const char *phase_doing(int phase)
+{
+    switch (phase) {
+    case T_CONNECT: return "connecting";
+    case T_HS_WRITE: case T_HS_READ: return "in the handshake (AUTH / SELECT)";
+    case T_WRITE: return "writing the request";
+    default: return "waiting for the reply";
     }
 }
 
-static int fail(hiredis_transport *t, rp_error *err, int code, const char *what)
+static void start_request(target *tg, uint64_t now, uint64_t tmo, uint64_t overall,
+                          uint64_t op_timeout_ms)
 {
-    int e = errno;
-    drop(t);
-    if (code == RP_ETIMEOUT)
-        return rp_error__set(err, code, "timed out after %u ms %s", t->command_timeout_ms, what);
-    return rp_error__set(err, code, "connection lost %s: %s", what, e ? strerror(e) : "closed by peer");
+    tg->out = tg->req;
+    tg->outlen = tg->reqlen;
+    tg->sent = 0;
+    tg->phase = T_WRITE;
+    phase_deadline(tg, now, tmo, overall, op_timeout_ms);
 }
 
-static conn *conn_for(hiredis_transport *t, const char *address)
+/* The socket has connected: set it up, then the handshake (if the endpoint needs one) or
+ * straight to the request. */
+static int connected(hiredis_transport *t, target *tg, const rp_endpoint *ep)
 {
-    size_t i;
-    conn *p;
-    for (i = 0; i < t->nconns; i++)
-        if (strcmp(t->conns[i].address, address) == 0)
-            return &t->conns[i];
-    p = rp_alloc__realloc(&t->alloc, t->conns, (t->nconns + 1) * sizeof *p);
-    if (!p)
-        return NULL;
-    t->conns = p;
-    p = &t->conns[t->nconns];
-    memset(p, 0, sizeof *p);
-    if (!(p->address = rp_alloc__memdup(&t->alloc, address, strlen(address) + 1)))
-        return NULL;
-    t->nconns++;
-    return p;
+    rp_url_command cmds[RP_HANDSHAKE_MAX];
+    size_t i, n;
+    int flags = fcntl(tg->c.ctx->fd, F_GETFL);
+    /* blocking mode lets a lone target wait for its reply inside recv (SO_RCVTIMEO) and
+     * save a poll per round; everything else passes MSG_DONTWAIT */
+    if (flags >= 0 && fcntl(tg->c.ctx->fd, F_SETFL, flags & ~O_NONBLOCK) == 0)
+        tg->c.blocking = 1;
+    if (t->keepalive && !ep->is_unix)
+        redisEnableKeepAlive(tg->c.ctx);
+    n = rp_url__endpoint_handshake(ep, cmds);
+    tg->hs.len = 0;
+    tg->hs_expected = n;
+    tg->hs_got = 0;
+    for (i = 0; i < n; i++) {
+        char *cmd = NULL;
+        long long len = redisFormatCommandArgv(&cmd, cmds[i].argc, cmds[i].argv, cmds[i].lens);
+        int rc;
+        if (len < 0 || !cmd)
+            return RP_ENOMEM;
+        tg->hs_names[i] = cmds[i].argv[0];
+        rc = rp_buf__append(&t->alloc, &tg->hs, cmd, (size_t)len);
+        redisFreeCommand(cmd);
+        if (rc)
+            return RP_ENOMEM;
+    }
+    if (n > 0 && !(tg->hs_reader = rp_reply__reader_new(&t->alloc)))
+        return RP_ENOMEM;
+    return RP_OK;
 }
 
-static int exchange_on(hiredis_transport *t, rp_op *op, size_t node, rp_error *err)
+/* Reads the handshake's replies; RP_OK once all are in and fine, RP_MORE, or a failure
+ * (reported). */
+static int feed_handshake(hiredis_transport *t, rp_op *op, target *tg, const char *buf,
+                          size_t len)
 {
-    const char *bytes;
-    size_t len, sent = 0;
-    uint64_t deadline;
-    char buf[16384];
-    int rc;
+    if (redisReaderFeed(tg->hs_reader, buf, len) != REDIS_OK) {
+        target_fail(t, op, tg, RP_ENOMEM, "out of memory reading the handshake");
+        return RP_ENOMEM;
+    }
+    while (tg->hs_got < tg->hs_expected) {
+        void *obj = NULL;
+        rp_reply *r;
+        if (redisReaderGetReply(tg->hs_reader, &obj) != REDIS_OK) {
+            int oom = tg->hs_reader->err == REDIS_ERR_OOM;
+            target_fail(t, op, tg, oom ? RP_ENOMEM : RP_EPROTOCOL, "bad handshake reply: %s",
+                        tg->hs_reader->errstr);
+            return RP_EPROTOCOL;
+        }
+        if (!obj)
+            return RP_MORE;
+        r = obj;
+        tg->hs_got++;
+        if (r->type == RP_REPLY_ERROR) {
+            target_fail(t, op, tg, RP_EREPLY, "%s failed: %.*s", tg->hs_names[tg->hs_got - 1],
+                        (int)(r->len > RP_REPLY_QUOTE_MAX ? RP_REPLY_QUOTE_MAX : r->len), r->str);
+            rp_reply_free(r);
+            return RP_EREPLY;
+        }
+        rp_reply_free(r);
+    }
+    if (tg->hs_reader->pos < tg->hs_reader->len) {
+        target_fail(t, op, tg, RP_EPROTOCOL, "bytes after the handshake replies");
+        return RP_EPROTOCOL;
+    }
+    rp_reply__reader_free(tg->hs_reader);
+    tg->hs_reader = NULL;
+    return RP_OK;
+}
 
-    uint64_t now = rp_monotonic_ms();
-    if ((rc = rp_op_request(op, node, &bytes, &len)))
-        return rp_error__set(err, rc, "no request to send");
-    deadline = now + t->command_timeout_ms;
-    while (sent < len) {
-        ssize_t n = send(t->ctx->fd, bytes + sent, len - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+typedef struct round_ctx {
+    uint64_t tmo;           /* per-phase timeout of handshake and request */
+    uint64_t overall;       /* round start + the op's per-target timeout, or UINT64_MAX */
+    uint64_t op_timeout_ms;
+} round_ctx;
+
+/* Writes what the target has to write; 1 if it must wait for POLLOUT. */
+/* Writes what the target has to write; 1 if it must wait for POLLOUT. */
+static int write_target(hiredis_transport *t, rp_op *op, target *tg)
+{
+    while (tg->sent < tg->outlen) {
+        ssize_t n = send(tg->c.ctx->fd, tg->out + tg->sent, tg->outlen - tg->sent,
+                         MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n > 0) {
-            sent += (size_t)n;
+            tg->sent += (size_t)n;
             continue;
         }
         if (n < 0 && errno == EINTR)
             continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            int w = wait_fd(t->ctx->fd, POLLOUT, deadline);
-            if (w == 0) { errno = 0; return fail(t, err, RP_ETIMEOUT, "writing"); }
-            if (w < 0) return fail(t, err, RP_ETRANSPORT, "writing");
-            continue;
-        }
-        return fail(t, err, RP_ETRANSPORT, "writing");
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return 1;
+        target_fail(t, op, tg, RP_ETRANSPORT, "connection lost %s: %s", phase_doing(tg->phase),
+                    n < 0 ? strerror(errno) : "closed by peer");
+        return 0;
     }
-    for (int first = 1;; first = 0) {
-        ssize_t n;
-        if (first) {
-            /* The reply is rarely there yet: block in recv itself (SO_RCVTIMEO is the command
-             * timeout) rather than poll first, saving a system call per exchange. */
-            n = recv(t->ctx->fd, buf, sizeof buf, 0);
-            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-                errno = 0;
-                return fail(t, err, RP_ETIMEOUT, "waiting for the reply");
-            }
-        } else {
-            int w = wait_fd(t->ctx->fd, POLLIN, deadline);
-            if (w == 0) { errno = 0; return fail(t, err, RP_ETIMEOUT, "waiting for the reply"); }
-            if (w < 0) return fail(t, err, RP_ETRANSPORT, "reading");
-            n = recv(t->ctx->fd, buf, sizeof buf, MSG_DONTWAIT);
-        }
-        if (n == 0) { errno = 0; return fail(t, err, RP_ETRANSPORT, "reading"); }
-        if (n < 0) {
-            if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)
-                continue;
-            return fail(t, err, RP_ETRANSPORT, "reading");
-        }
-        rc = rp_op_feed(op, node, buf, (size_t)n);
-        if (rc == RP_OK)
-            return RP_OK;
-        if (rc != RP_MORE) {
-            drop(t); /* the stream is out of step; never reuse it */
-            return rp_error__set(err, rc, "%s", rp_op_error(op)->message[0] ? rp_op_error(op)->message : "bad reply");
+    if (tg->phase == T_HS_WRITE) {
+        tg->phase = T_HS_READ;
+    } else {
+        tg->phase = T_READ;
+        if (tg->listening)
+            tg->deadline = UINT64_MAX; /* a listening read waits only as long as its caller */
+    }
+    return 0;
+}
+
+/* Reads once and feeds the bytes. blocking: wait inside recv, whose SO_RCVTIMEO is the
+ * time left (read_lone). */
+static void read_target(hiredis_transport *t, rp_op *op, target *tg, const round_ctx *rc,
+                        int blocking)
+{
+    char buf[RP_READ_CHUNK];
+    ssize_t n;
+    int fr;
+    do
+        n = recv(tg->c.ctx->fd, buf, sizeof buf, blocking ? 0 : MSG_DONTWAIT);
+    while (n < 0 && errno == EINTR && !blocking); /* blocking: back to the loop's clock */
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+        /* SO_RCVTIMEO rounds to the kernel's tick: allow a millisecond */
+        if (blocking && errno != EINTR && rp_monotonic_ms() + 1 >= tg->deadline)
+            target_fail(t, op, tg, RP_ETIMEOUT, "timed out after %llu ms %s",
+                        (unsigned long long)tg->limit_ms, phase_doing(tg->phase));
+        return;
+    }
+    if (n <= 0) {
+        target_fail(t, op, tg, RP_ETRANSPORT, "connection lost %s: %s", phase_doing(tg->phase),
+                    n < 0 ? strerror(errno) : "closed by peer");
+        return;
+    }
+    if (tg->phase == T_HS_READ) {
+        if (feed_handshake(t, op, tg, buf, (size_t)n) == RP_OK)
+            start_request(tg, rp_monotonic_ms(), rc->tmo, rc->overall, rc->op_timeout_ms);
+        return;
+    }
+    fr = rp_op_feed(op, tg->node, buf, (size_t)n);
+    if (fr == RP_OK) {
+        tg->phase = T_DONE;
+    } else if (fr != RP_MORE) {
+        /* the op failed the node itself (a bad reply, out of memory): the stream is out of
+         * step, never reuse it */
+        lose(t, tg);
+        tg->phase = T_DONE;
+    }
+}
+
+/* The socket of a T_CONNECT target is writable: did the connect succeed? */
+static void finish_connect(hiredis_transport *t, rp_op *op, target *tg, const round_ctx *rc)
+{
+    rp_endpoint ep;
+    int soerr = 0;
+    socklen_t len = sizeof soerr;
+    if (getsockopt(tg->c.ctx->fd, SOL_SOCKET, SO_ERROR, &soerr, &len) != 0)
+        soerr = errno;
+    if (soerr != 0) {
+        target_fail(t, op, tg, RP_ETRANSPORT, "cannot connect: %s", strerror(soerr));
+        return;
+    }
+    if (rp_op_target(op, tg->node, &ep) != RP_OK) {
+        target_fail(t, op, tg, RP_EINVAL, "the op has no endpoint for this target");
+        return;
+    }
+    if (connected(t, tg, &ep) != RP_OK) {
+        target_fail(t, op, tg, RP_ENOMEM, "out of memory preparing the handshake");
+        return;
+    }
+    if (tg->hs_expected > 0) {
+        tg->out = tg->hs.data;
+        tg->outlen = tg->hs.len;
+        tg->sent = 0;
+        tg->phase = T_HS_WRITE;
+        phase_deadline(tg, rp_monotonic_ms(), rc->tmo, rc->overall, rc->op_timeout_ms);
+    } else {
+        start_request(tg, rp_monotonic_ms(), rc->tmo, rc->overall, rc->op_timeout_ms);
+    }
+}
+
+/* Moves the target on as far as it goes without waiting, from poll's revents. */
+static void progress(hiredis_transport *t, rp_op *op, target *tg, short revents,
+                     const round_ctx *rc)
+{
+    for (;;) {
+        int before = tg->phase;
+        switch (before) {
+        case T_CONNECT:
+            if (!(revents & (POLLOUT | POLLERR | POLLHUP)))
+                return;
+            finish_connect(t, op, tg, rc);
+            revents = POLLOUT; /* a fresh socket has room: write at once */
+            break;
+        case T_HS_WRITE:
+        case T_WRITE:
+            if (write_target(t, op, tg))
+                return;
+            revents = 0; /* the reply is not there yet: poll for it */
+            break;
+        case T_HS_READ:
+        case T_READ:
+            if (!(revents & (POLLIN | POLLERR | POLLHUP)))
+                return;
+            read_target(t, op, tg, rc, 0);
+            if (tg->phase == before)
+                return; /* more to read: poll again */
+            revents = POLLOUT; /* the handshake is done: write the request at once */
+            break;
+        default:
+            return;
         }
     }
 }
 
-/* Interim: targets one after another (parallel rounds come with the rewrite). */
-static int round_all(rp_transport *base, rp_op *op, uint64_t listen_wait_ms, rp_error *err)
+/* --- the round -------------------------------------------------------------------------- */
+
+/* Opens a fresh non-blocking connection for tg (or fails the target). */
+static void start_connect(hiredis_transport *t, rp_op *op, target *tg, const rp_endpoint *ep,
+                          const round_ctx *rc, uint64_t now)
 {
-    hiredis_transport *t = (hiredis_transport *)base;
-    size_t node;
-    (void)listen_wait_ms;
-    for (node = 0; node < rp_op_nodes(op); node++) {
+    redisContext *ctx = ep->is_unix ? redisConnectUnixNonBlock(ep->path)
+                                    : redisConnectNonBlock(ep->host, ep->port);
+    memset(&tg->c, 0, sizeof tg->c);
+    tg->phase = T_CONNECT;
+    phase_deadline(tg, now, t->connect_timeout_ms, rc->overall, rc->op_timeout_ms);
+    if (!ctx) {
+        target_fail(t, op, tg, RP_ENOMEM, "out of memory connecting");
+        return;
+    }
+    tg->c.ctx = ctx;
+    tg->c.pid = getpid();
+    if (ctx->err)
+        target_fail(t, op, tg, RP_ETRANSPORT, "cannot connect: %s", ctx->errstr);
+}
+
+/* Takes the pooled connection of tg's slot if this op may use it (else tg->c stays
+ * empty: connect). RP_ETRANSPORT: a long-lived op's own connection is gone. */
+static int take_pooled(hiredis_transport *t, target *tg, uint64_t now)
+{
+    slot *s = &t->slots[tg->slot];
+    memset(&tg->c, 0, sizeof tg->c);
+    if (s->idle.ctx && s->idle.pid != getpid())
+        conn_close(&s->idle); /* opened before a fork: the parent's socket */
+    if (tg->own && s->reserved && !s->idle.ctx)
+        return RP_ETRANSPORT; /* dropped between its rounds (rp_client_disconnect, fork) */
+    if (!s->idle.ctx || (s->reserved && !tg->own))
+        return RP_OK;
+    /* a long-lived op's connection has its pushed messages waiting: never probe it */
+    if (!tg->own && now - s->idle.last_used_ms >= RP_IDLE_PROBE_MS &&
+        looks_dead(s->idle.ctx->fd)) {
+        conn_close(&s->idle);
+        return RP_OK;
+    }
+    tg->c = s->idle;
+    memset(&s->idle, 0, sizeof s->idle);
+    return RP_OK;
+}
+
+/* Back to the pool, or closed when the slot is not free for it. */
+static void give_back(hiredis_transport *t, target *tg, uint64_t now)
+{
+    slot *s = &t->slots[tg->slot];
+    if (tg->own) {
+        conn_close(&s->idle); /* an ordinary idle connection yields to the op's own */
+        s->reserved = 1;
+    } else if (s->idle.ctx || s->reserved) {
+        conn_close(&tg->c); /* one idle connection per address; a reserved slot is not ours */
+        return;
+    }
+    tg->c.last_used_ms = now;
+    s->idle = tg->c;
+    memset(&tg->c, 0, sizeof tg->c);
+}
+
+/* Sets up a target for every pending node, writing at once where a pooled connection
+ * is ready; returns how many there are. */
+static size_t begin_targets(hiredis_transport *t, rp_op *op, const round_ctx *rc, uint64_t now)
+{
+    size_t node, k = 0, nodes = rp_op_nodes(op);
+    int long_lived = rp_op_long_lived(op);
+    for (node = 0; node < nodes; node++) {
+        target *tg;
         rp_endpoint ep;
-        rp_error e;
-        conn *c;
-        int rc;
-        uint64_t now = rp_monotonic_ms();
         if (!rp_op_pending(op, node))
             continue;
+        tg = &t->tg[k++];
+        tg->node = node;
+        tg->listening = rp_op_listening(op, node);
+        tg->own = long_lived;
+        tg->phase = T_DONE;
+        tg->hs_reader = NULL;
+        memset(&tg->c, 0, sizeof tg->c);
         if (rp_op_target(op, node, &ep) != RP_OK) {
             rp_op_fail_node(op, node, RP_EINVAL, "the op's client has no endpoint for this target");
             continue;
         }
-        if (!(c = conn_for(t, ep.address))) {
+        if (slot_for(t, ep.address, &tg->slot) != RP_OK) {
             rp_op_fail_node(op, node, RP_ENOMEM, "out of memory");
             continue;
         }
-        t->ep = &ep;
-        t->ctx = c->ctx;
-        if (t->ctx && (c->pid != getpid() ||
-                       (now - c->last_used_ms >= RP_IDLE_PROBE_MS && looks_dead(t->ctx->fd))))
-            drop(t);
-        rp_error_clear(&e);
-        rc = t->ctx ? RP_OK : connect_now(t, &e);
-        if (rc == RP_OK && t->ctx && !c->ctx)
-            c->pid = getpid();
-        if (rc == RP_OK)
-            rc = exchange_on(t, op, node, &e);
-        c->ctx = t->ctx;
-        c->last_used_ms = rp_monotonic_ms();
-        t->ctx = NULL;
-        t->ep = NULL;
-        if (rc != RP_OK)
-            rp_op_fail_node(op, node, rc, e.message);
+        rp_op_request(op, node, &tg->req, &tg->reqlen);
+        if (take_pooled(t, tg, now) != RP_OK) {
+            target_fail(t, op, tg, RP_ETRANSPORT,
+                        "connection dropped between rounds (disconnect or fork)");
+            continue;
+        }
+        if (!tg->c.ctx) {
+            start_connect(t, op, tg, &ep, rc, now);
+            continue;
+        }
+        start_request(tg, now, rc->tmo, rc->overall, rc->op_timeout_ms);
+        progress(t, op, tg, POLLOUT, rc); /* most requests fit the socket's buffer */
     }
-    (void)err;
+    return k;
+}
+
+/* A lone target waits for its reply inside recv (one system call instead of poll + recv).
+ * 0: the socket cannot (no SO_RCVTIMEO): poll it instead. */
+static int read_lone(hiredis_transport *t, rp_op *op, target *tg, const round_ctx *rc,
+                     uint64_t now)
+{
+    uint64_t left = tg->deadline > now ? tg->deadline - now : 0;
+    uint32_t ms = left > RP_POLL_SLICE_MS ? RP_POLL_SLICE_MS : (uint32_t)left;
+    if (ms == 0)
+        ms = 1; /* 0 would mean "no timeout" */
+    if (ms != tg->c.rcvtimeo_ms) {
+        struct timeval tv;
+        tv.tv_sec = (time_t)(ms / 1000u);
+        tv.tv_usec = (suseconds_t)((ms % 1000u) * 1000u);
+        if (setsockopt(tg->c.ctx->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0) {
+            tg->c.blocking = 0;
+            return 0;
+        }
+        tg->c.rcvtimeo_ms = ms;
+    }
+    read_target(t, op, tg, rc, 1);
+    return 1;
+}
+
+static int round_all(rp_transport *base, rp_op *op, uint64_t listen_wait_ms, rp_error *err)
+{
+    hiredis_transport *t = (hiredis_transport *)base;
+    uint64_t now = rp_monotonic_ms(), listen_deadline = add_sat(now, listen_wait_ms);
+    size_t nodes = rp_op_nodes(op), ntg, i;
+    int last_look = 0, timed_out;
+    round_ctx rc;
+
+    rc.op_timeout_ms = rp_op_timeout_ms(op);
+    rc.tmo = rc.op_timeout_ms ? rc.op_timeout_ms : t->command_timeout_ms;
+    rc.overall = rc.op_timeout_ms ? add_sat(now, rc.op_timeout_ms) : UINT64_MAX;
+    if (grow_scratch(t, nodes) != RP_OK) {
+        for (i = 0; i < nodes; i++)
+            if (rp_op_pending(op, i))
+                rp_op_fail_node(op, i, RP_ENOMEM, "out of memory starting a round");
+        return RP_OK;
+    }
+    ntg = begin_targets(t, op, &rc, now);
+
+    for (;;) {
+        size_t np = 0, active = 0, lone = 0;
+        int unsettled = 0, only_listening = 1, n;
+        uint64_t wake = UINT64_MAX, wait;
+        for (i = 0; i < ntg; i++) {
+            const target *tg = &t->tg[i];
+            if (tg->phase == T_DONE)
+                continue;
+            active++;
+            lone = i;
+            if (!tg->listening || tg->phase != T_READ)
+                only_listening = 0;
+            if (tg->listening && tg->phase != T_READ)
+                unsettled = 1; /* its request goes out whole before the round may end */
+        }
+        if (active == 0 || (rp_op_round_over(op) && !unsettled))
+            break;
+        if (only_listening && last_look)
+            break; /* waited the caller's time and had a last look: no message */
+        now = rp_monotonic_ms();
+        if (active == 1 && t->tg[lone].phase == T_READ && !t->tg[lone].listening &&
+            t->tg[lone].c.blocking && read_lone(t, op, &t->tg[lone], &rc, now))
+            continue;
+        for (i = 0; i < ntg; i++) {
+            target *tg = &t->tg[i];
+            if (tg->phase == T_DONE)
+                continue;
+            t->pfd[np].fd = tg->c.ctx->fd;
+            t->pfd[np].events = tg->phase == T_HS_READ || tg->phase == T_READ ? POLLIN : POLLOUT;
+            t->pfd[np].revents = 0;
+            t->pfd_tg[np++] = i;
+            wake = min_u64(wake, tg->listening && tg->phase == T_READ ? listen_deadline
+                                                                       : tg->deadline);
+        }
+        wait = wake > now ? wake - now : 0;
+        n = poll(t->pfd, (nfds_t)np, (int)min_u64(wait, RP_POLL_SLICE_MS));
+        if (n < 0 && errno != EINTR) {
+            int e = errno;
+            for (i = 0; i < ntg; i++)
+                if (t->tg[i].phase != T_DONE)
+                    target_fail(t, op, &t->tg[i], RP_ETRANSPORT, "poll failed: %s", strerror(e));
+            break;
+        }
+        for (i = 0; n > 0 && i < np; i++)
+            if (t->pfd[i].revents)
+                progress(t, op, &t->tg[t->pfd_tg[i]], t->pfd[i].revents, &rc);
+        now = rp_monotonic_ms();
+        for (i = 0; i < ntg; i++) {
+            target *tg = &t->tg[i];
+            if (tg->phase != T_DONE && !(tg->listening && tg->phase == T_READ) &&
+                now >= tg->deadline)
+                target_fail(t, op, tg, RP_ETIMEOUT, "timed out after %llu ms %s",
+                            (unsigned long long)tg->limit_ms, phase_doing(tg->phase));
+        }
+        if (only_listening && now >= listen_deadline)
+            last_look = 1; /* the poll just made was the last look (no wait left) */
+    }
+
+    /* Hand the connections back; the ones still waiting for replies are closed. A
+     * listening connection is the op's whatever it has read: it stays. */
+    timed_out = !rp_op_round_over(op);
+    now = rp_monotonic_ms();
+    for (i = 0; i < ntg; i++) {
+        target *tg = &t->tg[i];
+        if (tg->hs_reader) {
+            rp_reply__reader_free(tg->hs_reader);
+            tg->hs_reader = NULL;
+        }
+        if (!tg->c.ctx)
+            continue;
+        if (!tg->listening && (tg->phase != T_DONE || rp_op_pending(op, tg->node)))
+            lose(t, tg); /* abandoned with a request in flight: never pooled */
+        else
+            give_back(t, tg, now);
+    }
+    if (timed_out)
+        return rp_error__set(err, RP_ETIMEOUT, "no message within %llu ms",
+                             (unsigned long long)listen_wait_ms);
     return RP_OK;
+}
+
+static void drop_all(hiredis_transport *t)
+{
+    size_t i;
+    /* a reserved slot stays reserved with no connection: the long-lived op's next round
+     * is told its connection is gone (it re-subscribes) instead of silently getting a
+     * fresh one */
+    for (i = 0; i < t->nslots; i++)
+        conn_close(&t->slots[i].idle);
 }
 
 static void destroy(rp_transport *base)
@@ -288,9 +690,14 @@ static void destroy(rp_transport *base)
     rp_allocator a = t->alloc;
     size_t i;
     drop_all(t);
-    for (i = 0; i < t->nconns; i++)
-        rp_alloc__free(&a, t->conns[i].address);
-    rp_alloc__free(&a, t->conns);
+    for (i = 0; i < t->nslots; i++)
+        rp_alloc__free(&a, t->slots[i].address);
+    for (i = 0; i < t->captg; i++)
+        rp_buf__free(&a, &t->tg[i].hs);
+    rp_alloc__free(&a, t->slots);
+    rp_alloc__free(&a, t->tg);
+    rp_alloc__free(&a, t->pfd);
+    rp_alloc__free(&a, t->pfd_tg);
     rp_alloc__free(&a, t);
 }
 

@@ -6,11 +6,14 @@
  *               "io": true, "shape": "record", "doc": "...",
  *               "args": [{"name": "wait", "type": "ms", "required": false, "self": false,
  *                         "default": 0, "min": 0, "max": 9223372036854775807, "doc": "..."}],
- *               "fields": [{"name": "acquired", "type": "bool", "doc": "..."}]}]}
+ *               "fields": [{"name": "acquired", "type": "bool", "doc": "..."}],
+ *               "long_lived": false, "message_fields": []}]}
  *
  * An argument has "item_type" (and "min_item"/"max_item") when it is a list, "kind" when
  * it is a handle (or a list of them), "choices" when it is an enum, "default" when it is an
- * optional int / ms / bool / enum (a bool as true/false, an enum as its choice's name). */
+ * optional int / ms / bool / enum (a bool as true/false, an enum as its choice's name).
+ * "message_fields" are the fields of the messages an op EMITs (a long-lived op's), in the
+ * same form as "fields". */
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -126,6 +129,16 @@ static void arg(const rp_arg_desc *a)
     str(a->doc);
 }
 
+static void field(const rp_field_desc *f)
+{
+    key("name", 1);
+    str(f->name);
+    key("type", 0);
+    str(rp_type_name(f->type));
+    key("doc", 0);
+    str(f->doc);
+}
+
 int main(void)
 {
     size_t n = rp_desc_count(), i, k;
@@ -159,12 +172,17 @@ int main(void)
         printf("[");
         for (k = 0; k < d->nfields; k++) {
             printf("%s\n    {", k ? "," : "");
-            key("name", 1);
-            str(d->fields[k].name);
-            key("type", 0);
-            str(rp_type_name(d->fields[k].type));
-            key("doc", 0);
-            str(d->fields[k].doc);
+            field(&d->fields[k]);
+            printf("}");
+        }
+        printf("]");
+        key("long_lived", 0);
+        printf("%s", d->long_lived ? "true" : "false");
+        key("message_fields", 0);
+        printf("[");
+        for (k = 0; k < d->nmessage_fields; k++) {
+            printf("%s\n    {", k ? "," : "");
+            field(&d->message_fields[k]);
             printf("}");
         }
         printf("]}");

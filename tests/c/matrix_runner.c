@@ -1,28 +1,42 @@
 /* The C runner of the shared test matrix (tests/matrix/README.md): every case of every
- * *.json file in the given directory, against the server in REDPAT_TEST_URL.
+ * *.json file in the given directory, against the servers the harness started
+ * (REDPAT_TEST_URLS and REDPAT_TEST_PIDS; REDPAT_TEST_URL alone means one server):
+ *
+ *     python3 tests/harness/harness.py run --servers 5 -- matrix_runner tests/matrix [FILTER]
  *
  * It is generic: an op step is performed by name through the core's descriptor table
  * (redpat/describe.h) with one marshaller (JSON -> rp_value by the descriptor's argument
  * types, rp_value -> comparison by its field types). It knows no pattern: a new op needs
- * cases, not runner code. Raw `redis` steps and FLUSHALL go through the generic
- * "client.command" op, and `reply_token_of` reads a lock's token through "lock.info". */
+ * cases, not runner code. Ops are driven by rp_client_drive (redpat/drive.h): a CALL runs
+ * the step's "call" steps inside the callback; long-lived ops (descriptor long_lived) are
+ * pumped by `messages` steps with rp_client_pump and read with rp_op_message, compared by
+ * the descriptor's message fields. Raw `redis` steps and FLUSHALL go through the generic
+ * "client.command" op (one client per server), and `reply_token_of` reads a lock's token
+ * through "lock.info". */
+#define _POSIX_C_SOURCE 200809L /* kill, strtok_r, strdup, scandir */
 #include <cjson/cJSON.h>
 #include <ctype.h>
 #include <dirent.h>
+#include <errno.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 #include <time.h>
 
+#include <redpat/drive.h>
 #include <redpat/redpat.h>
 
 #define MAX_HANDLES 64   /* handles one case may make (a multi past its maximum needs 9+) */
+#define MAX_LIVE 16      /* long-lived ops one case may keep at once */
 #define LABEL_MAX 32     /* bytes in a handle label, NUL included */
 #define WHY_MAX 1024     /* a failure's explanation */
 #define SHOW_MAX 200     /* bytes of a value shown in a failure */
 #define JSON_INT_MAX 9007199254740992.0 /* 2^53: JSON integers beyond it are not exact */
+#define SERVERS_MAX 5    /* a case's "servers": 1..5 (the matrix's contract) */
 
 typedef struct handle {
     char label[LABEL_MAX]; /* "" for a handle made without "as" */
@@ -30,11 +44,31 @@ typedef struct handle {
     void *ptr;
 } handle;
 
+/* A long-lived op begun by a step with "as": it keeps a client of its own, whose
+ * connections are the op's for its whole life (drive.h: rp_client_pump). */
+typedef struct live {
+    char label[LABEL_MAX];
+    rp_op *op;
+    rp_client *client; /* owned: freed after the op */
+} live;
+
 typedef struct runner {
-    const char *url;
-    rp_client *client; /* the case's client */
+    /* the test servers, from the environment (the harness) */
+    const char *urls[SERVERS_MAX];
+    size_t nurls;
+    pid_t pids[SERVERS_MAX];
+    size_t npids;
+    char *env_urls; /* owned copy of REDPAT_TEST_URLS, which urls[] point into */
+    /* the current case */
+    const char *ns;
+    size_t servers;         /* how many servers the case runs on */
+    char *url;              /* owned: the first `servers` URLs joined with ',' */
+    rp_client *client;      /* the case's client, over url */
+    rp_client *raw[SERVERS_MAX]; /* raw-command clients, one per server (made on first use) */
     handle handles[MAX_HANDLES];
     size_t nhandles;
+    live lives[MAX_LIVE];
+    size_t nlive;
     char why[WHY_MAX];
 } runner;
 
@@ -45,6 +79,35 @@ static int failf(runner *r, const char *fmt, ...)
     vsnprintf(r->why, sizeof r->why, fmt, ap);
     va_end(ap);
     return -1;
+}
+
+/* Prefixes the current failure with where it happened ("step 3: ..."). */
+static void prefix_why(runner *r, const char *fmt, ...)
+{
+    char where[64], why[WHY_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(where, sizeof where, fmt, ap);
+    va_end(ap);
+    memcpy(why, r->why, sizeof why);
+    why[sizeof why - 1] = '\0';
+    snprintf(r->why, sizeof r->why, "%s%.*s", where, (int)(sizeof r->why - strlen(where) - 1), why);
+}
+
+/* 1 if obj has a key not in the NULL-terminated list keys (its name in *bad). */
+static int unknown_key(const cJSON *obj, const char *const *keys, const char **bad)
+{
+    const cJSON *item;
+    for (item = obj ? obj->child : NULL; item; item = item->next) {
+        const char *const *k;
+        for (k = keys; *k && strcmp(*k, item->string); k++)
+            ;
+        if (!*k) {
+            *bad = item->string;
+            return 1;
+        }
+    }
+    return 0;
 }
 
 /* --- a per-step arena for the converted arguments --------------------------------------- */
@@ -271,10 +334,15 @@ static int is_handle_arg(const rp_arg_desc *a)
     return a->type == RP_TYPE_HANDLE || (a->type == RP_TYPE_LIST && a->item_type == RP_TYPE_HANDLE);
 }
 
+/* The keys an op step may have besides its handle arguments. */
+static const char *const op_keys[] = { "op", "as", "args", "expect", "call", "elapsed_max", NULL };
+
 /* Fills vals[0..d->nargs) from a step: handle arguments from its top level by label (a
- * client handle left out is the case's client), the others from its "args". */
+ * client handle left out is the case's client), callback arguments from its "call" (their
+ * value carries callback, the runner's own state: the core never looks at it), the others
+ * from its "args". */
 static int step_args(runner *r, arena *a, const rp_op_desc *d, const cJSON *step,
-                     rp_value *vals)
+                     void *callback, rp_value *vals)
 {
     const cJSON *args = get(step, "args"), *item;
     size_t i;
@@ -290,12 +358,16 @@ static int step_args(runner *r, arena *a, const rp_op_desc *d, const cJSON *step
         if (is_handle_arg(&d->args[k]))
             return failf(r, "%s: the handle \"%s\" goes at the step's top level", d->name,
                          item->string);
+        if (d->args[k].type == RP_TYPE_CALLBACK)
+            return failf(r, "%s: the callback \"%s\" is answered by the step's \"call\", not "
+                         "given in \"args\"", d->name, item->string);
     }
     cJSON_ArrayForEach(item, step) {
+        const char *const *key;
         int k = rp_desc_arg_index(d, item->string);
-        if (strcmp(item->string, "op") && strcmp(item->string, "args") &&
-            strcmp(item->string, "expect") && strcmp(item->string, "as") &&
-            (k < 0 || !is_handle_arg(&d->args[k])))
+        for (key = op_keys; *key && strcmp(*key, item->string); key++)
+            ;
+        if (!*key && (k < 0 || !is_handle_arg(&d->args[k])))
             return failf(r, "%s: unknown step key \"%s\"", d->name, item->string);
     }
     for (i = 0; i < d->nargs; i++) {
@@ -308,6 +380,11 @@ static int step_args(runner *r, arena *a, const rp_op_desc *d, const cJSON *step
                     return -1;
             } else if (ad->type == RP_TYPE_HANDLE && ad->kind == RP_KIND_CLIENT) {
                 vals[i] = rp_value_handle(RP_KIND_CLIENT, r->client);
+            }
+        } else if (ad->type == RP_TYPE_CALLBACK) {
+            if (callback) { /* absent without "call": a required callback is then refused */
+                vals[i].type = RP_TYPE_CALLBACK;
+                vals[i].handle = callback;
             }
         } else if ((item = get(args, ad->name)) &&
                    json_value(r, a, ad->name, item, ad->type, ad->item_type, &vals[i])) {
@@ -474,13 +551,13 @@ static int contains_name(const char *text, const char *word)
 
 /* An {"error": ...} expectation against the op's status. */
 static int check_error(runner *r, const rp_op_desc *d, const cJSON *expect, int rc,
-                       const rp_error *err)
+                       const rp_error *err, int counting)
 {
     const cJSON *want = get(expect, "error"), *contains = get(expect, "message_contains");
     const cJSON *names = get(expect, "names_arg"), *item;
     cJSON_ArrayForEach(item, expect) {
         if (strcmp(item->string, "error") && strcmp(item->string, "message_contains") &&
-            strcmp(item->string, "names_arg"))
+            strcmp(item->string, "names_arg") && !(counting && !strcmp(item->string, "calls")))
             return failf(r, "an error expectation has no key \"%s\"", item->string);
     }
     if (!cJSON_IsString(want) || (contains && !cJSON_IsString(contains)) ||
@@ -520,20 +597,31 @@ static int check_field(runner *r, arena *a, const rp_op_desc *d, const rp_field_
     return failf(r, "%s: expected %s, got %s", fd->name, wanted, got);
 }
 
-/* The expectation of an op step (or of a constructor when op is NULL). */
+/* "calls" in the expect of a step with a "call": the callback count, not a result field. */
+static int is_calls(const cJSON *item, int counting)
+{
+    return counting && strcmp(item->string, "calls") == 0;
+}
+
+/* The expectation of an op step (or of a constructor when op is NULL). counting: the step
+ * has a "call", and its expect's "calls" is checked by the caller (skipped here). */
 static int check_op(runner *r, arena *a, const rp_op_desc *d, const cJSON *expect, int rc,
-                    const rp_error *err, const rp_op *op)
+                    const rp_error *err, const rp_op *op, int counting)
 {
     rp_value fields[RP_DESC_FIELDS_MAX];
     const cJSON *field;
-    size_t n, rec;
+    size_t n, rec, nexpect = 0;
     if (expect && !cJSON_IsObject(expect))
         return failf(r, "\"expect\" must be an object");
     if (get(expect, "error"))
-        return check_error(r, d, expect, rc, err);
+        return check_error(r, d, expect, rc, err, counting);
     if (rc != RP_OK)
         return failf(r, "failed: %s: %s", rp_status_name(rc), err->message);
-    if (cJSON_GetArraySize(expect) == 0)
+    cJSON_ArrayForEach(field, expect) {
+        if (!is_calls(field, counting))
+            nexpect++;
+    }
+    if (nexpect == 0)
         return 0;
     if (d->makes != RP_KIND_NONE || d->shape == RP_RESULT_NONE || !op)
         return failf(r, "%s has no result to expect fields of", d->name);
@@ -543,6 +631,8 @@ static int check_op(runner *r, arena *a, const rp_op_desc *d, const cJSON *expec
     if (d->shape == RP_RESULT_RECORD && n != 1)
         return failf(r, "%s: a record result has %zu records", d->name, n);
     cJSON_ArrayForEach(field, expect) {
+        if (is_calls(field, counting))
+            continue;
         if (rp_desc_field_index(d, field->string) < 0)
             return failf(r, "%s has no result field \"%s\"", d->name, field->string);
         /* a list result: each expected field is the list of that field over the records */
@@ -558,9 +648,12 @@ static int check_op(runner *r, arena *a, const rp_op_desc *d, const cJSON *expec
         if (rc != RP_OK)
             return failf(r, "%s: reading record %zu: %s", d->name, rec, rp_status_name(rc));
         cJSON_ArrayForEach(field, expect) {
-            size_t k = (size_t)rp_desc_field_index(d, field->string);
-            const cJSON *want = d->shape == RP_RESULT_LIST ? cJSON_GetArrayItem(field, (int)rec)
-                                                            : field;
+            size_t k;
+            const cJSON *want;
+            if (is_calls(field, counting))
+                continue;
+            k = (size_t)rp_desc_field_index(d, field->string);
+            want = d->shape == RP_RESULT_LIST ? cJSON_GetArrayItem(field, (int)rec) : field;
             if (check_field(r, a, d, &d->fields[k], &fields[k], want, rec))
                 return -1;
         }
@@ -568,20 +661,7 @@ static int check_op(runner *r, arena *a, const rp_op_desc *d, const cJSON *expec
     return 0;
 }
 
-/* --- running ops ------------------------------------------------------------------------ */
-
-/* Begins d from vals and drives it to the end on the case's connection. *op is the op
- * (freed by the caller, also on failure). */
-static int run_desc(runner *r, const rp_op_desc *d, const rp_value *vals, rp_op **op,
-                    rp_error *err)
-{
-    int rc;
-    *op = NULL;
-    rc = rp_desc_begin(op, d, vals, NULL, err);
-    if (rc == RP_OK)
-        rc = rp_client_run(r->client, *op, err);
-    return rc;
-}
+/* --- clients ------------------------------------------------------------------------- */
 
 static const rp_op_desc *need_desc(runner *r, const char *name)
 {
@@ -591,53 +671,437 @@ static const rp_op_desc *need_desc(runner *r, const char *name)
     return d;
 }
 
+/* A client over url with the case's namespace, made through the generic "client.new". No
+ * I/O: it connects on first use. */
+static int open_client(runner *r, const char *url, rp_client **out)
+{
+    const rp_op_desc *d = need_desc(r, "client.new");
+    rp_value vals[RP_DESC_ARGS_MAX];
+    rp_error err;
+    void *made = NULL;
+    int urli, nsi;
+    *out = NULL;
+    if (!d)
+        return -1;
+    urli = rp_desc_arg_index(d, "url");
+    nsi = rp_desc_arg_index(d, "namespace");
+    if (urli < 0 || nsi < 0 || d->nargs > RP_DESC_ARGS_MAX)
+        return failf(r, "client.new is not described with url and namespace");
+    memset(vals, 0, sizeof vals);
+    vals[urli] = rp_value_bytes(url, strlen(url));
+    vals[nsi] = rp_value_bytes(r->ns, strlen(r->ns));
+    if (rp_desc_make(&made, d, vals, NULL, &err) != RP_OK)
+        return failf(r, "client over %s: %s", url, err.message);
+    *out = made;
+    return 0;
+}
+
+/* The raw-command client of test server i (made on first use). */
+static rp_client *raw_client(runner *r, size_t i)
+{
+    if (!r->raw[i] && open_client(r, r->urls[i], &r->raw[i]))
+        return NULL;
+    return r->raw[i];
+}
+
+/* A server index of the case, from a step: an integer 0..servers-1. */
+static int server_index(runner *r, const cJSON *j, const char *what, size_t *out)
+{
+    int64_t i;
+    if (get_int(j, &i) || i < 0)
+        return failf(r, "%s: a server is an integer index from 0", what);
+    if ((uint64_t)i >= r->servers)
+        return failf(r, "%s: server %" PRId64 " is not one of the case's %zu (\"servers\")",
+                     what, i, r->servers);
+    *out = (size_t)i;
+    return 0;
+}
+
+/* --- running ops, with their callbacks (CALL) ----------------------------------------- */
+
+static int run_step(runner *r, const cJSON *step);
+
+/* A step's "call": what each CALL of its op does, and what happened in them. */
+typedef struct call_state {
+    runner *r;
+    const rp_op_desc *d;
+    const cJSON *call;   /* {"steps": [...], "return": BYTES | "raise": TEXT}, or NULL */
+    const char *ret;     /* "return": the value (in the step's arena); NULL: none */
+    size_t retlen;
+    const char *raise;   /* "raise": the error message; NULL: none */
+    int64_t calls;       /* how many times the callback ran */
+    int failed;          /* a step inside a callback failed, or a CALL came with no "call" */
+    char why[WHY_MAX];   /* ... why (the first failure) */
+} call_state;
+
+/* Reads a step's "call" into cs. */
+static int parse_call(runner *r, arena *a, const cJSON *call, call_state *cs)
+{
+    static const char *const keys[] = { "steps", "return", "raise", NULL };
+    const cJSON *steps = get(call, "steps"), *ret = get(call, "return");
+    const cJSON *raise = get(call, "raise");
+    const char *bad;
+    if (!cJSON_IsObject(call))
+        return failf(r, "\"call\" is an object: {\"steps\": [...], \"return\": BYTES} or "
+                     "{\"steps\": [...], \"raise\": TEXT}");
+    if (unknown_key(call, keys, &bad))
+        return failf(r, "a \"call\" has no key \"%s\"", bad);
+    if (steps && !cJSON_IsArray(steps))
+        return failf(r, "a \"call\"'s \"steps\" is a list of steps");
+    if (ret && raise)
+        return failf(r, "a \"call\" either returns or raises, not both");
+    if (ret && get_bytes(a, ret, &cs->ret, &cs->retlen))
+        return failf(r, "a \"call\"'s \"return\" is bytes");
+    if (raise) {
+        if (!cJSON_IsString(raise))
+            return failf(r, "a \"call\"'s \"raise\" is the error's text (a string)");
+        cs->raise = raise->valuestring;
+    }
+    cs->call = call;
+    return 0;
+}
+
+/* The CALL hook (drive.h): runs the step's "call" steps in the calling thread (while the
+ * driver's helper thread keeps stepping the op), then answers as the "call" says. A failed
+ * step ends the callback with an error, so the op still cleans up (releases its lock); the
+ * case then fails with that step's reason whatever the op did. */
+static void call_hook(void *ud, rp_op *op, size_t arg, const rp_value *values, size_t count,
+                      rp_value *result)
+{
+    static const char no_call[] = "matrix runner: the step has no \"call\"";
+    static const char nested[] = "matrix runner: a step inside the callback failed";
+    call_state *cs = ud;
+    const cJSON *step;
+    int n = 0;
+    (void)op;
+    (void)values; /* the matrix's callbacks take no arguments */
+    (void)count;
+    cs->calls++;
+    memset(result, 0, sizeof *result);
+    result->type = RP_TYPE_STATUS;
+    result->i = RP_ECALLBACK;
+    if (!cs->call) {
+        if (!cs->failed) {
+            cs->failed = 1;
+            snprintf(cs->why, sizeof cs->why, "%s CALLs its callback \"%s\" and the step has "
+                     "no \"call\" to answer it", cs->d->name,
+                     arg < cs->d->nargs ? cs->d->args[arg].name : "?");
+        }
+        result->bytes = no_call;
+        result->len = sizeof no_call - 1;
+        return;
+    }
+    if (cs->failed) { /* an earlier call's step failed: do not run them again */
+        result->bytes = nested;
+        result->len = sizeof nested - 1;
+        return;
+    }
+    cJSON_ArrayForEach(step, get(cs->call, "steps")) {
+        n++;
+        if (run_step(cs->r, step)) {
+            prefix_why(cs->r, "call %" PRId64 ", step %d: ", cs->calls, n);
+            if (!cs->failed) {
+                cs->failed = 1;
+                memcpy(cs->why, cs->r->why, sizeof cs->why);
+            }
+            result->bytes = nested;
+            result->len = sizeof nested - 1;
+            return;
+        }
+    }
+    if (cs->raise) {
+        result->bytes = cs->raise;
+        result->len = strlen(cs->raise);
+    } else if (cs->ret) {
+        *result = rp_value_bytes(cs->ret, cs->retlen);
+    } else {
+        result->type = RP_TYPE_NONE;
+    }
+}
+
+static int has_callback_arg(const rp_op_desc *d)
+{
+    size_t i;
+    for (i = 0; i < d->nargs; i++)
+        if (d->args[i].type == RP_TYPE_CALLBACK)
+            return 1;
+    return 0;
+}
+
+/* --- long-lived ops ---------------------------------------------------------------------- */
+
+static live *find_live(runner *r, const char *label)
+{
+    size_t i;
+    for (i = 0; i < r->nlive; i++)
+        if (strcmp(r->lives[i].label, label) == 0)
+            return &r->lives[i];
+    return NULL;
+}
+
+/* Frees lives[i] (the op, then its client: the op's connections go with it). */
+static void drop_live(runner *r, size_t i)
+{
+    rp_op_free(r->lives[i].op);
+    rp_client_free(r->lives[i].client);
+    memmove(&r->lives[i], &r->lives[i + 1], (r->nlive - i - 1) * sizeof r->lives[0]);
+    r->nlive--;
+}
+
+/* A long-lived op step: begins the op (no I/O yet: the first `messages` step pumps it) and
+ * keeps it under its "as" label with a client of its own. */
+static int begin_live(runner *r, arena *a, const rp_op_desc *d, const cJSON *step)
+{
+    const cJSON *as = get(step, "as"), *expect = get(step, "expect");
+    rp_value vals[RP_DESC_ARGS_MAX];
+    rp_client *client = NULL;
+    rp_op *op = NULL;
+    rp_error err;
+    live *l;
+    int rc, checked;
+    rp_error_clear(&err);
+    if (get(step, "call") || get(step, "elapsed_max"))
+        return failf(r, "%s is long-lived: it takes no \"call\" or \"elapsed_max\"", d->name);
+    if (!cJSON_IsString(as) || !as->valuestring[0] || strlen(as->valuestring) >= LABEL_MAX)
+        return failf(r, "%s is long-lived: \"as\" labels it for messages and close (1..%d "
+                     "bytes)", d->name, LABEL_MAX - 1);
+    if (!find_live(r, as->valuestring) && r->nlive == MAX_LIVE)
+        return failf(r, "runner: more than %d long-lived ops in one case", MAX_LIVE);
+    if (step_args(r, a, d, step, NULL, vals))
+        return -1;
+    rc = rp_desc_begin(&op, d, vals, NULL, &err);
+    if (rc == RP_OK && open_client(r, r->url, &client)) {
+        rp_op_free(op);
+        return -1;
+    }
+    checked = check_op(r, a, d, expect, rc, &err, NULL, 0);
+    if (rc != RP_OK || checked) {
+        rp_op_free(op);
+        rp_client_free(client);
+        return checked;
+    }
+    if ((l = find_live(r, as->valuestring)) != NULL) /* a later op with the label replaces it */
+        drop_live(r, (size_t)(l - r->lives));
+    l = &r->lives[r->nlive++];
+    snprintf(l->label, sizeof l->label, "%s", as->valuestring);
+    l->op = op;
+    l->client = client;
+    return 0;
+}
+
+static int message_field_index(const rp_op_desc *d, const char *name)
+{
+    size_t i;
+    for (i = 0; i < d->nmessage_fields; i++)
+        if (strcmp(d->message_fields[i].name, name) == 0)
+            return (int)i;
+    return -1;
+}
+
+/* Shows a message in a failure: its fields that have a value. */
+static void show_message(const rp_op_desc *d, const rp_value *fields, char *out, size_t cap)
+{
+    size_t i, n = 0;
+    n += (size_t)snprintf(out, cap, "{");
+    for (i = 0; i < d->nmessage_fields && n < cap; i++) {
+        char v[SHOW_MAX + 8];
+        if (fields[i].type == RP_TYPE_NONE)
+            continue;
+        show_value(&fields[i], v, sizeof v);
+        n += (size_t)snprintf(out + n, cap - n, "%s%s: %s", n > 1 ? ", " : "",
+                              d->message_fields[i].name, v);
+    }
+    if (n < cap)
+        snprintf(out + n, cap - n, "}");
+}
+
+/* Compares the current message of l with its expected entry (only the fields listed). */
+static int check_message(runner *r, arena *a, const live *l, const rp_op_desc *d,
+                         const rp_value *fields, size_t k, const cJSON *want)
+{
+    char got[WHY_MAX / 2];
+    const cJSON *field;
+    if (!cJSON_IsObject(want))
+        return failf(r, "%s: an expected message is an object of fields", l->label);
+    cJSON_ArrayForEach(field, want) {
+        int i = message_field_index(d, field->string);
+        if (i < 0)
+            return failf(r, "%s: %s's messages have no field \"%s\"", l->label, d->name,
+                         field->string);
+        if (!value_matches(a, &fields[i], d->message_fields[i].type, field)) {
+            char wanted[SHOW_MAX + 1];
+            show_json(field, wanted, sizeof wanted);
+            show_message(d, fields, got, sizeof got);
+            return failf(r, "%s: message %zu: %s: expected %s, got %s", l->label, k + 1,
+                         field->string, wanted, got);
+        }
+    }
+    return 0;
+}
+
+/* {"messages": L, "count": N, "timeout": MS, "expect": [...]}: pumps L until N messages
+ * came (each compared with its entry), failing when MS passes first; N = 0: pumps for MS
+ * and fails on any message. */
+static int run_messages(runner *r, arena *a, const cJSON *step)
+{
+    static const char *const keys[] = { "messages", "count", "timeout", "expect", NULL };
+    const cJSON *label = get(step, "messages"), *expect = get(step, "expect");
+    rp_value fields[RP_DESC_FIELDS_MAX];
+    const rp_op_desc *d;
+    const char *bad;
+    int64_t count, timeout, k;
+    uint64_t deadline;
+    live *l;
+    rp_error err;
+    int rc;
+    if (unknown_key(step, keys, &bad))
+        return failf(r, "a messages step has no key \"%s\"", bad);
+    if (!cJSON_IsString(label))
+        return failf(r, "\"messages\" names a long-lived op by its label");
+    if (!(l = find_live(r, label->valuestring)))
+        return failf(r, "messages: no long-lived op labelled \"%.40s\"", label->valuestring);
+    if (get_int(get(step, "count"), &count) || count < 0)
+        return failf(r, "messages: \"count\" is an integer >= 0");
+    if (get_int(get(step, "timeout"), &timeout) || timeout < 0)
+        return failf(r, "messages: \"timeout\" is an integer >= 0 (ms)");
+    if (expect && (!cJSON_IsArray(expect) || cJSON_GetArraySize(expect) != count))
+        return failf(r, "messages: \"expect\" is a list of \"count\" (%" PRId64 ") messages",
+                     count);
+    d = rp_op_desc_of(l->op);
+    if (!d || !d->message || d->nmessage_fields > RP_DESC_FIELDS_MAX)
+        return failf(r, "%s: %s describes no messages", l->label, d ? d->name : "the op");
+    deadline = rp_monotonic_ms() + (uint64_t)timeout;
+    for (k = 0; k < count || (count == 0 && k == 0); k++) {
+        uint64_t now = rp_monotonic_ms();
+        rp_error_clear(&err);
+        rc = rp_client_pump(l->client, l->op, now < deadline ? deadline - now : 0, NULL, &err);
+        if (rc == RP_ETIMEOUT) {
+            if (count == 0)
+                return 0;
+            return failf(r, "%s: %" PRId64 " of %" PRId64 " messages within %" PRId64 " ms",
+                         l->label, k, count, timeout);
+        }
+        if (rc != RP_OK)
+            return failf(r, "%s: %s ended: %s: %s", l->label, d->name, rp_status_name(rc),
+                         err.message);
+        memset(fields, 0, sizeof fields);
+        if ((rc = rp_op_message(l->op, fields)) != RP_OK)
+            return failf(r, "%s: reading a message: %s", l->label, rp_status_name(rc));
+        if (count == 0) {
+            char got[WHY_MAX / 2];
+            show_message(d, fields, got, sizeof got);
+            return failf(r, "%s: expected no message within %" PRId64 " ms, got %s", l->label,
+                         timeout, got);
+        }
+        if (expect &&
+            check_message(r, a, l, d, fields, (size_t)k, cJSON_GetArrayItem(expect, (int)k)))
+            return -1;
+    }
+    return 0;
+}
+
+/* {"close": L}: frees a long-lived op and closes its connections. */
+static int run_close(runner *r, const cJSON *step)
+{
+    const cJSON *label = get(step, "close");
+    live *l;
+    if (cJSON_GetArraySize(step) != 1 || !cJSON_IsString(label))
+        return failf(r, "a close step is {\"close\": LABEL}");
+    if (!(l = find_live(r, label->valuestring)))
+        return failf(r, "close: no long-lived op labelled \"%.40s\"", label->valuestring);
+    drop_live(r, (size_t)(l - r->lives));
+    return 0;
+}
+
+/* --- op steps ---------------------------------------------------------------------------- */
+
 static int run_op(runner *r, const cJSON *step)
 {
     const cJSON *name = get(step, "op"), *as = get(step, "as");
-    const cJSON *expect = get(step, "expect");
+    const cJSON *expect = get(step, "expect"), *call = get(step, "call");
+    const cJSON *elapsed = get(step, "elapsed_max"), *calls;
     rp_value vals[RP_DESC_ARGS_MAX];
     const rp_op_desc *d;
     arena a = { NULL };
+    call_state cs;
+    int64_t elapsed_max = -1, want_calls = 0;
+    uint64_t start, took;
     rp_error err;
     int rc;
     rp_error_clear(&err);
+    memset(&cs, 0, sizeof cs);
+    cs.r = r;
     if (!cJSON_IsString(name))
         return failf(r, "\"op\" must be a string");
     if (!(d = need_desc(r, name->valuestring)))
         return -1;
+    cs.d = d;
+    if (d->long_lived) {
+        rc = begin_live(r, &a, d, step);
+        arena_free(&a);
+        return rc;
+    }
     if (as && (!cJSON_IsString(as) || d->makes == RP_KIND_NONE))
-        return failf(r, "\"as\" labels the handle a constructor makes");
-    if (step_args(r, &a, d, step, vals)) {
+        return failf(r, "\"as\" labels the handle a constructor makes, or a long-lived op");
+    if (elapsed && (get_int(elapsed, &elapsed_max) || elapsed_max < 0))
+        return failf(r, "\"elapsed_max\" is an integer >= 0 (ms)");
+    calls = call && cJSON_IsObject(expect) ? get(expect, "calls") : NULL;
+    if (calls && (get_int(calls, &want_calls) || want_calls < 0))
+        return failf(r, "\"calls\" in expect is an integer >= 0");
+    if (call && !has_callback_arg(d))
+        rc = failf(r, "%s has no callback argument for \"call\" to answer", d->name);
+    else if (call)
+        rc = parse_call(r, &a, call, &cs);
+    else
+        rc = 0;
+    if (rc || step_args(r, &a, d, step, call ? &cs : NULL, vals)) {
         arena_free(&a);
         return -1;
     }
+    start = rp_monotonic_ms();
     if (d->makes != RP_KIND_NONE) {
         void *made = NULL;
         rc = rp_desc_make(&made, d, vals, NULL, &err);
         if (rc == RP_OK && keep_handle(r, as ? as->valuestring : "", d->makes, made))
             rc = -1;
         else
-            rc = check_op(r, &a, d, expect, rc, &err, NULL);
+            rc = check_op(r, &a, d, expect, rc, &err, NULL, call != NULL);
     } else {
-        rp_op *op;
-        rc = run_desc(r, d, vals, &op, &err);
-        rc = check_op(r, &a, d, expect, rc, &err, op);
+        rp_drive_hooks hooks = { NULL, call_hook, NULL };
+        rp_op *op = NULL;
+        hooks.ud = &cs;
+        rc = rp_desc_begin(&op, d, vals, NULL, &err);
+        if (rc == RP_OK)
+            rc = rp_client_drive(r->client, op, &hooks, &err);
+        if (cs.failed) /* a callback's step failed: that is the case's failure */
+            rc = failf(r, "%s", cs.why);
+        else
+            rc = check_op(r, &a, d, expect, rc, &err, op, call != NULL);
         rp_op_free(op);
     }
+    took = rp_monotonic_ms() - start;
+    if (rc == 0 && calls && cs.calls != want_calls)
+        rc = failf(r, "calls: expected %" PRId64 ", the callback ran %" PRId64 " times",
+                   want_calls, cs.calls);
+    if (rc == 0 && elapsed_max >= 0 && took > (uint64_t)elapsed_max)
+        rc = failf(r, "%s took %" PRIu64 " ms, more than elapsed_max %" PRId64 " ms", d->name,
+                   took, elapsed_max);
     arena_free(&a);
     return rc;
 }
 
 /* --- raw commands, through the generic "client.command" op ---------------------------- */
 
-/* Runs argv (a JSON list of byte strings) on the case's client; *reply borrows from *op. */
-static int raw_command(runner *r, arena *a, const cJSON *argv, rp_op **op, const rp_reply **reply)
+/* Runs argv (a JSON list of byte strings) on test server `server`; *reply borrows from *op. */
+static int raw_command(runner *r, arena *a, const cJSON *argv, size_t server, rp_op **op,
+                       const rp_reply **reply)
 {
     const rp_op_desc *d = need_desc(r, "client.command");
     rp_value vals[RP_DESC_ARGS_MAX], fields[RP_DESC_FIELDS_MAX];
+    rp_client *client;
     const cJSON *item;
     rp_error err;
-    int self, arg, field;
+    int self, arg, field, rc;
     *op = NULL;
     if (!d)
         return -1;
@@ -653,13 +1117,19 @@ static int raw_command(runner *r, arena *a, const cJSON *argv, rp_op **op, const
         if (!is_bytes(item))
             return failf(r, "\"redis\" is a list of byte strings");
     }
+    if (!(client = raw_client(r, server)))
+        return -1;
     memset(vals, 0, sizeof vals);
     memset(fields, 0, sizeof fields);
-    vals[self] = rp_value_handle(RP_KIND_CLIENT, r->client);
+    vals[self] = rp_value_handle(RP_KIND_CLIENT, client);
     if (json_value(r, a, "argv", argv, RP_TYPE_LIST, RP_TYPE_BYTES, &vals[arg]))
         return -1;
-    if (run_desc(r, d, vals, op, &err) != RP_OK)
-        return failf(r, "raw command failed: %s: %s", rp_status_name(err.code), err.message);
+    rc = rp_desc_begin(op, d, vals, NULL, &err);
+    if (rc == RP_OK)
+        rc = rp_client_run(client, *op, &err);
+    if (rc != RP_OK)
+        return failf(r, "raw command to server %zu failed: %s: %s", server,
+                     rp_status_name(err.code), err.message);
     if (rp_op_result(*op, 0, fields) != RP_OK || fields[field].type != RP_TYPE_REPLY ||
         !fields[field].reply)
         return failf(r, "client.command gave no reply");
@@ -675,7 +1145,7 @@ static int lock_token(runner *r, const char *label, rp_op **op, rp_value *token)
     const handle *h = find_handle(r, label);
     rp_value vals[RP_DESC_ARGS_MAX], fields[RP_DESC_FIELDS_MAX];
     rp_error err;
-    int field;
+    int field, rc;
     *op = NULL;
     memset(token, 0, sizeof *token);
     if (!d)
@@ -689,7 +1159,10 @@ static int lock_token(runner *r, const char *label, rp_op **op, rp_value *token)
     memset(vals, 0, sizeof vals);
     memset(fields, 0, sizeof fields);
     vals[0] = rp_value_handle(h->kind, h->ptr);
-    if (run_desc(r, d, vals, op, &err) != RP_OK)
+    rc = rp_desc_begin(op, d, vals, NULL, &err);
+    if (rc == RP_OK)
+        rc = rp_client_run(r->client, *op, &err);
+    if (rc != RP_OK)
         return failf(r, "lock.info: %s: %s", rp_status_name(err.code), err.message);
     if (rp_op_result(*op, 0, fields) != RP_OK)
         return failf(r, "lock.info: no result");
@@ -699,36 +1172,37 @@ static int lock_token(runner *r, const char *label, rp_op **op, rp_value *token)
 
 static int run_redis(runner *r, const cJSON *step)
 {
+    static const char *const keys[] = { "redis", "server", "expect", NULL };
     const cJSON *expect = get(step, "expect"), *item;
     const rp_reply *reply = NULL;
     rp_op *op = NULL, *info = NULL;
     arena a = { NULL };
     char what[SHOW_MAX + 32];
-    int bad = 0, rc = 0;
-    cJSON_ArrayForEach(item, step) {
-        if (strcmp(item->string, "redis") && strcmp(item->string, "expect")) {
-            rc = failf(r, "a redis step has no key \"%s\"", item->string);
-            goto out;
-        }
-    }
-    if ((rc = raw_command(r, &a, get(step, "redis"), &op, &reply)))
+    const char *bad;
+    size_t server = 0;
+    int rc = 0, mismatch = 0;
+    if (unknown_key(step, keys, &bad))
+        return failf(r, "a redis step has no key \"%s\"", bad);
+    if ((item = get(step, "server")) && server_index(r, item, "redis", &server))
+        return -1;
+    if ((rc = raw_command(r, &a, get(step, "redis"), server, &op, &reply)))
         goto out;
     show_reply(reply, what, sizeof what);
     if (!expect) {
-        bad = reply->type == RP_REPLY_ERROR;
+        mismatch = reply->type == RP_REPLY_ERROR;
     } else if (cJSON_GetArraySize(expect) != 1) {
-        bad = 1;
+        mismatch = 1;
         snprintf(what, sizeof what, "an expectation with one key");
     } else if ((item = get(expect, "reply"))) {
-        bad = !reply_equals(&a, reply, item);
+        mismatch = !reply_equals(&a, reply, item);
     } else if ((item = get(expect, "reply_between"))) {
         int64_t lo, hi;
-        bad = cJSON_GetArraySize(item) != 2 || get_int(cJSON_GetArrayItem(item, 0), &lo) ||
-              get_int(cJSON_GetArrayItem(item, 1), &hi) || reply->type != RP_REPLY_INTEGER ||
-              reply->integer < lo || reply->integer > hi;
+        mismatch = cJSON_GetArraySize(item) != 2 || get_int(cJSON_GetArrayItem(item, 0), &lo) ||
+                   get_int(cJSON_GetArrayItem(item, 1), &hi) ||
+                   reply->type != RP_REPLY_INTEGER || reply->integer < lo || reply->integer > hi;
     } else if ((item = get(expect, "reply_error"))) {
-        bad = !cJSON_IsString(item) || reply->type != RP_REPLY_ERROR ||
-              !strstr(reply->str, item->valuestring);
+        mismatch = !cJSON_IsString(item) || reply->type != RP_REPLY_ERROR ||
+                   !strstr(reply->str, item->valuestring);
     } else if ((item = get(expect, "reply_token_of"))) {
         rp_value token;
         if (!cJSON_IsString(item)) {
@@ -737,21 +1211,21 @@ static int run_redis(runner *r, const cJSON *step)
         }
         if ((rc = lock_token(r, item->valuestring, &info, &token)))
             goto out;
-        bad = token.type != RP_TYPE_BYTES || reply->type != RP_REPLY_STRING ||
-              reply->len != token.len || memcmp(reply->str, token.bytes, token.len) != 0;
-        if (bad && token.type != RP_TYPE_BYTES)
+        mismatch = token.type != RP_TYPE_BYTES || reply->type != RP_REPLY_STRING ||
+                   reply->len != token.len || memcmp(reply->str, token.bytes, token.len) != 0;
+        if (mismatch && token.type != RP_TYPE_BYTES)
             snprintf(what, sizeof what, "lock %.40s not held", item->valuestring);
     } else {
-        bad = 1;
+        mismatch = 1;
         snprintf(what, sizeof what, "an unknown expectation");
     }
-    if (bad) {
+    if (mismatch) {
         char want[SHOW_MAX + 1];
         if (expect)
             show_json(expect, want, sizeof want);
         else
             snprintf(want, sizeof want, "no error");
-        rc = failf(r, "raw command: expected %s, got %s", want, what);
+        rc = failf(r, "raw command to server %zu: expected %s, got %s", server, want, what);
     }
 out:
     rp_op_free(info);
@@ -760,87 +1234,186 @@ out:
     return rc;
 }
 
-/* --- cases ----------------------------------------------------------------------------- */
+/* --- stop / cont, sleep ------------------------------------------------------------------ */
+
+/* {"stop": [I, ...]} / {"cont": [I, ...]}: sends sig to those servers of the case. */
+static int run_signal(runner *r, const cJSON *step, const char *key, int sig)
+{
+    const cJSON *list = get(step, key), *item;
+    size_t i;
+    if (cJSON_GetArraySize(step) != 1 || !cJSON_IsArray(list))
+        return failf(r, "a %s step is {\"%s\": [SERVER, ...]}", key, key);
+    cJSON_ArrayForEach(item, list) {
+        if (server_index(r, item, key, &i))
+            return -1;
+        if (i >= r->npids)
+            return failf(r, "%s: no pid for server %zu in REDPAT_TEST_PIDS (run under "
+                         "tests/harness/harness.py run --servers N)", key, i);
+        if (kill(r->pids[i], sig) != 0)
+            return failf(r, "%s: signalling server %zu (pid %ld): %s", key, i,
+                         (long)r->pids[i], strerror(errno));
+    }
+    return 0;
+}
+
+/* SIGCONTs every test server: after each case, whatever happened (a step may have
+ * stopped one, and the next case needs them all). */
+static void cont_all(runner *r)
+{
+    size_t i;
+    for (i = 0; i < r->npids; i++)
+        kill(r->pids[i], SIGCONT);
+}
 
 static void sleep_ms(int64_t ms)
 {
     struct timespec ts = { (time_t)(ms / 1000), (long)(ms % 1000) * 1000000L };
-    nanosleep(&ts, NULL);
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
 }
 
-/* The case's client, made through the generic "client.new". */
-static int open_client(runner *r, const char *ns)
+/* One step of any kind (also inside a callback). */
+static int run_step(runner *r, const cJSON *step)
 {
-    const rp_op_desc *d = need_desc(r, "client.new");
-    rp_value vals[RP_DESC_ARGS_MAX];
-    rp_error err;
-    void *made = NULL;
-    int url, nsi;
-    if (!d)
-        return -1;
-    url = rp_desc_arg_index(d, "url");
-    nsi = rp_desc_arg_index(d, "namespace");
-    if (url < 0 || nsi < 0 || d->nargs > RP_DESC_ARGS_MAX)
-        return failf(r, "client.new is not described with url and namespace");
-    memset(vals, 0, sizeof vals);
-    vals[url] = rp_value_bytes(r->url, strlen(r->url));
-    vals[nsi] = rp_value_bytes(ns, strlen(ns));
-    if (rp_desc_make(&made, d, vals, NULL, &err) != RP_OK)
-        return failf(r, "client: %s", err.message);
-    r->client = made;
+    static const char *const kinds[] = { "op", "redis", "sleep", "stop", "cont", "messages",
+                                         "close", NULL };
+    const char *const *k;
+    const char *kind = NULL;
+    int n = 0;
+    if (!cJSON_IsObject(step))
+        return failf(r, "a step is an object");
+    for (k = kinds; *k; k++) {
+        if (get(step, *k)) {
+            kind = *k;
+            n++;
+        }
+    }
+    if (n != 1)
+        return failf(r, "a step has exactly one of \"op\", \"redis\", \"sleep\", \"stop\", "
+                     "\"cont\", \"messages\", \"close\"");
+    if (!strcmp(kind, "op"))
+        return run_op(r, step);
+    if (!strcmp(kind, "redis"))
+        return run_redis(r, step);
+    if (!strcmp(kind, "stop"))
+        return run_signal(r, step, kind, SIGSTOP);
+    if (!strcmp(kind, "cont"))
+        return run_signal(r, step, kind, SIGCONT);
+    if (!strcmp(kind, "messages")) {
+        arena a = { NULL };
+        int rc = run_messages(r, &a, step);
+        arena_free(&a);
+        return rc;
+    }
+    if (!strcmp(kind, "close"))
+        return run_close(r, step);
+    {
+        int64_t ms;
+        if (cJSON_GetArraySize(step) != 1 || get_int(get(step, "sleep"), &ms) || ms < 0)
+            return failf(r, "a sleep step is {\"sleep\": MS} with MS >= 0");
+        sleep_ms(ms);
+        return 0;
+    }
+}
+
+/* --- cases ----------------------------------------------------------------------------- */
+
+/* The case's url: the first r->servers test URLs joined with ','. */
+static int case_url(runner *r)
+{
+    size_t i, len = 0;
+    for (i = 0; i < r->servers; i++)
+        len += strlen(r->urls[i]) + 1;
+    if (!(r->url = malloc(len)))
+        return failf(r, "out of memory");
+    r->url[0] = '\0';
+    for (i = 0; i < r->servers; i++) {
+        if (i)
+            strcat(r->url, ",");
+        strcat(r->url, r->urls[i]);
+    }
     return 0;
 }
 
-static int run_case(runner *r, const char *ns, const cJSON *c)
+/* Opens the case's client and empties each of its servers. */
+static int set_up(runner *r, const cJSON *c)
 {
-    static const char flush[] = "[\"FLUSHALL\"]";
-    const cJSON *step, *steps;
-    int n = 0, rc;
-    r->nhandles = 0;
-    if ((rc = open_client(r, ns)))
-        return rc;
-    {
-        cJSON *argv = cJSON_Parse(flush);
-        cJSON *s = cJSON_CreateObject();
-        if (!argv || !s) {
-            cJSON_Delete(argv);
-            cJSON_Delete(s);
-            rc = failf(r, "out of memory");
-        } else {
-            cJSON_AddItemToObject(s, "redis", argv);
-            rc = run_redis(r, s);
-            cJSON_Delete(s);
-        }
-    }
-    steps = rc ? NULL : get(c, "steps");
-    cJSON_ArrayForEach(step, steps) {
-        const cJSON *sl = get(step, "sleep");
-        int64_t ms;
-        n++;
-        if (get(step, "op"))
-            rc = run_op(r, step);
-        else if (get(step, "redis"))
-            rc = run_redis(r, step);
-        else if (!sl)
-            rc = failf(r, "a step has one of \"op\", \"redis\", \"sleep\"");
-        else if (cJSON_GetArraySize(step) == 1 && get_int(sl, &ms) == 0 && ms >= 0)
-            sleep_ms(ms);
-        else
-            rc = failf(r, "a sleep step is {\"sleep\": MS} with MS >= 0");
+    static const char *const keys[] = { "name", "steps", "servers", NULL };
+    const cJSON *servers = get(c, "servers");
+    const char *bad;
+    int64_t n = 1;
+    size_t i;
+    if (unknown_key(c, keys, &bad))
+        return failf(r, "a case has no key \"%s\"", bad);
+    if (!cJSON_IsArray(get(c, "steps")))
+        return failf(r, "a case has \"steps\": a list");
+    if (servers && (get_int(servers, &n) || n < 1 || n > SERVERS_MAX))
+        return failf(r, "\"servers\" is an integer 1..%d", SERVERS_MAX);
+    if ((size_t)n > r->nurls)
+        return failf(r, "the case needs %" PRId64 " servers; the harness started %zu (run "
+                     "under tests/harness/harness.py run --servers %d)", n, r->nurls,
+                     SERVERS_MAX);
+    r->servers = (size_t)n;
+    if (case_url(r) || open_client(r, r->url, &r->client))
+        return -1;
+    for (i = 0; i < r->servers; i++) {
+        cJSON *argv = cJSON_Parse("[\"FLUSHALL\"]");
+        const rp_reply *reply;
+        rp_op *op = NULL;
+        arena a = { NULL };
+        int rc = argv ? raw_command(r, &a, argv, i, &op, &reply) : failf(r, "out of memory");
+        if (rc == 0 && reply->type == RP_REPLY_ERROR)
+            rc = failf(r, "FLUSHALL on server %zu: %.*s", i, (int)reply->len, reply->str);
+        rp_op_free(op);
+        arena_free(&a);
+        cJSON_Delete(argv);
         if (rc) {
-            char why[WHY_MAX - 32]; /* room for the "step N: " prefix */
-            memcpy(why, r->why, sizeof why - 1); /* truncates a long reason */
-            why[sizeof why - 1] = '\0';
-            snprintf(r->why, sizeof r->why, "step %d: %s", n, why);
-            break;
+            prefix_why(r, "setting up: ");
+            return -1;
         }
     }
-    while (r->nhandles > 0) { /* latest first: handles made from a handle go before it */
+    return 0;
+}
+
+/* Frees everything the case made (long-lived ops first: they borrow the handles; handles
+ * latest first: handles made from a handle go before it) and continues every server. */
+static void tear_down(runner *r)
+{
+    size_t i;
+    cont_all(r);
+    while (r->nlive > 0)
+        drop_live(r, r->nlive - 1);
+    while (r->nhandles > 0) {
         handle *h = &r->handles[--r->nhandles];
         rp_handle_free(h->kind, h->ptr);
     }
+    for (i = 0; i < SERVERS_MAX; i++) {
+        rp_client_free(r->raw[i]);
+        r->raw[i] = NULL;
+    }
     rp_client_free(r->client);
     r->client = NULL;
+    free(r->url);
+    r->url = NULL;
+    r->servers = 0;
+}
+
+static int run_case(runner *r, const cJSON *c)
+{
+    const cJSON *step;
+    int n = 0, rc;
+    r->nhandles = 0;
+    rc = set_up(r, c);
+    if (rc == 0) {
+        cJSON_ArrayForEach(step, get(c, "steps")) {
+            n++;
+            if ((rc = run_step(r, step)) != 0) {
+                prefix_why(r, "step %d: ", n);
+                break;
+            }
+        }
+    }
+    tear_down(r);
     return rc;
 }
 
@@ -885,19 +1458,53 @@ static void run_file(runner *r, const char *path, const char *filter, int *passe
         cJSON_Delete(doc);
         return;
     }
+    r->ns = ns->valuestring;
     cJSON_ArrayForEach(c, get(doc, "cases")) {
         const cJSON *name = get(c, "name");
         const char *label = cJSON_IsString(name) ? name->valuestring : "(unnamed)";
         if (filter && !strstr(label, filter))
             continue;
-        if (cJSON_IsString(name) && run_case(r, ns->valuestring, c) == 0) {
+        if (cJSON_IsString(name) && run_case(r, c) == 0) {
             (*passed)++;
         } else {
             (*failed)++;
             printf("FAIL %s: %s\n", label, cJSON_IsString(name) ? r->why : "a case needs a name");
         }
+        fflush(stdout);
     }
+    r->ns = NULL;
     cJSON_Delete(doc);
+}
+
+/* The test servers from the harness's variables: REDPAT_TEST_URLS (else REDPAT_TEST_URL)
+ * and REDPAT_TEST_PIDS (optional: without it stop / cont steps fail). */
+static int read_servers(runner *r)
+{
+    const char *urls = getenv("REDPAT_TEST_URLS"), *pids = getenv("REDPAT_TEST_PIDS");
+    char *p, *save = NULL;
+    if (!urls || !*urls)
+        urls = getenv("REDPAT_TEST_URL");
+    if (!urls || !*urls) {
+        fprintf(stderr, "REDPAT_TEST_URLS is not set (run under tests/harness/harness.py run "
+                "--servers %d --)\n", SERVERS_MAX);
+        return -1;
+    }
+    if (!(r->env_urls = strdup(urls)))
+        return -1;
+    for (p = strtok_r(r->env_urls, ",", &save); p && r->nurls < SERVERS_MAX;
+         p = strtok_r(NULL, ",", &save))
+        r->urls[r->nurls++] = p;
+    while (pids && *pids && r->npids < SERVERS_MAX) {
+        char *end;
+        long pid = strtol(pids, &end, 10);
+        if (end == pids || pid <= 0 || (*end && *end != ',')) {
+            fprintf(stderr, "REDPAT_TEST_PIDS: not a list of pids: %s\n", getenv("REDPAT_TEST_PIDS"));
+            return -1;
+        }
+        r->pids[r->npids++] = (pid_t)pid;
+        pids = *end ? end + 1 : end;
+    }
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -907,14 +1514,14 @@ int main(int argc, char **argv)
     int nfiles, i, passed = 0, failed = 0;
     const char *dir = argc > 1 ? argv[1] : "tests/matrix";
     const char *filter = argc > 2 ? argv[2] : NULL;
-    r.url = getenv("REDPAT_TEST_URL");
-    if (!r.url) {
-        fprintf(stderr, "REDPAT_TEST_URL is not set (run under tests/harness/harness.py run --)\n");
+    if (read_servers(&r)) {
+        free(r.env_urls);
         return 2;
     }
     nfiles = scandir(dir, &files, NULL, by_name);
     if (nfiles < 0) {
         perror(dir);
+        free(r.env_urls);
         return 2;
     }
     for (i = 0; i < nfiles; i++) {
@@ -927,6 +1534,7 @@ int main(int argc, char **argv)
         free(files[i]);
     }
     free(files);
+    free(r.env_urls);
     printf("matrix[c]: %d passed, %d failed, 0 skipped\n", passed, failed);
     return failed || passed == 0 ? 1 : 0;
 }

@@ -7,6 +7,7 @@
 #include <redpat/redpat.h>
 
 #include "internal.h"
+#include "op_internal.h"
 #include "script.h"
 #include "url.h"
 
@@ -540,6 +541,378 @@ static void test_status_names(void)
     CHECK(strcmp(rp_status_name(12345), "unknown") == 0);
 }
 
+/* --- the engine's v2 paths: quorum rounds, listening, CALL, cancel -------------------- */
+
+#define QUORUM_NODES 5
+
+/* PING every endpoint of the client; enough once `quorum` have answered. */
+typedef struct quorum_state {
+    int sent;
+    size_t quorum;
+    int status[QUORUM_NODES];
+    char why[QUORUM_NODES][RP_ERROR_MESSAGE_MAX];
+    int answered[QUORUM_NODES];
+} quorum_state;
+
+static int quorum_advance(rp_op *op, void *state, uint64_t now_ms)
+{
+    static const char *const ping[] = { "PING" };
+    quorum_state *s = state;
+    size_t i;
+    int rc;
+    (void)now_ms;
+    if (!s->sent) {
+        s->sent = 1;
+        rp_op__timeout(op, 50);
+        for (i = 0; i < rp_op_nodes(op); i++)
+            if ((rc = rp_op__command(op, i, 1, ping, NULL)))
+                return rc;
+        return RP_OK;
+    }
+    for (i = 0; i < QUORUM_NODES; i++) {
+        s->status[i] = rp_op__node_status(op, i);
+        snprintf(s->why[i], sizeof s->why[i], "%s", rp_op__node_why(op, i));
+        s->answered[i] = rp_op__reply(op, i, 0) != NULL;
+    }
+    rp_op__done(op);
+    return RP_OK;
+}
+
+static int quorum_enough(const rp_op *op, const void *state)
+{
+    const quorum_state *s = state;
+    size_t i, n = 0;
+    for (i = 0; i < rp_op_nodes(op); i++)
+        n += rp_op__reply(op, i, 0) != NULL;
+    return n >= s->quorum;
+}
+
+static const rp_op_class quorum_class = {
+    .name = "test.quorum",
+    .state_size = sizeof(quorum_state),
+    .advance = quorum_advance,
+    .tolerates_node_failures = 1,
+    .enough = quorum_enough,
+};
+
+static void test_quorum_early_end(void)
+{
+    rp_client_options o = RP_CLIENT_OPTIONS_INIT;
+    rp_client *c;
+    rp_endpoint ep;
+    rp_op *op;
+    void *state;
+    const quorum_state *s;
+    size_t i;
+    o.url = "redis://h1:1,redis://h2:2,redis://h3:3,redis://h4:4,redis://h5:5";
+    CHECK(rp_client_new(&c, &o, NULL) == RP_OK); /* no I/O: nothing connects */
+    CHECK(rp_op__new(&op, c, &quorum_class, QUORUM_NODES, &state, NULL) == RP_OK);
+    ((quorum_state *)state)->quorum = 3;
+    CHECK(rp_op_round_over(op) == 1); /* not in a round */
+    CHECK(rp_op_step(op, 0) == RP_STEP_IO);
+    CHECK(rp_op_timeout_ms(op) == 50);
+    CHECK(rp_op_target(op, 2, &ep) == RP_OK && strcmp(ep.address, "h3:3/0") == 0);
+    CHECK(rp_op_target(op, QUORUM_NODES, &ep) == RP_EINVAL);
+    for (i = 0; i < QUORUM_NODES; i++)
+        CHECK(rp_op_pending(op, i) == 1);
+    CHECK(rp_op_round_over(op) == 0);
+    CHECK(rp_op_feed(op, 0, "+PONG\r\n", 7) == RP_OK);
+    CHECK(rp_op_pending(op, 0) == 0 && rp_op_round_over(op) == 0);
+    CHECK(rp_op_feed(op, 1, "+PO", 3) == RP_MORE);
+    CHECK(rp_op_pending(op, 1) == 1);
+    CHECK(rp_op_feed(op, 1, "NG\r\n", 4) == RP_OK);
+    rp_op_fail_node(op, 2, RP_ETIMEOUT, "h3:3/0: timed out after 50 ms waiting for the reply");
+    CHECK(rp_op_pending(op, 2) == 0 && rp_op_round_over(op) == 0); /* a failure is no answer */
+    CHECK(rp_op_feed(op, 3, "+PONG\r\n", 7) == RP_OK);
+    CHECK(rp_op_round_over(op) == 1); /* three answered: enough */
+    CHECK(rp_op_pending(op, 4) == 1); /* still in flight: the driver closes its connection */
+    CHECK(rp_op_step(op, 1) == RP_STEP_DONE);
+    s = rp_op__done_state(op, &quorum_class);
+    CHECK(s && s->answered[0] && s->answered[1] && !s->answered[2] && s->answered[3] &&
+          !s->answered[4]);
+    CHECK(s && s->status[2] == RP_ETIMEOUT && strstr(s->why[2], "h3:3/0"));
+    CHECK(s && s->status[4] == RP_ECANCELED && strstr(s->why[4], "not waited for"));
+    CHECK(s && s->status[0] == RP_OK && s->status[3] == RP_OK);
+    rp_op_free(op);
+
+    /* without enough answers, stepping early is the driver's bug */
+    CHECK(rp_op__new(&op, c, &quorum_class, QUORUM_NODES, &state, NULL) == RP_OK);
+    ((quorum_state *)state)->quorum = 3;
+    rp_op_step(op, 0);
+    CHECK(rp_op_feed(op, 0, "+PONG\r\n", 7) == RP_OK);
+    CHECK(rp_op_step(op, 1) == RP_STEP_ERROR && rp_op_error(op)->code == RP_ESTATE);
+    rp_op_free(op);
+    rp_client_free(c);
+}
+
+/* SUBSCRIBE once, then listen; records the replies of each round. */
+typedef struct listen_state {
+    int subscribed;
+    size_t rounds, last_count, total;
+    char last_data[64];
+} listen_state;
+
+static int listen_advance(rp_op *op, void *state, uint64_t now_ms)
+{
+    static const char *const sub[] = { "SUBSCRIBE", "c" };
+    listen_state *s = state;
+    size_t i, n;
+    (void)now_ms;
+    rp_op__listen(op, 0);
+    if (!s->subscribed) {
+        s->subscribed = 1;
+        return rp_op__command(op, 0, 2, sub, NULL);
+    }
+    n = rp_op__replies(op, 0);
+    s->rounds++;
+    s->last_count = n;
+    s->total += n;
+    for (i = 0; i < n; i++) {
+        const rp_reply *r = rp_op__reply(op, 0, i);
+        if (r && r->type == RP_REPLY_ARRAY && r->elements == 3 && r->element[2]->str)
+            snprintf(s->last_data, sizeof s->last_data, "%s", r->element[2]->str);
+    }
+    return RP_OK;
+}
+
+static const rp_op_class listen_class = {
+    .name = "test.listen",
+    .state_size = sizeof(listen_state),
+    .advance = listen_advance,
+    .long_lived = 1,
+};
+
+#define MSG_HI "*3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$2\r\nhi\r\n"
+#define MSG_YO "*3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$2\r\nyo\r\n"
+
+static void test_listening_feed(void)
+{
+    static const char confirm[] = "*3\r\n$9\r\nsubscribe\r\n$1\r\nc\r\n:1\r\n";
+    static const char three[] = MSG_HI MSG_HI MSG_YO "*3\r\n$7\r\nmes";
+    static const char rest[] = "sage\r\n$1\r\nc\r\n$4\r\nlast\r\n";
+    rp_client *c = offline_client();
+    rp_op *op;
+    void *state;
+    listen_state *s;
+    const char *b;
+    size_t n;
+    CHECK(rp_op__new(&op, c, &listen_class, 1, &state, NULL) == RP_OK);
+    s = state;
+    CHECK(rp_op_long_lived(op) == 1);
+    CHECK(rp_op_step(op, 0) == RP_STEP_IO);
+    CHECK(rp_op_listening(op, 0) == 1 && rp_op_pending(op, 0) == 1);
+    CHECK(request_contains(op, "SUBSCRIBE")); /* a listening round sends what was queued */
+    /* 0 messages: nothing fed, or only part of one */
+    CHECK(rp_op_feed(op, 0, "", 0) == RP_MORE);
+    CHECK(rp_op_round_over(op) == 0);
+    CHECK(rp_op_feed(op, 0, confirm, sizeof confirm - 5) == RP_MORE);
+    CHECK(rp_op_round_over(op) == 0);
+    /* 1 message */
+    CHECK(rp_op_feed(op, 0, confirm + sizeof confirm - 5, 4) == RP_OK);
+    CHECK(rp_op_round_over(op) == 1 && rp_op_pending(op, 0) == 0);
+    CHECK(rp_op_step(op, 1) == RP_STEP_IO);
+    CHECK(s->rounds == 1 && s->last_count == 1);
+    CHECK(rp_op_request(op, 0, &b, &n) == RP_OK && n == 0); /* listens with nothing to send */
+    CHECK(rp_op_listening(op, 0) == 1 && rp_op_round_over(op) == 0);
+    /* stepped early with nothing read: a poll, the op listens again */
+    CHECK(rp_op_step(op, 2) == RP_STEP_IO);
+    CHECK(s->rounds == 2 && s->last_count == 0);
+    /* 3 whole messages and part of a 4th in one read */
+    CHECK(rp_op_feed(op, 0, three, sizeof three - 1) == RP_OK);
+    CHECK(rp_op_step(op, 3) == RP_STEP_IO);
+    CHECK(s->rounds == 3 && s->last_count == 3 && strcmp(s->last_data, "yo") == 0);
+    /* the partial one is kept across rounds (and across an early step) */
+    CHECK(rp_op_step(op, 4) == RP_STEP_IO && s->last_count == 0);
+    CHECK(rp_op_feed(op, 0, rest, sizeof rest - 1) == RP_OK);
+    CHECK(rp_op_step(op, 5) == RP_STEP_IO);
+    CHECK(s->last_count == 1 && strcmp(s->last_data, "last") == 0 && s->total == 5);
+    /* a failed listening node fails the op (this class does not tolerate failures) */
+    rp_op_fail_node(op, 0, RP_ETRANSPORT, "connection lost");
+    CHECK(rp_op_round_over(op) == 1);
+    CHECK(rp_op_step(op, 6) == RP_STEP_ERROR && rp_op_error(op)->code == RP_ETRANSPORT);
+    rp_op_free(op);
+
+    /* a bad message fails the node */
+    CHECK(rp_op__new(&op, c, &listen_class, 1, &state, NULL) == RP_OK);
+    rp_op_step(op, 0);
+    CHECK(rp_op_feed(op, 0, "?bad\r\n", 6) == RP_EPROTOCOL);
+    CHECK(rp_op_step(op, 1) == RP_STEP_ERROR && rp_op_error(op)->code == RP_EPROTOCOL);
+    rp_op_free(op);
+    rp_client_free(c);
+}
+
+/* CALLs callback argument 1; while it runs, one PING "renewal"; then reads the result. */
+typedef struct call_state {
+    int stage;
+    int renewals;
+    int status;
+    int has_value; /* the result had bytes (NULL: the callback returned nothing) */
+    char text[64];
+} call_state;
+
+static int call_advance(rp_op *op, void *state, uint64_t now_ms)
+{
+    static const char *const ping[] = { "PING" };
+    call_state *s = state;
+    const char *bytes;
+    size_t len;
+    (void)now_ms;
+    if (s->stage == 0) {
+        s->stage = 1;
+        rp_op__call(op, 1);
+        return RP_OK;
+    }
+    if (rp_op__call_running(op)) {
+        if (s->stage == 1) {
+            s->stage = 2;
+            s->renewals++;
+            return rp_op__command(op, 0, 1, ping, NULL);
+        }
+        return RP_OK; /* nothing to do: the driver waits for the callback */
+    }
+    s->status = rp_op__call_result(op, &bytes, &len);
+    s->has_value = bytes != NULL;
+    snprintf(s->text, sizeof s->text, "%.*s", (int)len, bytes ? bytes : "");
+    if (s->status != RP_OK)
+        return rp_op__fail(op, s->status, "%s", s->text);
+    rp_op__done(op);
+    return RP_OK;
+}
+
+static const rp_op_class call_class = {
+    .name = "test.call",
+    .state_size = sizeof(call_state),
+    .advance = call_advance,
+};
+
+static void test_call_and_resume(void)
+{
+    rp_client *c = offline_client();
+    rp_value v[2], res;
+    rp_op *op;
+    void *state;
+    call_state *s;
+    size_t arg = 9, count = 9;
+    CHECK(rp_op__new(&op, c, &call_class, 1, &state, NULL) == RP_OK);
+    s = state;
+    CHECK(rp_op_call(op, &arg, v, 2, &count) == RP_ESTATE); /* no CALL yet */
+    CHECK(rp_op_resume(op, NULL) == RP_ESTATE);
+    CHECK(rp_op_step(op, 0) == RP_STEP_CALL);
+    CHECK(rp_op_call(op, &arg, v, 2, &count) == RP_OK && arg == 1 && count == 0);
+    /* stepped on while the callback runs: a renewal round, then a wait for the callback */
+    CHECK(rp_op_step(op, 1) == RP_STEP_IO && s->renewals == 1);
+    CHECK(rp_op_resume(op, NULL) == RP_ESTATE); /* not during a round */
+    CHECK(rp_op_feed(op, 0, "+PONG\r\n", 7) == RP_OK);
+    CHECK(rp_op_step(op, 2) == RP_STEP_SLEEP);
+    CHECK(rp_op_sleep_ms(op) == RP_SLEEP_UNTIL_RESUMED);
+    CHECK(rp_op_step(op, 3) == RP_STEP_SLEEP); /* woken early: still waiting */
+    memset(&res, 0, sizeof res);
+    res.type = RP_TYPE_INT;
+    CHECK(rp_op_resume(op, &res) == RP_EINVAL); /* NONE, BYTES or STATUS only */
+    res = rp_value_bytes("hello", 5);
+    CHECK(rp_op_resume(op, &res) == RP_OK);
+    CHECK(rp_op_resume(op, &res) == RP_ESTATE); /* it has ended already */
+    res.bytes = "XXXXX"; /* the op copied the value */
+    CHECK(rp_op_step(op, 4) == RP_STEP_DONE);
+    CHECK(s->status == RP_OK && s->has_value && strcmp(s->text, "hello") == 0);
+    rp_op_free(op);
+
+    /* the callback returned nothing */
+    CHECK(rp_op__new(&op, c, &call_class, 1, &state, NULL) == RP_OK);
+    s = state;
+    CHECK(rp_op_step(op, 0) == RP_STEP_CALL);
+    CHECK(rp_op_resume(op, NULL) == RP_OK); /* before the op was stepped on at all */
+    CHECK(rp_op_step(op, 1) == RP_STEP_DONE && s->status == RP_OK && !s->has_value);
+    rp_op_free(op);
+
+    /* the callback raised */
+    CHECK(rp_op__new(&op, c, &call_class, 1, &state, NULL) == RP_OK);
+    s = state;
+    CHECK(rp_op_step(op, 0) == RP_STEP_CALL);
+    memset(&res, 0, sizeof res);
+    res.type = RP_TYPE_STATUS;
+    res.i = RP_ECALLBACK;
+    res.bytes = "boom";
+    res.len = 4;
+    CHECK(rp_op_resume(op, &res) == RP_OK);
+    CHECK(rp_op_step(op, 1) == RP_STEP_ERROR);
+    CHECK(rp_op_error(op)->code == RP_ECALLBACK && strcmp(rp_op_error(op)->message, "boom") == 0);
+    rp_op_free(op);
+
+    /* cancelled while the callback runs: the op sees RP_ECANCELED as the call's end */
+    CHECK(rp_op__new(&op, c, &call_class, 1, &state, NULL) == RP_OK);
+    s = state;
+    CHECK(rp_op_step(op, 0) == RP_STEP_CALL);
+    rp_op_cancel(op);
+    CHECK(rp_op_step(op, 1) == RP_STEP_ERROR && rp_op_error(op)->code == RP_ECANCELED);
+    rp_op_free(op);
+    rp_client_free(c);
+}
+
+/* Sleeps; once cancelled, sends one clean-up command, then fails with RP_ECANCELED. */
+typedef struct tidy_state {
+    int cleaned;
+} tidy_state;
+
+static int tidy_advance(rp_op *op, void *state, uint64_t now_ms)
+{
+    static const char *const del[] = { "DEL", "k" };
+    tidy_state *s = state;
+    (void)now_ms;
+    if (rp_op__cancelled(op)) {
+        if (!s->cleaned) {
+            s->cleaned = 1;
+            return rp_op__command(op, 0, 2, del, NULL);
+        }
+        return rp_op__fail(op, RP_ECANCELED, "cancelled (cleaned up)");
+    }
+    rp_op__sleep(op, 1000);
+    return RP_OK;
+}
+
+static const rp_op_class tidy_class = {
+    .name = "test.tidy",
+    .state_size = sizeof(tidy_state),
+    .advance = tidy_advance,
+    .handles_cancel = 1,
+};
+
+static void test_cancel(void)
+{
+    rp_client *c = offline_client();
+    rp_lock *l;
+    rp_op *op;
+    void *state;
+    rp_lock_acquire_options o = RP_LOCK_ACQUIRE_OPTIONS_INIT;
+
+    /* an op without clean-up ends at its next step */
+    o.wait_ms = 1000;
+    CHECK(rp_lock_new(&l, c, "r", 1, NULL, NULL) == RP_OK);
+    CHECK(rp_lock_acquire_op(&op, l, &o, NULL) == RP_OK);
+    CHECK(rp_op_step(op, 0) == RP_STEP_IO);
+    CHECK(rp_op_feed(op, 0, "$-1\r\n", 5) == RP_OK);
+    CHECK(rp_op_step(op, 1) == RP_STEP_SLEEP);
+    rp_op_cancel(op);
+    CHECK(rp_op_step(op, 2) == RP_STEP_ERROR && rp_op_error(op)->code == RP_ECANCELED);
+    rp_op_cancel(op); /* after the end: nothing */
+    CHECK(rp_op_step(op, 3) == RP_STEP_ERROR);
+    rp_op_free(op);
+    rp_lock_free(l);
+
+    /* an op that handles it cleans up first */
+    CHECK(rp_op__new(&op, c, &tidy_class, 1, &state, NULL) == RP_OK);
+    CHECK(rp_op_step(op, 0) == RP_STEP_SLEEP);
+    rp_op_cancel(op);
+    CHECK(rp_op_step(op, 1) == RP_STEP_IO && request_contains(op, "DEL"));
+    CHECK(rp_op_feed(op, 0, ":1\r\n", 4) == RP_OK);
+    CHECK(rp_op_step(op, 2) == RP_STEP_ERROR && rp_op_error(op)->code == RP_ECANCELED);
+    CHECK(strstr(rp_op_error(op)->message, "cleaned up") != NULL);
+    CHECK(((tidy_state *)state)->cleaned == 1);
+    rp_op_free(op);
+    rp_op_cancel(NULL); /* a no-op */
+    rp_client_free(c);
+}
+
 int main(void)
 {
     test_acquire_try_once();
@@ -556,6 +929,10 @@ int main(void)
     test_sha1();
     test_status_names();
     test_integer_text();
+    test_quorum_early_end();
+    test_listening_feed();
+    test_call_and_resume();
+    test_cancel();
     printf("unit_op: %d checks, %d failed\n", checks, failures);
     return failures ? 1 : 0;
 }

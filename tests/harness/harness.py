@@ -1,12 +1,14 @@
 """Start and stop private redis-server processes for tests, on free loopback ports in
-temporary directories. Every runner uses it: Python imports it, other runners wrap their
-command with the CLI:
+temporary directories. Every runner uses it: Python imports it (RedisServer, or
+start_servers / RedisServers for several), other runners wrap their command with the CLI:
 
-    python3 tests/harness/harness.py run [--appendonly] -- COMMAND ARGS...
+    python3 tests/harness/harness.py run [--appendonly] [--servers N] -- COMMAND ARGS...
 
-starts one server, exports REDPAT_TEST_URL (redis://127.0.0.1:PORT/0), REDPAT_TEST_PORT and
-REDPAT_TEST_DIR, runs COMMAND, stops the server whatever happens, and exits with COMMAND's
-status. Servers run with --enable-debug-command local and no persistence unless asked.
+starts N servers (default 1, all at once), exports REDPAT_TEST_URL (redis://127.0.0.1:PORT/0),
+REDPAT_TEST_PORT and REDPAT_TEST_DIR for the first, REDPAT_TEST_URLS and REDPAT_TEST_PIDS
+(every server's URL / pid, ','-joined, in the same order), runs COMMAND, stops the servers
+whatever happens, and exits with COMMAND's status. Servers run with
+--enable-debug-command local and no persistence unless asked.
 """
 from __future__ import annotations
 
@@ -19,15 +21,23 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import List, Optional
+from typing import Dict, List, Optional, Set
 
 REDIS_SERVER = os.environ.get("REDPAT_REDIS_SERVER", "redis-server")
+# The shared matrix's cases use at most this many servers ("servers": 1..5).
+MAX_SERVERS = 16
+# Attempts per server when its port was taken between free_port() and the server's bind.
+START_ATTEMPTS = 3
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def free_port(taken: Optional[Set[int]] = None) -> int:
+    """A loopback port free right now (and not in taken: ports handed out but not bound yet)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if not taken or port not in taken:
+            return port
 
 
 class RedisServer:
@@ -45,6 +55,13 @@ class RedisServer:
     def url(self) -> str:
         return "redis://127.0.0.1:%d/0" % self.port
 
+    @property
+    def pid(self) -> int:
+        """The server's process id (for SIGSTOP / SIGCONT); it must be running."""
+        if self.proc is None:
+            raise RuntimeError("redis-server is not running")
+        return int(self.proc.pid)
+
     def argv(self) -> List[str]:
         argv = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1",
                 "--dir", self.dir, "--daemonize", "no", "--save", "",
@@ -54,28 +71,46 @@ class RedisServer:
             argv += ["--appendfsync", "always"]
         return argv + self.extra
 
-    def start(self, timeout: float = 10.0) -> "RedisServer":
+    def launch(self) -> None:
+        """Starts the process without waiting for it (wait_ready() does): several servers
+        launched first and then waited for start together."""
         self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def _answers(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
+                s.sendall(b"PING\r\n")
+                return s.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def wait_ready(self, timeout: float = 10.0) -> "RedisServer":
+        """Waits until the launched server answers PING; stops it and raises if it does not."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
+            if self.proc is None or self.proc.poll() is not None:
+                self.proc = None
                 raise RuntimeError("redis-server exited at start; see %s/redis.log" % self.dir)
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
-                    s.sendall(b"PING\r\n")
-                    if s.recv(16).startswith(b"+PONG"):
-                        return self
-            except OSError:
-                pass
+            if self._answers():
+                return self
             time.sleep(0.02)
         self.stop()
         raise RuntimeError("redis-server did not answer on port %d" % self.port)
 
-    def stop(self) -> None:
+    def start(self, timeout: float = 10.0) -> "RedisServer":
+        self.launch()
+        return self.wait_ready(timeout)
+
+    def terminate(self) -> None:
+        """Asks the server to exit without waiting (stop() waits): several stop together."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGCONT)  # a stopped server cannot exit
             self.proc.terminate()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.terminate()
             try:
                 self.proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
@@ -85,6 +120,7 @@ class RedisServer:
 
     def kill(self) -> None:
         if self.proc is not None:
+            self.proc.send_signal(signal.SIGCONT)
             self.proc.kill()
             self.proc.wait()
             self.proc = None
@@ -104,19 +140,92 @@ class RedisServer:
         self.cleanup()
 
 
+def start_servers(n: int, appendonly: bool = False, extra: Optional[List[str]] = None,
+                  timeout: float = 10.0) -> List[RedisServer]:
+    """Starts n servers at once (all launched, then all waited for) on distinct free ports.
+    A server whose port was taken meanwhile is retried on another. Raises after cleaning up
+    every server if one cannot start; the caller stops the list otherwise (stop_servers)."""
+    if not 1 <= n <= MAX_SERVERS:
+        raise ValueError("servers: 1..%d (got %d)" % (MAX_SERVERS, n))
+    taken: Set[int] = set()
+    servers: List[RedisServer] = []
+    try:
+        for _ in range(n):
+            srv = RedisServer(appendonly=appendonly, port=free_port(taken), extra=extra)
+            taken.add(srv.port)
+            servers.append(srv)
+            srv.launch()
+        for i, srv in enumerate(servers):
+            for attempt in range(START_ATTEMPTS):
+                try:
+                    srv.wait_ready(timeout)
+                    break
+                except RuntimeError:
+                    if attempt + 1 == START_ATTEMPTS:
+                        raise
+                    srv.cleanup()
+                    srv = RedisServer(appendonly=appendonly, port=free_port(taken), extra=extra)
+                    taken.add(srv.port)
+                    servers[i] = srv
+                    srv.launch()
+        return servers
+    except BaseException:
+        stop_servers(servers)
+        raise
+
+
+def stop_servers(servers: List[RedisServer]) -> None:
+    """Stops and cleans up every server, all asked to exit first so they exit together."""
+    for srv in servers:
+        srv.terminate()
+    for srv in servers:
+        srv.cleanup()
+
+
+class RedisServers:
+    """n servers as a context manager: `with RedisServers(3) as servers: servers[0].url`."""
+
+    def __init__(self, n: int, appendonly: bool = False,
+                 extra: Optional[List[str]] = None) -> None:
+        self.n = n
+        self.appendonly = appendonly
+        self.extra = extra
+        self.servers: List[RedisServer] = []
+
+    def __enter__(self) -> List[RedisServer]:
+        self.servers = start_servers(self.n, self.appendonly, self.extra)
+        return self.servers
+
+    def __exit__(self, *exc: object) -> None:
+        stop_servers(self.servers)
+        self.servers = []
+
+
+def server_env(servers: List[RedisServer]) -> Dict[str, str]:
+    """The variables `run` exports for these servers (the first one's, and all of them)."""
+    first = servers[0]
+    return {"REDPAT_TEST_URL": first.url, "REDPAT_TEST_PORT": str(first.port),
+            "REDPAT_TEST_DIR": first.dir,
+            "REDPAT_TEST_URLS": ",".join(s.url for s in servers),
+            "REDPAT_TEST_PIDS": ",".join(str(s.pid) for s in servers)}
+
+
 def main(argv: List[str]) -> int:
     parser = argparse.ArgumentParser(prog="harness.py")
     sub = parser.add_subparsers(dest="cmd", required=True)
-    run = sub.add_parser("run", help="run a command beside a private redis-server")
+    run = sub.add_parser("run", help="run a command beside private redis-servers")
     run.add_argument("--appendonly", action="store_true")
+    run.add_argument("--servers", type=int, default=1, metavar="N",
+                     help="how many servers to start (default 1, at most %d)" % MAX_SERVERS)
     run.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         parser.error("run needs a command after --")
-    with RedisServer(appendonly=args.appendonly) as srv:
-        env = dict(os.environ, REDPAT_TEST_URL=srv.url, REDPAT_TEST_PORT=str(srv.port),
-                   REDPAT_TEST_DIR=srv.dir)
+    if not 1 <= args.servers <= MAX_SERVERS:
+        parser.error("--servers: 1..%d" % MAX_SERVERS)
+    with RedisServers(args.servers, appendonly=args.appendonly) as servers:
+        env = dict(os.environ, **server_env(servers))
         proc = subprocess.Popen(command, env=env)
         try:
             return proc.wait()

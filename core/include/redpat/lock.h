@@ -1,4 +1,5 @@
-/* redpat — distributed locks with fencing tokens (single Redis primary).
+/* redpat — distributed locks: with fencing tokens on one Redis primary, or Redlock over N
+ * independent instances (rp_redlock_new, below).
  *
  * Keys (all in one cluster slot, hash-tagged on the lock name):
  *   <ns>:lock:{<name>}         the lock: owner token, always with a TTL
@@ -43,9 +44,82 @@ typedef struct rp_lock_options {
 
 /* Creates a handle for the lock called name (1..65536 bytes, binary-safe). No I/O.
  * The client is borrowed and must outlive the handle. *out belongs to the caller:
- * rp_lock_free. Returns RP_OK, RP_EINVAL (empty name, ttl 0), RP_ENOMEM. */
+ * rp_lock_free. Returns RP_OK, RP_EINVAL (empty name, ttl 0, a client over more than one
+ * endpoint: that is a Redlock, rp_redlock_new), RP_ENOMEM. */
 int rp_lock_new(rp_lock **out, rp_client *client, const void *name, size_t name_len,
                 const rp_lock_options *options, rp_error *err);
+
+/* --- Redlock --------------------------------------------------------------------------
+ *
+ * A Redlock handle is an rp_lock over all N endpoints of its client (N odd, >= 3: a client
+ * made from N comma-separated URLs of independent primaries, no replication between them).
+ * Every lock function below takes it and runs the quorum version (quorum Q = N/2 + 1);
+ * each op asks all N nodes in ONE parallel round with a per-node timeout (node_timeout,
+ * much smaller than the ttl), and the round ends as soon as its outcome is decided (Q
+ * answers for, or N - Q + 1 against), so a stopped node delays nothing while a majority
+ * is up. Every node holds the same key (<ns>:lock:{<name>}) with the same owner token.
+ *
+ *   acquire   SET key token NX PX ttl on every node. Acquired when Q nodes said yes AND
+ *             validity = ttl - elapsed - drift > 0, where elapsed runs from the attempt's
+ *             sending to the decision (the op's monotonic clock) and drift = ceil(ttl /
+ *             100) + 2 ms (clock-rate differences between the nodes). Otherwise the token
+ *             is deleted again on every node (owner-checked; the nodes that said yes are
+ *             waited for, a node that timed out is sent the delete but not waited for),
+ *             and the attempt is retried with the same jittered backoff, wait, retry_min
+ *             and retry_max as one instance. The op fails (RP_ETIMEOUT, RP_ETRANSPORT,
+ *             RP_EREPLY, as its nodes did) only when no node at all answered an attempt.
+ *             rp_lock_acquisition.validity_ms reports the validity.
+ *   release   owner-checked delete on every node. DONE when Q nodes deleted the token;
+ *             RP_ENOTOWNED when so many nodes answered that they do not hold it that Q
+ *             can no longer have; otherwise (the unreachable nodes decide) the failure of
+ *             the first unreachable node. The handle forgets its token in every case.
+ *   extend    on every node, atomically: if the key holds the token, extend its TTL as
+ *             one instance does; if the key is absent (a node restarted without it), set
+ *             it again with the token and a TTL of ms. DONE when Q nodes still held the
+ *             token (re-taken nodes do not count towards Q: only a surviving key proves
+ *             the hold went on) AND the validity of the extension > 0 (the Q-th longest
+ *             new TTL - elapsed - its drift); the re-taken nodes then belong to the hold.
+ *             Otherwise the token is deleted on every node and the op ends RP_ENOTOWNED
+ *             (the handle forgets it) -- unless unreachable nodes decide, which gives their
+ *             failure and keeps the token (it may still be held).
+ *   locked    EXISTS on every node: 1 when Q nodes hold the key (whoever's token: an
+ *             acquire now must fail), 0 when Q nodes do not; else the unreachable nodes'
+ *             failure.
+ *   owned     GET on every node: 1 when Q nodes hold this handle's token, 0 when Q do not
+ *             (or without I/O when the handle holds no token); else the failure.
+ *   remaining owned as above (one owner-checked script per node); remaining_ms is the
+ *             Q-th longest TTL among the nodes that answered with the token (the hold lasts
+ *             while a quorum holds it; no drift subtracted); else as owned.
+ *
+ * Scripts go to the nodes with their source (EVAL), so a node that forgot them (restart,
+ * failover) costs no second round trip.
+ *
+ * What Redlock does NOT promise. Its safety rests on timing assumptions: that the nodes'
+ * clocks advance at about the same rate (a clock jump on a node -- an operator, NTP
+ * stepping it -- expires the key early there), that the holder is not paused longer than
+ * its validity (GC, swapping, SIGSTOP, a VM migration: the holder wakes up believing it
+ * still holds the lock), and that a node that restarts remembers its keys (without AOF
+ * with appendfsync always, a restarted node forgets the key and a second client may gather
+ * a majority; delay restarts by a ttl, or fsync every write). It is an efficiency lock:
+ * good for avoiding duplicate work. Where a second holder would corrupt data, a fencing
+ * token checked by the storage is the answer -- and fencing needs a single counter, so use
+ * a fenced lock on one primary (rp_lock_new with fenced, and rp_fence_check) instead.
+ * That is also why Redlock has no fenced option: N independent counters give no order. */
+
+typedef struct rp_redlock_options {
+    int64_t ttl_ms;          /* > 0: how long a holder keeps the lock without extending it */
+    int64_t node_timeout_ms; /* 1..ttl_ms: per-node timeout of every round */
+} rp_redlock_options;
+
+#define RP_REDLOCK_NODE_TIMEOUT_MS_DEFAULT 50
+#define RP_REDLOCK_OPTIONS_INIT { RP_LOCK_TTL_MS_DEFAULT, RP_REDLOCK_NODE_TIMEOUT_MS_DEFAULT }
+
+/* Creates a Redlock handle called name over every endpoint of client (N odd, >= 3). No
+ * I/O. Ownership as rp_lock_new; free it with rp_lock_free. Returns RP_OK, RP_EINVAL (an
+ * even or too small number of endpoints, empty name, ttl 0, node_timeout outside 1..ttl),
+ * RP_ENOMEM. */
+int rp_redlock_new(rp_lock **out, rp_client *client, const void *name, size_t name_len,
+                   const rp_redlock_options *options, rp_error *err);
 
 /* Frees the handle; it does not release the lock in Redis (it expires). NULL is a no-op. */
 void rp_lock_free(rp_lock *lock);
@@ -70,7 +144,11 @@ typedef struct rp_lock_acquire_options {
 typedef struct rp_lock_acquisition {
     int acquired;      /* 1: the handle holds the lock now; 0: busy until the wait ran out */
     int64_t fence;     /* fenced locks: the fencing token of this acquire (> 0), else 0 */
-    uint32_t attempts; /* how many times Redis was asked */
+    uint32_t attempts; /* how many times Redis was asked (Redlock: rounds over all nodes) */
+    int64_t validity_ms; /* acquired: how long the hold is safe from the op's end: ttl -
+                            elapsed since the request was sent (Redlock: - drift too; > 0);
+                            0 when not acquired (and, for one instance, when the reply took
+                            longer than the ttl) */
 } rp_lock_acquisition;
 
 /* Acquire: one round trip per attempt (SET NX PX, or one script when fenced). On success
@@ -127,6 +205,10 @@ int64_t rp_lock_ttl_ms(const rp_lock *lock);
 /* Whether the lock hands out fencing tokens, and the client it was made from. */
 int rp_lock_fenced(const rp_lock *lock);
 rp_client *rp_lock_client(const rp_lock *lock);
+/* How many nodes the lock is kept on: 1, or N for a Redlock; and a Redlock's per-node
+ * timeout (0 for a lock on one instance). */
+size_t rp_lock_nodes(const rp_lock *lock);
+int64_t rp_lock_node_timeout_ms(const rp_lock *lock);
 
 /* Fence check, for storage that receives fenced writes: atomically records token as the
  * highest seen for resource if it is >= the highest so far. accepted is 0 for an older
