@@ -32,5 +32,5 @@ PKG_CONFIG_PATH="$WORK/inst/lib/pkgconfig" cmake -S "$ROOT" -B "$WORK/build" \
 cmake --build "$WORK/build" -j2 --target unit_op matrix_runner >/dev/null
 grep -q "HIREDIS_MAJOR 1" "$WORK/inst/include/hiredis/hiredis.h"
 "$WORK/build/unit_op"
-python3 "$ROOT/tests/harness/harness.py" run -- "$WORK/build/matrix_runner" "$ROOT/tests/matrix" \
+python3 "$ROOT/tests/harness/harness.py" run --servers 5 -- "$WORK/build/matrix_runner" "$ROOT/tests/matrix" \
     | sed 's/^matrix\[c\]/matrix[c-hiredis1]/'

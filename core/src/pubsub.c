@@ -7,11 +7,12 @@
 
 #include "op_internal.h"
 
+/* Indexed by rp_pubsub_kind; the first six are also the words of Redis' pushes. */
 static const char *const kind_names[] = {
     "message", "pmessage", "subscribe", "unsubscribe", "psubscribe", "punsubscribe",
-    "reconnect", NULL
+    "reconnect"
 };
-#define NKINDS 7
+#define NKINDS (sizeof kind_names / sizeof kind_names[0])
 
 const char *rp_pubsub_kind_name(rp_pubsub_kind kind)
 {
@@ -558,7 +559,7 @@ static int is_word(const rp_reply *r, const char *w)
 
 static int is_str(const rp_reply *r) { return r->type == RP_REPLY_STRING; }
 
-/* Parses one push into e (fields pointing into r). 1: a message to queue, 0: nothing to
+/* Parses one push into m (fields pointing into r). 1: a message to queue, 0: nothing to
  * emit (a pong), or a failure of the op. */
 static int parse_push(rp_op *op, const rp_reply *r, rp_pubsub_message *m, int *is_pong)
 {

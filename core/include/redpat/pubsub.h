@@ -14,7 +14,7 @@
  * the driver frees it.
  *
  *     rp_subscription *s;
- *     const char *ch[] = { "news" }; size_t chl[] = { 4 };
+ *     const void *ch[] = { "news" }; size_t chl[] = { 4 };
  *     rp_subscription_new(&s, client, 1, ch, chl, 0, NULL, NULL, &err);
  *     rp_subscription_listen_op(&op, s, &err);
  *     while (rp_client_pump(client, op, 1000, NULL, &err) == RP_OK) {  // drive.h
@@ -23,7 +23,17 @@
  *     }
  *     rp_op_free(op); rp_subscription_free(s);
  *
- * Everything is binary-safe (pointer and length): channel names, patterns, payloads. */
+ * Everything is binary-safe (pointer and length): channel names, patterns, payloads.
+ *
+ * Threads: a subscription and its listen ops are one handle group: change what it wants
+ * (subscribe / unsubscribe) from the thread that steps its listen op, or between steps
+ * under the caller's own lock.
+ *
+ * Failures: a dropped or timed-out connection is retried forever (that is what a long-lived
+ * subscription is for). Anything reconnecting cannot fix ends the op in ERROR: bytes that
+ * are not RESP or a push of an unknown shape (RP_EPROTOCOL), an error reply to SUBSCRIBE or
+ * a refused handshake (RP_EREPLY: a wrong password, an ACL without channel rights), no
+ * endpoint (RP_EINVAL), no memory. */
 #ifndef REDPAT_PUBSUB_H
 #define REDPAT_PUBSUB_H
 
