@@ -488,8 +488,10 @@ rp_step rp_op_step(rp_op *op, uint64_t now_ms)
             node_fail(n, RP_ECANCELED, "not waited for: the round had enough answers");
         }
         (void)listening;
-        if (retry_noscript(op, &rc))
+        if (retry_noscript(op, &rc)) {
+            op->enough = 0; /* the retried targets are waited for in their new round */
             return RP_STEP_IO;
+        }
         if (rc < 0) {
             op->phase = PHASE_ERROR;
             return RP_STEP_ERROR;
@@ -627,6 +629,15 @@ int rp_op_pending(const rp_op *op, size_t node)
         return 0;
     n = &op->nodes[node];
     return node_in_round(n) && !node_complete(n);
+}
+
+size_t rp_op_replies_owed(const rp_op *op, size_t node)
+{
+    const rp_node_io *n;
+    if (!rp_op_pending(op, node))
+        return 0;
+    n = &live_c(op)->nodes[node];
+    return n->listening ? 0 : n->ninflight - n->received;
 }
 
 int rp_op_round_over(const rp_op *op)

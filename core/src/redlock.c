@@ -114,14 +114,18 @@ static void tally(const rp_op *op, const rl_common *c, rl_tally *t)
 }
 
 /* Ends a round once the answers still awaited cannot change its outcome. acquire: taken
- * (Q yes) or not (Q yes no longer possible). The others have three outcomes: Q yes, Q no,
- * or neither (the unreachable nodes decide: an error), fixed once neither side can still
- * reach Q. A cleanup waits only for the nodes known to hold our key. */
+ * (Q yes) or not (Q yes no longer possible). extend and the queries have three outcomes: Q
+ * yes, Q no, or neither (the unreachable nodes decide: an error), fixed once neither side
+ * can still reach Q. A release waits for every node (each within the per-node timeout): any
+ * node may hold our key, and a delete not waited for may never go out. A clean-up waits for
+ * the nodes that may hold our key (they said yes, or were not waited for). */
 static int rl_enough(const rp_op *op, const void *state)
 {
     const rl_common *c = state;
     size_t q = quorum_of(c->lock), i;
     rl_tally t;
+    if (c->round == ROUND_RELEASE)
+        return 0;
     if (c->round == ROUND_CLEANUP) {
         for (i = 0; i < c->lock->nodes; i++)
             if (c->must[i] && answer_of(op, c, i, NULL) == ANS_PENDING)
@@ -315,10 +319,11 @@ static int acquire_read(rp_op *op, rl_acquire *s, uint64_t now_ms)
         snprintf(s->fail_why, sizeof s->fail_why, "lock.acquire: none of the %zu nodes "
                  "answered; %s", l->nodes, why);
     }
-    /* Every node that said yes holds our key; one that did not answer may (its SET may
-     * have arrived): delete it everywhere, waiting only for the former. */
+    /* Every node that said yes holds our key, and one not waited for may: delete it
+     * everywhere, waiting for those. One that failed (timed out, refused) may too (its SET
+     * may have arrived), but is likely down: it is sent the delete, not waited for. */
     for (i = 0; i < l->nodes; i++) {
-        holds[i] = t.answer[i] == ANS_YES;
+        holds[i] = t.answer[i] == ANS_YES || rp_op__node_status(op, i) == RP_ECANCELED;
         may_hold |= t.answer[i] == ANS_YES || rp_op__node_status(op, i) != RP_OK;
     }
     s->stage = ACQ_CLEANING;
@@ -480,9 +485,11 @@ static int extend_read(rp_op *op, rl_extend *s, uint64_t now_ms)
     } else {
         return fail_unreached(op, &s->c, &t, "lock.extend"); /* it may still be held */
     }
-    /* lost: delete what we hold (extended or re-taken) so nobody waits for it to expire */
+    /* lost: delete what we hold (extended, re-taken, or maybe: not waited for) so nobody
+     * waits for it to expire */
     for (i = 0; i < l->nodes; i++)
-        holds[i] = t.answer[i] == ANS_YES || t.answer[i] == ANS_RETAKEN;
+        holds[i] = t.answer[i] == ANS_YES || t.answer[i] == ANS_RETAKEN ||
+                   rp_op__node_status(op, i) == RP_ECANCELED;
     s->stage = EXT_CLEANING;
     return queue_cleanup(op, &s->c, holds, l->token, l->token_len);
 }
@@ -642,7 +649,7 @@ int rp_redlock_new(rp_lock **out, rp_client *client, const void *name, size_t na
     *out = NULL;
     n = rp_client_endpoints(client);
     /* an even N survives no more failed nodes than N - 1 and needs a larger majority */
-    if (n < RL_NODES_MIN || n % 2 == 0)
+    if (n < RL_NODES_MIN || n % 2 == 0 || n > RP_CLIENT_ENDPOINTS_MAX)
         return rp_error__set(err, RP_EINVAL, "redlock.new: the client must have an odd number "
                              ">= %d of endpoints (independent Redis primaries), got %zu",
                              RL_NODES_MIN, n);

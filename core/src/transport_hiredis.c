@@ -8,8 +8,18 @@
  * waits either (name resolution does: getaddrinfo blocks, and is fast for the addresses
  * Redis deployments use).
  *
- * Any failure closes the connection, and so does the early end of a quorum round for the
- * targets still waiting: a late reply can never be read as the answer to the next request.
+ * Any failure closes the connection: a late reply can never be read as the answer to the
+ * next request. The early end of a quorum round leaves targets whose replies are still on
+ * their way (a Redlock minority that was merely a little slower): closing those would cost
+ * a reconnect and a handshake at every round, and let two rounds' requests to one node
+ * arrive on two connections in either order. So a connection whose request went out whole
+ * and of whose replies nothing was read yet is *parked* instead: it goes back to the pool
+ * owing that many replies (one per command of the request: Redis answers every command,
+ * in order). Its next round writes at once as usual (every request goes out before any
+ * reply is read), and the first `owed` replies read from it are parsed and thrown away
+ * before any byte reaches the op: the op only ever sees its own replies. A connection that
+ * fails or times out meanwhile is closed like any other; anything else still pending at an
+ * early end (half written, half read) is closed.
  *
  * The pool keeps one idle connection per address (a transport is used by one thread at a
  * time, so a round rarely needs two to one address; an extra one is closed after use). A
@@ -19,7 +29,6 @@
  * round, so misuse is slow but never mixes a request into a subscription). */
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
@@ -48,6 +57,8 @@ typedef struct conn {
     uint64_t last_used_ms;
     uint32_t rcvtimeo_ms;  /* SO_RCVTIMEO set on the socket now (0: none) */
     int blocking;          /* the socket is in blocking mode (see read_target) */
+    size_t owed;           /* replies of an abandoned request still to come (parked) */
+    redisReader *drain;    /* parses them, to be thrown away (NULL until needed) */
 } conn;
 
 /* A pool slot: the idle connection of one address. */
@@ -84,6 +95,7 @@ typedef struct target {
     const char *hs_names[RP_HANDSHAKE_MAX]; /* "AUTH", "SELECT" (static strings) */
     redisReader *hs_reader;
     int own;               /* a long-lived op's connection (its slot is reserved) */
+    size_t fed;            /* bytes fed to the op this round */
 } target;
 
 typedef struct hiredis_transport {
@@ -107,7 +119,42 @@ static void conn_close(conn *c)
 {
     if (c->ctx)
         redisFree(c->ctx);
+    if (c->drain)
+        rp_reply__reader_free(c->drain);
     memset(c, 0, sizeof *c);
+}
+
+/* How many commands (so replies) a request holds: it is RESP arrays of bulk strings, as
+ * the core formats them. 0 if it is anything else (then the connection is closed, not
+ * parked). */
+static size_t count_commands(const char *p, size_t len)
+{
+    size_t i = 0, n = 0;
+    while (i < len) {
+        unsigned long long args = 0, a;
+        if (p[i++] != '*')
+            return 0;
+        while (i < len && p[i] >= '0' && p[i] <= '9' && args < SIZE_MAX / 10)
+            args = args * 10 + (unsigned long long)(p[i++] - '0');
+        if (i + 2 > len || p[i] != '\r' || p[i + 1] != '\n' || args == 0)
+            return 0;
+        i += 2;
+        for (a = 0; a < args; a++) {
+            unsigned long long blen = 0;
+            if (i >= len || p[i++] != '$')
+                return 0;
+            while (i < len && p[i] >= '0' && p[i] <= '9' && blen < SIZE_MAX / 10)
+                blen = blen * 10 + (unsigned long long)(p[i++] - '0');
+            if (i + 2 > len || p[i] != '\r' || p[i + 1] != '\n' || blen > len - i - 2)
+                return 0;
+            i += 2 + (size_t)blen;
+            if (i + 2 > len || p[i] != '\r' || p[i + 1] != '\n')
+                return 0;
+            i += 2;
+        }
+        n++;
+    }
+    return n;
 }
 
 static uint64_t add_sat(uint64_t a, uint64_t b) { return a > UINT64_MAX - b ? UINT64_MAX : a + b; }
@@ -227,6 +274,13 @@ static const char *phase_doing(int phase)
     }
 }
 
+static void fail_timeout(hiredis_transport *t, rp_op *op, target *tg)
+{
+    target_fail(t, op, tg, RP_ETIMEOUT, "timed out after %llu ms %s%s",
+                (unsigned long long)tg->limit_ms, phase_doing(tg->phase),
+                tg->c.owed ? " (behind the replies of an abandoned request)" : "");
+}
+
 static void start_request(target *tg, uint64_t now, uint64_t tmo, uint64_t overall,
                           uint64_t op_timeout_ms)
 {
@@ -317,7 +371,6 @@ typedef struct round_ctx {
 } round_ctx;
 
 /* Writes what the target has to write; 1 if it must wait for POLLOUT. */
-/* Writes what the target has to write; 1 if it must wait for POLLOUT. */
 static int write_target(hiredis_transport *t, rp_op *op, target *tg)
 {
     while (tg->sent < tg->outlen) {
@@ -345,6 +398,39 @@ static int write_target(hiredis_transport *t, rp_op *op, target *tg)
     return 0;
 }
 
+static void feed_op(hiredis_transport *t, rp_op *op, target *tg, const char *buf, size_t n);
+
+/* Bytes from a parked connection: the replies it owes are parsed and dropped; what follows
+ * them is the op's. */
+static void drain(hiredis_transport *t, rp_op *op, target *tg, const char *buf, size_t n)
+{
+    redisReader *r = tg->c.drain;
+    if (!r && !(r = tg->c.drain = rp_reply__reader_new(&t->alloc))) {
+        target_fail(t, op, tg, RP_ENOMEM, "out of memory reading an abandoned request's replies");
+        return;
+    }
+    if (redisReaderFeed(r, buf, n) != REDIS_OK) {
+        target_fail(t, op, tg, RP_ENOMEM, "out of memory reading an abandoned request's replies");
+        return;
+    }
+    while (tg->c.owed > 0) {
+        void *obj = NULL;
+        if (redisReaderGetReply(r, &obj) != REDIS_OK) {
+            target_fail(t, op, tg, r->err == REDIS_ERR_OOM ? RP_ENOMEM : RP_EPROTOCOL,
+                        "bad reply to an abandoned request: %s", r->errstr);
+            return;
+        }
+        if (!obj)
+            return;
+        rp_reply_free(obj);
+        tg->c.owed--;
+    }
+    tg->c.drain = NULL;
+    if (r->pos < r->len)
+        feed_op(t, op, tg, r->buf + r->pos, r->len - r->pos);
+    rp_reply__reader_free(r);
+}
+
 /* Reads once and feeds the bytes. blocking: wait inside recv, whose SO_RCVTIMEO is the
  * time left (read_lone). */
 static void read_target(hiredis_transport *t, rp_op *op, target *tg, const round_ctx *rc,
@@ -352,15 +438,13 @@ static void read_target(hiredis_transport *t, rp_op *op, target *tg, const round
 {
     char buf[RP_READ_CHUNK];
     ssize_t n;
-    int fr;
     do
         n = recv(tg->c.ctx->fd, buf, sizeof buf, blocking ? 0 : MSG_DONTWAIT);
     while (n < 0 && errno == EINTR && !blocking); /* blocking: back to the loop's clock */
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
         /* SO_RCVTIMEO rounds to the kernel's tick: allow a millisecond */
         if (blocking && errno != EINTR && rp_monotonic_ms() + 1 >= tg->deadline)
-            target_fail(t, op, tg, RP_ETIMEOUT, "timed out after %llu ms %s",
-                        (unsigned long long)tg->limit_ms, phase_doing(tg->phase));
+            fail_timeout(t, op, tg);
         return;
     }
     if (n <= 0) {
@@ -373,7 +457,19 @@ static void read_target(hiredis_transport *t, rp_op *op, target *tg, const round
             start_request(tg, rp_monotonic_ms(), rc->tmo, rc->overall, rc->op_timeout_ms);
         return;
     }
-    fr = rp_op_feed(op, tg->node, buf, (size_t)n);
+    if (tg->c.owed > 0) {
+        drain(t, op, tg, buf, (size_t)n);
+        return;
+    }
+    feed_op(t, op, tg, buf, (size_t)n);
+}
+
+/* Bytes of the op's own replies. */
+static void feed_op(hiredis_transport *t, rp_op *op, target *tg, const char *buf, size_t n)
+{
+    int fr;
+    tg->fed += n;
+    fr = rp_op_feed(op, tg->node, buf, n);
     if (fr == RP_OK) {
         tg->phase = T_DONE;
     } else if (fr != RP_MORE) {
@@ -482,8 +578,9 @@ static int take_pooled(hiredis_transport *t, target *tg, uint64_t now)
         return RP_ETRANSPORT; /* dropped between its rounds (rp_client_disconnect, fork) */
     if (!s->idle.ctx || (s->reserved && !tg->own))
         return RP_OK;
-    /* a long-lived op's connection has its pushed messages waiting: never probe it */
-    if (!tg->own && now - s->idle.last_used_ms >= RP_IDLE_PROBE_MS &&
+    /* a long-lived op's connection has its pushed messages waiting, a parked one its owed
+     * replies: never probe those (a closed one shows when it is read) */
+    if (!tg->own && s->idle.owed == 0 && now - s->idle.last_used_ms >= RP_IDLE_PROBE_MS &&
         looks_dead(s->idle.ctx->fd)) {
         conn_close(&s->idle);
         return RP_OK;
@@ -526,6 +623,7 @@ static size_t begin_targets(hiredis_transport *t, rp_op *op, const round_ctx *rc
         tg->own = long_lived;
         tg->phase = T_DONE;
         tg->hs_reader = NULL;
+        tg->fed = 0;
         memset(&tg->c, 0, sizeof tg->c);
         if (rp_op_target(op, node, &ep) != RP_OK) {
             rp_op_fail_node(op, node, RP_EINVAL, "the op's client has no endpoint for this target");
@@ -560,7 +658,9 @@ static int read_lone(hiredis_transport *t, rp_op *op, target *tg, const round_ct
     uint32_t ms = left > RP_POLL_SLICE_MS ? RP_POLL_SLICE_MS : (uint32_t)left;
     if (ms == 0)
         ms = 1; /* 0 would mean "no timeout" */
-    if (ms != tg->c.rcvtimeo_ms) {
+    /* within a millisecond either way is close enough: the clock's tick between rounds
+     * must not cost a setsockopt each time (a timeout that comes early is re-armed) */
+    if (tg->c.rcvtimeo_ms == 0 || tg->c.rcvtimeo_ms > ms + 1 || tg->c.rcvtimeo_ms + 1 < ms) {
         struct timeval tv;
         tv.tv_sec = (time_t)(ms / 1000u);
         tv.tv_usec = (suseconds_t)((ms % 1000u) * 1000u);
@@ -578,7 +678,7 @@ static int round_all(rp_transport *base, rp_op *op, uint64_t listen_wait_ms, rp_
 {
     hiredis_transport *t = (hiredis_transport *)base;
     uint64_t now = rp_monotonic_ms(), listen_deadline = add_sat(now, listen_wait_ms);
-    size_t nodes = rp_op_nodes(op), ntg, i;
+    size_t nodes = rp_op_nodes(op), ntg, i, k;
     int last_look = 0, timed_out;
     round_ctx rc;
 
@@ -644,8 +744,7 @@ static int round_all(rp_transport *base, rp_op *op, uint64_t listen_wait_ms, rp_
             target *tg = &t->tg[i];
             if (tg->phase != T_DONE && !(tg->listening && tg->phase == T_READ) &&
                 now >= tg->deadline)
-                target_fail(t, op, tg, RP_ETIMEOUT, "timed out after %llu ms %s",
-                            (unsigned long long)tg->limit_ms, phase_doing(tg->phase));
+                fail_timeout(t, op, tg);
         }
         if (only_listening && now >= listen_deadline)
             last_look = 1; /* the poll just made was the last look (no wait left) */
@@ -663,10 +762,19 @@ static int round_all(rp_transport *base, rp_op *op, uint64_t listen_wait_ms, rp_
         }
         if (!tg->c.ctx)
             continue;
-        if (!tg->listening && (tg->phase != T_DONE || rp_op_pending(op, tg->node)))
-            lose(t, tg); /* abandoned with a request in flight: never pooled */
-        else
+        if (tg->listening || (tg->phase == T_DONE && !rp_op_pending(op, tg->node))) {
             give_back(t, tg, now);
+        } else if (tg->own) {
+            lose(t, tg);
+        } else if (tg->phase == T_WRITE && tg->sent == 0) {
+            give_back(t, tg, now); /* this round's request never went out: as it was */
+        } else if (tg->phase == T_READ && tg->fed == 0 && (k = count_commands(tg->req,
+                                                                              tg->reqlen)) > 0) {
+            tg->c.owed += k; /* parked: its replies are read and dropped first */
+            give_back(t, tg, now);
+        } else {
+            lose(t, tg); /* abandoned mid-way: nobody knows what it still owes */
+        }
     }
     if (timed_out)
         return rp_error__set(err, RP_ETIMEOUT, "no message within %llu ms",

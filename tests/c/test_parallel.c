@@ -2,8 +2,9 @@
  * real redis-server processes:
  *   - a 5-target round costs its slowest target, not the sum (connects included);
  *   - a SIGSTOPped target times out at its per-target timeout, the others succeed;
- *   - a quorum round returns without waiting for 2 stopped servers, whose connections are
- *     closed, not pooled (the next round reconnects to them, and reuses the others);
+ *   - a quorum round returns without waiting for 2 stopped servers; their connections are
+ *     parked owing a reply, reused only once it has been read and dropped (the next reply
+ *     is never the late one), and closed when it does not come in the next round's time;
  *   - a listening round times out with RP_ETIMEOUT and keeps its connection (and its
  *     subscription); rp_client_pump; a client's other ops never take it; disconnect is
  *     reported to the long-lived op;
@@ -13,6 +14,9 @@
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <signal.h>
+#include <stdlib.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -25,9 +29,24 @@
 
 #define NSERVERS 5
 #define URLS_MAX (NSERVERS * 64 + 8)
-#define TEXT_MAX 256
+#define TEXT_MAX 1024 /* a CLIENT INFO line */
 
 static rp_hserver srv[NSERVERS];
+
+static rp_client *client_of(const char *url, uint32_t command_timeout_ms)
+{
+    rp_client_options o = RP_CLIENT_OPTIONS_INIT;
+    rp_client *c = NULL;
+    rp_error e;
+    int rc;
+    o.url = url;
+    o.key_namespace = "rptest";
+    o.connect_timeout_ms = 2000;
+    o.command_timeout_ms = command_timeout_ms;
+    rc = rp_client_new(&c, &o, &e);
+    RP_CHECK(rc == RP_OK, "rp_client_new(%s): %s (%s)", url, rp_status_name(rc), e.message);
+    return c;
+}
 
 static rp_client *client_over(size_t n, uint32_t command_timeout_ms)
 {
@@ -236,42 +255,86 @@ static void test_stopped_target_times_out(void)
 
 /* --- 3. a quorum round does not wait for the stopped --------------------------------- */
 
+/* Connections the server has accepted so far (side: a connection of the test's own, kept
+ * open so that asking does not count). */
+static long long connections_received(redisContext *side)
+{
+    return rp_hinfo_ll(side, "stats", "total_connections_received");
+}
+
+static void reset_counter(void)
+{
+    int i;
+    for (i = 0; i < NSERVERS; i++) {
+        redisContext *side = rp_hserver_connect(&srv[i], 5000);
+        RP_CHECK(side != NULL, "side connection %d", i);
+        freeReplyObject(rp_hcmd(side, "DEL rp-par-n"));
+        redisFree(side);
+    }
+}
+
 static void test_quorum_abandons_the_stopped(void)
 {
+    static const char *const incr[] = { "INCR", "rp-par-n" };
     rp_client *c = client_over(NSERVERS, 2000);
-    long long before[NSERVERS];
+    redisContext *side[NSERVERS];
+    long long conns[NSERVERS];
     each_state s;
     uint64_t ms;
     int i;
-    run_each(c, 2, client_id, 0, 0, &s);
+    reset_counter();
+    run_each(c, 2, client_id, 0, 0, &s); /* five pooled connections */
     for (i = 0; i < NSERVERS; i++) {
-        RP_CHECK(s.status[i] == RP_OK, "warm-up %d: %s", i, s.why[i]);
-        before[i] = s.integer[i];
+        side[i] = rp_hserver_connect(&srv[i], 5000);
+        RP_CHECK(side[i] != NULL, "side connection %d", i);
+        conns[i] = connections_received(side[i]);
     }
+
+    /* 3 of 5 answer at once: the round ends there, 2 stopped servers delay nothing */
     RP_CHECK(rp_hserver_pause(&srv[3]) == 0 && rp_hserver_pause(&srv[4]) == 0, "SIGSTOP");
-    ms = run_each(c, 2, client_id, 1500, 3, &s);
+    ms = run_each(c, 2, incr, 1500, 3, &s);
     RP_CHECK(ms < 150, "quorum of 3 with 2 stopped took %llu ms (per-target timeout 1500)",
              (unsigned long long)ms);
     for (i = 0; i < NSERVERS; i++) {
         if (i < 3)
-            RP_CHECK(s.status[i] == RP_OK && s.integer[i] == before[i],
-                     "answered %d on its pooled connection: %s", i, s.why[i]);
+            RP_CHECK(s.status[i] == RP_OK && s.integer[i] == 1, "answered %d: %s", i, s.why[i]);
         else
-            RP_CHECK(s.status[i] == RP_ECANCELED, "abandoned %d: %s %s", i,
-                     rp_status_name(s.status[i]), s.why[i]);
+            RP_CHECK(s.status[i] == RP_ECANCELED && strstr(s.why[i], "not waited for"),
+                     "abandoned %d: %s %s", i, rp_status_name(s.status[i]), s.why[i]);
     }
+    /* Their connections owe a reply: they are used again only once it has been read and
+     * dropped, so the next round's reply is the next round's (2), never the late one (1),
+     * and no reconnect is needed. */
     RP_CHECK(rp_hserver_resume(&srv[3]) == 0 && rp_hserver_resume(&srv[4]) == 0, "SIGCONT");
-    /* The abandoned connections were closed (a late reply must never answer the next
-     * request): the next round reconnects to those two and reuses the other three. */
-    run_each(c, 2, client_id, 0, 0, &s);
-    for (i = 0; i < NSERVERS; i++) {
-        RP_CHECK(s.status[i] == RP_OK, "after SIGCONT %d: %s", i, s.why[i]);
-        if (i < 3)
-            RP_CHECK(s.integer[i] == before[i], "server %d: pooled connection reused", i);
-        else
-            RP_CHECK(s.integer[i] != before[i], "server %d: a fresh connection (id %lld, was %lld)",
-                     i, s.integer[i], before[i]);
-    }
+    run_each(c, 2, incr, 0, 0, &s);
+    for (i = 0; i < NSERVERS; i++)
+        RP_CHECK(s.status[i] == RP_OK && s.integer[i] == 2, "server %d: %s, INCR gave %lld", i,
+                 s.why[i], s.integer[i]);
+    for (i = 0; i < NSERVERS; i++)
+        RP_CHECK(connections_received(side[i]) == conns[i], "server %d: no new connection", i);
+
+    /* Still stopped at the next round: its request goes out behind the owed one, neither
+     * reply comes, the target times out at its per-target timeout and the connection is
+     * closed; after SIGCONT, a fresh one. */
+    RP_CHECK(rp_hserver_pause(&srv[3]) == 0, "SIGSTOP");
+    run_each(c, 2, incr, 1500, 3, &s); /* 3 is parked owing this INCR (-> 3) */
+    RP_CHECK(s.status[3] == RP_ECANCELED, "abandoned again: %s", rp_status_name(s.status[3]));
+    ms = run_each(c, 2, incr, 200, 0, &s);
+    RP_CHECK(ms >= 195 && ms < 700, "waited %llu ms for the stopped one", (unsigned long long)ms);
+    RP_CHECK(s.status[3] == RP_ETIMEOUT && strstr(s.why[3], "timed out after 200 ms") &&
+             strstr(s.why[3], "behind the replies of an abandoned request"), "timed out: %s %s",
+             rp_status_name(s.status[3]), s.why[3]);
+    for (i = 0; i < NSERVERS; i++)
+        RP_CHECK(i == 3 || (s.status[i] == RP_OK && s.integer[i] == 4), "server %d: %s", i,
+                 s.why[i]);
+    RP_CHECK(rp_hserver_resume(&srv[3]) == 0, "SIGCONT");
+    run_each(c, 2, incr, 0, 0, &s);
+    /* server 3 ran both written INCRs (3, 4) once it woke, then this one */
+    RP_CHECK(s.status[3] == RP_OK && s.integer[3] == 5, "server 3 after SIGCONT: %s %lld",
+             s.why[3], s.integer[3]);
+    RP_CHECK(connections_received(side[3]) == conns[3] + 1, "server 3: reconnected once");
+    for (i = 0; i < NSERVERS; i++)
+        redisFree(side[i]);
     rp_client_free(c);
 }
 
@@ -671,6 +734,109 @@ static void test_sleep_hook_cancels(void)
     rp_client_free(c);
 }
 
+/* --- 7. handshakes, unix sockets, refused connects, all in one round ------------------ */
+
+/* A redis-server on a unix socket only (the harness's servers are TCP), killed at exit. */
+static pid_t unix_server;
+static char unix_dir[64], unix_path[96], unix_log[96];
+
+static void stop_unix_server(void)
+{
+    char cmd[128];
+    if (unix_server > 0) {
+        kill(unix_server, SIGKILL);
+        waitpid(unix_server, NULL, 0);
+        unix_server = 0;
+    }
+    if (unix_dir[0]) {
+        snprintf(cmd, sizeof cmd, "rm -rf %s", unix_dir);
+        if (system(cmd) != 0)
+            fprintf(stderr, "could not remove %s\n", unix_dir);
+    }
+}
+
+static void start_unix_server(void)
+{
+    const char *bin = getenv("REDPAT_REDIS_SERVER");
+    int tries;
+    snprintf(unix_dir, sizeof unix_dir, "/tmp/rp-par-XXXXXX");
+    RP_CHECK(mkdtemp(unix_dir) != NULL, "mkdtemp");
+    snprintf(unix_path, sizeof unix_path, "%s/r.sock", unix_dir);
+    snprintf(unix_log, sizeof unix_log, "%s/redis.log", unix_dir);
+    unix_server = fork();
+    RP_CHECK(unix_server >= 0, "fork");
+    if (unix_server == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        execlp(bin ? bin : "redis-server", "redis-server", "--port", "0", "--unixsocket",
+               unix_path, "--dir", unix_dir, "--logfile", unix_log, "--save", "",
+               "--appendonly", "no", (char *)NULL);
+        _exit(127);
+    }
+    atexit(stop_unix_server);
+    for (tries = 0; tries < 500; tries++) {
+        redisContext *c = redisConnectUnix(unix_path);
+        if (c && !c->err) {
+            redisFree(c);
+            return;
+        }
+        if (c)
+            redisFree(c);
+        rp_harness_sleep_ms(10);
+    }
+    RP_CHECK(0, "the unix-socket server did not come up at %s", unix_path);
+}
+
+static void test_handshakes(void)
+{
+    static const char *const client_info[] = { "CLIENT", "INFO" };
+    redisContext *side = rp_hserver_connect(&srv[1], 5000);
+    redisReply *r;
+    char url[512];
+    rp_client *c;
+    each_state s;
+    uint64_t ms;
+    int i, port = rp_harness_free_port();
+
+    RP_CHECK(side != NULL, "side connection");
+    r = rp_hcmd(side, "ACL SETUSER rpuser on >s3cret ~* &* +@all");
+    RP_CHECK(r && r->type == REDIS_REPLY_STATUS, "ACL SETUSER");
+    freeReplyObject(r);
+    start_unix_server();
+
+    /* AUTH user password + SELECT; SELECT alone on a unix socket; nothing to say */
+    snprintf(url, sizeof url, "redis://rpuser:s3cret@127.0.0.1:%d/2,unix://%s?db=3,%s",
+             srv[1].port, unix_path, srv[0].url);
+    c = client_of(url, 2000);
+    for (i = 0; i < 2; i++) { /* fresh connections, then pooled ones */
+        run_each(c, 2, client_info, 0, 0, &s);
+        RP_CHECK(s.status[0] == RP_OK && strstr(s.text[0], " db=2 ") &&
+                 strstr(s.text[0], " user=rpuser"), "AUTH + SELECT: %s %s", s.why[0], s.text[0]);
+        RP_CHECK(s.status[1] == RP_OK && strstr(s.text[1], " db=3 "), "unix + SELECT: %s %s",
+                 s.why[1], s.text[1]);
+        RP_CHECK(s.status[2] == RP_OK && strstr(s.text[2], " db=0 ") &&
+                 strstr(s.text[2], " user=default"), "plain: %s %s", s.why[2], s.text[2]);
+    }
+    rp_client_free(c);
+
+    /* refused handshakes and connects fail their own target only, naming it */
+    snprintf(url, sizeof url, "redis://rpuser:wrong@127.0.0.1:%d,redis://127.0.0.1:%d/99,"
+             "redis://127.0.0.1:%d,%s", srv[1].port, srv[0].port, port, srv[2].url);
+    c = client_of(url, 2000);
+    ms = run_each(c, 2, client_id, 0, 0, &s);
+    RP_CHECK(ms < 1000, "failures are quick: %llu ms", (unsigned long long)ms);
+    RP_CHECK(s.status[0] == RP_EREPLY && strstr(s.why[0], "AUTH failed") &&
+             strstr(s.why[0], "rpuser@127.0.0.1:"), "wrong password: %s %s",
+             rp_status_name(s.status[0]), s.why[0]);
+    RP_CHECK(s.status[1] == RP_EREPLY && strstr(s.why[1], "SELECT failed"), "bad db: %s %s",
+             rp_status_name(s.status[1]), s.why[1]);
+    RP_CHECK(s.status[2] == RP_ETRANSPORT && strstr(s.why[2], "cannot connect"),
+             "nothing listening: %s %s", rp_status_name(s.status[2]), s.why[2]);
+    RP_CHECK(s.status[3] == RP_OK, "the good one: %s", s.why[3]);
+    rp_client_free(c);
+    stop_unix_server();
+    redisFree(side);
+}
+
 int main(void)
 {
     int i;
@@ -684,6 +850,7 @@ int main(void)
     test_listening_rounds();
     test_call_runs_beside_the_op();
     test_sleep_hook_cancels();
+    test_handshakes();
     for (i = 0; i < NSERVERS; i++)
         rp_hserver_destroy(&srv[i]);
     printf("test_parallel: all passed\n");

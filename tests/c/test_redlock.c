@@ -2,7 +2,8 @@
  *
  *  1. The timing facts: with 2 of 5 SIGSTOPped an acquire completes in about one round
  *     trip (well under half the per-node timeout of 1000 ms: a stopped node delays
- *     nothing while a majority answers), and so does the release; with 3 of 5 stopped an
+ *     nothing while a majority answers), the release within one node timeout (it waits
+ *     for every node); with 3 of 5 stopped an
  *     acquire fails (acquired 0, no error) within about one per-node timeout (< 2.5 x) and
  *     leaves no key on the 2 live nodes.
  *  2. The rules of lock.h against the servers' state: the key on every node with the
@@ -101,6 +102,12 @@ static int settled(int i, const char *name, const rp_lock *l, int want)
     return v;
 }
 
+/* Before changing a node's key from the side channel: let the requests of the last op's
+ * round that were not waited for run first, or one may undo the change (a late extend
+ * re-takes a key just deleted). */
+#define QUIESCE_MS 50
+static void quiesce(void) { rp_harness_sleep_ms(QUIESCE_MS); }
+
 static int holding(const char *name, const rp_lock *l)
 {
     int n = 0;
@@ -141,13 +148,14 @@ static void test_two_stopped(void)
     rc = rp_lock_release(l, &e);
     ms = rp_harness_now_ms() - t0;
     RP_CHECK(rc == RP_OK, "release with 2 of 5 stopped: %s (%s)", rp_status_name(rc), e.message);
-    RP_CHECK(ms < NODE_TIMEOUT_MS / 2, "release with 2 of 5 stopped took %" PRIu64 " ms", ms);
+    /* a release waits for every node, each within the node timeout (no delete unsent) */
+    RP_CHECK(ms < NODE_TIMEOUT_MS * 3 / 2, "release with 2 of 5 stopped took %" PRIu64 " ms", ms);
     for (int i = 0; i < 3; i++)
         RP_CHECK(node_holds(i, "two-stopped", NULL) == 0, "node %d kept the key", i);
     RP_CHECK(rp_hserver_resume(&srv[3]) == 0 && rp_hserver_resume(&srv[4]) == 0, "SIGCONT");
     rp_lock_free(l);
     rp_client_free(c);
-    printf("ok: 2 of 5 stopped: acquire and release each within one round trip\n");
+    printf("ok: 2 of 5 stopped: acquire within one round trip, release within one node timeout\n");
 }
 
 static void test_three_stopped(void)
@@ -175,9 +183,39 @@ static void test_three_stopped(void)
         RP_CHECK(node_holds(i, "three-stopped", NULL) == 0, "live node %d kept our key", i);
     for (int i = 2; i < NSERVERS; i++)
         RP_CHECK(rp_hserver_resume(&srv[i]) == 0, "SIGCONT %d", i);
+    printf("ok: 3 of 5 stopped: acquire refused in %" PRIu64 " ms, no key left on the live nodes\n", ms);
+
+    /* held, then 3 of 5 stop: the unreachable nodes decide, so the ops fail as they did
+     * (timeout), each within about one node timeout; extend keeps the token (it may still
+     * be held), release forgets it */
+    rp_lock_free(l);
+    l = redlock(c, "held-then-stopped", 10000, 200);
+    rc = rp_lock_acquire(l, NULL, &res, &e);
+    RP_CHECK(rc == RP_OK && res.acquired, "acquire: %s", rp_status_name(rc));
+    for (int i = 2; i < NSERVERS; i++)
+        RP_CHECK(rp_hserver_pause(&srv[i]) == 0, "SIGSTOP %d", i);
+    {
+        int v = -1;
+        uint64_t t0 = rp_harness_now_ms();
+        rc = rp_lock_owned(l, &v, &e);
+        RP_CHECK(rc == RP_ETIMEOUT && strstr(e.message, "3 could not answer"),
+                 "owned with 3 of 5 stopped: %s (%s)", rp_status_name(rc), e.message);
+        rc = rp_lock_extend(l, 10000, 1, &e);
+        RP_CHECK(rc == RP_ETIMEOUT && rp_lock_token(l, NULL) != NULL,
+                 "extend with 3 of 5 stopped: %s (%s)", rp_status_name(rc), e.message);
+        rc = rp_lock_release(l, &e);
+        RP_CHECK(rc == RP_ETIMEOUT && rp_lock_token(l, NULL) == NULL,
+                 "release with 3 of 5 stopped: %s (%s)", rp_status_name(rc), e.message);
+        ms = rp_harness_now_ms() - t0;
+        RP_CHECK(ms < 3 * 200 * 5 / 2, "3 ops with 3 of 5 stopped took %" PRIu64 " ms", ms);
+        for (int i = 0; i < 2; i++)
+            RP_CHECK(node_holds(i, "held-then-stopped", NULL) == 0, "node %d kept the key", i);
+    }
+    for (int i = 2; i < NSERVERS; i++)
+        RP_CHECK(rp_hserver_resume(&srv[i]) == 0, "SIGCONT %d", i);
     rp_lock_free(l);
     rp_client_free(c);
-    printf("ok: 3 of 5 stopped: acquire refused in %" PRIu64 " ms, no key left on the live nodes\n", ms);
+    printf("ok: held, then 3 of 5 stopped: owned, extend, release fail with the nodes' timeout\n");
 }
 
 /* --- 2. the rules ------------------------------------------------------------------------ */
@@ -226,6 +264,7 @@ static void test_rules(void)
     for (int i = 0; i < NSERVERS; i++)
         freeReplyObject(rp_hcmd(side[i], "SCRIPT FLUSH"));
     expect_rc(rp_lock_extend(a, 8000, 1, &e), RP_OK, &e, "extend after SCRIPT FLUSH");
+    quiesce();
 
     /* extend re-takes a node that lost the key, when a majority still holds it */
     freeReplyObject(rp_hcmd(side[2], "DEL " LT_NS ":lock:{r}"));
@@ -238,6 +277,7 @@ static void test_rules(void)
                  "re-taken TTL %lld", r ? r->integer : -99);
         freeReplyObject(r);
     }
+    quiesce();
     /* with 2 lost, 3 remain: locked and owned by majority */
     freeReplyObject(rp_hcmd(side[0], "DEL " LT_NS ":lock:{r}"));
     freeReplyObject(rp_hcmd(side[1], "DEL " LT_NS ":lock:{r}"));
@@ -245,14 +285,15 @@ static void test_rules(void)
     RP_CHECK(v == 1, "owned on 3 of 5: %d", v);
     /* a majority lost: not owned, our keys deleted everywhere (the re-taken ones too) */
     freeReplyObject(rp_hcmd(side[3], "DEL " LT_NS ":lock:{r}"));
-    expect_rc(rp_lock_owned(a, &v, &e), RP_OK, &e, "owned on 1 of 5");
-    RP_CHECK(v == 0, "owned on 1 of 5: %d", v);
-    expect_rc(rp_lock_locked(a, &v, &e), RP_OK, &e, "locked on 1 of 5");
-    RP_CHECK(v == 0, "locked on 1 of 5: %d", v);
+    expect_rc(rp_lock_owned(a, &v, &e), RP_OK, &e, "owned on 2 of 5");
+    RP_CHECK(v == 0, "owned on 2 of 5: %d", v);
+    expect_rc(rp_lock_locked(a, &v, &e), RP_OK, &e, "locked on 2 of 5");
+    RP_CHECK(v == 0, "locked on 2 of 5: %d", v);
     expect_rc(rp_lock_extend(a, 8000, 0, &e), RP_ENOTOWNED, &e, "extend with a majority lost");
     RP_CHECK(rp_lock_token(a, NULL) == NULL, "not owned kept the token");
     for (int i = 0; i < NSERVERS; i++)
         RP_CHECK(settled(i, "r", NULL, 0) == 0, "node %d kept a key after the lost extend", i);
+    quiesce();
 
     /* release after expiry is not owned */
     {
@@ -318,6 +359,24 @@ static void test_rules(void)
         RP_CHECK(l == NULL, "a refused constructor made a handle");
         rp_client_free(c4);
         rp_client_free(c1);
+    }
+
+    /* no node answers at all (nothing listens): the acquire fails as the nodes did */
+    {
+        char down[URLS_MAX];
+        size_t len = 0;
+        rp_client *cd;
+        rp_lock *l;
+        for (int i = 0; i < NSERVERS; i++)
+            len += (size_t)snprintf(down + len, sizeof down - len, "%sredis://127.0.0.1:%d",
+                                    i ? "," : "", rp_harness_free_port());
+        cd = lt_client(down, 2000);
+        l = redlock(cd, "down", 1000, 100);
+        rc = rp_lock_acquire(l, NULL, &res, &e);
+        RP_CHECK(rc == RP_ETRANSPORT && strstr(e.message, "none of the 5 nodes answered"),
+                 "acquire with every node down: %s (%s)", rp_status_name(rc), e.message);
+        rp_lock_free(l);
+        rp_client_free(cd);
     }
     rp_lock_free(a);
     rp_lock_free(b);
@@ -407,6 +466,7 @@ static void test_contention(void)
 typedef struct counting_alloc {
     unsigned long calls, fail_at; /* fail_at: 1-based call that returns NULL; 0: never */
     int injected, bad_free;
+    int retried; /* the busy acquire made more than one attempt */
     long live;
 } counting_alloc;
 
@@ -525,7 +585,8 @@ static int alloc_scenario(counting_alloc *a, int *enomem)
     STEP("rp_redlock_new", RP_OK, rp_redlock_new(&l, c, name, strlen(name), &ro, &e));
     STEP("acquire", RP_OK, rp_lock_acquire(l, NULL, &res, &e));
     RP_CHECK(res.acquired, "N=%lu: not acquired", a->fail_at);
-    rp_harness_sleep_ms(5); /* let the last node run its SET before it loses the key */
+    /* node 0 loses the key (a late SET of the acquire may restore it: then extend merely
+     * extends it there) */
     side_all(0, 1, "DEL " LT_NS ":lock:{%s}", name);
     STEP("extend (re-takes node 0)", RP_OK, rp_lock_extend(l, 10000, 1, &e));
     STEP("owned", RP_OK, rp_lock_owned(l, &v, &e));
@@ -538,8 +599,8 @@ static int alloc_scenario(counting_alloc *a, int *enomem)
     /* a lost majority: extend cleans up and is not owned */
     STEP("acquire again", RP_OK, rp_lock_acquire(l, NULL, &res, &e));
     RP_CHECK(res.acquired, "N=%lu: not acquired again", a->fail_at);
-    rp_harness_sleep_ms(5);
-    side_all(0, 3, "DEL " LT_NS ":lock:{%s}", name);
+    /* another owner's key, not a DEL: a SET of the acquire that runs late cannot undo it */
+    side_all(0, 3, "SET " LT_NS ":lock:{%s} someone-else PX 60000", name);
     STEP("extend (majority lost)", RP_ENOTOWNED, rp_lock_extend(l, 10000, 1, &e));
     /* last, as its number of attempts varies: wait for a lock another owner holds on 3
      * nodes (each attempt's yes on the 2 others is cleaned up), and give up */
@@ -550,8 +611,11 @@ static int alloc_scenario(counting_alloc *a, int *enomem)
     wait.retry_min_ms = 5;
     wait.retry_max_ms = 10;
     STEP("acquire (busy, waiting)", RP_OK, rp_lock_acquire(busy, &wait, &res, &e));
-    RP_CHECK(!res.acquired && res.attempts > 1, "N=%lu: busy: acquired %d after %u", a->fail_at,
-             res.acquired, res.attempts);
+    RP_CHECK(!res.acquired && res.attempts >= 1, "N=%lu: busy: acquired %d after %u",
+             a->fail_at, res.acquired, res.attempts);
+    /* on a loaded machine one attempt and its clean-up may outlast the wait: counted */
+    if (res.attempts > 1)
+        a->retried = 1;
     completed = 1;
 done:
     rp_lock_free(busy);
@@ -563,7 +627,7 @@ done:
 static void test_allocfail(void)
 {
     counting_alloc base;
-    unsigned long n, enomem_runs = 0, absorbed = 0;
+    unsigned long n, enomem_runs = 0, absorbed = 0, retried = 0, reached_busy = 0;
     int enomem = 0;
     memset(&base, 0, sizeof base);
     flush_all();
@@ -578,6 +642,8 @@ static void test_allocfail(void)
         completed = alloc_scenario(&a, &enomem);
         RP_CHECK(!a.bad_free, "N=%lu: freed a pointer the allocator never gave", n);
         RP_CHECK(a.live == 0, "N=%lu: %ld blocks leaked", n, a.live);
+        retried += (unsigned long)a.retried;
+        reached_busy += (unsigned long)completed;
         if (enomem)
             enomem_runs++;
         else if (a.injected)
@@ -588,6 +654,8 @@ static void test_allocfail(void)
         }
     }
     RP_CHECK(n <= MAX_SWEEP && enomem_runs > 0, "sweep: %lu runs, %lu no_memory", n, enomem_runs);
+    RP_CHECK(retried * 2 > reached_busy, "the waiting acquire retried in only %lu of %lu runs",
+             retried, reached_busy);
     printf("ok: allocation failures: %lu allocations per scenario; %lu runs, %lu ended in "
            "no_memory, %lu absorbed; no crash, no leak\n", base.calls, n, enomem_runs, absorbed);
 }

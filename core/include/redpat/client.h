@@ -105,7 +105,7 @@ int rp_client_handshake_op(rp_op **out, rp_client *client, rp_error *err);
 
 /* The client's transport (borrowed, lives as long as the client), or NULL for a client made
  * without a url. For drivers that run the op loop themselves over the client's connection,
- * e.g. to sleep interruptibly between retries: IO rounds go to transport->cls->exchange. */
+ * e.g. to sleep interruptibly between retries: IO rounds go to transport->cls->round. */
 rp_transport *rp_client_transport(rp_client *client);
 
 /* Drops the client's connections (they are reopened on next use). */

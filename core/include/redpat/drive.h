@@ -10,9 +10,20 @@
  *     when the first round comes), so a lock is renewed while the callback works. When the
  *     callback has returned and the helper has stopped, the op is resumed in the calling
  *     thread and driven to its end there.
+ *     The helper thread uses the client's allocator too (it must be thread-safe, as
+ *     libc's is) and never runs a hook. If no thread can be made, the callback runs with
+ *     nobody stepping the op meanwhile (a lock.using renews nothing while fn runs); the op
+ *     is resumed as usual afterwards.
  *   - EMIT: rp_client_pump steps a long-lived op until it hands out a message or the
  *     caller's wait runs out. The long-lived op's connections belong to the client given:
- *     give each subscription a client of its own. */
+ *     give each subscription a client of its own. Between pumps its connection stays in
+ *     the client's pool, reserved: the client's other ops never take it (they open one of
+ *     their own, closed after use), but one client serves one long-lived op at a time, and
+ *     is used for nothing else while it lives (free the client with the op).
+ *     rp_client_disconnect drops it too; the op learns it at its next round (a
+ *     RP_ETRANSPORT failure of its target: a subscription reconnects and re-subscribes).
+ *     When the wait runs out during the op's own SLEEP (a reconnect's backoff), the op is
+ *     stepped early at the next pump: it sleeps the rest itself. */
 #ifndef REDPAT_DRIVE_H
 #define REDPAT_DRIVE_H
 

@@ -55,24 +55,28 @@ int rp_lock_new(rp_lock **out, rp_client *client, const void *name, size_t name_
  * made from N comma-separated URLs of independent primaries, no replication between them).
  * Every lock function below takes it and runs the quorum version (quorum Q = N/2 + 1);
  * each op asks all N nodes in ONE parallel round with a per-node timeout (node_timeout,
- * much smaller than the ttl), and the round ends as soon as its outcome is decided (Q
- * answers for, or N - Q + 1 against), so a stopped node delays nothing while a majority
- * is up. Every node holds the same key (<ns>:lock:{<name>}) with the same owner token.
+ * much smaller than the ttl), and the round of acquire, extend and the queries ends as soon
+ * as its outcome is decided (Q answers for, or N - Q + 1 against), so a stopped node delays
+ * them nothing while a majority is up. Every node holds the same key (<ns>:lock:{<name>})
+ * with the same owner token.
  *
  *   acquire   SET key token NX PX ttl on every node. Acquired when Q nodes said yes AND
  *             validity = ttl - elapsed - drift > 0, where elapsed runs from the attempt's
  *             sending to the decision (the op's monotonic clock) and drift = ceil(ttl /
  *             100) + 2 ms (clock-rate differences between the nodes). Otherwise the token
- *             is deleted again on every node (owner-checked; the nodes that said yes are
- *             waited for, a node that timed out is sent the delete but not waited for),
+ *             is deleted again on every node (owner-checked; the nodes that said yes or
+ *             were not waited for are waited for, a node that timed out or failed is
+ *             sent the delete but not waited for),
  *             and the attempt is retried with the same jittered backoff, wait, retry_min
  *             and retry_max as one instance. The op fails (RP_ETIMEOUT, RP_ETRANSPORT,
  *             RP_EREPLY, as its nodes did) only when no node at all answered an attempt.
  *             rp_lock_acquisition.validity_ms reports the validity.
- *   release   owner-checked delete on every node. DONE when Q nodes deleted the token;
- *             RP_ENOTOWNED when so many nodes answered that they do not hold it that Q
- *             can no longer have; otherwise (the unreachable nodes decide) the failure of
- *             the first unreachable node. The handle forgets its token in every case.
+ *   release   owner-checked delete on every node, waiting for each (within node_timeout:
+ *             a stopped node costs one node_timeout here, so that no delete is left
+ *             unsent). DONE when Q nodes deleted the token; RP_ENOTOWNED when Q nodes
+ *             answered that they do not hold it; otherwise (the unreachable nodes decide)
+ *             the failure of the first unreachable node. The handle forgets its token in
+ *             every case.
  *   extend    on every node, atomically: if the key holds the token, extend its TTL as
  *             one instance does; if the key is absent (a node restarted without it), set
  *             it again with the token and a TTL of ms. DONE when Q nodes still held the
@@ -93,6 +97,12 @@ int rp_lock_new(rp_lock **out, rp_client *client, const void *name, size_t name_
  *
  * Scripts go to the nodes with their source (EVAL), so a node that forgot them (restart,
  * failover) costs no second round trip.
+ *
+ * A round that ends at its quorum does not wait for the other nodes: they were sent their
+ * request and run it a moment later (or, if stopped, when they wake up). So right after an
+ * acquire or extend returns, a minority of the nodes may not reflect it yet. A node that
+ * was down through a failed acquire's clean-up may keep a key of ours until its TTL: a
+ * minority never blocks anyone, and it expires.
  *
  * What Redlock does NOT promise. Its safety rests on timing assumptions: that the nodes'
  * clocks advance at about the same rate (a clock jump on a node -- an operator, NTP

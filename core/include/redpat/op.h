@@ -23,9 +23,13 @@
  * connection fails, or that has not answered within its timeout (rp_op_timeout_ms, or the
  * driver's own command timeout when 0), is reported with rp_op_fail_node. After each feed
  * or failure check rp_op_round_over(): once it is 1 the round is over even if targets are
- * still pending (a quorum op has enough answers): close the connections of the targets
- * for which rp_op_pending() is still 1 (a connection with a request in flight is never
- * pooled) and step. Every other connection goes back to its pool.
+ * still pending (a quorum op has enough answers): step, and never read a late reply of the
+ * targets for which rp_op_pending() is still 1 as the answer to a later request — close
+ * their connections, or keep each one with the number of replies it still owes
+ * (rp_op_replies_owed) and read and drop those before its next request's replies (the
+ * blocking transport and the cosocket driver do that: no reconnect per quorum round, and
+ * one server's requests stay in order on one connection). A connection half written or
+ * half read is always closed. Every other connection goes back to its pool.
  *
  * Long-lived ops (rp_op_long_lived: a subscription) keep one connection per target for
  * themselves for their whole life. Their rounds may be listening rounds
@@ -90,6 +94,9 @@ uint64_t rp_op_timeout_ms(const rp_op *op);
 /* 1 while node has a request in flight in the current IO round whose replies are not all
  * in and that has not failed; else 0. */
 int rp_op_pending(const rp_op *op, size_t node);
+
+/* How many replies node still owes in the current IO round (0 when it is not pending). */
+size_t rp_op_replies_owed(const rp_op *op, size_t node);
 
 /* 1 once the current IO round may end: every target with a request has been fed to RP_OK
  * or failed, or the op says it has enough (a Redlock majority). Targets still pending then

@@ -22,8 +22,8 @@ typedef struct rp_transport_class {
     /* One IO round of op over all its targets, as op.h describes: connections from a pool
      * keyed by rp_op_target's address (opened and handshaken as needed), every request
      * written before any reply is read, per-target timeouts, failures reported with
-     * rp_op_fail_node, early end at rp_op_round_over (closing the connections still
-     * pending). A listening round waits at most listen_wait_ms for a message (0: only what
+     * rp_op_fail_node, early end at rp_op_round_over (the connections still pending
+     * closed, or kept with the replies they owe, which are dropped before their next use). A listening round waits at most listen_wait_ms for a message (0: only what
      * is already there), and returns RP_ETIMEOUT when none came (the op lives on: nothing
      * was lost, the connection stays the op's). Returns RP_OK otherwise: a target's failure
      * is the op's business, not the round's. */
