@@ -13,7 +13,7 @@ source = {
    tag = "v0.1.0",
 }
 description = {
-   summary = "Production-grade Redis patterns (locks with fencing tokens, rate limiters), written once in C",
+   summary = "Production-grade Redis patterns (locks with fencing tokens, Redlock, rate limiters, pub/sub), written once in C",
    detailed = [[
 redpat's patterns are small sans-IO state machines in C. This rock exposes them to
 Lua 5.4 and LuaJIT 2.1: a blocking driver for plain Lua and an OpenResty driver that
@@ -43,15 +43,21 @@ build = {
             "core/src/command.c",
             "core/src/desc_client.c",
             "core/src/desc_lock.c",
+            "core/src/desc_pubsub.c",
             "core/src/desc_ratelimit.c",
+            "core/src/desc_using.c",
             "core/src/describe.c",
+            "core/src/drive.c",
             "core/src/error.c",
             "core/src/fence.c",
             "core/src/key.c",
             "core/src/lock.c",
+            "core/src/lock_using.c",
             "core/src/op.c",
+            "core/src/pubsub.c",
             "core/src/random.c",
             "core/src/ratelimit.c",
+            "core/src/redlock.c",
             "core/src/reply.c",
             "core/src/script.c",
             "core/src/sha1.c",
@@ -61,7 +67,7 @@ build = {
          },
          incdirs = { "core/include", "core/src", "$(HIREDIS_INCDIR)" },
          libdirs = { "$(HIREDIS_LIBDIR)" },
-         libraries = { "hiredis" },
+         libraries = { "hiredis", "pthread" }, -- pthread: drive.c's helper thread
       },
    },
 }

@@ -5,6 +5,14 @@
  *     end over the core's own (blocking) connection. op: the descriptor's index in
  *     core.descriptors; values: a record comes back as multiple values, else as a table.
  *   core.begin(op, values, arg1, ..., argN) -> op | nil, err, detail: for a driver.
+ *   core.pump(client, op, ms) -> message | nil, err, detail: a long-lived op's next message
+ *     over client's own connections (plain Lua; nil, "timeout" when none came in ms).
+ * A CALLBACK argument is a Lua function. core.call (and op:_run) run such ops with the
+ * blocking driver (rp_client_drive): its call hook runs the function with lua_pcall in the
+ * calling thread, the only one that touches the lua_State (the driver's helper thread only
+ * steps the op's renewals); the core gets the function's first result when a string, and
+ * its error's text when it raises. A driver of its own (cosocket.lua) gets the function from
+ * op:step() (CALL) and answers with op:resume().
  * Arguments: bytes are Lua strings (binary-safe), INT / MS integers (math.huge: forever, for
  * MS), BOOL booleans, ENUM names, handles their userdata, lists tables. A wrong Lua type
  * raises a string naming the argument; a non-integral number and what the core refuses
@@ -37,6 +45,8 @@
 #define RPL_ARG1 3
 /* Room for a list item's name in messages: "<arg name>[<index>]". */
 #define RPL_NAME_CHARS 96
+/* The most values a CALL hands its callback (none so far: rp_op_call says how many). */
+#define RPL_CALL_VALUES_MAX 4
 
 /* Lua users name arguments as the core does, in ms, and count list items from 1. */
 static const rp_naming rpl_naming = { NULL, NULL, 0, 1 };
@@ -165,24 +175,6 @@ static int l_handle_closed(lua_State *L) {
     return 1;
 }
 
-/* core.endpoint(client) -> {unix = path | host, port; user, password, db} | nil, err,
- * detail: where the cosocket driver connects (the client's own API: no pattern in it) */
-static int l_endpoint(lua_State *L) {
-    rpl_handle *hd = check_handle(L, 1, RP_KIND_CLIENT);
-    rp_endpoint ep;
-    if (!hd->h || hd->closed) return rpl_raise(L, "redpat: the client is closed");
-    if (rp_client_endpoint((rp_client *)hd->h, &ep) != RP_OK)
-        return fail(L, RP_EINVAL, "the client was made without a url");
-    lua_createtable(L, 0, 6);
-    set_str(L, "unix", ep.is_unix ? ep.path : NULL);
-    set_str(L, "host", ep.is_unix ? NULL : ep.host);
-    if (!ep.is_unix) set_int(L, "port", ep.port);
-    set_str(L, "user", ep.user);
-    set_str(L, "password", ep.password);
-    set_int(L, "db", ep.db);
-    return 1;
-}
-
 /* ---- converting arguments */
 
 typedef struct rpl_conv {
@@ -192,7 +184,8 @@ typedef struct rpl_conv {
 
 /* What a value of each argument type (RP_TYPE_NONE..RP_TYPE_LIST) is in Lua, for messages. */
 static const char *const lua_words[] = { "a value", "a string", "an integer",
-    "an integer number of ms", "a number", "a boolean", "a string", "a handle", "a table" };
+    "an integer number of ms", "a number", "a boolean", "a string", "a handle", "a table",
+    "a value", "a value", "a function" };
 
 /* Converts the Lua value at (absolute) idx to v for argument a; t is a->type, or a list's
  * item type. nil is an absent argument (the core's default, or its "is required") unless
@@ -270,10 +263,14 @@ static int conv(lua_State *L, rpl_conv *c, int idx, const rp_arg_desc *a, rp_typ
         *v = rp_value_list(items, n);
         return rc;
     }
+    case RP_TYPE_CALLBACK: /* invoke keeps the function where the CALL hook finds it */
+        if (lt != LUA_TFUNCTION) break;
+        v->type = RP_TYPE_CALLBACK;
+        return RP_OK;
     default:
         break;
     }
-    return rpl_raise(L, "%s must be %s (got %s)", name, lua_words[t <= RP_TYPE_LIST ? t : 0],
+    return rpl_raise(L, "%s must be %s (got %s)", name, lua_words[t <= RP_TYPE_CALLBACK ? t : 0],
                      luaL_typename(L, idx));
 }
 
@@ -340,6 +337,21 @@ static int push_record(lua_State *L, const rp_op_desc *d, const rp_value *f, int
     return values ? (int)d->nfields : 1;
 }
 
+/* The message of an op that has just EMITted, as a table by the descriptor's message fields
+ * (absent fields are nil; enums by name). */
+static int push_message(lua_State *L, const rp_op *op, const rp_op_desc *d) {
+    rp_value f[RP_DESC_FIELDS_MAX];
+    size_t i;
+    if (!d || d->nmessage_fields > RP_DESC_FIELDS_MAX || rp_op_message(op, f) != RP_OK)
+        return fail(L, RP_ESTATE, "no message to read");
+    lua_createtable(L, 0, (int)d->nmessage_fields);
+    for (i = 0; i < d->nmessage_fields; i++) {
+        push_value(L, &f[i]);
+        lua_setfield(L, -2, d->message_fields[i].name);
+    }
+    return 1;
+}
+
 /* A DONE op's result: true (no result), a record, or a list of records (tables). */
 static int push_result(lua_State *L, const rp_op *op, const rp_op_desc *d, int values) {
     rp_value f[RP_DESC_FIELDS_MAX];
@@ -365,6 +377,7 @@ typedef struct rpl_op {
     const rp_op_desc *d;
     int values;
     int anchor;         /* registry ref: the handle it borrows, or a table of them */
+    int fns;            /* registry ref: its callbacks by argument index (from 1), or none */
     rp_client *client;  /* whose connection runs it (op:_run) */
 } rpl_op;
 
@@ -396,12 +409,15 @@ static void borrow_all(lua_State *L, int idx, int delta) {
 static void op_release(lua_State *L, rpl_op *o) {
     rp_op_free(o->op);
     o->op = NULL;
-    if (o->anchor == LUA_NOREF) return;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, o->anchor);
-    borrow_all(L, lua_gettop(L), -1);
-    lua_pop(L, 1);
+    if (o->anchor != LUA_NOREF) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, o->anchor);
+        borrow_all(L, lua_gettop(L), -1);
+        lua_pop(L, 1);
+    }
     luaL_unref(L, LUA_REGISTRYINDEX, o->anchor);
     o->anchor = LUA_NOREF;
+    luaL_unref(L, LUA_REGISTRYINDEX, o->fns);
+    o->fns = LUA_NOREF;
 }
 
 /* The client whose connection runs a begun op: its self argument's (a list: its first
@@ -411,13 +427,58 @@ static rp_client *client_of(const rp_value *self) {
     return self->type == RP_TYPE_HANDLE ? rp_handle_client(self->kind, self->handle) : NULL;
 }
 
-/* Runs op to its end in this call and pushes its result (or nil, err, detail); frees it. */
-static int run_now(lua_State *L, rp_op *op, const rp_op_desc *d, rp_client *client, int values) {
+/* The blocking driver's CALL hook: runs callback arg (from the table at stack slot fns) in
+ * this, the calling, thread, protected; what it returned or raised stays in the table at
+ * keep until the next call (the driver copies it at once). */
+typedef struct rpl_call {
+    lua_State *L;
+    int fns, keep;
+} rpl_call;
+
+static void call_hook(void *ud, rp_op *op, size_t arg, const rp_value *values, size_t count,
+                      rp_value *result) {
+    rpl_call *c = (rpl_call *)ud;
+    lua_State *L = c->L;
+    size_t i;
+    (void)op;
+    memset(result, 0, sizeof *result);
+    lua_rawgeti(L, c->fns, (int)arg + 1);
+    for (i = 0; i < count; i++) push_value(L, &values[i]);
+    if (lua_pcall(L, (int)count, 1, 0) != 0) {
+        if (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TNUMBER) {
+            lua_getglobal(L, "tostring"); /* an error object: its __tostring, if any */
+            lua_insert(L, -2);
+            if (lua_pcall(L, 1, 1, 0) != 0 || !lua_isstring(L, -1)) {
+                lua_pop(L, 1);
+                lua_pushliteral(L, "the callback raised a non-string error");
+            }
+        }
+        result->type = RP_TYPE_STATUS;
+        result->i = RP_ECALLBACK;
+        result->bytes = lua_tolstring(L, -1, &result->len);
+    } else if (lua_type(L, -1) == LUA_TSTRING) {
+        result->type = RP_TYPE_BYTES;
+        result->bytes = lua_tolstring(L, -1, &result->len);
+    }
+    lua_rawseti(L, c->keep, 1);
+}
+
+/* Runs op to its end in this call and pushes its result (or nil, err, detail); frees it.
+ * fns: the stack slot of the op's callbacks (run through the CALL hook), or 0. */
+static int run_now(lua_State *L, rp_op *op, const rp_op_desc *d, rp_client *client, int values,
+                   int fns) {
     rp_error err;
     int rc = RP_ESTATE, n; /* unless the op runs: why it cannot */
     snprintf(err.message, sizeof err.message, "%s %s", d->name,
              d->io ? "has no client to run on" : "asked for I/O");
-    if (d->io && client) {
+    if (d->io && client && fns) {
+        rpl_call c;
+        rp_drive_hooks hooks = { NULL, call_hook, NULL };
+        lua_newtable(L);
+        c.L = L, c.fns = fns, c.keep = lua_gettop(L);
+        hooks.ud = &c;
+        rc = rp_client_drive(client, op, &hooks, &err);
+    } else if (d->io && client) {
         rc = rp_client_run(client, op, &err);
     } else if (!d->io) { /* answered from the handle: DONE at its first step, no connection */
         rp_step st = rp_op_step(op, rp_monotonic_ms());
@@ -460,6 +521,7 @@ static int invoke(lua_State *L, int begin_only) {
     rpl_op *o;
     rp_op *op;
     size_t i;
+    int fns = 0;
 
     if (!d || d->nargs > RP_DESC_ARGS_MAX) return luaL_argerror(L, 1, "no such op");
     lua_settop(L, RPL_ARG1 - 1 + (int)d->nargs);
@@ -473,11 +535,17 @@ static int invoke(lua_State *L, int begin_only) {
         if (conv(L, &c, RPL_ARG1 + (int)i, &d->args[i], d->args[i].type, d->args[i].name, 0,
                  &args[i]) != RP_OK)
             return fail(L, c.err.code, c.err.message);
+    for (i = 0; i < d->nargs; i++) /* the callbacks, by argument index, for the CALL hook */
+        if (args[i].type == RP_TYPE_CALLBACK) {
+            if (!fns) lua_newtable(L), fns = lua_gettop(L);
+            lua_pushvalue(L, RPL_ARG1 + (int)i);
+            lua_rawseti(L, fns, (int)i + 1);
+        }
     if (d->makes != RP_KIND_NONE) return make(L, d, args, &c.err);
     if (rp_desc_begin(&op, d, args, &rpl_naming, &c.err) != RP_OK)
         return fail(L, c.err.code, c.err.message);
     if (!begin_only) /* blocking, in this call: no userdata, nothing left for the collector */
-        return run_now(L, op, d, client_of(&args[0]), values);
+        return run_now(L, op, d, client_of(&args[0]), values, fns);
     o = (rpl_op *)lua_newuserdata(L, sizeof *o);
     o->op = op;
     o->d = d;
@@ -485,6 +553,11 @@ static int invoke(lua_State *L, int begin_only) {
     o->client = client_of(&args[0]);
     luaL_setmetatable(L, RPL_OP_MT);
     o->anchor = LUA_NOREF;
+    o->fns = LUA_NOREF;
+    if (fns) {
+        lua_pushvalue(L, fns);
+        o->fns = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
     if (!lua_isnil(L, c.anchor)) {
         borrow_all(L, c.anchor, 1);
         lua_pushvalue(L, c.anchor);
@@ -495,30 +568,145 @@ static int invoke(lua_State *L, int begin_only) {
 
 static int l_call(lua_State *L) { return invoke(L, 0); }
 static int l_begin(lua_State *L) { return invoke(L, 1); }
+/* Lua counts nodes from 1 (node 0 becomes SIZE_MAX: the core refuses nodes out of range). */
+#define check_node(L, idx) ((size_t)luaL_checkinteger(L, idx) - 1)
 
-/* op:step() -> IO | SLEEP | DONE | ERROR, and on SLEEP the milliseconds to wait, on IO of a
- * one-node op the request for node 1 (false: none this round; a driver of several nodes
- * reads rp_op_request itself). */
+/* Pushes node's request of the current IO round: its bytes, or false when it has none. */
+static int push_request(lua_State *L, const rp_op *op, size_t node) {
+    const char *bytes = NULL;
+    size_t len = 0;
+    if (rp_op_request(op, node, &bytes, &len) == RP_OK && len > 0) lua_pushlstring(L, bytes, len);
+    else lua_pushboolean(L, 0);
+    return 1;
+}
+
+/* op:step() -> kind, and by kind:
+ *   IO     request, timeout_ms, address: request is node 1's (false: none this round) for
+ *          an op of one node, nil for more (read op:request(node)); timeout_ms: per target,
+ *          0 = the driver's own; address: node 1's (op:target), for an op of one node
+ *   SLEEP  ms (math.huge: until the running callback returns)
+ *   CALL   arg (the callback argument's index in the descriptor's args), fn, values...
+ *   EMIT   the message (a table by the descriptor's message fields) */
 static int l_op_step(lua_State *L) {
-    rp_op *op = check_op(L, 1);
+    rpl_op *o = to_op(L, 1, 1);
+    rp_op *op = o->op;
     rp_step st = rp_op_step(op, rp_monotonic_ms());
+    rp_value v[RPL_CALL_VALUES_MAX];
+    size_t arg = 0, i, count = 0;
     lua_pushinteger(L, (lua_Integer)st);
-    if (st == RP_STEP_SLEEP) {
-        push_i64(L, (int64_t)rp_op_sleep_ms(op));
+    switch (st) {
+    case RP_STEP_SLEEP:
+        if (rp_op_sleep_ms(op) == RP_SLEEP_UNTIL_RESUMED) lua_pushnumber(L, (lua_Number)HUGE_VAL);
+        else push_i64(L, (int64_t)rp_op_sleep_ms(op));
         return 2;
+    case RP_STEP_IO: {
+        rp_endpoint ep;
+        int one = rp_op_nodes(op) == 1;
+        if (one) push_request(L, op, 0);
+        else lua_pushnil(L);
+        push_i64(L, (int64_t)rp_op_timeout_ms(op));
+        if (one && rp_op_target(op, 0, &ep) == RP_OK) lua_pushstring(L, ep.address);
+        else lua_pushnil(L);
+        return 4;
     }
-    if (st == RP_STEP_IO && rp_op_nodes(op) == 1) {
-        const char *bytes = NULL;
-        size_t len = 0;
-        if (rp_op_request(op, 0, &bytes, &len) == RP_OK && len > 0) lua_pushlstring(L, bytes, len);
-        else lua_pushboolean(L, 0);
-        return 2;
+    case RP_STEP_CALL:
+        rp_op_call(op, &arg, v, RPL_CALL_VALUES_MAX, &count);
+        push_i64(L, (int64_t)arg + 1);
+        if (o->fns == LUA_NOREF) lua_pushnil(L);
+        else {
+            lua_rawgeti(L, LUA_REGISTRYINDEX, o->fns);
+            lua_rawgeti(L, -1, (int)arg + 1);
+            lua_remove(L, -2);
+        }
+        luaL_checkstack(L, (int)count, NULL);
+        for (i = 0; i < count; i++) push_value(L, &v[i]);
+        return 3 + (int)count;
+    case RP_STEP_EMIT:
+        return 1 + push_message(L, op, o->d);
+    default:
+        return 1;
+    }
+}
+
+/* op:request(node) -> bytes | false (nothing for node this round) */
+static int l_op_request(lua_State *L) { return push_request(L, check_op(L, 1), check_node(L, 2)); }
+
+/* op:target(node) -> address (the pool key), host, port, unix path, password (nil when
+ * none) | nil, err, detail */
+static int l_op_target(lua_State *L) {
+    rp_endpoint ep;
+    if (rp_op_target(check_op(L, 1), check_node(L, 2), &ep) != RP_OK)
+        return fail(L, RP_EINVAL, "no such target");
+    lua_pushstring(L, ep.address);
+    if (ep.is_unix) lua_pushnil(L), lua_pushnil(L), lua_pushstring(L, ep.path);
+    else lua_pushstring(L, ep.host), push_i64(L, ep.port), lua_pushnil(L);
+    if (ep.password) lua_pushstring(L, ep.password);
+    else lua_pushnil(L);
+    return 5;
+}
+
+/* op:handshake(node) -> op (AUTH / SELECT for a fresh connection to node's target; DONE
+ * without I/O when none is needed) | nil, err, detail. It borrows what op borrows. */
+static int l_op_handshake(lua_State *L) {
+    rpl_op *o = to_op(L, 1, 1), *h;
+    rp_endpoint ep;
+    rp_error err;
+    rp_op *hs;
+    if (!o->client || rp_op_target(o->op, check_node(L, 2), &ep) != RP_OK)
+        return fail(L, RP_EINVAL, "no such target");
+    if (rp_endpoint_handshake_op(&hs, o->client, &ep, &err) != RP_OK)
+        return fail(L, err.code, err.message);
+    h = (rpl_op *)lua_newuserdata(L, sizeof *h);
+    *h = *o;
+    h->op = hs;
+    h->d = rp_desc_find("client.handshake", 16);
+    h->values = 0;
+    h->anchor = h->fns = LUA_NOREF;
+    luaL_setmetatable(L, RPL_OP_MT);
+    if (o->anchor != LUA_NOREF) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, o->anchor);
+        borrow_all(L, lua_gettop(L), 1);
+        h->anchor = luaL_ref(L, LUA_REGISTRYINDEX);
     }
     return 1;
 }
 
-/* Lua counts nodes from 1 (node 0 becomes SIZE_MAX: the core refuses nodes out of range). */
-#define check_node(L, idx) ((size_t)luaL_checkinteger(L, idx) - 1)
+/* op:pending(node), op:listening(node), op:round_over(), op:long_lived() -> bool;
+ * op:timeout_ms() -> ms (0: the driver's own): op.h says what each means */
+#define RPL_QUERY(fn, push, expr) \
+    static int fn(lua_State *L) { push(L, expr); return 1; }
+RPL_QUERY(l_op_pending, lua_pushboolean, rp_op_pending(check_op(L, 1), check_node(L, 2)))
+RPL_QUERY(l_op_listening, lua_pushboolean, rp_op_listening(check_op(L, 1), check_node(L, 2)))
+RPL_QUERY(l_op_round_over, lua_pushboolean, rp_op_round_over(check_op(L, 1)))
+RPL_QUERY(l_op_long_lived, lua_pushboolean, rp_op_long_lived(check_op(L, 1)))
+RPL_QUERY(l_op_timeout_ms, push_i64, (int64_t)rp_op_timeout_ms(check_op(L, 1)))
+RPL_QUERY(l_op_nodes, push_i64, (int64_t)rp_op_nodes(check_op(L, 1)))
+
+/* op:resume(value) after the callback returned (value: its result when a string, else
+ * nil), op:resume(nil, message) after it raised -> true | nil, err, detail */
+static int l_op_resume(lua_State *L) {
+    rp_op *op = check_op(L, 1);
+    rp_value v;
+    int rc;
+    memset(&v, 0, sizeof v);
+    if (!lua_isnoneornil(L, 3)) {
+        v.type = RP_TYPE_STATUS;
+        v.i = RP_ECALLBACK;
+        v.bytes = luaL_checklstring(L, 3, &v.len);
+    } else if (lua_type(L, 2) == LUA_TSTRING) {
+        v.type = RP_TYPE_BYTES;
+        v.bytes = lua_tolstring(L, 2, &v.len);
+    }
+    if ((rc = rp_op_resume(op, &v)) != RP_OK) return fail(L, rc, "the op has no callback running");
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* op:cancel(): the op cleans up (a lock.using releases) and ends in ERROR "cancelled" */
+static int l_op_cancel(lua_State *L) {
+    rp_op_cancel(check_op(L, 1));
+    return 0;
+}
 
 /* op:feed(node, bytes) -> true (all replies in) | false (more needed) | nil, err, detail */
 static int l_op_feed(lua_State *L) {
@@ -552,7 +740,12 @@ static int l_op_finish(lua_State *L) {
  * handles were made from; frees the op */
 static int l_op_run(lua_State *L) {
     rpl_op *o = to_op(L, 1, 1);
-    int n = run_now(L, o->op, o->d, o->client, o->values);
+    int n, fns = 0;
+    if (o->fns != LUA_NOREF) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, o->fns);
+        fns = lua_gettop(L);
+    }
+    n = run_now(L, o->op, o->d, o->client, o->values, fns);
     o->op = NULL; /* run_now freed it */
     op_release(L, o);
     return n;
@@ -561,6 +754,22 @@ static int l_op_run(lua_State *L) {
 static int l_op_free(lua_State *L) {
     op_release(L, to_op(L, 1, 0));
     return 0;
+}
+
+/* core.pump(client, op, ms) -> message | nil, err, detail: steps a long-lived op over
+ * client's connections (give each one a client of its own) until it EMITs, or ms pass
+ * (nil, "timeout": the op lives on; math.huge: no limit), or it fails. */
+static int l_pump(lua_State *L) {
+    rpl_handle *hd = check_handle(L, 1, RP_KIND_CLIENT);
+    rpl_op *o = to_op(L, 2, 1);
+    lua_Number ms = luaL_checknumber(L, 3);
+    rp_error err;
+    int rc;
+    if (!hd->h || hd->closed) return rpl_raise(L, "redpat: the client is closed");
+    rc = rp_client_pump((rp_client *)hd->h, o->op,
+                        ms >= (lua_Number)INT64_MAX ? UINT64_MAX : ms > 0 ? (uint64_t)ms : 0,
+                        NULL, &err);
+    return rc == RP_OK ? push_message(L, o->op, o->d) : fail(L, rc, err.message);
 }
 
 /* core.monotonic_ms() -> the core's monotonic clock (for tests and benchmarks) */
@@ -599,6 +808,15 @@ static void push_desc(lua_State *L, const rp_op_desc *d) {
         lua_rawseti(L, -2, (int)i + 1);
     }
     lua_setfield(L, -2, "fields");
+    set_bool(L, "long_lived", d->long_lived);
+    lua_createtable(L, (int)d->nmessage_fields, 0); /* an EMITting op's message fields */
+    for (i = 0; i < d->nmessage_fields; i++) {
+        lua_createtable(L, 0, 2);
+        set_str(L, "name", d->message_fields[i].name);
+        set_str(L, "type", rp_type_name(d->message_fields[i].type));
+        lua_rawseti(L, -2, (int)i + 1);
+    }
+    lua_setfield(L, -2, "message_fields");
 }
 
 /* ---- registration */
@@ -624,10 +842,14 @@ RPL_EXPORT int luaopen_redpat_core(lua_State *L) {
         { "close", l_handle_close }, { "_closed", l_handle_closed }, { NULL, NULL } };
     static const luaL_Reg op_methods[] = {
         { "step", l_op_step }, { "feed", l_op_feed }, { "fail_node", l_op_fail_node },
-        { "finish", l_op_finish }, { "_run", l_op_run }, { "free", l_op_free }, { NULL, NULL } };
+        { "finish", l_op_finish }, { "_run", l_op_run }, { "free", l_op_free },
+        { "request", l_op_request }, { "nodes", l_op_nodes }, { "target", l_op_target },
+        { "handshake", l_op_handshake }, { "pending", l_op_pending },
+        { "listening", l_op_listening }, { "round_over", l_op_round_over },
+        { "long_lived", l_op_long_lived }, { "timeout_ms", l_op_timeout_ms },
+        { "resume", l_op_resume }, { "cancel", l_op_cancel }, { NULL, NULL } };
     static const luaL_Reg funcs[] = {
-        { "call", l_call }, { "begin", l_begin }, { "endpoint", l_endpoint },
-        { "monotonic_ms", l_monotonic_ms }, { NULL, NULL } };
+        { "call", l_call }, { "begin", l_begin }, { "pump", l_pump }, { "monotonic_ms", l_monotonic_ms }, { NULL, NULL } };
     size_t i, n = rp_desc_count();
     int ups, mts, k;
 
@@ -669,6 +891,8 @@ RPL_EXPORT int luaopen_redpat_core(lua_State *L) {
     set_int(L, "SLEEP", RP_STEP_SLEEP);
     set_int(L, "DONE", RP_STEP_DONE);
     set_int(L, "ERROR", RP_STEP_ERROR);
+    set_int(L, "CALL", RP_STEP_CALL);
+    set_int(L, "EMIT", RP_STEP_EMIT);
     lua_pushlightuserdata(L, NULL);
     lua_setfield(L, -2, "null");
     set_str(L, "version", RP_VERSION);

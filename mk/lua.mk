@@ -1,5 +1,6 @@
-# Lua frontend (issues 4, 8): the redpat rock for Lua 5.4 and LuaJIT in local trees, its tests
-# (matrix runners, Lua-specific tests, OpenResty tests in a private nginx) and benchmarks.
+# Lua frontend (issues 4, 8, 9): the redpat rock for Lua 5.4 and LuaJIT in local trees, its
+# tests (matrix runners, Lua-specific tests, the driver contract's tests over five servers,
+# OpenResty tests in a private nginx) and benchmarks.
 # Included by the top-level Makefile, which defines ROOT, BUILD, LOGS, HARNESS, bootstrap.
 LUA_TREES := $(ROOT)/.luarocks
 LUA_TREE_54 := $(LUA_TREES)/5.4
@@ -11,8 +12,15 @@ LUAJIT_INCDIR := /usr/include/luajit-2.1
 # The matrix directories the Lua runners read (several separated by ':'), e.g.
 #   make test-lua LUA_MATRIX_DIRS=$PWD/tests/matrix:/other/cases
 LUA_MATRIX_DIRS ?= $(ROOT)/tests/matrix
-# The Lua glue's share of issue 8's budget (bindings/*.i + lua/*.c <= 1500 lines).
-LUA_GLUE_MAX_LINES := 680
+# The Lua glue's budget: issue 8 gave it 680 lines (of bindings/*.i + lua/*.c <= 1500);
+# issue 9's driver contract v2 added ~220 generic ones (and removed core.endpoint): the call
+# hook that runs a Lua function for the blocking driver, pump and message records for
+# long-lived ops, and the op methods the cosocket driver needs (targets, per-target
+# handshakes, per-node requests, pending / round_over / timeouts / listening, resume,
+# cancel). Still no pattern code: the check below keeps it that way.
+LUA_GLUE_MAX_LINES := 900
+# The matrix's multi-server cases, the Redlock and the parallel-round tests need five.
+LUA_HARNESS := python3 $(ROOT)/tests/harness/harness.py run --servers 5 --
 
 # Environments that make `require "redpat"` load the rock from each local tree.
 LUA_ENV_54 := LUA_PATH_5_4="$(LUA_TREE_54)/share/lua/5.4/?.lua;$(LUA_TREE_54)/share/lua/5.4/?/init.lua;;" \
@@ -31,7 +39,7 @@ lua-rock: lua-rock-5.4 lua-rock-luajit
 # tree stays clean; the generated scripts file goes where the rockspec names it.
 # $(1): tree name, $(2): luarocks options
 define lua_rock_build
-	@! grep -nE 'rp_(lock|ratelimit|fence)_[a-z_]+ *\(' $(ROOT)/lua/*.c || \
+	@! grep -nE 'rp_(lock|redlock|ratelimit|fence|pubsub|subscription)_[a-z_]+ *\(' $(ROOT)/lua/*.c || \
 	  { echo "lua.mk: the Lua glue calls pattern functions; it must go through the descriptors" >&2; exit 1; }
 	@n=$$(cat $(ROOT)/lua/*.c | wc -l); [ $$n -le $(LUA_GLUE_MAX_LINES) ] || \
 	  { echo "lua.mk: lua/*.c is $$n lines, over its budget of $(LUA_GLUE_MAX_LINES)" >&2; exit 1; }
@@ -57,13 +65,15 @@ lua-rock-luajit: bootstrap
 
 test-lua: lua-rock
 	@mkdir -p $(LOGS)
-	$(HARNESS) env $(LUA_ENV_54) REDPAT_MATRIX_DIR=$(LUA_MATRIX_DIRS) lua5.4 $(ROOT)/tests/lua/run_matrix.lua lua5.4 2>&1 | tee $(LOGS)/test-lua-matrix-lua5.4.log
-	$(HARNESS) env $(LUA_ENV_JIT) REDPAT_MATRIX_DIR=$(LUA_MATRIX_DIRS) luajit $(ROOT)/tests/lua/run_matrix.lua luajit 2>&1 | tee $(LOGS)/test-lua-matrix-luajit.log
+	$(LUA_HARNESS) env $(LUA_ENV_54) REDPAT_MATRIX_DIR=$(LUA_MATRIX_DIRS) lua5.4 $(ROOT)/tests/lua/run_matrix.lua lua5.4 2>&1 | tee $(LOGS)/test-lua-matrix-lua5.4.log
+	$(LUA_HARNESS) env $(LUA_ENV_JIT) REDPAT_MATRIX_DIR=$(LUA_MATRIX_DIRS) luajit $(ROOT)/tests/lua/run_matrix.lua luajit 2>&1 | tee $(LOGS)/test-lua-matrix-luajit.log
 	$(HARNESS) env $(LUA_ENV_54) lua5.4 $(ROOT)/tests/lua/test_lua.lua lua5.4 2>&1 | tee $(LOGS)/test-lua-specific-lua5.4.log
 	$(HARNESS) env $(LUA_ENV_JIT) luajit $(ROOT)/tests/lua/test_lua.lua luajit 2>&1 | tee $(LOGS)/test-lua-specific-luajit.log
+	$(LUA_HARNESS) env $(LUA_ENV_54) lua5.4 $(ROOT)/tests/lua/test_contract.lua lua5.4 2>&1 | tee $(LOGS)/test-lua-contract-lua5.4.log
+	$(LUA_HARNESS) env $(LUA_ENV_JIT) luajit $(ROOT)/tests/lua/test_contract.lua luajit 2>&1 | tee $(LOGS)/test-lua-contract-luajit.log
 	$(HARNESS) env $(LUA_ENV_54) lua5.4 $(ROOT)/examples/lua/lock.lua 2>&1 | tee $(LOGS)/test-lua-example.log
 	$(HARNESS) env $(LUA_ENV_JIT) luajit $(ROOT)/examples/lua/ratelimit.lua 2>&1 | tee $(LOGS)/test-lua-example-ratelimit.log
-	$(HARNESS) env REDPAT_MATRIX_DIR=$(LUA_MATRIX_DIRS) python3 $(ROOT)/tests/openresty/run_tests.py --tree $(LUA_TREE_JIT) 2>&1 | tee $(LOGS)/test-lua-openresty.log
+	$(LUA_HARNESS) env REDPAT_MATRIX_DIR=$(LUA_MATRIX_DIRS) python3 $(ROOT)/tests/openresty/run_tests.py --tree $(LUA_TREE_JIT) 2>&1 | tee $(LOGS)/test-lua-openresty.log
 
 # Starts its own pinned redis-servers and nginx (see bench/lua_bench.py); needs the C
 # bench binary from `build`.

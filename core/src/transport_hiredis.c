@@ -782,14 +782,44 @@ static int round_all(rp_transport *base, rp_op *op, uint64_t listen_wait_ms, rp_
     return RP_OK;
 }
 
+/* How long closing a subscriber's connection waits for the server to let go of it. */
+#define RP_SUBSCRIBER_QUIT_MS 100
+
+/* A subscriber's connection is closed by QUIT, waiting (briefly) for the server's EOF:
+ * Redis unsubscribes a client before it closes its socket, so once EOF is read a PUBLISH
+ * sent next can no longer count it (a bare close races that PUBLISH). */
+static void quit_subscriber(conn *c)
+{
+    static const char quit[] = "*1\r\n$4\r\nQUIT\r\n";
+    uint64_t deadline = rp_monotonic_ms() + RP_SUBSCRIBER_QUIT_MS;
+    char buf[4096];
+    if (!c->ctx || c->pid != getpid())
+        return;
+    if (send(c->ctx->fd, quit, sizeof quit - 1, MSG_NOSIGNAL | MSG_DONTWAIT) != (ssize_t)(sizeof quit - 1))
+        return;
+    for (;;) {
+        uint64_t now = rp_monotonic_ms();
+        struct pollfd p = { c->ctx->fd, POLLIN, 0 };
+        ssize_t n;
+        if (now >= deadline || poll(&p, 1, (int)(deadline - now)) <= 0)
+            return;
+        n = recv(c->ctx->fd, buf, sizeof buf, MSG_DONTWAIT);
+        if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK))
+            return; /* EOF (or the connection is gone anyway) */
+    }
+}
+
 static void drop_all(hiredis_transport *t)
 {
     size_t i;
     /* a reserved slot stays reserved with no connection: the long-lived op's next round
      * is told its connection is gone (it re-subscribes) instead of silently getting a
      * fresh one */
-    for (i = 0; i < t->nslots; i++)
+    for (i = 0; i < t->nslots; i++) {
+        if (t->slots[i].reserved)
+            quit_subscriber(&t->slots[i].idle);
         conn_close(&t->slots[i].idle);
+    }
 }
 
 static void destroy(rp_transport *base)

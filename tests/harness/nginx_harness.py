@@ -15,8 +15,9 @@ init() (run by init_by_lua). CLI, like harness.py:
     python3 tests/harness/nginx_harness.py run --tree T --lua-dir D ... --app app -- CMD...
 
 starts nginx, exports REDPAT_NGINX_URL (http://127.0.0.1:PORT), runs CMD, stops nginx and
-exits with CMD's status. Environment variables named in --env (default REDPAT_TEST_URL,
-REDPAT_MATRIX_DIR, REDPAT_SCRIPTS_DIR) are passed through to the workers.
+exits with CMD's status. Environment variables named in --env (default DEFAULT_ENV: the test
+servers' REDPAT_TEST_URL, REDPAT_TEST_URLS, REDPAT_TEST_PIDS, and REDPAT_MATRIX_DIR,
+REDPAT_SCRIPTS_DIR) are passed through to the workers.
 """
 from __future__ import annotations
 
@@ -34,6 +35,10 @@ from typing import List, Optional, Sequence
 
 NGINX = os.environ.get("REDPAT_NGINX", "nginx")
 MODULES_DIR = os.environ.get("REDPAT_NGINX_MODULES", "/usr/lib/nginx/modules")
+# The environment variables passed through to the workers by default: the test servers
+# (harness.py run --servers N exports the URLS and PIDS lists), the matrix and the scripts.
+DEFAULT_ENV = ("REDPAT_TEST_URL", "REDPAT_TEST_URLS", "REDPAT_TEST_PIDS", "REDPAT_MATRIX_DIR",
+               "REDPAT_SCRIPTS_DIR")
 
 
 def free_port() -> int:
@@ -44,7 +49,7 @@ def free_port() -> int:
 
 class NginxServer:
     def __init__(self, tree: str, lua_dirs: Sequence[str], app: str = "app",
-                 workers: int = 2, env: Sequence[str] = ("REDPAT_TEST_URL", "REDPAT_MATRIX_DIR", "REDPAT_SCRIPTS_DIR"),
+                 workers: int = 2, env: Sequence[str] = DEFAULT_ENV,
                  port: Optional[int] = None, worker_connections: int = 4096,
                  cpus: Optional[Sequence[int]] = None) -> None:
         self.tree = os.path.abspath(tree)
@@ -96,6 +101,7 @@ class NginxServer:
             "  lua_package_path \"%s\";" % lua_path,
             "  lua_package_cpath \"%s\";" % lua_cpath,
             "  lua_socket_log_errors off;",
+            "  lua_check_client_abort on;",  # redpat.cancel_on_abort (tests/openresty)
             "  init_by_lua_block {",
             "    local app = require \"%s\"" % self.app,
             "    if app.init then app.init() end",
@@ -182,7 +188,7 @@ def main(argv: List[str]) -> int:
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         parser.error("run needs a command after --")
-    env_names = args.env or ["REDPAT_TEST_URL", "REDPAT_MATRIX_DIR", "REDPAT_SCRIPTS_DIR"]
+    env_names = args.env or list(DEFAULT_ENV)
     with NginxServer(args.tree, args.lua_dir, app=args.app, workers=args.workers,
                      env=env_names) as srv:
         env = dict(os.environ, REDPAT_NGINX_URL=srv.url, REDPAT_NGINX_ERROR_LOG=srv.error_log)

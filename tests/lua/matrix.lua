@@ -149,6 +149,7 @@ local function matches(got, ftype, want, null)
 end
 
 -- A step's expectation against what redpat.perform returned (result or nil, err, detail).
+-- (A "calls" key is the runner's, checked before.)
 local function check_expect(d, expect, result, err, detail, null)
     if expect ~= nil and expect.error ~= nil then
         return check_error(d, expect, err, detail)
@@ -199,9 +200,107 @@ local function arg_value(a, v, null)
     return v
 end
 
+-- The keys each step form may have (an op step also its handle argument's name).
+local STEP_KEYS = {
+    op = { op = true, as = true, args = true, call = true, expect = true, elapsed_max = true },
+    redis = { redis = true, server = true, expect = true },
+    sleep = { sleep = true },
+    stop = { stop = true },
+    cont = { cont = true },
+    messages = { messages = true, count = true, timeout = true, expect = true },
+    close = { close = true },
+}
+local STEP_ORDER = { "op", "redis", "sleep", "stop", "cont", "messages", "close" }
+
+-- Which form step is, or nil and why not.
+local function step_kind(step)
+    local kind
+    for _, k in ipairs(STEP_ORDER) do
+        if step[k] ~= nil then
+            if kind then
+                return nil, "a step with both " .. kind .. " and " .. k
+            end
+            kind = k
+        end
+    end
+    if kind == nil then
+        return nil, "unknown step kind"
+    end
+    return kind
+end
+
+local function unknown_key(step, keys, extra)
+    for k in pairs(step) do
+        if not keys[k] and k ~= extra then
+            return "unknown step key " .. tostring(k)
+        end
+    end
+    return nil
+end
+
+local run_steps -- (ctx, steps, where) -> nil | why
+
+-- The raw-command client of server i (0-based): the case's own client for server 0 (its
+-- first endpoint), a client over that server alone for the others.
+local function server_client(ctx, i)
+    if type(i) ~= "number" or i < 0 or i >= ctx.nservers or i % 1 ~= 0 then
+        return nil, "server " .. tostring(i) .. " is not one of the case's " .. ctx.nservers
+    end
+    if i == 0 then
+        return ctx.client
+    end
+    local c = ctx.server_clients[i]
+    if c == nil then
+        local err, detail
+        c, err, detail = ctx.env.redpat.connect(ctx.env.urls[i + 1], ctx.opts)
+        if not c then
+            return nil, "connect to server " .. i .. ": " .. tostring(detail or err)
+        end
+        ctx.server_clients[i] = c
+    end
+    return c
+end
+
+-- A callback answering each CALL with call's nested steps, then its return or raise. Counts
+-- its runs in counter.n; a nested step's failure goes to counter.fail (and raises, so that
+-- the op cleans up).
+local function callback(ctx, call, counter)
+    return function()
+        counter.n = counter.n + 1
+        local fail = run_steps(ctx, call.steps or {}, "in the callback, ")
+        if fail then
+            counter.fail = counter.fail or fail
+            error("a step inside the callback failed: " .. fail, 0)
+        end
+        if call.raise ~= nil then
+            error(call.raise, 0)
+        end
+        if call["return"] ~= nil then
+            return bytes(call["return"])
+        end
+    end
+end
+
+local function check_call(call)
+    if type(call) ~= "table" then
+        return "call must be an object"
+    end
+    for k in pairs(call) do
+        if k ~= "steps" and k ~= "return" and k ~= "raise" then
+            return "unknown call key " .. tostring(k)
+        end
+    end
+    if call["return"] ~= nil and call.raise ~= nil then
+        return "a call with both return and raise"
+    end
+    return nil
+end
+
 --- One op step, for any op the core describes: handles by label, the other arguments by the
--- core's names, through redpat.perform (the public API every generated method uses).
-local function run_op(env, client, handles, step)
+-- core's names, through redpat.perform (redpat.open for long-lived ops), the public API
+-- every generated method uses.
+local function run_op(ctx, step)
+    local env, handles = ctx.env, ctx.handles
     local redpat, null = env.redpat, env.null
     local d = redpat.descriptors[step.op]
     if d == nil then
@@ -209,6 +308,10 @@ local function run_op(env, client, handles, step)
     end
     local self
     local sa = d.args[1] and d.args[1].self and d.args[1] or nil
+    local bad = unknown_key(step, STEP_KEYS.op, sa and sa.name)
+    if bad then
+        return bad
+    end
     if sa then
         local label = step[sa.name]
         if sa.type == "list" then
@@ -228,18 +331,74 @@ local function run_op(env, client, handles, step)
                 return "unknown handle label " .. tostring(label)
             end
         elseif sa.kind == "client" then
-            self = client
+            self = ctx.client
         else
             return "the step needs " .. sa.name .. " (a label)"
         end
     end
     local args = {}
     for name, v in pairs(step.args or {}) do
-        args[name] = arg_value(d.arg[name], v, null)
+        local a = d.arg[name]
+        if a == nil or a.self then
+            return d.name .. " has no argument " .. tostring(name)
+        elseif a.type == "callback" then
+            return "a callback (" .. name .. ") is answered by the step's call, not given in args"
+        end
+        args[name] = arg_value(a, v, null)
+    end
+    local expect = step.expect
+    local counter = { n = 0 }
+    if step.call ~= nil then
+        local why = check_call(step.call)
+        if why then
+            return why
+        end
+        for _, a in ipairs(d.args) do
+            if a.type == "callback" then
+                args[a.name] = callback(ctx, step.call, counter)
+            end
+        end
+    end
+    if expect ~= nil and expect.calls ~= nil then
+        if step.call == nil then
+            return "expect.calls without a call"
+        end
+        local rest = {}
+        for k, v in pairs(expect) do
+            if k ~= "calls" then
+                rest[k] = v
+            end
+        end
+        expect = rest
+    end
+    if d.long_lived then
+        if step.as == nil then
+            return "a long-lived op needs \"as\""
+        elseif step.call ~= nil or step.elapsed_max ~= nil then
+            return "a long-lived op takes no call and no elapsed_max"
+        elseif expect ~= nil and next(expect) ~= nil and expect.error == nil then
+            return "a long-lived op may only expect an error (of beginning it)"
+        end
+        local ok, stream, err, detail = pcall(redpat.open, step.op, self, args)
+        if not ok then
+            stream, err, detail = nil, "invalid_argument", { name = "invalid_argument", message = stream }
+        end
+        if stream then
+            if ctx.streams[step.as] then
+                ctx.streams[step.as]:close()
+            end
+            ctx.streams[step.as] = { stream = stream, d = d }
+        end
+        if expect ~= nil and expect.error ~= nil then
+            return check_error(d, expect, err, detail)
+        end
+        return stream == nil and ("failed: " .. tostring(detail or err)) or nil
     end
     -- wrong Lua types and unknown names raise a string: that is how this frontend fails
     -- them (as invalid arguments), so it is the step's error
+    local t0 = env.now_ms()
     local ok, result, err, detail = pcall(redpat.perform, step.op, self, args)
+    local elapsed = env.now_ms() - t0
     if not ok then
         if type(result) ~= "string" then
             return "raised: " .. tostring(result)
@@ -249,11 +408,28 @@ local function run_op(env, client, handles, step)
     if d.makes and result ~= nil and step.as ~= nil then
         handles[step.as] = result
     end
-    return check_expect(d, step.expect, result, err, detail, null)
+    if counter.fail then
+        return counter.fail
+    end
+    if step.elapsed_max ~= nil and elapsed > step.elapsed_max then
+        return ("took %d ms, more than elapsed_max %d ms"):format(elapsed, step.elapsed_max)
+    end
+    if step.expect ~= nil and step.expect.calls ~= nil and counter.n ~= step.expect.calls then
+        return ("the callback ran %d times, expected %d"):format(counter.n, step.expect.calls)
+    end
+    return check_expect(d, expect, result, err, detail, null)
 end
 
-local function run_redis(env, client, handles, step)
-    local null = env.null
+local function run_redis(ctx, step)
+    local null, handles = ctx.env.null, ctx.handles
+    local bad = unknown_key(step, STEP_KEYS.redis)
+    if bad then
+        return bad
+    end
+    local client, cwhy = server_client(ctx, step.server or 0)
+    if not client then
+        return cwhy
+    end
     local argv = {}
     for i, a in ipairs(step.redis) do
         argv[i] = bytes(a)
@@ -294,7 +470,7 @@ local function run_redis(env, client, handles, step)
         if lock == nil then
             return "unknown lock label " .. tostring(expect.reply_token_of)
         end
-        local info = env.redpat.perform("lock.info", lock)
+        local info = ctx.env.redpat.perform("lock.info", lock)
         local token = info and info.token
         if type(value) ~= "string" or value ~= token then
             return cmd .. ": reply " .. show(value) .. " is not the token of " .. expect.reply_token_of
@@ -306,47 +482,217 @@ local function run_redis(env, client, handles, step)
     return nil
 end
 
+-- SIGSTOP / SIGCONT the servers listed (0-based indexes).
+local function signal(ctx, step, kind)
+    local bad = unknown_key(step, STEP_KEYS[kind])
+    if bad then
+        return bad
+    end
+    local list = step[kind]
+    if type(list) ~= "table" then
+        return kind .. " takes a list of server indexes"
+    end
+    for _, i in ipairs(list) do
+        if type(i) ~= "number" or i < 0 or i >= ctx.nservers or i % 1 ~= 0 then
+            return "server " .. tostring(i) .. " is not one of the case's " .. ctx.nservers
+        end
+        local pid = ctx.env.pids[i + 1]
+        if pid == nil then
+            return "no pid for server " .. i .. " (REDPAT_TEST_PIDS)"
+        end
+        ctx.env.signal(pid, kind == "stop" and "STOP" or "CONT")
+    end
+    return nil
+end
+
+-- Does message msg (a table by the op's message fields) match want?
+local function message_fails(d, msg, want, null)
+    for field, v in pairs(want) do
+        local f
+        for _, mf in ipairs(d.message_fields) do
+            if mf.name == field then
+                f = mf
+            end
+        end
+        if f == nil then
+            return d.name .. "'s messages have no field " .. tostring(field)
+        end
+        if not matches(msg[field], f.type, v, null) then
+            return ("field %s = %s, expected %s"):format(field, show(msg[field]), show(v))
+        end
+    end
+    return nil
+end
+
+local function show_message(d, msg)
+    local parts = {}
+    for _, f in ipairs(d.message_fields) do
+        if msg[f.name] ~= nil then
+            parts[#parts + 1] = f.name .. "=" .. show(msg[f.name])
+        end
+    end
+    return "{" .. table.concat(parts, ", ") .. "}"
+end
+
+local function run_messages(ctx, step)
+    local env = ctx.env
+    local bad = unknown_key(step, STEP_KEYS.messages)
+    if bad then
+        return bad
+    end
+    local l = ctx.streams[step.messages]
+    if l == nil then
+        return "no long-lived op labelled " .. tostring(step.messages)
+    end
+    local count, timeout = step.count, step.timeout
+    if type(count) ~= "number" or type(timeout) ~= "number" then
+        return "messages needs count and timeout"
+    end
+    local expect = step.expect
+    if expect ~= nil and #expect ~= count then
+        return ("expect lists %d messages, count is %d"):format(#expect, count)
+    end
+    local deadline = env.now_ms() + timeout
+    if count == 0 then
+        local msg, err, detail = l.stream:next(timeout)
+        if msg ~= nil then
+            return "expected no message within " .. timeout .. " ms, got " .. show_message(l.d, msg)
+        elseif err ~= "timeout" then
+            return "the op failed: " .. tostring(detail or err)
+        end
+        return nil
+    end
+    for i = 1, count do
+        local left = deadline - env.now_ms()
+        local msg, err, detail = l.stream:next(left > 0 and left or 0)
+        if msg == nil then
+            if err == "timeout" then
+                return ("%d of %d messages within %d ms"):format(i - 1, count, timeout)
+            end
+            return "the op failed: " .. tostring(detail or err)
+        end
+        local why = expect and message_fails(l.d, msg, expect[i], env.null)
+        if why then
+            return ("message %d %s: %s"):format(i, show_message(l.d, msg), why)
+        end
+    end
+    return nil
+end
+
+local function run_close(ctx, step)
+    local bad = unknown_key(step, STEP_KEYS.close)
+    if bad then
+        return bad
+    end
+    local l = ctx.streams[step.close]
+    if l == nil then
+        return "no long-lived op labelled " .. tostring(step.close)
+    end
+    l.stream:close()
+    ctx.streams[step.close] = nil
+    return nil
+end
+
+function run_steps(ctx, steps, where)
+    for i, step in ipairs(steps) do
+        local kind, fail = step_kind(step)
+        if kind == "op" then
+            fail = run_op(ctx, step)
+        elseif kind == "redis" then
+            fail = run_redis(ctx, step)
+        elseif kind == "sleep" then
+            fail = unknown_key(step, STEP_KEYS.sleep)
+            if not fail then
+                ctx.env.sleep_ms(step.sleep)
+            end
+        elseif kind == "stop" or kind == "cont" then
+            fail = signal(ctx, step, kind)
+        elseif kind == "messages" then
+            fail = run_messages(ctx, step)
+        elseif kind == "close" then
+            fail = run_close(ctx, step)
+        end
+        if fail then
+            return ("%sstep %d (%s): %s"):format(where, i, tostring(step.op or kind or "?"), fail)
+        end
+    end
+    return nil
+end
+
 --- A blocking sleep for plain Lua (never inside nginx: use ngx.sleep there).
 function M.sleep_ms(ms)
     os.execute(("sleep %.3f"):format(ms / 1000))
 end
 
---- Runs one case. env: redpat (the module), url, sleep_ms(ms), connect_opts (table or nil).
--- Returns true, or false and why.
+--- Sends a signal ("STOP", "CONT") to a process, for plain Lua.
+function M.signal(pid, sig)
+    os.execute(("kill -%s %d"):format(sig, pid))
+end
+
+--- The test servers from the harness's environment: urls, pids (lists, same order).
+function M.servers(getenv)
+    local urls, pids = {}, {}
+    for u in (getenv("REDPAT_TEST_URLS") or getenv("REDPAT_TEST_URL") or ""):gmatch("[^,]+") do
+        urls[#urls + 1] = u
+    end
+    for p in (getenv("REDPAT_TEST_PIDS") or ""):gmatch("[^,]+") do
+        pids[#pids + 1] = tonumber(p)
+    end
+    return urls, pids
+end
+
+local CASE_KEYS = { name = true, steps = true, servers = true, namespace = true, file = true }
+
+--- Runs one case. env: redpat (the module), urls and pids (the test servers), sleep_ms(ms),
+-- signal(pid, sig), now_ms(), connect_opts (table or nil). Returns true, or false and why.
 function M.run_case(case, env)
+    for k in pairs(case) do
+        if not CASE_KEYS[k] then
+            return false, "unknown case key " .. tostring(k)
+        end
+    end
+    local n = case.servers or 1
+    if type(n) ~= "number" or n < 1 or n % 1 ~= 0 then
+        return false, "servers must be an integer >= 1"
+    end
+    if n > #env.urls then
+        return false, ("the case needs %d servers, the harness started %d"):format(n, #env.urls)
+    end
     local opts = {}
     for k, v in pairs(env.connect_opts or {}) do
         opts[k] = v
     end
     opts.namespace = case.namespace
-    local client, _, cdetail = env.redpat.connect(env.url, opts)
+    env.null = env.redpat.null
+    env.now_ms = env.now_ms or env.redpat.core.monotonic_ms
+    local client, _, cdetail = env.redpat.connect(table.concat(env.urls, ",", 1, n), opts)
     if not client then
         return false, "connect: " .. tostring(cdetail)
     end
-    local handles = {}
-    env.null = env.redpat.null
+    local ctx = { env = env, client = client, nservers = n, opts = opts, handles = {},
+                  streams = {}, server_clients = {} }
     local ok, why = pcall(function()
-        local flushed, _, fdetail = client:command("FLUSHALL")
-        if not flushed then
-            return "FLUSHALL failed: " .. tostring(fdetail)
-        end
-        for i, step in ipairs(case.steps) do
-            local fail
-            if step.op ~= nil then
-                fail = run_op(env, client, handles, step)
-            elseif step.redis ~= nil then
-                fail = run_redis(env, client, handles, step)
-            elseif step.sleep ~= nil then
-                env.sleep_ms(step.sleep)
-            else
-                fail = "unknown step kind"
+        for i = 0, n - 1 do
+            local c, cwhy = server_client(ctx, i)
+            if not c then
+                return cwhy
             end
-            if fail then
-                return ("step %d (%s): %s"):format(i, tostring(step.op or (step.redis and "redis") or "?"), fail)
+            local flushed, _, fdetail = c:command("FLUSHALL")
+            if not flushed then
+                return ("FLUSHALL on server %d failed: %s"):format(i, tostring(fdetail))
             end
         end
-        return nil
+        return run_steps(ctx, case.steps, "")
     end)
+    for _, l in pairs(ctx.streams) do
+        l.stream:close()
+    end
+    for _, pid in ipairs(env.pids) do -- a step may have stopped one
+        env.signal(pid, "CONT")
+    end
+    for _, c in pairs(ctx.server_clients) do
+        c:close()
+    end
     client:close()
     if not ok then
         return false, "raised: " .. tostring(why)

@@ -1,8 +1,9 @@
 -- Runs every case of the shared test matrix through the redpat Lua API (blocking driver).
--- Usage (beside a private redis-server, see tests/harness/harness.py):
+-- Usage (beside private redis-servers, see tests/harness/harness.py run --servers 5):
 --   lua5.4 tests/lua/run_matrix.lua [frontend]     -> matrix[lua5.4]: N passed, F failed, S skipped
 --   luajit tests/lua/run_matrix.lua [frontend]     -> matrix[luajit]: ...
--- Env: REDPAT_TEST_URL (required), REDPAT_MATRIX_DIR (default tests/matrix; several
+-- Env: REDPAT_TEST_URLS and REDPAT_TEST_PIDS (the servers; REDPAT_TEST_URL alone runs the
+-- cases of one server), REDPAT_MATRIX_DIR (default tests/matrix; several
 -- directories separated by ':' run together, e.g. tests/matrix:/other/cases).
 local here = (arg and arg[0] or ""):match("^(.*)/[^/]*$") or "."
 package.path = here .. "/?.lua;" .. package.path
@@ -12,11 +13,13 @@ local redpat = require "redpat"
 local matrix = require "matrix"
 
 local frontend = arg[1] or (jit and "luajit" or "lua5.4")
-local url = assert(os.getenv("REDPAT_TEST_URL"), "REDPAT_TEST_URL is not set")
+local urls, pids = matrix.servers(os.getenv)
+assert(#urls > 0, "REDPAT_TEST_URLS (or REDPAT_TEST_URL) is not set")
 local dir = os.getenv("REDPAT_MATRIX_DIR") or (here .. "/../matrix")
 
 local cases = matrix.load(dir, cjson)
-local env = { redpat = redpat, url = url, sleep_ms = matrix.sleep_ms }
+local env = { redpat = redpat, urls = urls, pids = pids, sleep_ms = matrix.sleep_ms,
+              signal = matrix.signal }
 local passed, failed = 0, 0
 for _, case in ipairs(cases) do
     local ok, why = matrix.run_case(case, env)

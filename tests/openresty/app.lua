@@ -12,6 +12,15 @@
 --                                rate limit headers (429 with Retry-After when refused)
 --   /ratelimit/errors            limiters over cosockets: Redis down under each on_error
 --                                policy, bad input, binary subjects, batch and multi
+--   /contract/parallel?urls=     a Redlock over servers that answer 0.1 s after being asked
+--                                (tests/lua/sleepy_proxy.py): timings of acquire, release
+--   /contract/stopped            Redlock with 2 of 5 servers SIGSTOPped, then 3 of 5
+--   /contract/using              lock:using while fn (ngx.sleep) outlives the TTL, beside a
+--                                ticker; Redlock:using; failures
+--   /contract/auto_renew         lock:auto_renew from an ngx.timer; on_lost when the key goes
+--   /contract/abort?name=        lock:using under redpat.cancel_on_abort (the test aborts)
+--   /contract/pubsub             a subscriber in an ngx.timer: messages, patterns, binary,
+--                                reconnect after CLIENT KILL TYPE pubsub
 --   /bench/redpat?n=             lock cycle (try-acquire + release) through redpat
 --   /bench/floor?n=              the same Redis commands by plain cosocket code
 --   /bench/floor1?n=             the same, one pooled connection per cycle
@@ -97,18 +106,32 @@ routes["/matrix/list"] = function()
     return reply(200, { cases = names })
 end
 
+-- kill(2) through LuaJIT's FFI: SIGSTOP / SIGCONT a test server without a shell
+local ffi = require "ffi"
+ffi.cdef [[ int kill(int pid, int sig); ]]
+local SIGNALS = { STOP = 19, CONT = 18 } -- Linux
+
+local function matrix_env()
+    local urls, pids = matrix.servers(os.getenv)
+    return {
+        redpat = redpat,
+        urls = urls,
+        pids = pids,
+        sleep_ms = function(ms)
+            ngx.sleep(ms / 1000)
+        end,
+        signal = function(pid, sig)
+            ffi.C.kill(pid, SIGNALS[sig])
+        end,
+    }
+end
+
 routes["/matrix/case"] = function(args)
     local case = by_name[args.name or ""]
     if not case then
         return reply(404, { ok = false, why = "no such case: " .. tostring(args.name) })
     end
-    local ok, why = matrix.run_case(case, {
-        redpat = redpat,
-        url = test_url(),
-        sleep_ms = function(ms)
-            ngx.sleep(ms / 1000)
-        end,
-    })
+    local ok, why = matrix.run_case(case, matrix_env())
     return reply(200, { ok = ok, why = why })
 end
 
@@ -262,6 +285,248 @@ routes["/errors"] = function()
     -- the generic op API over cosockets: any described op by name
     local r = redpat.perform("fence.check", c, { resource = "er-generic", token = 3 })
     out.perform = { accepted = r and r.accepted, highest = r and r.highest }
+    return reply(200, out)
+end
+
+-- ---- driver contract v2: parallel rounds, Redlock, lock:using, auto-renew, pub/sub
+
+local function now_ms()
+    return redpat.core.monotonic_ms()
+end
+
+local function servers()
+    local urls, pids = matrix.servers(os.getenv)
+    assert(#urls >= 5 and #pids >= 5, "the tests need harness.py run --servers 5")
+    return urls, pids
+end
+
+local function signal_all(pids, list, sig)
+    for _, i in ipairs(list) do
+        ffi.C.kill(pids[i], SIGNALS[sig])
+    end
+end
+
+local function admin(url, ns)
+    return assert(redpat.connect(url, { namespace = ns or "ct" }))
+end
+
+routes["/contract/parallel"] = function(args)
+    local c = assert(redpat.connect(assert(args.urls, "urls"), { namespace = "ct" }))
+    local lock = assert(c:redlock("par-" .. ngx.worker.pid(), { ttl = 10000, node_timeout = 2000 }))
+    local t0 = now_ms()
+    local acquired, _, _, validity = lock:acquire()
+    local acquire_ms = now_ms() - t0
+    t0 = now_ms()
+    local released, _, rdetail = lock:release()
+    local release_ms = now_ms() - t0
+    return reply(200, { acquired = acquired, validity = validity, acquire_ms = acquire_ms,
+                        released = released, release_error = rdetail and tostring(rdetail),
+                        release_ms = release_ms })
+end
+
+routes["/contract/stopped"] = function()
+    local urls, pids = servers()
+    local c = assert(redpat.client{ url = { urls[1], urls[2], urls[3], urls[4], urls[5] },
+                                    namespace = "ct" })
+    local name = "stop-" .. ngx.worker.pid()
+    local out = {}
+    local lock = assert(c:redlock(name, { ttl = 5000, node_timeout = 1000 }))
+    signal_all(pids, { 4, 5 }, "STOP")
+    local ok, err = pcall(function()
+        local t0 = now_ms()
+        local acquired, _, _, validity = lock:acquire()
+        out.two = { acquired = acquired, ms = now_ms() - t0, validity = validity,
+                    nodes = lock:info().nodes }
+        out.two.on_first = admin(urls[1]):command("GET", "ct:lock:{" .. name .. "}") == lock:token()
+        lock:release()
+    end)
+    signal_all(pids, { 4, 5 }, "CONT")
+    assert(ok, err)
+    local lock3 = assert(c:redlock(name .. "-3", { ttl = 5000, node_timeout = 200 }))
+    signal_all(pids, { 3, 4, 5 }, "STOP")
+    ok, err = pcall(function()
+        local t0 = now_ms()
+        local acquired, e = lock3:acquire()
+        out.three = { acquired = acquired, err = e, ms = now_ms() - t0,
+                      left = admin(urls[1]):command("EXISTS", "ct:lock:{" .. name .. "-3}")
+                          + admin(urls[2]):command("EXISTS", "ct:lock:{" .. name .. "-3}") }
+    end)
+    signal_all(pids, { 3, 4, 5 }, "CONT")
+    assert(ok, err)
+    return reply(200, out)
+end
+
+routes["/contract/using"] = function()
+    local urls = servers()
+    local c = admin(urls[1])
+    local name = "using-" .. ngx.worker.pid()
+    local key = "ct:lock:{" .. name .. "}"
+    local out = {}
+    -- fn outlives the ttl three times over; a ticker in the same request keeps running
+    local ticks = 0
+    local ticker = ngx.thread.spawn(function()
+        for _ = 1, 100 do
+            ngx.sleep(0.01)
+            ticks = ticks + 1
+        end
+    end)
+    local lock = assert(c:lock(name, { ttl = 300 }))
+    local seen = {}
+    local t0 = now_ms()
+    local a, b = lock:using(function(x)
+        ngx.sleep(1)
+        seen.pttl = c:command("PTTL", key)
+        seen.token = c:command("GET", key)
+        seen.ticks = ticks
+        return x * 2, "b"
+    end, 21)
+    out.renewed = { a = a, b = b, pttl = seen.pttl, held = type(seen.token) == "string",
+                    exists_after = c:command("EXISTS", key), ms = now_ms() - t0,
+                    ticks = seen.ticks }
+    ngx.thread.wait(ticker)
+    -- a Redlock's using renews on the majority
+    local all = assert(redpat.client{ url = table.concat(urls, ",", 1, 5), namespace = "ct" })
+    local rl = assert(all:redlock(name .. "-r", { ttl = 300 }))
+    local pttls = {}
+    local r = rl:using(function()
+        ngx.sleep(0.8)
+        for i = 1, 5 do
+            pttls[i] = admin(urls[i]):command("PTTL", "ct:lock:{" .. name .. "-r}")
+        end
+        return "r"
+    end)
+    out.redlock = { r = r, pttls = pttls }
+    -- failures: busy, callback, lost
+    local holder = assert(c:lock(name .. "-b", { ttl = 5000 }))
+    assert(holder:acquire())
+    local ran = false
+    local _, berr = assert(c:lock(name .. "-b")):using(function()
+        ran = true
+    end)
+    holder:release()
+    local raised = { "a table" }
+    local _, cerr, cdetail = assert(c:lock(name .. "-c")):using(function()
+        ngx.sleep(0.01)
+        error(raised)
+    end)
+    local _, lerr, ldetail = assert(c:lock(name .. "-l", { ttl = 100 })):using({ renew = false },
+        function()
+            ngx.sleep(0.3)
+            return "late"
+        end)
+    out.failures = { busy = berr, ran = ran, callback = cerr, same_error = cdetail and cdetail.error == raised,
+                     released = c:command("EXISTS", "ct:lock:{" .. name .. "-c}"),
+                     lost = lerr, late = ldetail and ldetail.results and ldetail.results[1] }
+    return reply(200, out)
+end
+
+routes["/contract/auto_renew"] = function()
+    local urls = servers()
+    local c = admin(urls[1])
+    local name = "ar-" .. ngx.worker.pid()
+    local out = {}
+    local lock = assert(c:lock(name, { ttl = 300 }))
+    assert(lock:acquire())
+    assert(lock:auto_renew())
+    ngx.sleep(1)
+    out.renewed = { pttl = c:command("PTTL", "ct:lock:{" .. name .. "}"), renewals = lock:renewals() }
+    out.renewed.released = lock:release()
+    ngx.sleep(0.3)
+    out.renewed.renewals_after = lock:renewals()
+    -- a lost lock is reported in the timer
+    local lost_sema = require("ngx.semaphore").new(0)
+    local lost = {}
+    local l2 = assert(c:lock(name .. "-lost", { ttl = 300 }))
+    assert(l2:acquire())
+    assert(l2:auto_renew{ on_lost = function(l, err, detail)
+        lost.err, lost.message, lost.same = err, detail and detail.message, l == l2
+        lost_sema:post(1)
+    end })
+    c:command("DEL", "ct:lock:{" .. name .. "-lost}")
+    out.lost = { posted = lost_sema:wait(2) == true, err = lost.err, same = lost.same }
+    local rok, rerr = pcall(lock.auto_renew, lock, { max_hld = 1 })
+    out.bad_option = { raised = not rok, message = rerr }
+    return reply(200, out)
+end
+
+-- A lock:using whose fn would run 3 s; the client aborts the request meanwhile. With
+-- redpat.cancel_on_abort the op is cancelled: fn's thread is killed, the lock released at
+-- once. What lock:using returned goes to Redis (ct:abort:<name>): nobody reads the reply.
+routes["/contract/abort"] = function(args)
+    local name = assert(args.name, "name")
+    local c = admin(servers()[1])
+    assert(redpat.cancel_on_abort())
+    local lock = assert(c:lock(name, { ttl = 10000 }))
+    local t0 = now_ms()
+    local r, err = lock:using(function()
+        c:command("SET", "ct:abort:" .. name .. ":in", "1")
+        ngx.sleep(3)
+        return "finished"
+    end)
+    c:command("SET", "ct:abort:" .. name, tostring(r) .. "/" .. tostring(err) .. "/" .. (now_ms() - t0))
+    return reply(200, { r = r, err = err })
+end
+
+-- The subscriber of /contract/pubsub lives in an ngx.timer (a long listener's usual home):
+-- it reports each message through this worker-level state.
+local pubsub_runs = {}
+
+routes["/contract/pubsub"] = function()
+    local urls = servers()
+    local c = admin(urls[1])
+    local id = "ps-" .. ngx.worker.pid() .. "-" .. now_ms()
+    local run = { messages = {}, sema = require("ngx.semaphore").new(0) }
+    pubsub_runs[id] = run
+    local ok, terr = ngx.timer.at(0, function()
+        local tc = admin(urls[1])
+        local sub = assert(tc:subscribe{ channels = { id, id .. "\0b" }, patterns = { id .. ":*" } })
+        while not run.stop do
+            local m, err, detail = sub:next(200)
+            if m then
+                run.messages[#run.messages + 1] = m
+                run.sema:post(1)
+            elseif err ~= "timeout" then
+                run.error = tostring(detail)
+                run.sema:post(1)
+                break
+            end
+        end
+        sub:close()
+        run.closed = true
+        run.sema:post(1)
+    end)
+    assert(ok, terr)
+    local function await(n) -- until n messages came
+        local deadline = now_ms() + 5000
+        while #run.messages < n and not run.error and now_ms() < deadline do
+            run.sema:wait(0.5)
+        end
+        return #run.messages
+    end
+    local out = {}
+    out.confirmed = await(3)
+    out.receivers = { c:publish(id, "x\0y\r\n\255"), c:publish(id .. "\0b", "bin"),
+                      c:publish(id .. ":1", "pat") }
+    await(6)
+    out.killed = c:command("CLIENT", "KILL", "TYPE", "pubsub")
+    await(7)
+    out.after = c:publish(id, "after")
+    await(8)
+    run.stop = true
+    local deadline = now_ms() + 2000
+    while not run.closed and now_ms() < deadline do
+        run.sema:wait(0.2)
+    end
+    out.closed = run.closed
+    out.error = run.error
+    out.messages = {}
+    for i, m in ipairs(run.messages) do
+        out.messages[i] = { kind = m.kind, channel = m.channel and ngx.encode_base64(m.channel),
+                            pattern = m.pattern, data = m.data and ngx.encode_base64(m.data),
+                            count = m.count }
+    end
+    out.after_close = c:publish(id, "gone")
+    pubsub_runs[id] = nil
     return reply(200, out)
 end
 

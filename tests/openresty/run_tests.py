@@ -1,8 +1,9 @@
 """OpenResty tests: the shared matrix and the nginx-specific tests, each run inside a real
 nginx (Debian's lua module on luajit2) that this script starts, reached over HTTP.
 
-Run beside a private redis-server:
-    python3 tests/harness/harness.py run -- python3 tests/openresty/run_tests.py [--tree T]
+Run beside five private redis-servers (the matrix's multi-server cases and the Redlock
+tests use them):
+    python3 tests/harness/harness.py run --servers 5 -- python3 tests/openresty/run_tests.py [--tree T]
 
 Prints `matrix[openresty]: N passed, F failed, S skipped`, then
 `openresty-tests: N passed, F failed`; exits non-zero on any failure.
@@ -12,7 +13,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import base64
 import socket
+import subprocess
 import sys
 import time
 import urllib.parse
@@ -252,6 +255,103 @@ def test_example(tree: str) -> None:
     assert body["released"] is True and body["fence"] >= 1, body
 
 
+def test_parallel(base: str, port: int) -> None:
+    """A Redlock over five servers that each answer 0.1 s after being asked (a real DEBUG
+    SLEEP pipelined before each request by tests/lua/sleepy_proxy.py): one parallel round
+    costs about 0.1 s where asking the servers one by one would cost 0.5 s."""
+    urls = os.environ["REDPAT_TEST_URLS"].split(",")[:5]
+    proxy = subprocess.Popen([sys.executable, os.path.join(ROOT, "tests", "lua", "sleepy_proxy.py"),
+                              "--sleep", "0.1", "--lifetime", "60", ",".join(urls)],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        line = proxy.stdout.readline().split() if proxy.stdout else []
+        assert len(line) == 2, ("the proxy did not start", line)
+        status, body = get(base, "/contract/parallel", urls=line[0])
+    finally:
+        proxy.terminate()
+        proxy.wait()
+    assert status == 200 and body["acquired"] is True, body
+    assert 95 <= body["acquire_ms"] < 300, ("one round ~ 100 ms, the sum would be 500", body)
+    assert body["released"] is True and 95 <= body["release_ms"] < 300, body
+    assert 9000 <= body["validity"] <= 10000, body
+
+
+def test_stopped(base: str, port: int) -> None:
+    status, body = get(base, "/contract/stopped")
+    assert status == 200, body
+    two = body["two"]
+    assert two["acquired"] is True and two["nodes"] == 5 and two["on_first"] is True, body
+    assert two["ms"] < 200, ("2 of 5 stopped held the acquire up (node_timeout 1000)", body)
+    three = body["three"]
+    assert three["acquired"] is not True and three["ms"] < 700 and three["left"] == 0, body
+
+
+def test_using(base: str, port: int) -> None:
+    status, body = get(base, "/contract/using")
+    assert status == 200, body
+    r = body["renewed"]
+    assert r["a"] == 42 and r["b"] == "b" and r["held"] is True, r
+    assert 1 <= r["pttl"] <= 300 and r["exists_after"] == 0, r
+    assert r["ticks"] >= 50, ("the request's other light threads kept running", r)
+    assert body["redlock"]["r"] == "r" and all(1 <= t <= 300 for t in body["redlock"]["pttls"]), body
+    f = body["failures"]
+    assert f == {"busy": "busy", "ran": False, "callback": "callback", "same_error": True,
+                 "released": 0, "lost": "lost", "late": "late"}, f
+
+
+def test_auto_renew(base: str, port: int) -> None:
+    status, body = get(base, "/contract/auto_renew")
+    assert status == 200, body
+    r = body["renewed"]
+    assert 1 <= r["pttl"] <= 300 and r["renewals"] >= 2 and r["released"] is True, r
+    assert r["renewals_after"] == r["renewals"], ("release stopped the watchdog", r)
+    assert body["lost"] == {"posted": True, "err": "not_owned", "same": True}, body
+    assert body["bad_option"]["raised"] is True and "max_hld" in body["bad_option"]["message"], body
+
+
+def test_abort(base: str, port: int) -> None:
+    """The client aborts a request whose lock:using fn would run 3 s: under
+    redpat.cancel_on_abort the op is cancelled, fn's light thread killed and the lock
+    released at once, far before fn's end and the 10 s ttl."""
+    name = "abort-%d-%d" % (os.getpid(), time.monotonic_ns())
+    host, nport = base[len("http://"):].split(":")
+    with socket.create_connection((host, int(nport)), timeout=5) as s:
+        s.sendall(b"GET /contract/abort?name=%s HTTP/1.1\r\nHost: x\r\n\r\n" % name.encode())
+        deadline = time.monotonic() + 5
+        while redis_command(port, "EXISTS", "ct:abort:%s:in" % name) != 1:
+            assert time.monotonic() < deadline, "fn never started"
+            time.sleep(0.01)
+        assert redis_command(port, "EXISTS", "ct:lock:{%s}" % name) == 1, "the lock is held"
+    t_abort = time.monotonic()  # the socket is closed: the request is aborted
+    while redis_command(port, "EXISTS", "ct:lock:{%s}" % name) == 1:
+        assert time.monotonic() - t_abort < 1.5, "the lock outlived the aborted request"
+        time.sleep(0.01)
+    released_after = time.monotonic() - t_abort
+    deadline = time.monotonic() + 5
+    result = None
+    while result is None:
+        assert time.monotonic() < deadline, "lock:using never returned"
+        result = redis_command(port, "GET", "ct:abort:%s" % name)
+        time.sleep(0.01)
+    r, err, ms = result.split("/")
+    assert (r, err) == ("nil", "cancelled") and int(ms) < 2500, (result, released_after)
+
+
+def test_pubsub(base: str, port: int) -> None:
+    status, body = get(base, "/contract/pubsub")
+    assert status == 200 and body.get("error") is None and body["closed"] is True, body
+    assert body["confirmed"] >= 3 and body["receivers"] == [1, 1, 1], body
+    assert body["killed"] >= 1 and body["after"] == 1 and body["after_close"] == 0, body
+    msgs = body["messages"]
+    kinds = [m["kind"] for m in msgs]
+    assert sorted(kinds[:3]) == ["psubscribe", "subscribe", "subscribe"], kinds
+    assert kinds[3:] == ["message", "message", "pmessage", "reconnect", "message"], kinds
+    data = [base64.b64decode(m["data"]) if m.get("data") else None for m in msgs[3:]]
+    assert data == [b"x\0y\r\n\xff", b"bin", b"pat", None, b"after"], data
+    assert base64.b64decode(msgs[4]["channel"]).endswith(b"\0b"), msgs[4]
+    assert msgs[5]["pattern"].endswith(":*"), msgs[5]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tree", default=os.environ.get("REDPAT_LUAJIT_TREE",
@@ -271,6 +371,15 @@ def main() -> int:
         ("rate limit headers on allowed and refused responses", test_ratelimit_headers),
         ("rate limiters over cosockets: Redis down, bad input, binary, batch, multi",
          test_ratelimit_errors),
+        ("a 5-target round costs about its slowest target, not the sum", test_parallel),
+        ("Redlock: 2 of 5 stopped acquire at once; 3 of 5 stopped fail fast, no key left",
+         test_stopped),
+        ("lock:using renews while fn (an ngx.thread) outlives the TTL; failures", test_using),
+        ("lock:auto_renew from an ngx.timer; on_lost when the lock goes", test_auto_renew),
+        ("pub/sub in an ngx.timer: channels, patterns, binary, reconnect after CLIENT KILL",
+         test_pubsub),
+        ("an aborted request cancels its lock:using: fn killed, the lock released at once",
+         test_abort),
     ]
     with NginxServer(args.tree, [HERE, os.path.join(ROOT, "tests", "lua")], app="app",
                      workers=args.workers) as srv:
