@@ -73,6 +73,8 @@ test-lua: lua-rock
 	$(LUA_HARNESS) env $(LUA_ENV_JIT) luajit $(ROOT)/tests/lua/test_contract.lua luajit 2>&1 | tee $(LOGS)/test-lua-contract-luajit.log
 	$(HARNESS) env $(LUA_ENV_54) lua5.4 $(ROOT)/examples/lua/lock.lua 2>&1 | tee $(LOGS)/test-lua-example.log
 	$(HARNESS) env $(LUA_ENV_JIT) luajit $(ROOT)/examples/lua/ratelimit.lua 2>&1 | tee $(LOGS)/test-lua-example-ratelimit.log
+	$(LUA_HARNESS) env $(LUA_ENV_54) lua5.4 $(ROOT)/examples/lua/redlock.lua 2>&1 | tee $(LOGS)/test-lua-example-redlock.log
+	$(HARNESS) env $(LUA_ENV_JIT) luajit $(ROOT)/examples/lua/pubsub.lua 2>&1 | tee $(LOGS)/test-lua-example-pubsub.log
 	$(LUA_HARNESS) env REDPAT_MATRIX_DIR=$(LUA_MATRIX_DIRS) python3 $(ROOT)/tests/openresty/run_tests.py --tree $(LUA_TREE_JIT) 2>&1 | tee $(LOGS)/test-lua-openresty.log
 
 # Starts its own pinned redis-servers and nginx (see bench/lua_bench.py); needs the C
