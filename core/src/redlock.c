@@ -8,14 +8,11 @@
 #include <string.h>
 
 #include "lock_internal.h"
-#include "script.h"
 
 #define RL_NODES_MIN 3
 /* drift = ceil(ttl / 100) + 2 ms: the clock-rate difference allowed between the nodes */
 #define RL_DRIFT_DIVISOR 100
 #define RL_DRIFT_FLOOR_MS 2
-/* the most keys + arguments a script of ours takes */
-#define RL_SCRIPT_ARGS_MAX 4
 
 /* What the replies of the round in flight mean (enough() reads them while they arrive). */
 enum {
@@ -198,29 +195,19 @@ static int queue_all(rp_op *op, rl_common *c, int round, int argc, const char *c
     return RP_OK;
 }
 
-/* Queues an embedded script on every node with its source (EVAL): a node that forgot it
- * (restarted, failed over) must not cost a second round -- the per-node timeout budgets
- * one round trip. */
+/* Queues an embedded script on every node (EVALSHA: a node that forgot it answers NOSCRIPT
+ * and the engine sends it the source in a round of its own, waited for like the first, so
+ * a restarted node costs one more round trip, never a timeout). */
 static int queue_script_all(rp_op *op, rl_common *c, int round, const char *script, int nkeys,
                             int nargs, const char *const *argv, const size_t *lens)
 {
-    const rp_script *s = rp_script__find(rp_client__scripts(rp_op__client(op)), script);
-    const char *full[RL_SCRIPT_ARGS_MAX + 3];
-    size_t flens[RL_SCRIPT_ARGS_MAX + 3];
-    char numkeys[RP_I64_CHARS];
-    int i;
-    if (!s)
-        return rp_op__fail(op, RP_ESTATE, "script %s is not embedded in this build", script);
-    if (nkeys + nargs > RL_SCRIPT_ARGS_MAX)
-        return rp_op__fail(op, RP_ESTATE, "script %s: bad argument count", script);
-    full[0] = "EVAL"; flens[0] = 4;
-    full[1] = s->src->source; flens[1] = s->src->len;
-    full[2] = numkeys; flens[2] = rp_fmt__i64(numkeys, nkeys);
-    for (i = 0; i < nkeys + nargs; i++) {
-        full[3 + i] = argv[i];
-        flens[3 + i] = lens[i];
-    }
-    return queue_all(op, c, round, 3 + nkeys + nargs, full, flens);
+    size_t i;
+    int rc;
+    c->round = round;
+    for (i = 0; i < c->lock->nodes; i++)
+        if ((rc = rp_op__script(op, i, script, nkeys, nargs, argv, lens)))
+            return rc;
+    return RP_OK;
 }
 
 /* Deletes token on every node (owner-checked); waits only for the nodes in holds[]. */

@@ -111,6 +111,7 @@ typedef struct hiredis_transport {
     struct pollfd *pfd;
     size_t *pfd_tg;        /* pfd[i] belongs to tg[pfd_tg[i]] */
     size_t captg;
+    pid_t pid;             /* this process, read once per round (fork check of the pool) */
 } hiredis_transport;
 
 /* --- connections ---------------------------------------------------------------------- */
@@ -561,7 +562,7 @@ static void start_connect(hiredis_transport *t, rp_op *op, target *tg, const rp_
         return;
     }
     tg->c.ctx = ctx;
-    tg->c.pid = getpid();
+    tg->c.pid = t->pid;
     if (ctx->err)
         target_fail(t, op, tg, RP_ETRANSPORT, "cannot connect: %s", ctx->errstr);
 }
@@ -572,7 +573,7 @@ static int take_pooled(hiredis_transport *t, target *tg, uint64_t now)
 {
     slot *s = &t->slots[tg->slot];
     memset(&tg->c, 0, sizeof tg->c);
-    if (s->idle.ctx && s->idle.pid != getpid())
+    if (s->idle.ctx && s->idle.pid != t->pid)
         conn_close(&s->idle); /* opened before a fork: the parent's socket */
     if (tg->own && s->reserved && !s->idle.ctx)
         return RP_ETRANSPORT; /* dropped between its rounds (rp_client_disconnect, fork) */
@@ -682,6 +683,7 @@ static int round_all(rp_transport *base, rp_op *op, uint64_t listen_wait_ms, rp_
     int last_look = 0, timed_out;
     round_ctx rc;
 
+    t->pid = getpid();
     rc.op_timeout_ms = rp_op_timeout_ms(op);
     rc.tmo = rc.op_timeout_ms ? rc.op_timeout_ms : t->command_timeout_ms;
     rc.overall = rc.op_timeout_ms ? add_sat(now, rc.op_timeout_ms) : UINT64_MAX;

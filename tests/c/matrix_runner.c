@@ -162,11 +162,24 @@ static const cJSON *get(const cJSON *obj, const char *name)
     return cJSON_GetObjectItemCaseSensitive(obj, name);
 }
 
-/* 1 if v is a matrix byte string: a JSON string, or {"hex": "..."}. */
+/* The most bytes a {"repeat": [s, n]} value may make (limits are tested at 64 KiB + 1). */
+#define REPEAT_MAX (1u << 24)
+
+/* {"repeat": ["s", n]}: s n times (long names without a long JSON file). */
+static int is_repeat(const cJSON *v)
+{
+    const cJSON *r = cJSON_IsObject(v) && cJSON_GetArraySize(v) == 1 ? get(v, "repeat") : NULL;
+    return cJSON_IsArray(r) && cJSON_GetArraySize(r) == 2 &&
+           cJSON_IsString(cJSON_GetArrayItem(r, 0)) && cJSON_IsNumber(cJSON_GetArrayItem(r, 1)) &&
+           cJSON_GetArrayItem(r, 1)->valuedouble >= 0 &&
+           cJSON_GetArrayItem(r, 1)->valuedouble <= REPEAT_MAX;
+}
+
+/* 1 if v is a matrix byte string: a JSON string, {"hex": "..."} or {"repeat": ["s", n]}. */
 static int is_bytes(const cJSON *v)
 {
     return cJSON_IsString(v) || (cJSON_IsObject(v) && cJSON_IsString(get(v, "hex")) &&
-                                 cJSON_GetArraySize(v) == 1);
+                                 cJSON_GetArraySize(v) == 1) || is_repeat(v);
 }
 
 /* Decodes a matrix byte string into a buffer from a (NUL-terminated after len). */
@@ -182,6 +195,20 @@ static int get_bytes(arena *a, const cJSON *v, const char **out, size_t *len)
     }
     if (!is_bytes(v))
         return -1;
+    if (is_repeat(v)) {
+        const char *unit = cJSON_GetArrayItem(get(v, "repeat"), 0)->valuestring;
+        size_t ulen = strlen(unit), times = (size_t)cJSON_GetArrayItem(get(v, "repeat"), 1)->valuedouble;
+        if (ulen && times > REPEAT_MAX / ulen)
+            return -1;
+        if (!(buf = arena_alloc(a, ulen * times + 1)))
+            return -1;
+        for (i = 0; i < times; i++)
+            memcpy(buf + i * ulen, unit, ulen);
+        buf[ulen * times] = '\0';
+        *out = buf;
+        *len = ulen * times;
+        return 0;
+    }
     hex = get(v, "hex")->valuestring;
     if (strlen(hex) % 2)
         return -1;

@@ -10,6 +10,7 @@
 #include <redpat/redpat.h>
 
 #include "internal.h"
+#include "script.h"
 
 static int failures, checks;
 
@@ -69,6 +70,13 @@ static int all_have(rp_op *op, const char *part)
         if (!request_has(op, i, part))
             return 0;
     return 1;
+}
+
+/* Every node's request runs the embedded script called name (EVALSHA of its SHA-1). */
+static int all_run(rp_op *op, rp_client *c, const char *name)
+{
+    const rp_script *sc = rp_script__find(rp_client__scripts(c), name);
+    return sc && all_have(op, "EVALSHA") && all_have(op, sc->sha1);
 }
 
 static int feed(rp_op *op, size_t node, const char *reply)
@@ -169,7 +177,7 @@ static void test_validity_and_drift(void)
     for (size_t i = 0; i < N; i++)
         feed(op, i, "+OK\r\n");
     CHECK(rp_op_step(op, T0 + 146) == RP_STEP_IO);
-    CHECK(all_have(op, "EVAL") && all_have(op, "DEL"));
+    CHECK(all_run(op, c, "lock_release"));
     for (size_t i = 0; i < N - 1; i++)
         feed(op, i, ":1\r\n");
     CHECK(!rp_op_round_over(op));
@@ -401,7 +409,7 @@ static void test_extend(void)
     /* extended on 3 (one node re-taken, one not waited for): done at the third extension */
     CHECK(rp_lock_extend_op(&op, l, 6000, 1, NULL) == RP_OK);
     CHECK(rp_op_step(op, T0 + 100) == RP_STEP_IO);
-    CHECK(all_have(op, "EVAL") && all_have(op, "6000") && all_have(op, "PEXPIRE"));
+    CHECK(all_run(op, c, "redlock_extend") && all_have(op, "6000"));
     feed(op, 0, ":6000\r\n");
     feed(op, 1, ":-6000\r\n"); /* lost the key; set again */
     feed(op, 2, ":6000\r\n");
@@ -418,7 +426,7 @@ static void test_extend(void)
     CHECK(rp_op_step(op, T0 + 200) == RP_STEP_IO);
     for (size_t i = 0; i < N; i++)
         feed(op, i, ":6000\r\n");
-    CHECK(rp_op_step(op, T0 + 200 + 5999) == RP_STEP_IO && all_have(op, "DEL"));
+    CHECK(rp_op_step(op, T0 + 200 + 5999) == RP_STEP_IO && all_run(op, c, "lock_release"));
     for (size_t i = 0; i < N; i++)
         feed(op, i, ":1\r\n");
     CHECK(rp_op_step(op, T0 + 6200) == RP_STEP_ERROR && rp_op_error(op)->code == RP_ENOTOWNED);
@@ -436,7 +444,7 @@ static void test_extend(void)
     CHECK(!rp_op_round_over(op));
     feed(op, 3, ":0\r\n"); /* another owner's: left alone */
     CHECK(rp_op_round_over(op));
-    CHECK(rp_op_step(op, T0 + 1) == RP_STEP_IO && all_have(op, "DEL"));
+    CHECK(rp_op_step(op, T0 + 1) == RP_STEP_IO && all_run(op, c, "lock_release"));
     feed(op, 0, ":1\r\n");
     feed(op, 1, ":1\r\n");
     feed(op, 2, ":1\r\n");

@@ -49,10 +49,12 @@ local function hex_decode(h)
     end))
 end
 
---- Matrix bytes: a JSON string, or {"hex": "..."}.
+--- Matrix bytes: a JSON string, {"hex": "..."} or {"repeat": ["s", n]} (s n times).
 local function bytes(v)
     if type(v) == "table" and v.hex ~= nil then
         return hex_decode(v.hex)
+    elseif type(v) == "table" and type(v["repeat"]) == "table" then
+        return string.rep(v["repeat"][1], v["repeat"][2])
     end
     return v
 end
@@ -76,7 +78,8 @@ local function reply_equal(value, expected, null)
         return value == null
     elseif type(expected) == "number" then
         return type(value) == "number" and value == expected
-    elseif type(expected) == "string" or (type(expected) == "table" and expected.hex ~= nil) then
+    elseif type(expected) == "string" or (type(expected) == "table" and
+            (expected.hex ~= nil or expected["repeat"] ~= nil)) then
         return type(value) == "string" and value == bytes(expected)
     elseif type(expected) == "table" then
         if type(value) ~= "table" or #value ~= #expected then
@@ -193,7 +196,7 @@ local function arg_value(a, v, null)
     elseif a ~= nil and a.type == "list" and type(v) == "table" then
         local out = {}
         for i, item in ipairs(v) do
-            out[i] = bytes(item) -- anything but {"hex": ...} as it is
+            out[i] = bytes(item) -- anything but {"hex": ...} / {"repeat": ...} as it is
         end
         return out
     end
