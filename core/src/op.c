@@ -213,7 +213,7 @@ int rp_op__script(rp_op *op, size_t node, const char *script, int nkeys, int nar
     const char *full[RP_SCRIPT_MAX_ARGS + 3];
     size_t lens[RP_SCRIPT_MAX_ARGS + 3];
     char numkeys[RP_I64_CHARS];
-    int i, total = nkeys + nargs;
+    int i, rc, total = nkeys + nargs;
     if (!s)
         return rp_op__fail(op, RP_ESTATE, "script %s is not embedded in this build", script);
     if (nkeys < 0 || nargs < 0 || total > RP_SCRIPT_MAX_ARGS)
@@ -225,7 +225,11 @@ int rp_op__script(rp_op *op, size_t node, const char *script, int nkeys, int nar
         full[3 + i] = argv[i];
         lens[3 + i] = argvlen ? argvlen[i] : strlen(argv[i]);
     }
-    return push_cmd(op, node, s, total + 3, full, lens);
+    if ((rc = push_cmd(op, node, s, total + 3, full, lens)))
+        return rc;
+    /* a target not known to have the script gets its source at once (EVAL) */
+    op->nodes[node].cmds[op->nodes[node].ncmds - 1].as_eval = !rp_script__known(s, node);
+    return RP_OK;
 }
 
 /* --- rounds ----------------------------------------------------------------------- */
@@ -449,10 +453,25 @@ static int node_in_round(const rp_node_io *n)
     return n->ninflight > 0 || n->listening;
 }
 
-/* After a node completes: may the round end before the others? */
+/* A node answered NOSCRIPT in this round: its real answer comes in a retry round. */
+static int any_noscript(const rp_op *op)
+{
+    size_t i, j;
+    for (i = 0; i < op->nnodes; i++) {
+        const rp_node_io *n = &op->nodes[i];
+        for (j = 0; !n->listening && j < n->received; j++)
+            if (is_noscript(&n->cmds[n->inflight[j]]))
+                return 1;
+    }
+    return 0;
+}
+
+/* After a node completes: may the round end before the others? Not while a NOSCRIPT
+ * answer stands for a node's real one: every target is then waited for, and those that
+ * forgot the script are asked again (a node abandoned now would never be asked again). */
 static void check_enough(rp_op *op)
 {
-    if (!op->enough && op->cls->enough && op->cls->enough(op, op->state))
+    if (!op->enough && op->cls->enough && !any_noscript(op) && op->cls->enough(op, op->state))
         op->enough = 1;
 }
 
@@ -600,7 +619,12 @@ int rp_op_feed(rp_op *op, size_t node, const char *buf, size_t len)
         }
         if (!obj)
             return RP_MORE;
-        n->cmds[n->inflight[n->received++]].reply = obj;
+        {
+            rp_cmd *c = &n->cmds[n->inflight[n->received++]];
+            c->reply = obj;
+            if (c->script) /* what the target knows of the script, for the next calls */
+                rp_script__learn(c->script, node, !is_noscript(c));
+        }
     }
     if (n->reader->pos < n->reader->len)
         rc = node_fail(n, RP_EPROTOCOL, "bytes after the last reply");

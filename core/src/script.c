@@ -34,3 +34,25 @@ const rp_script *rp_script__find(const rp_script_registry *r, const char *name)
             return &r->scripts[i];
     return NULL;
 }
+
+/* Endpoints past the mask's width are never cached: they always get EVALSHA first. */
+#define RP_SCRIPT_KNOWN_BITS (sizeof(unsigned) * 8)
+
+int rp_script__known(const rp_script *s, size_t endpoint)
+{
+    if (endpoint >= RP_SCRIPT_KNOWN_BITS)
+        return 1;
+    return (__atomic_load_n(&s->loaded, __ATOMIC_RELAXED) >> endpoint) & 1u;
+}
+
+void rp_script__learn(const rp_script *s, size_t endpoint, int loaded)
+{
+    /* the registry is the client's own (allocated writable): only this cache changes */
+    unsigned *bits = (unsigned *)&s->loaded;
+    if (endpoint >= RP_SCRIPT_KNOWN_BITS)
+        return;
+    if (loaded)
+        __atomic_fetch_or(bits, 1u << endpoint, __ATOMIC_RELAXED);
+    else
+        __atomic_fetch_and(bits, ~(1u << endpoint), __ATOMIC_RELAXED);
+}

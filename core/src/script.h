@@ -19,6 +19,12 @@ extern const size_t rp_script__count;
 typedef struct rp_script {
     const rp_script_source *src;
     char sha1[41]; /* lowercase hex, NUL-terminated */
+    /* bit i: endpoint i of the client is known to have the script (it answered a call of
+     * it with anything but NOSCRIPT). Unknown endpoints get EVAL with the source, which
+     * loads it, instead of an EVALSHA bound to fail: a fresh server costs no NOSCRIPT
+     * round trip. A cache, shared by the threads that run the client's ops: read and
+     * written with atomics (rp_script__known / rp_script__learn). */
+    unsigned loaded;
 } rp_script;
 
 typedef struct rp_script_registry {
@@ -30,6 +36,10 @@ RP_INTERNAL int rp_script__registry_init(rp_script_registry *r, const rp_allocat
 RP_INTERNAL void rp_script__registry_free(rp_script_registry *r, const rp_allocator *a);
 /* NULL if there is no script by that name (a build defect; callers report RP_ESTATE). */
 RP_INTERNAL const rp_script *rp_script__find(const rp_script_registry *r, const char *name);
+
+/* Whether endpoint is known to have s, and recording that it has it (1) or forgot it (0). */
+RP_INTERNAL int rp_script__known(const rp_script *s, size_t endpoint);
+RP_INTERNAL void rp_script__learn(const rp_script *s, size_t endpoint, int loaded);
 
 /* SHA1 of data as 40 lowercase hex digits + NUL. */
 RP_INTERNAL void rp_sha1__hex(const void *data, size_t len, char out[41]);

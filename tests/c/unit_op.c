@@ -10,6 +10,7 @@
 #include "op_internal.h"
 #include "script.h"
 #include "url.h"
+#include "unit_scripts.h"
 
 static int failures, checks;
 
@@ -29,6 +30,7 @@ static rp_client *offline_client(void)
     o.key_namespace = "t";
     if (rp_client_new(&c, &o, NULL) != RP_OK)
         abort();
+    unit_know_scripts(c);
     return c;
 }
 
@@ -181,6 +183,44 @@ static void test_noscript_falls_back_to_eval(void)
     CHECK(rp_lock_token(l, NULL) == NULL);
     rp_op_free(op);
     rp_lock_free(l);
+    rp_client_free(c);
+}
+
+/* A target not known to have a script gets it with EVAL at once; once it answered, EVALSHA;
+ * after a NOSCRIPT (the server forgot it), EVAL again. */
+static void test_script_cache(void)
+{
+    rp_client_options o = RP_CLIENT_OPTIONS_INIT;
+    rp_client *c = NULL;
+    rp_lock *l;
+    rp_op *op;
+    int round;
+    o.key_namespace = "t";
+    CHECK(rp_client_new(&c, &o, NULL) == RP_OK); /* nothing known yet */
+    for (round = 0; round < 4; round++) {
+        l = held_lock(c);
+        CHECK(rp_lock_release_op(&op, l, NULL) == RP_OK);
+        CHECK(rp_op_step(op, 0) == RP_STEP_IO);
+        if (round == 0 || round == 3) {
+            CHECK(request_contains(op, "$4\r\nEVAL\r\n") && !request_contains(op, "EVALSHA"));
+            CHECK(rp_op_feed(op, 0, ":1\r\n", 4) == RP_OK);
+        } else if (round == 1) {
+            CHECK(request_contains(op, "EVALSHA"));
+            CHECK(rp_op_feed(op, 0, ":1\r\n", 4) == RP_OK);
+        } else { /* the server restarted: NOSCRIPT, EVAL in the same op, forgotten after */
+            CHECK(request_contains(op, "EVALSHA"));
+            CHECK(rp_op_feed(op, 0, "-NOSCRIPT No matching script.\r\n", 31) == RP_OK);
+            CHECK(rp_op_step(op, 0) == RP_STEP_IO && request_contains(op, "$4\r\nEVAL\r\n"));
+            CHECK(rp_op_feed(op, 0, ":0\r\n", 4) == RP_OK); /* not owned: still loaded */
+        }
+        rp_op_step(op, 0);
+        rp_op_free(op);
+        rp_lock_free(l);
+        if (round == 2) {
+            /* the retry's answer taught it again: force "forgotten" to see round 3's EVAL */
+            rp_script__learn(rp_script__find(rp_client__scripts(c), "lock_release"), 0, 0);
+        }
+    }
     rp_client_free(c);
 }
 
@@ -919,6 +959,7 @@ int main(void)
     test_acquire_waits_with_backoff();
     test_fenced_acquire_reply();
     test_noscript_falls_back_to_eval();
+    test_script_cache();
     test_release_not_owned_and_error_reply();
     test_protocol_and_driver_errors();
     test_bad_arguments();

@@ -11,6 +11,7 @@
 
 #include "internal.h"
 #include "script.h"
+#include "unit_scripts.h"
 
 static int failures, checks;
 
@@ -37,6 +38,7 @@ static rp_client *client5(void)
     o.key_namespace = "t";
     if (rp_client_new(&c, &o, NULL) != RP_OK)
         abort();
+    unit_know_scripts(c);
     return c;
 }
 

@@ -5,6 +5,8 @@
 #include <string.h>
 
 #include <redpat/redpat.h>
+#include "internal.h"
+#include "unit_scripts.h"
 
 static int failures, checks;
 
@@ -24,6 +26,7 @@ static rp_client *offline_client(void)
     o.key_namespace = "t";
     if (rp_client_new(&c, &o, NULL) != RP_OK)
         abort();
+    unit_know_scripts(c);
     return c;
 }
 
