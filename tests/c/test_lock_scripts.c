@@ -40,8 +40,12 @@ static void acquire_ok(rp_lock *l, int64_t *fence)
 static void flush_cases(rp_client *c)
 {
     rp_error e;
-    /* Plain lock: release after SCRIPT FLUSH, one EVALSHA (NOSCRIPT) then one EVAL. */
+    /* Plain lock: release after SCRIPT FLUSH, one EVALSHA (NOSCRIPT) then one EVAL. The
+     * first release teaches the client that the server has the script (a server it knows
+     * nothing of gets EVAL at once). */
     rp_lock *l = lt_lock(c, "flush-plain", 30000, 0);
+    acquire_ok(l, NULL);
+    RP_CHECK(rp_lock_release(l, &e) == RP_OK, "first release");
     acquire_ok(l, NULL);
     script_flush();
     long long evalsha0 = rp_hcmdstat_calls(side, "evalsha");
