@@ -4,6 +4,8 @@ ROOT := $(CURDIR)
 BUILD := $(ROOT)/build
 BUILD_ASAN := $(ROOT)/build-asan
 HARNESS := python3 $(ROOT)/tests/harness/harness.py run --
+# The shared matrix runs over five servers (cases with "servers": 1..5, stop/cont steps).
+MATRIX_HARNESS := python3 $(ROOT)/tests/harness/harness.py run --servers 5 --
 CMAKE_FLAGS := -DCMAKE_BUILD_TYPE=RelWithDebInfo -DREDPAT_WERROR=ON
 LOGS := $(BUILD)/logs
 JOBS ?= 2
@@ -30,7 +32,7 @@ test-c: build
 	@mkdir -p $(LOGS)
 	python3 $(ROOT)/scripts/gen_matrix_doc.py --check $(BUILD)/describe_json
 	cd $(BUILD) && ctest --output-on-failure -j1 -E '^matrix_c$$' 2>&1 | tee $(LOGS)/test-c.log
-	$(HARNESS) $(BUILD)/matrix_runner $(ROOT)/tests/matrix 2>&1 | tee $(LOGS)/matrix-c.log
+	$(MATRIX_HARNESS) $(BUILD)/matrix_runner $(ROOT)/tests/matrix 2>&1 | tee $(LOGS)/matrix-c.log
 	sh $(ROOT)/scripts/install_check.sh $(BUILD)
 
 # Rewrites tests/matrix/README.md's op table from the core's descriptors (test-c checks it).
@@ -45,7 +47,7 @@ test-c-sanitize: bootstrap
 	cd $(BUILD_ASAN) && export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 && \
 	  ctest --output-on-failure -j1 -E '^matrix_c$$' 2>&1 | tee $(LOGS)/test-c-sanitize.log && \
-	  $(HARNESS) $(BUILD_ASAN)/matrix_runner $(ROOT)/tests/matrix 2>&1 | sed 's/^matrix\[c\]/matrix[c-asan]/' \
+	  $(MATRIX_HARNESS) $(BUILD_ASAN)/matrix_runner $(ROOT)/tests/matrix 2>&1 | sed 's/^matrix\[c\]/matrix[c-asan]/' \
 	  | tee $(LOGS)/matrix-c-sanitize.log
 
 # The core against hiredis 1.x as well as Debian's 0.14.1.
@@ -59,6 +61,7 @@ demo: build
 bench-c: build
 	sh $(ROOT)/bench/run_c.sh $(BUILD)
 	sh $(ROOT)/bench/run_ratelimit.sh $(BUILD)
+	sh $(ROOT)/bench/run_redlock.sh $(BUILD)
 
 -include $(ROOT)/mk/*.mk
 
