@@ -543,8 +543,10 @@ int rp_op_request(const rp_op *op, size_t node, const char **bytes, size_t *len)
         return RP_EINVAL;
     if (op->phase != PHASE_IO)
         return RP_ESTATE;
-    /* a listening round keeps no inflight list, but sends what was queued all the same */
-    if (op->nodes[node].ninflight > 0 || op->nodes[node].listening) {
+    /* only a target still waited for has something to send: in a NOSCRIPT retry round the
+     * others keep their last request, which must not go out again. A listening round keeps
+     * no inflight list, but sends what was queued all the same. */
+    if (rp_op_pending(op, node) && (op->nodes[node].ninflight > 0 || op->nodes[node].listening)) {
         *bytes = op->nodes[node].out.data;
         *len = op->nodes[node].out.len;
     }
