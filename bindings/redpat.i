@@ -9,6 +9,7 @@
  *     MS      seconds in (int, float, timedelta; FOREVER), float seconds out
  *     LIST    any iterable but str in, list out      HANDLE  a Handle of the described kind
  *     STATUS  None or the registered exception       REPLY   bytes, int, None, list, errors
+ *     CALLBACK  a callable in (the driver runs it when the op CALLs: never the core)
  *
  * None is an absent argument (the core's default). Messages name arguments as Python users
  * know them (configure registers the names from python/redpat/_idiom.py), and the core gets
@@ -18,7 +19,16 @@
  *
  * Two types: Handle (a kind and a pointer, freed by rp_handle_free) and Op (one rp_op, for
  * drivers with their own I/O: asyncio). Each keeps a reference to the arguments it was made
- * from, so the handles it borrows outlive it. A handle is used by one thread at a time. */
+ * from, so the handles (and callables) it borrows outlive it. A handle is used by one thread
+ * at a time.
+ *
+ * The blocking path (call, pump) drives ops with drive.h's rp_client_drive / rp_client_pump,
+ * the GIL released. Its call hook takes the GIL and calls the op's callable: what it returns
+ * goes back to the op (bytes or str as BYTES, anything else as NONE), what it raises is kept
+ * and handed to the op as a STATUS (an Exception: RP_ECALLBACK; KeyboardInterrupt and every
+ * other BaseException: RP_ECANCELED), and once the op has cleaned up (a lock.using released
+ * its lock) the callable's own exception is re-raised as it was. The asyncio path steps ops
+ * itself (step, feed, fail_node, resume, cancel, ...): python/redpat/_aio.py. */
 %module(package="redpat") _core
 
 %{
@@ -31,12 +41,15 @@
 #include <string.h>
 #include <time.h>
 #include "redpat/redpat.h"
+#include "redpat/drive.h"
 
 /* A Handle: kind and pointer; an Op: kind RP_KIND_NONE and an rp_op. keep: what it was
  * made from (the handles it borrows among them), released after it is freed. */
 typedef struct rpy_desc rpy_desc;
 typedef struct rpy_handle { rp_kind kind; void *ptr; PyObject *keep; const rpy_desc *e; } rpy_handle;
-typedef struct rpy_op { rpy_handle h; } rpy_op; /* e: the op's descriptor */
+/* e: the op's descriptor; fn: its CALLBACK arguments' callables (borrowed from keep), for
+ * the CALL steps of drivers with their own I/O. */
+typedef struct rpy_op { rpy_handle h; PyObject *fn[RP_DESC_ARGS_MAX]; } rpy_op;
 
 /* A descriptor with the Python names of its arguments (the core's until configure) and the
  * class its records are made as (a tuple subclass such as a NamedTuple; NULL: tuples). */
@@ -45,6 +58,7 @@ struct rpy_desc {
     const char *name[RP_DESC_ARGS_MAX];
     PyObject *names; /* the str objects name[] points into */
     PyObject *record;
+    PyObject *message; /* the class EMITted messages are made as (NULL: tuples) */
     rp_naming nm;
 };
 
@@ -55,6 +69,11 @@ static PyObject *rpy_error_map = NULL, *rpy_error_base = NULL;  /* from errors.p
 
 /* The longest a wait goes without running Python's signal handlers (Ctrl-C). */
 #define RPY_SLEEP_SLICE_MS 50
+/* The longest a long-lived op's wait for a message (pump) goes without running them: each
+ * slice is one rp_client_pump, so idle subscribers wake this often. */
+#define RPY_PUMP_SLICE_MS 100
+/* The most values a CALL hands its callback (rp_op_call's max). */
+#define RPY_CALL_VALUES_MAX 8
 /* Room for an argument's name with an item index ("subjects[12]"). */
 #define RPY_WHAT_MAX 160
 /* Durations of 2^62 ms (146 million years) and more are out of range. */
@@ -251,6 +270,12 @@ static int rpy_value(rpy_in *in, const char *name, Py_ssize_t item, rp_type type
         }
         *v = rp_value_handle(h->kind, h->ptr);
         return 0;
+    case RP_TYPE_CALLBACK: /* borrowed: the arguments (kept by the op, or the call) hold it */
+        if (!PyCallable_Check(o)) return rpy_type_error(name, item, "callable", o);
+        memset(v, 0, sizeof *v);
+        v->type = RP_TYPE_CALLBACK;
+        v->handle = o;
+        return 0;
     default:
         PyErr_Format(PyExc_TypeError, "%s: %s values are not supported", name, rp_type_name(type));
         return -1;
@@ -343,13 +368,10 @@ static PyObject *rpy_out(const rp_value *v) {
 /* Record index of a DONE op as e's record class, fields in the descriptor's order. The
  * class is a tuple subclass: made as tuple.__new__(cls, ...) makes it (a NamedTuple's
  * _make), without the class's slower Python __new__. */
-static PyObject *rpy_record(const rpy_desc *e, const rp_op *op, size_t index) {
-    rp_value f[RP_DESC_FIELDS_MAX];
-    PyTypeObject *cls = (PyTypeObject *)e->record;
-    Py_ssize_t i, n = (Py_ssize_t)e->d->nfields;
+static PyObject *rpy_fields(PyObject *record, const rp_value *f, Py_ssize_t n) {
+    PyTypeObject *cls = (PyTypeObject *)record;
     PyObject *t, *item;
-    int rc = rp_op_result(op, index, f);
-    if (rc != RP_OK) return rpy_raise(rc, "");
+    Py_ssize_t i;
     if ((t = cls != NULL ? cls->tp_alloc(cls, n) : PyTuple_New(n)) == NULL) return NULL;
     for (i = 0; i < n; i++) {
         if ((item = rpy_out(&f[i])) == NULL) {
@@ -359,6 +381,22 @@ static PyObject *rpy_record(const rpy_desc *e, const rp_op *op, size_t index) {
         PyTuple_SET_ITEM(t, i, item);
     }
     return t;
+}
+
+static PyObject *rpy_record(const rpy_desc *e, const rp_op *op, size_t index) {
+    rp_value f[RP_DESC_FIELDS_MAX];
+    int rc = rp_op_result(op, index, f);
+    if (rc != RP_OK) return rpy_raise(rc, "");
+    return rpy_fields(e->record, f, (Py_ssize_t)e->d->nfields);
+}
+
+/* The message of an op that has just EMITted, as e's message class (fields in the order
+ * of the descriptor's message_fields). */
+static PyObject *rpy_message(const rpy_desc *e, const rp_op *op) {
+    rp_value f[RP_DESC_FIELDS_MAX];
+    int rc = rp_op_message(op, f);
+    if (rc != RP_OK) return rpy_raise(rc, "no message to read");
+    return rpy_fields(e->message, f, (Py_ssize_t)e->d->nmessage_fields);
 }
 
 /* The result of a DONE op begun from e: None, one record, or a list of records. */
@@ -381,44 +419,204 @@ static PyObject *rpy_result(const rpy_desc *e, const rp_op *op) {
 
 /* --- running ---------------------------------------------------------------------------- */
 
-/* rp_client_run_sleeping's sleep, called with the GIL released: slices of at most
- * RPY_SLEEP_SLICE_MS, Python's signal handlers run (with the GIL) before each. A handler
- * that raised (KeyboardInterrupt) cancels the op, its exception left pending. */
+/* What a callback's outcome becomes for rp_op_resume (and the call hook's *result):
+ * ok: ret is what it returned: bytes-likes and str as BYTES (their bytes held in *hold
+ * until the op has copied them), anything else as NONE (the Python layer keeps the value
+ * itself); else ret is what it raised: an Exception as STATUS RP_ECALLBACK with its text,
+ * any other BaseException (KeyboardInterrupt, SystemExit, asyncio.CancelledError) as
+ * STATUS RP_ECANCELED. -1 (an exception set) only when ret cannot be read. */
+static int rpy_outcome(PyObject *ret, int ok, rp_value *v, PyObject **hold,
+                       char message[RP_ERROR_MESSAGE_MAX]) {
+    PyObject *text;
+    memset(v, 0, sizeof *v);
+    Py_CLEAR(*hold);
+    if (ok) {
+        if (PyUnicode_Check(ret)) {
+            *hold = PyUnicode_AsUTF8String(ret);
+        } else if (PyBytes_Check(ret)) {
+            Py_INCREF(ret);
+            *hold = ret;
+        } else if (PyObject_CheckBuffer(ret)) {
+            *hold = PyBytes_FromObject(ret);
+        } else {
+            return 0; /* NONE */
+        }
+        if (*hold == NULL) return -1;
+        *v = rp_value_bytes(PyBytes_AS_STRING(*hold), (size_t)PyBytes_GET_SIZE(*hold));
+        return 0;
+    }
+    v->type = RP_TYPE_STATUS;
+    v->i = PyErr_GivenExceptionMatches(ret, PyExc_Exception) ? RP_ECALLBACK : RP_ECANCELED;
+    text = PyObject_Str(ret);
+    if (text == NULL || PyUnicode_GET_LENGTH(text) == 0) {
+        PyErr_Clear();
+        Py_XSETREF(text, PyUnicode_FromString(Py_TYPE(ret)->tp_name));
+    }
+    snprintf(message, RP_ERROR_MESSAGE_MAX, "%s", text != NULL ? PyUnicode_AsUTF8(text) : "?");
+    if (text == NULL || PyErr_Occurred()) PyErr_Clear(); /* the message is best effort */
+    Py_XDECREF(text);
+    v->bytes = message;
+    v->len = strlen(message);
+    return 0;
+}
+
+/* values[0..count) as a tuple of Python values (a CALL's arguments for its callback). */
+static PyObject *rpy_values(const rp_value *values, size_t count) {
+    PyObject *t = PyTuple_New((Py_ssize_t)count), *item;
+    size_t i;
+    for (i = 0; t != NULL && i < count; i++) {
+        if ((item = rpy_out(&values[i])) == NULL) Py_CLEAR(t);
+        else PyTuple_SET_ITEM(t, (Py_ssize_t)i, item);
+    }
+    return t;
+}
+
+/* One blocking drive (rp_client_drive / rp_client_pump) of an op from a Python call. */
+typedef struct rpy_drive {
+    PyThreadState *ts;     /* the calling thread's, while it runs without the GIL */
+    unsigned long thread;  /* the calling thread (the one whose state ts is) */
+    PyObject *fn[RP_DESC_ARGS_MAX]; /* the callables of the op's CALLBACK arguments */
+    PyObject *exc[3];      /* what a callable raised (type, value, traceback), re-raised
+                              once the op has ended */
+    PyObject *hold;        /* the bytes a callable's result points into */
+    char message[RP_ERROR_MESSAGE_MAX];
+} rpy_drive;
+
+static void rpy_clear_exc(rpy_drive *d) {
+    Py_CLEAR(d->exc[0]);
+    Py_CLEAR(d->exc[1]);
+    Py_CLEAR(d->exc[2]);
+}
+
+/* Takes the GIL from a hook: the calling thread restores its own state; another thread (a
+ * driver's helper, should it call a hook) gets one of its own. */
+static int rpy_enter(rpy_drive *d, PyGILState_STATE *g) {
+    if (PyThread_get_thread_ident() == d->thread) {
+        PyEval_RestoreThread(d->ts);
+        return 1;
+    }
+    *g = PyGILState_Ensure();
+    return 0;
+}
+
+static void rpy_leave(rpy_drive *d, int mine, PyGILState_STATE g) {
+    if (mine) d->ts = PyEval_SaveThread();
+    else PyGILState_Release(g);
+}
+
+/* The driver's sleep, called with the GIL released: slices of at most RPY_SLEEP_SLICE_MS,
+ * Python's signal handlers run (with the GIL) before each. A handler that raised
+ * (KeyboardInterrupt) cancels the op, its exception left pending. Signal handlers run in
+ * the main thread only: another thread just sleeps. */
 static int rpy_sleep(void *ud, uint64_t ms) {
-    PyThreadState **ts = (PyThreadState **)ud;
+    rpy_drive *d = (rpy_drive *)ud;
     uint64_t end = rp_monotonic_ms() + ms, now;
     struct timespec slice = {0, 0};
     int raised;
+    if (PyThread_get_thread_ident() != d->thread) {
+        slice.tv_sec = (time_t)(ms / 1000u);
+        slice.tv_nsec = (long)(ms % 1000u) * 1000000L;
+        nanosleep(&slice, NULL);
+        return 0;
+    }
     for (;;) {
-        PyEval_RestoreThread(*ts);
+        PyEval_RestoreThread(d->ts);
         raised = PyErr_CheckSignals();
-        *ts = PyEval_SaveThread();
+        d->ts = PyEval_SaveThread();
         if (raised || (now = rp_monotonic_ms()) >= end) return raised;
         slice.tv_nsec = (long)(end - now < RPY_SLEEP_SLICE_MS ? end - now : RPY_SLEEP_SLICE_MS) * 1000000L;
         nanosleep(&slice, NULL); /* a signal ends the slice early: fine */
     }
 }
 
-/* Runs op to the end over conn's connection, the GIL released (conn NULL: an op answered
- * from its handle, DONE at its first step). 0, or -1 with an exception set. */
-static int rpy_run(rpy_handle *conn, rp_op *op) {
-    PyThreadState *ts;
+/* The driver's call hook (drive.h): runs the op's callable arg with values, with the GIL.
+ * Its exception is kept in d (the latest one) for rpy_finish to re-raise. */
+static void rpy_call_hook(void *ud, rp_op *op, size_t arg, const rp_value *values, size_t count,
+                          rp_value *result) {
+    rpy_drive *d = (rpy_drive *)ud;
+    PyGILState_STATE g = PyGILState_UNLOCKED;
+    int mine = rpy_enter(d, &g);
+    PyObject *fn = NULL, *args, *ret = NULL;
+    (void)op;
+    if (arg < RP_DESC_ARGS_MAX) fn = d->fn[arg];
+    if (PyErr_Occurred())
+        ; /* a signal handler raised during a wait (Ctrl-C): that is the call's outcome */
+    else if (fn == NULL)
+        PyErr_Format(PyExc_RuntimeError, "redpat: the op called argument %zu: no callable", arg);
+    else if ((args = rpy_values(values, count)) != NULL) {
+        ret = PyObject_CallObject(fn, args);
+        Py_DECREF(args);
+    }
+    if (ret != NULL) {
+        if (rpy_outcome(ret, 1, result, &d->hold, d->message) < 0) {
+            Py_CLEAR(ret); /* unreadable bytes: a failure of the callable's */
+        }
+    }
+    if (ret == NULL) {
+        rpy_clear_exc(d);
+        PyErr_Fetch(&d->exc[0], &d->exc[1], &d->exc[2]);
+        PyErr_NormalizeException(&d->exc[0], &d->exc[1], &d->exc[2]);
+        if (d->exc[2] != NULL) PyException_SetTraceback(d->exc[1], d->exc[2]);
+        rpy_outcome(d->exc[1], 0, result, &d->hold, d->message);
+    }
+    Py_XDECREF(ret);
+    rpy_leave(d, mine, g);
+}
+
+/* Starts a drive in the calling thread (which holds the GIL): releases it. fn: the op's
+ * callables by argument index (NULL: none). */
+static void rpy_drive_begin(rpy_drive *d, PyObject *const *fn, rp_drive_hooks *hooks) {
+    memset(d, 0, sizeof *d);
+    if (fn != NULL) memcpy(d->fn, fn, sizeof d->fn);
+    d->thread = PyThread_get_thread_ident();
+    hooks->sleep = rpy_sleep;
+    hooks->call = rpy_call_hook;
+    hooks->ud = d;
+    d->ts = PyEval_SaveThread();
+}
+
+/* Ends a drive: takes the GIL back. rc is the drive's status. A callable's exception is
+ * re-raised as it was when the op failed for it (RP_ECALLBACK, RP_ECANCELED); a signal
+ * handler's pending exception likewise for a cancelled op; else the status's exception.
+ * Returns rc with an exception set unless rc is RP_OK or one of pass (RP_OK: none). */
+static int rpy_drive_end(rpy_drive *d, int rc, const rp_error *err, int pass) {
+    PyEval_RestoreThread(d->ts);
+    Py_CLEAR(d->hold);
+    if (rc != RP_OK && rc != pass) {
+        if (d->exc[1] != NULL && (rc == RP_ECALLBACK || rc == RP_ECANCELED)) {
+            PyErr_Restore(d->exc[0], d->exc[1], d->exc[2]); /* the references go with it */
+            d->exc[0] = d->exc[1] = d->exc[2] = NULL;
+        } else if (rc != RP_ECANCELED || !PyErr_Occurred()) {
+            rpy_raise(rc, err->message);
+        }
+    }
+    rpy_clear_exc(d); /* the op carried on after the callable's failure: it said so itself */
+    return rc;
+}
+
+/* Runs op to the end over conn's connections (conn NULL: an op answered from its handle,
+ * DONE at its first step); args: its arguments (for CALLs). 0, or -1 with an exception. */
+static int rpy_run(rpy_handle *conn, rp_op *op, const rp_value *args) {
+    PyObject *fn[RP_DESC_ARGS_MAX] = {NULL};
+    rp_drive_hooks hooks;
+    size_t i;
+    rpy_drive d;
     rp_error err;
     int rc = RP_ESTATE;
     rp_error_clear(&err);
     if (conn == NULL) {
         rp_step step = rp_op_step(op, rp_monotonic_ms());
-        if (step == RP_STEP_DONE) rc = RP_OK;
-        else if (step == RP_STEP_ERROR) rc = (err = *rp_op_error(op)).code;
+        if (step == RP_STEP_DONE) return 0;
+        if (step == RP_STEP_ERROR) rc = (err = *rp_op_error(op)).code;
         else snprintf(err.message, sizeof err.message, "%s needs a connection", rp_op_name(op));
-    } else {
-        ts = PyEval_SaveThread();
-        rc = rp_client_run_sleeping((rp_client *)conn->ptr, op, rpy_sleep, &ts, &err);
-        PyEval_RestoreThread(ts);
+        rpy_raise(rc, err.message);
+        return -1;
     }
-    /* A cancelled op with an exception pending: the signal handler's, raised as it is. */
-    if (rc != RP_OK && (rc != RP_ECANCELED || !PyErr_Occurred())) rpy_raise(rc, err.message);
-    return rc == RP_OK ? 0 : -1;
+    for (i = 0; i < RP_DESC_ARGS_MAX; i++)
+        if (args[i].type == RP_TYPE_CALLBACK) fn[i] = (PyObject *)args[i].handle;
+    rpy_drive_begin(&d, fn, &hooks);
+    rc = rp_client_drive((rp_client *)conn->ptr, op, &hooks, &err);
+    return rpy_drive_end(&d, rc, &err, RP_OK) == RP_OK ? 0 : -1;
 }
 
 /* --- the module's functions (METH_VARARGS: every argument is checked here) --------------- */
@@ -429,6 +627,15 @@ static rpy_handle *rpy_client_of(PyObject *o, const char *what) {
         h->kind == RP_KIND_CLIENT)
         return h;
     rpy_type_error(what, -1, "a client handle", o);
+    return NULL;
+}
+
+static rpy_desc *rpy_find_str(const char *name) {
+    const rp_op_desc *d = rp_desc_find(name, strlen(name));
+    size_t i;
+    for (i = 0; d != NULL && i < rpy_ndescs; i++)
+        if (rpy_descs[i].d == d) return &rpy_descs[i];
+    PyErr_Format(PyExc_ValueError, "redpat: no op called %s", name);
     return NULL;
 }
 
@@ -480,31 +687,51 @@ static void rpy_delete(rpy_handle *h) {
 
 /* make(op name, *args) -> Handle, for constructors ("client.new", "lock.new", ...);
  * begin(op name, *args) -> Op, for the others (no I/O: for drivers with their own). */
-static PyObject *rpy_new(PyObject *args, int make) {
-    rpy_handle *w;
+/* A Handle (make) or an Op owning ptr, made from descriptor e; keep (a new reference,
+ * stolen) is released after ptr is freed; v: the values ptr was made from (an Op notes
+ * the callables of its CALLBACK arguments, which keep holds). NULL (ptr freed) on failure. */
+static PyObject *rpy_wrap(const rpy_desc *e, int make, void *ptr, PyObject *keep,
+                          const rp_value *v) {
+    rpy_handle *w = PyMem_Calloc(1, make ? sizeof(rpy_handle) : sizeof(rpy_op));
     PyObject *res;
+    size_t i;
+    if (w == NULL) {
+        if (make) rp_handle_free(e->d->makes, ptr);
+        else rp_op_free((rp_op *)ptr);
+        Py_XDECREF(keep);
+        return PyErr_NoMemory();
+    }
+    w->kind = make ? e->d->makes : RP_KIND_NONE;
+    w->ptr = ptr;
+    w->e = e;
+    w->keep = keep;
+    for (i = 0; !make && v != NULL && i < e->d->nargs && i < RP_DESC_ARGS_MAX; i++)
+        if (v[i].type == RP_TYPE_CALLBACK) ((rpy_op *)w)->fn[i] = (PyObject *)v[i].handle;
+    res = SWIG_Python_NewPointerObj(NULL, w, make ? SWIGTYPE_p_rpy_handle : SWIGTYPE_p_rpy_op,
+                                    SWIG_POINTER_OWN);
+    if (res == NULL) rpy_delete(w);
+    return res;
+}
+
+static PyObject *rpy_new(PyObject *args, int make) {
     rpy_in in;
     void *ptr;
     const rpy_desc *e = rpy_start(args, 0, make, &in, &ptr);
-    if (e == NULL || (w = PyMem_Malloc(sizeof *w)) == NULL) {
-        if (e != NULL) PyErr_NoMemory();
-        if (ptr != NULL && make) rp_handle_free(e->d->makes, ptr);
+    if (e == NULL) {
+        if (ptr != NULL && make) rp_handle_free(e != NULL ? e->d->makes : RP_KIND_NONE, ptr);
         else if (ptr != NULL) rp_op_free((rp_op *)ptr);
         Py_XDECREF(in.keep);
         return NULL;
     }
-    w->kind = e->d->makes;
-    w->ptr = ptr;
-    w->e = e;
-    Py_INCREF(args); /* keep the arguments, and what in kept for them if anything */
-    w->keep = in.keep == NULL ? args : in.keep;
-    if ((in.keep != NULL && rpy_keep(&in, args) < 0) ||
-        (res = SWIG_Python_NewPointerObj(NULL, w, make ? SWIGTYPE_p_rpy_handle
-                                                       : SWIGTYPE_p_rpy_op, SWIG_POINTER_OWN)) == NULL) {
-        rpy_delete(w);
+    /* keep the arguments, and what in kept for them if anything */
+    Py_INCREF(args);
+    if (in.keep != NULL && rpy_keep(&in, args) < 0) {
+        if (make) rp_handle_free(e->d->makes, ptr);
+        else rp_op_free((rp_op *)ptr);
+        Py_DECREF(in.keep);
         return NULL;
     }
-    return res;
+    return rpy_wrap(e, make, ptr, in.keep != NULL ? in.keep : args, in.v);
 }
 
 static PyObject *rpy_make(PyObject *self RPY_UNUSED, PyObject *args) { return rpy_new(args, 1); }
@@ -523,7 +750,7 @@ static PyObject *rpy_call(PyObject *self RPY_UNUSED, PyObject *args) {
     if (PyTuple_GET_ITEM(args, 0) != Py_None &&
         (conn = rpy_client_of(PyTuple_GET_ITEM(args, 0), "conn")) == NULL)
         return NULL;
-    if ((e = rpy_start(args, 1, 0, &in, &op)) != NULL && rpy_run(conn, (rp_op *)op) == 0)
+    if ((e = rpy_start(args, 1, 0, &in, &op)) != NULL && rpy_run(conn, (rp_op *)op, in.v) == 0)
         res = rpy_result(e, (rp_op *)op);
     rp_op_free((rp_op *)op);
     Py_XDECREF(in.keep);
@@ -542,7 +769,9 @@ static PyObject *rpy_call(PyObject *self RPY_UNUSED, PyObject *args) {
     op = (rp_op *)w->h.ptr
 
 /* step(op[, now_ms]) advances the op: (STEP_IO, the bytes to write to each node, b"" for
- * none), (STEP_SLEEP, seconds) or (STEP_DONE, its result); a failed op raises. */
+ * none), (STEP_SLEEP, seconds, or None while a CALL runs: until it has returned),
+ * (STEP_CALL, (argument index, its callable, the arguments to call it with)), (STEP_EMIT,
+ * the message record) or (STEP_DONE, its result); a failed op raises. */
 static PyObject *rpy_step(PyObject *self RPY_UNUSED, PyObject *args) {
     unsigned long long now = 0;
     const rp_error *e;
@@ -567,7 +796,20 @@ static PyObject *rpy_step(PyObject *self RPY_UNUSED, PyObject *args) {
         }
         return Py_BuildValue("(iN)", (int)step, requests);
     case RP_STEP_SLEEP:
+        if (rp_op_sleep_ms(op) == RP_SLEEP_UNTIL_RESUMED)
+            return Py_BuildValue("(iO)", (int)step, Py_None);
         return Py_BuildValue("(id)", (int)step, (double)rp_op_sleep_ms(op) / 1000.0);
+    case RP_STEP_CALL: {
+        rp_value values[RPY_CALL_VALUES_MAX];
+        size_t arg = 0, count = 0;
+        PyObject *fn;
+        if (rp_op_call(op, &arg, values, RPY_CALL_VALUES_MAX, &count) != RP_OK ||
+            arg >= RP_DESC_ARGS_MAX || (fn = w->fn[arg]) == NULL)
+            return rpy_raise(RP_ESTATE, "the op called an argument that is no callable");
+        return Py_BuildValue("(i(nON))", (int)step, (Py_ssize_t)arg, fn, rpy_values(values, count));
+    }
+    case RP_STEP_EMIT:
+        return Py_BuildValue("(iN)", (int)step, rpy_message(w->h.e, op));
     case RP_STEP_DONE:
         return Py_BuildValue("(iN)", (int)step, rpy_result(w->h.e, op));
     default:
@@ -599,6 +841,134 @@ static PyObject *rpy_fail_node(PyObject *self RPY_UNUSED, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* target(op, node) -> (address, is_unix, host, port, path): where node's requests go;
+ * address is the key of connection pools. */
+static PyObject *rpy_target(PyObject *self RPY_UNUSED, PyObject *args) {
+    Py_ssize_t node;
+    rp_endpoint ep;
+    int rc;
+    RPY_OP_ARGS("n:target", &node);
+    if (node < 0 || (rc = rp_op_target(op, (size_t)node, &ep)) != RP_OK)
+        return rpy_raise(RP_EINVAL, "no such target");
+    return Py_BuildValue("(sNziz)", ep.address, PyBool_FromLong(ep.is_unix), ep.host, ep.port,
+                         ep.path);
+}
+
+/* handshake(op, node, client) -> Op: what a fresh connection to node's target runs first
+ * (AUTH, SELECT), one target (node 0); DONE at once when nothing is needed. client: the
+ * client the op was made from (the new op borrows it). */
+static PyObject *rpy_handshake(PyObject *self RPY_UNUSED, PyObject *args) {
+    static rpy_desc *hs = NULL;
+    PyObject *c;
+    rpy_handle *h;
+    Py_ssize_t node;
+    rp_endpoint ep;
+    rp_op *out = NULL;
+    rp_error err;
+    int rc;
+    RPY_OP_ARGS("nO:handshake", &node, &c);
+    if ((h = rpy_client_of(c, "client")) == NULL) return NULL;
+    if (hs == NULL && (hs = rpy_find_str("client.handshake")) == NULL) return NULL;
+    if (node < 0 || rp_op_target(op, (size_t)node, &ep) != RP_OK)
+        return rpy_raise(RP_EINVAL, "no such target");
+    rp_error_clear(&err);
+    if ((rc = rp_endpoint_handshake_op(&out, (rp_client *)h->ptr, &ep, &err)) != RP_OK)
+        return rpy_raise(rc, err.message);
+    Py_INCREF(c);
+    return rpy_wrap(hs, 0, out, c, NULL);
+}
+
+/* The op's queries: name(op) -> expr, or name(op, node) -> expr (node in range). */
+#define RPY_OP_QUERY(name, expr)                                                             \
+    static PyObject *rpy_##name(PyObject *self RPY_UNUSED, PyObject *args) {                 \
+        RPY_OP_ARGS(":" #name);                                                              \
+        return expr;                                                                         \
+    }
+#define RPY_NODE_QUERY(name, expr)                                                           \
+    static PyObject *rpy_##name(PyObject *self RPY_UNUSED, PyObject *args) {                 \
+        Py_ssize_t node;                                                                     \
+        RPY_OP_ARGS("n:" #name, &node);                                                      \
+        if (node < 0 || (size_t)node >= rp_op_nodes(op))                                     \
+            return rpy_raise(RP_EINVAL, "no such target");                                   \
+        return expr;                                                                         \
+    }
+/* pending(op, node) -> bool: node has a request in flight whose replies are not all in. */
+RPY_NODE_QUERY(pending, PyBool_FromLong(rp_op_pending(op, (size_t)node)))
+/* replies_owed(op, node) -> int: how many replies node still owes in the current round
+ * (a driver that parks an abandoned target's connection drops that many first). */
+RPY_NODE_QUERY(replies_owed, PyLong_FromSize_t(rp_op_replies_owed(op, (size_t)node)))
+/* listening(op, node) -> bool: node's round is a listening round (long-lived ops). */
+RPY_NODE_QUERY(listening, PyBool_FromLong(rp_op_listening(op, (size_t)node)))
+/* round_over(op) -> bool: the IO round may end (abandon the targets still pending). */
+RPY_OP_QUERY(round_over, PyBool_FromLong(rp_op_round_over(op)))
+/* timeout_ms(op) -> int: the round's per-target timeout (0: the driver's command timeout). */
+RPY_OP_QUERY(timeout_ms, PyLong_FromUnsignedLongLong((unsigned long long)rp_op_timeout_ms(op)))
+/* long_lived(op) -> bool: the op keeps connections of its own (a subscription). */
+RPY_OP_QUERY(long_lived, PyBool_FromLong(rp_op_long_lived(op)))
+
+/* resume(op, outcome, raised=False): the callable of the op's CALL has ended: outcome is
+ * what it returned, or (raised) the exception it raised; see rpy_outcome. */
+static PyObject *rpy_resume(PyObject *self RPY_UNUSED, PyObject *args) {
+    char message[RP_ERROR_MESSAGE_MAX];
+    PyObject *outcome, *hold = NULL;
+    int raised = 0, rc;
+    rp_value v;
+    RPY_OP_ARGS("O|p:resume", &outcome, &raised);
+    if (raised && !PyExceptionInstance_Check(outcome))
+        return rpy_type_error("outcome", -1, "an exception", outcome), NULL;
+    if (rpy_outcome(outcome, !raised, &v, &hold, message) < 0) return NULL;
+    rc = rp_op_resume(op, &v); /* copies the bytes */
+    Py_XDECREF(hold);
+    if (rc != RP_OK) return rpy_raise(rc, "no callback of the op is running");
+    Py_RETURN_NONE;
+}
+
+/* cancel(op): the user cancelled; step on to drive its clean-up (it ends cancelled). */
+static PyObject *rpy_cancel(PyObject *self RPY_UNUSED, PyObject *args) {
+    RPY_OP_ARGS(":cancel");
+    rp_op_cancel(op);
+    Py_RETURN_NONE;
+}
+
+/* pump(conn, op, timeout=None) -> message or None: steps a long-lived op over conn's
+ * connections (its own: one client per long-lived op) until it EMITs (its message record)
+ * or timeout seconds pass (None: no limit) with no message (None; the op lives on). The
+ * GIL is released; the wait goes in slices with Python's signal handlers run between
+ * them, so Ctrl-C ends it. An op that failed raises. */
+static PyObject *rpy_pump(PyObject *self RPY_UNUSED, PyObject *args) {
+    PyObject *c, *o, *t = Py_None;
+    rpy_handle *conn;
+    rpy_op *w = NULL;
+    rp_op *op;
+    rp_drive_hooks hooks;
+    rpy_drive d;
+    rp_error err;
+    int64_t ms = 0;
+    uint64_t end, now, slice;
+    int rc;
+    if (!PyArg_ParseTuple(args, "OO|O:pump", &c, &o, &t)) return NULL;
+    if (SWIG_ConvertPtr(o, (void **)&w, SWIGTYPE_p_rpy_op, 0) < 0 || w == NULL)
+        return rpy_type_error("op", -1, "a redpat._core.Op", o), NULL;
+    op = (rp_op *)w->h.ptr;
+    if ((conn = rpy_client_of(c, "conn")) == NULL ||
+        (t != Py_None && rpy_ms(t, "timeout", -1, &ms) < 0))
+        return NULL;
+    if (ms < 0) return rpy_raise(RP_EINVAL, "timeout must be >= 0 seconds");
+    end = t == Py_None || ms == INT64_MAX ? UINT64_MAX : rp_monotonic_ms() + (uint64_t)ms;
+    for (;;) {
+        now = rp_monotonic_ms();
+        slice = end <= now ? 0 : end - now < RPY_PUMP_SLICE_MS ? end - now : RPY_PUMP_SLICE_MS;
+        rp_error_clear(&err);
+        rpy_drive_begin(&d, w->fn, &hooks);
+        rc = rp_client_pump((rp_client *)conn->ptr, op, slice, &hooks, &err);
+        if ((rc = rpy_drive_end(&d, rc, &err, RP_ETIMEOUT)) == RP_OK)
+            return rpy_message(w->h.e, op);
+        if (rc != RP_ETIMEOUT) return NULL;
+        if (PyErr_CheckSignals() < 0) return NULL;
+        if (rp_monotonic_ms() >= end) Py_RETURN_NONE;
+    }
+}
+
 /* descriptors() -> the core's table as a list of dicts (for python/redpat and the stubs). */
 static PyObject *rpy_str(const char *s) {
     if (s != NULL) return PyUnicode_FromString(s);
@@ -626,10 +996,23 @@ static PyObject *rpy_ref(PyObject *o) {
     return o;
 }
 
+/* fields[0..n) as a list of {name, type, doc}. */
+static PyObject *rpy_field_list(const rp_field_desc *fields, size_t n) {
+    PyObject *list = PyList_New(0);
+    size_t i;
+    for (i = 0; list != NULL && i < n; i++)
+        if (rpy_append(list, Py_BuildValue("{s:s,s:s,s:s}", "name", fields[i].name, "type",
+                                           rp_type_name(fields[i].type), "doc",
+                                           fields[i].doc != NULL ? fields[i].doc : "")) < 0)
+            Py_CLEAR(list);
+    return list;
+}
+
 static PyObject *rpy_describe(const rp_op_desc *d) {
     static const char *const shapes[] = {"none", "record", "list"};
-    PyObject *args = PyList_New(0), *fields = PyList_New(0), *choices;
-    int rc = args != NULL && fields != NULL ? 0 : -1;
+    PyObject *args = PyList_New(0), *fields = rpy_field_list(d->fields, d->nfields), *choices;
+    PyObject *messages = rpy_field_list(d->message_fields, d->nmessage_fields);
+    int rc = args != NULL && fields != NULL && messages != NULL ? 0 : -1;
     size_t i, j;
     for (i = 0; rc == 0 && i < d->nargs; i++) {
         const rp_arg_desc *a = &d->args[i];
@@ -645,19 +1028,18 @@ static PyObject *rpy_describe(const rp_op_desc *d) {
             (long long)a->min_item, "max_item", (long long)a->max_item, "choices", choices,
             "doc", a->doc != NULL ? a->doc : ""));
     }
-    for (i = 0; rc == 0 && i < d->nfields; i++)
-        rc = rpy_append(fields, Py_BuildValue("{s:s,s:s,s:s}", "name", d->fields[i].name, "type",
-                                              rp_type_name(d->fields[i].type), "doc",
-                                              d->fields[i].doc != NULL ? d->fields[i].doc : ""));
     if (rc < 0) {
         Py_XDECREF(args);
         Py_XDECREF(fields);
+        Py_XDECREF(messages);
         return NULL;
     }
-    return Py_BuildValue("{s:s,s:s,s:N,s:N,s:N,s:s,s:s,s:N,s:N}", "name", d->name, "verb", d->verb,
-                         "kind", rpy_kind(d->kind), "makes", rpy_kind(d->makes), "io",
-                         PyBool_FromLong(d->io != 0), "shape", shapes[d->shape % 3], "doc",
-                         d->doc != NULL ? d->doc : "", "args", args, "fields", fields);
+    return Py_BuildValue("{s:s,s:s,s:N,s:N,s:N,s:s,s:s,s:N,s:N,s:N,s:N}", "name", d->name,
+                         "verb", d->verb, "kind", rpy_kind(d->kind), "makes", rpy_kind(d->makes),
+                         "io", PyBool_FromLong(d->io != 0), "shape", shapes[d->shape % 3], "doc",
+                         d->doc != NULL ? d->doc : "", "args", args, "fields", fields,
+                         "message_fields", messages, "long_lived",
+                         PyBool_FromLong(d->long_lived != 0));
 }
 
 static PyObject *rpy_descriptors(PyObject *self RPY_UNUSED, PyObject *args) {
@@ -672,26 +1054,33 @@ static PyObject *rpy_descriptors(PyObject *self RPY_UNUSED, PyObject *args) {
     return list;
 }
 
+static int rpy_tuple_class(PyObject *c) {
+    return c == Py_None ||
+           (PyType_Check(c) && PyType_IsSubtype((PyTypeObject *)c, &PyTuple_Type));
+}
+
 /* configure(op name, record class (a tuple subclass) or None, tuple of its arguments'
- * Python names): called once per op by python/redpat/_records.py at import. */
+ * Python names[, message class or None]): called once per op by python/redpat/_records.py
+ * at import. */
 static PyObject *rpy_configure(PyObject *self RPY_UNUSED, PyObject *args) {
-    PyObject *name, *record, *names;
+    PyObject *name, *record, *names, *message = Py_None;
     rpy_desc *e;
     size_t i;
-    if (!PyArg_ParseTuple(args, "OOO!:configure", &name, &record, &PyTuple_Type, &names) ||
+    if (!PyArg_ParseTuple(args, "OOO!|O:configure", &name, &record, &PyTuple_Type, &names,
+                          &message) ||
         (e = rpy_find(name)) == NULL)
         return NULL;
-    if ((record != Py_None && !(PyType_Check(record) &&
-                                PyType_IsSubtype((PyTypeObject *)record, &PyTuple_Type))) ||
+    if (!rpy_tuple_class(record) || !rpy_tuple_class(message) ||
         PyTuple_GET_SIZE(names) != (Py_ssize_t)e->d->nargs)
-        return PyErr_Format(PyExc_TypeError, "configure(%s, tuple subclass or None, %zu names)",
-                            e->d->name, e->d->nargs);
+        return PyErr_Format(PyExc_TypeError, "configure(%s, tuple subclass or None, %zu names"
+                            "[, tuple subclass or None])", e->d->name, e->d->nargs);
     for (i = 0; i < e->d->nargs; i++) /* each str caches its UTF-8: names keeps them */
         if (PyUnicode_AsUTF8(PyTuple_GET_ITEM(names, (Py_ssize_t)i)) == NULL) return NULL;
     for (i = 0; i < e->d->nargs; i++)
         e->name[i] = PyUnicode_AsUTF8(PyTuple_GET_ITEM(names, (Py_ssize_t)i));
     Py_XSETREF(e->names, rpy_ref(names));
     Py_XSETREF(e->record, record == Py_None ? NULL : rpy_ref(record));
+    Py_XSETREF(e->message, message == Py_None ? NULL : rpy_ref(message));
     Py_RETURN_NONE;
 }
 
@@ -709,20 +1098,6 @@ static PyObject *rpy_status_name(PyObject *self RPY_UNUSED, PyObject *args) {
     int code;
     if (!PyArg_ParseTuple(args, "i:status_name", &code)) return NULL;
     return PyUnicode_FromString(rp_status_name(code));
-}
-
-/* endpoint(client) -> (is_unix, host, port, path, user, password, db), for drivers that
- * open their own sockets; strings are None when absent. */
-static PyObject *rpy_endpoint(PyObject *self RPY_UNUSED, PyObject *args) {
-    PyObject *o;
-    rpy_handle *h;
-    rp_endpoint ep;
-    int rc;
-    if (!PyArg_ParseTuple(args, "O:endpoint", &o) || (h = rpy_client_of(o, "client")) == NULL)
-        return NULL;
-    if ((rc = rp_client_endpoint((rp_client *)h->ptr, &ep)) != RP_OK) return rpy_raise(rc, "");
-    return Py_BuildValue("(Nzizzzi)", PyBool_FromLong(ep.is_unix), ep.host, ep.port, ep.path,
-                         ep.user, ep.password, ep.db);
 }
 
 /* The descriptor table, indexed by name; every argument named as the core names it until
@@ -761,7 +1136,17 @@ static int rpy_init(void) {
 %native(configure) PyObject *rpy_configure(PyObject *self, PyObject *args);
 %native(set_error_classes) PyObject *rpy_set_error_classes(PyObject *self, PyObject *args);
 %native(status_name) PyObject *rpy_status_name(PyObject *self, PyObject *args);
-%native(endpoint) PyObject *rpy_endpoint(PyObject *self, PyObject *args);
+%native(target) PyObject *rpy_target(PyObject *self, PyObject *args);
+%native(handshake) PyObject *rpy_handshake(PyObject *self, PyObject *args);
+%native(pending) PyObject *rpy_pending(PyObject *self, PyObject *args);
+%native(round_over) PyObject *rpy_round_over(PyObject *self, PyObject *args);
+%native(replies_owed) PyObject *rpy_replies_owed(PyObject *self, PyObject *args);
+%native(timeout_ms) PyObject *rpy_timeout_ms(PyObject *self, PyObject *args);
+%native(listening) PyObject *rpy_listening(PyObject *self, PyObject *args);
+%native(long_lived) PyObject *rpy_long_lived(PyObject *self, PyObject *args);
+%native(resume) PyObject *rpy_resume(PyObject *self, PyObject *args);
+%native(cancel) PyObject *rpy_cancel(PyObject *self, PyObject *args);
+%native(pump) PyObject *rpy_pump(PyObject *self, PyObject *args);
 
 %constant int OK = RP_OK;
 %constant int MORE = RP_MORE;
@@ -774,10 +1159,14 @@ static int rpy_init(void) {
 %constant int ENOTOWNED = RP_ENOTOWNED;
 %constant int ESTATE = RP_ESTATE;
 %constant int ECANCELED = RP_ECANCELED;
+%constant int ECALLBACK = RP_ECALLBACK;
+%constant int ELOST = RP_ELOST;
 %constant int STEP_IO = RP_STEP_IO;
 %constant int STEP_SLEEP = RP_STEP_SLEEP;
 %constant int STEP_DONE = RP_STEP_DONE;
 %constant int STEP_ERROR = RP_STEP_ERROR;
+%constant int STEP_CALL = RP_STEP_CALL;
+%constant int STEP_EMIT = RP_STEP_EMIT;
 /* An MS argument of this many seconds is the core's "forever" (INT64_MAX ms). */
 %constant long long FOREVER = INT64_MAX;
 %constant const char *VERSION = RP_VERSION;

@@ -1,14 +1,27 @@
 # Python frontend (issues 3, 5 and 8): redpat installed non-editable into a fresh
 # $(ROOT)/.venv, the check that its committed stubs are what scripts/gen_pyi.py makes from the
 # core's descriptors, its matrix runners (sync and asyncio), pytest tests, mypy --strict on
-# the package and the examples, the lock benchmark beside the C one and redis-py's, and the
-# rate limiter benchmark beside the PyPI `limits` package.
+# the package and the examples, the lock benchmark beside the C one and redis-py's, the
+# rate limiter benchmark beside the PyPI `limits` package, Redlock beside the PyPI Redlocks
+# (pottery, redlock-py, redlock-ng) and pub/sub beside redis-py's PubSub.
 # Included by the top-level Makefile, which defines ROOT, BUILD, LOGS, HARNESS, bootstrap.
 PY_VENV := $(ROOT)/.venv
 PY := $(PY_VENV)/bin/python
 PY_TEST_DEPS := pytest mypy redis
-# Only the rate limiter bench needs these: `limits` with its Redis storage (over redis-py).
-PY_BENCH_DEPS := limits redis
+# Only the benches need these: `limits` with its Redis storage (over redis-py) for the rate
+# limiters, `pottery` for the Redlocks.
+PY_BENCH_DEPS := limits redis pottery
+# Installed apart, each with pip --target into a directory of its own and run in a
+# subprocess with PYTHONPATH=it: redlock-py and redlock-ng both install a top-level package
+# called `redlock` (and pin their own redis-py); hiredis would change redis-py's parser for
+# every other bench of the venv.
+PY_BENCH_APART := redlock-py redlock-ng hiredis
+PY_BENCH_PEERS := $(PY_VENV)/bench-peers
+PY_BENCH_HARNESS5 := python3 $(ROOT)/tests/harness/harness.py run --servers 5 --
+
+# The runners and tests run beside five servers: the matrix's cases over several servers
+# (Redlock, the contract's) and the tests of parallel rounds use them.
+PY_TEST_HARNESS5 := python3 $(ROOT)/tests/harness/harness.py run --servers 5 --
 
 TEST_TARGETS += test-python
 BENCH_TARGETS += bench-python
@@ -28,9 +41,9 @@ python-venv: bootstrap
 test-python: python-venv
 	@mkdir -p $(LOGS)
 	cd / && $(PY) $(ROOT)/scripts/gen_pyi.py --check 2>&1 | tee $(LOGS)/test-python-stubs.log
-	cd $(ROOT) && $(HARNESS) $(PY) $(ROOT)/tests/python/matrix_runner.py 2>&1 | tee $(LOGS)/matrix-python.log
-	cd $(ROOT) && $(HARNESS) $(PY) $(ROOT)/tests/python/matrix_runner_asyncio.py 2>&1 | tee $(LOGS)/matrix-python-asyncio.log
-	cd $(ROOT) && REDPAT_EXPECT_INSTALLED=1 $(HARNESS) $(PY) -m pytest -p no:cacheprovider \
+	cd $(ROOT) && $(PY_TEST_HARNESS5) $(PY) $(ROOT)/tests/python/matrix_runner.py 2>&1 | tee $(LOGS)/matrix-python.log
+	cd $(ROOT) && $(PY_TEST_HARNESS5) $(PY) $(ROOT)/tests/python/matrix_runner_asyncio.py 2>&1 | tee $(LOGS)/matrix-python-asyncio.log
+	cd $(ROOT) && REDPAT_EXPECT_INSTALLED=1 $(PY_TEST_HARNESS5) $(PY) -m pytest -p no:cacheprovider \
 	  $(ROOT)/tests/python 2>&1 | tee $(LOGS)/test-python-pytest.log
 	cd $(ROOT)/examples/python && $(PY) -m mypy --strict --no-incremental . 2>&1 | tee $(LOGS)/test-python-mypy.log
 	cd / && $(PY) -m mypy --strict --no-incremental -p redpat 2>&1 | tee -a $(LOGS)/test-python-mypy.log
@@ -43,3 +56,9 @@ bench-python: python-venv build
 	$(HARNESS) $(PY) $(ROOT)/bench/python_lock.py --c-bench $(BUILD)/bench/bench_lock \
 	  --out $(ROOT)/bench/results
 	$(HARNESS) $(PY) $(ROOT)/bench/python_ratelimit.py --out $(ROOT)/bench/results
+	for p in $(PY_BENCH_APART); do $(PY) -m pip install -q --disable-pip-version-check \
+	  --target $(PY_BENCH_PEERS)/$$p $$p || exit 1; done
+	$(PY_BENCH_HARNESS5) $(PY) $(ROOT)/bench/python_redlock.py --out $(ROOT)/bench/results \
+	  --peer-dir redlock-py=$(PY_BENCH_PEERS)/redlock-py --peer-dir redlock-ng=$(PY_BENCH_PEERS)/redlock-ng
+	$(HARNESS) $(PY) $(ROOT)/bench/python_pubsub.py --out $(ROOT)/bench/results \
+	  --hiredis-dir $(PY_BENCH_PEERS)/hiredis

@@ -8,17 +8,27 @@
     api = client.ratelimiter("api", "gcra", limit=100, window=60.0)
     decision = api.check("user:42")       # Decision(allowed=True, remaining=99, ...)
 
-redpat.asyncio has the same Client, Lock and RateLimiter with async/await.
+    with redpat.Client(["redis://a:6379", "redis://b:6379", "redis://c:6379"]).redlock("job"):
+        ...                               # a Redlock: a majority of independent servers
+
+    lock = client.lock("report", timeout=10.0)
+    rows = lock.using(build_report, day)  # held (and renewed) while build_report runs
+
+    p = client.pubsub(); p.subscribe("news")
+    for message in p.listen(): ...
+
+redpat.asyncio has the same Client, Lock, PubSub and RateLimiter with async/await.
 """
 from __future__ import annotations
 
 from . import _core
 from ._common import BytesLike, Seconds
-from ._records import Decision, FenceResult, LockInfo, RateLimiterInfo
+from ._records import Decision, FenceResult, LockInfo, LockRenewal, RateLimiterInfo
 from ._sync.client import Client
 from ._sync.lock import Lock
+from ._sync.pubsub import PubSub
 from ._sync.ratelimit import RateLimiter
-from .errors import (ConnectionError, InvalidArgument, LockError, LockLostError,
+from .errors import (CallbackError, ConnectionError, InvalidArgument, LockError, LockLostError,
                      LockNotOwnedError, OperationCancelled, OutOfMemoryError, ProtocolError,
                      RateLimited, RedpatError, ResponseError, StateError, TimeoutError)
 
@@ -27,9 +37,9 @@ __version__ = "0.1.0"
 core_version: str = _core.VERSION
 
 __all__ = [
-    "Client", "Lock", "RateLimiter", "Decision", "FenceResult", "LockInfo", "RateLimiterInfo",
-    "BytesLike", "Seconds", "RedpatError", "ConnectionError", "TimeoutError", "ResponseError",
-    "ProtocolError", "InvalidArgument", "OutOfMemoryError", "StateError", "OperationCancelled",
-    "LockError", "LockNotOwnedError", "LockLostError", "RateLimited", "__version__",
-    "core_version",
+    "Client", "Lock", "PubSub", "RateLimiter", "Decision", "FenceResult", "LockInfo",
+    "LockRenewal", "RateLimiterInfo", "BytesLike", "Seconds", "RedpatError", "ConnectionError",
+    "TimeoutError", "ResponseError", "ProtocolError", "InvalidArgument", "OutOfMemoryError",
+    "StateError", "OperationCancelled", "CallbackError", "LockError", "LockNotOwnedError",
+    "LockLostError", "RateLimited", "__version__", "core_version",
 ]

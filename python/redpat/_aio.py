@@ -2,49 +2,127 @@
 
 The pattern classes in redpat/_async are written against it (and turned into the sync ones
 at build time, which import _blocking.py instead). It drives the core's sans-IO ops itself
-(step, request bytes, feed reply bytes, sleep) over its own asyncio stream connections: no
-thread pool, nothing blocks the event loop. Each op in flight has a connection of its own,
-taken from a small pool, so concurrent tasks can share one Client. A connection with a
-request unanswered (a timeout, a cancelled task, a broken reply) is closed, never reused.
+(step, request bytes, feed reply bytes, sleep, CALL, EMIT) over its own asyncio stream
+connections: no thread pool, nothing blocks the event loop. The driver contract
+(redpat/op.h), as asyncio does it:
+
+- Targets: an op names where each node's requests go (_core.target); connections are pooled
+  by that address, opened and handshaken (AUTH / SELECT) on first need.
+- Parallel rounds: connections first (new ones opened concurrently), then every target's
+  request is written, then all are read concurrently (one task per target; a single-target
+  round, the usual case, runs inline), each within the round's per-target timeout
+  (_core.timeout_ms, or the command timeout). A failed target is handed to the op
+  (fail_node): quorum ops tolerate it. A round ends early once the op has enough
+  (round_over: a Redlock majority). A target still pending then whose replies have not
+  begun to come is *parked*: its connection goes back to the pool owing them
+  (_core.replies_owed), and its next use reads and drops them before any byte reaches the
+  op (as the blocking transport does: no reconnect per quorum round, and one server's
+  requests stay in order on one connection). Any other connection with a request
+  unanswered (a timeout, a cancelled task, a half-read or broken reply) is closed, never
+  pooled.
+- CALL: the user's coroutine runs as a task while the op goes on stepping (a lock.using
+  renews meanwhile); a SLEEP then waits for the sleep or the task, whichever ends first; the
+  op is resumed with what the task returned or raised. The callback's own exception is
+  re-raised as it was once the op has cleaned up.
+- Cancellation: a task cancelled while it drives an op cancels the op (and the callback's
+  task), drives the op's clean-up (a lock.using releases its lock) shielded from further
+  cancellation, then re-raises CancelledError.
+- Long-lived ops (a subscription's listen): a Listener keeps connections of their own and
+  hands out one message at a time.
 """
 from __future__ import annotations
 
 import asyncio
+import collections
 import inspect
 import os
 import socket
 import sys
-from typing import Any, Awaitable, Callable, Coroutine, List, Optional, Tuple, TypeVar
+from typing import (Any, Awaitable, Callable, Coroutine, Deque, Dict, List, Optional, Set,
+                    Tuple, TypeVar)
 
 from . import _core
 from ._common import BytesLike, Seconds, seconds
-from .errors import RedpatError, error_for
+from .errors import RedpatError, StateError, error_for
 
 #: The functions the asyncio decorators take.
 Func = Callable[..., Awaitable[Any]]
 T = TypeVar("T")
+#: What Lock.using runs: a coroutine function, whose coroutine returns T.
+Fn = Callable[..., Awaitable[T]]
 
 _READ_SIZE = 65536
 # Ops performed by name (a str, not one of the stub's literals): untyped on purpose.
 _begin: Callable[..., _core.Op] = _core.begin
 _call: Callable[..., Any] = _core.call
+_FIRST = asyncio.FIRST_COMPLETED
 
 if sys.version_info >= (3, 11):
-    async def _read(reader: asyncio.StreamReader, timeout: float) -> bytes:
+    async def _within(awaitable: Awaitable[T], timeout: float) -> T:
         async with asyncio.timeout(timeout):
-            return await reader.read(_READ_SIZE)
+            return await awaitable
 else:  # pragma: no cover - exercised on older Pythons only
-    async def _read(reader: asyncio.StreamReader, timeout: float) -> bytes:
-        return await asyncio.wait_for(reader.read(_READ_SIZE), timeout)
+    async def _within(awaitable: Awaitable[T], timeout: float) -> T:
+        return await asyncio.wait_for(awaitable, timeout)
+
+
+def _resp_end(buf: bytes, pos: int) -> Optional[int]:
+    """Where the RESP value starting at buf[pos] ends (the index after it); None while it is
+    incomplete. Raises ValueError for bytes that are not RESP. For parked connections only:
+    the core parses everything else."""
+    eol = buf.find(b"\r\n", pos)
+    if eol < 0:
+        return None
+    kind = buf[pos:pos + 1]
+    if kind in b"+-:_,#(":  # one-line values (RESP2 and RESP3)
+        return eol + 2
+    n = int(buf[pos + 1:eol])
+    if kind in b"$=!":  # bulk strings, verbatim strings, bulk errors
+        whole = eol + 2 + n + 2
+        return eol + 2 if n < 0 else whole if len(buf) >= whole else None
+    if kind in b"*~>%|":  # arrays, sets, pushes; maps and attributes hold n pairs
+        at: Optional[int] = eol + 2
+        for _ in range(max(n * 2 if kind in b"%|" else n, 0)):
+            at = _resp_end(buf, at) if at is not None else None
+            if at is None:
+                return None
+        if kind == b"|" and at is not None:  # an attribute comes before what it qualifies
+            return _resp_end(buf, at)
+        return at
+    raise ValueError("not RESP: %r" % kind)
 
 
 class _Connection:
-    """One stream connection. clean is False while requests are unanswered."""
+    """One stream connection to address. clean is False while requests are unanswered;
+    owed: replies of an abandoned request still to come (parked), dropped before any byte
+    goes to an op."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    __slots__ = ("reader", "writer", "address", "clean", "owed", "_skipped")
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 address: str) -> None:
         self.reader = reader
         self.writer = writer
+        self.address = address
         self.clean = True
+        self.owed = 0
+        self._skipped = b""
+
+    def skip(self, data: bytes) -> bytes:
+        """data with the replies still owed dropped from its front (b"": all of it was
+        theirs). OSError if they are not RESP: the connection must be closed."""
+        buf, pos = self._skipped + data, 0
+        try:
+            while self.owed:
+                end = _resp_end(buf, pos)
+                if end is None:
+                    self._skipped = buf[pos:]
+                    return b""
+                pos, self.owed = end, self.owed - 1
+        except ValueError as exc:
+            raise ConnectionError("bad reply to an abandoned request: %s" % exc) from None
+        self._skipped = b""
+        return buf[pos:]
 
     def usable(self) -> bool:
         return self.clean and not self.writer.is_closing() and not self.reader.at_eof()
@@ -53,128 +131,262 @@ class _Connection:
         self.clean = False
         self.writer.close()
 
-    async def exchange(self, op: _core.Op, requests: Tuple[bytes, ...], timeout: float) -> None:
-        """One IO step: write the op's request, feed the reply bytes back until complete.
-        I/O failures are handed to the op (fail_node), which then ends in ERROR."""
-        for node, request in enumerate(requests):
-            if not request:
+
+async def _replies(conn: _Connection, op: _core.Op, node: int,
+                   fed: Optional[Set[int]] = None) -> None:
+    """Feeds node's reply bytes (its request written on conn) back until all are in, or
+    the op failed the node (a protocol error: conn stays unclean, out of step); the replies
+    a parked conn still owes are dropped first. fed: node is added once bytes went to the
+    op."""
+    await conn.writer.drain()
+    while True:
+        data = await conn.reader.read(_READ_SIZE)
+        if not data:
+            raise ConnectionResetError("connection closed by the server")
+        if conn.owed:
+            data = conn.skip(data)
+            if not data:
                 continue
-            if node > 0:
-                _core.fail_node(op, node, _core.ETRANSPORT,
-                                "redpat.asyncio drives single-node operations only")
-                continue
-            self.clean = False
-            try:
-                self.writer.write(request)
-                await self.writer.drain()
-                while True:
-                    data = await _read(self.reader, timeout)
-                    if not data:
-                        raise ConnectionResetError("connection closed by the server")
-                    rc = _core.feed(op, node, data)
-                    if rc != _core.MORE:
-                        break
-            except asyncio.TimeoutError:
-                self.close()
-                _core.fail_node(op, node, _core.ETIMEOUT, "command timed out after %gs" % timeout)
-                continue
-            except OSError as exc:
-                self.close()
-                _core.fail_node(op, node, _core.ETRANSPORT, str(exc) or type(exc).__name__)
-                continue
-            if rc == _core.OK:
-                self.clean = True
-            else:
-                self.close()  # the op failed the node (protocol error): stream out of step
+        if fed is not None:
+            fed.add(node)
+        rc = _core.feed(op, node, data)
+        if rc != _core.MORE:
+            conn.clean = rc == _core.OK
+            return
+
+
+async def _exchange(conn: _Connection, op: _core.Op, node: int, request: bytes) -> None:
+    """Writes node's request on conn, then feeds its replies back (see _replies)."""
+    conn.clean = False
+    conn.writer.write(request)
+    await _replies(conn, op, node)
 
 
 class Executor:
-    """A client's connections. template makes handles and ops; url_client only says where
-    to connect (the core parses the URL) and makes each new connection's AUTH/SELECT."""
+    """A client's connections, pooled by address. template (made with the url: ops find
+    their targets through its endpoints) makes handles and ops; each new connection runs its
+    target's handshake first."""
 
     def __init__(self, url: str, namespace: BytesLike, connect_timeout: Seconds,
                  command_timeout: Seconds, tcp_keepalive: bool, max_idle: int) -> None:
-        config = (namespace, connect_timeout, command_timeout, tcp_keepalive)
-        self.template = _core.make("client.new", None, *config)
-        self._url_client = _core.make("client.new", url, *config)
-        self._unix, self._host, self._port, self._path = _core.endpoint(self._url_client)[:4]
+        self.template = _core.make("client.new", url, namespace, connect_timeout,
+                                   command_timeout, tcp_keepalive)  # checks every option
         self._connect_timeout = seconds(connect_timeout)
         self._command_timeout = seconds(command_timeout)
         self._keepalive = tcp_keepalive
         self._max_idle = max_idle
-        self._idle: List[_Connection] = []
+        self._idle: Dict[str, List[_Connection]] = {}
         self._pid = os.getpid()
 
-    async def _connect(self) -> _Connection:
-        where = self._path if self._unix else "%s:%d" % (self._host, self._port)
+    # -- connections ---------------------------------------------------------------------
+
+    async def _open(self, op: _core.Op, node: int, timeout: Optional[float] = None) -> _Connection:
+        """A new connection to node's target, handshaken; timeout bounds the connect (the
+        connect timeout when None). Raises the RedpatError to report."""
+        address, unix, host, port, path = _core.target(op, node)
+        limit = self._connect_timeout if timeout is None else min(timeout, self._connect_timeout)
+        where = path if unix else "%s:%d" % (host, port)
         try:
-            if self._unix:
-                opening = asyncio.open_unix_connection(self._path)
+            if unix:
+                opening = asyncio.open_unix_connection(path)
             else:
-                opening = asyncio.open_connection(self._host, self._port)
-            reader, writer = await asyncio.wait_for(opening, self._connect_timeout)
+                opening = asyncio.open_connection(host, port)
+            reader, writer = await _within(opening, limit)
         except asyncio.TimeoutError:
             raise error_for(_core.ETIMEOUT, "connect to %s timed out after %gs"
-                            % (where, self._connect_timeout)) from None
+                            % (where, limit)) from None
         except OSError as exc:
             raise error_for(_core.ETRANSPORT, "connect to %s: %s" % (where, exc)) from None
         sock = writer.get_extra_info("socket")
         if sock is not None and self._keepalive and sock.family != socket.AF_UNIX:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-        conn = _Connection(reader, writer)
+        conn = _Connection(reader, writer, address)
         try:
-            await self._drive(_core.begin("client.handshake", self._url_client), conn)
+            await self._handshake(_core.handshake(op, node, self.template), conn)
         except BaseException:
             conn.close()
             raise
         return conn
 
-    async def _checkout(self) -> _Connection:
+    async def _handshake(self, hs: _core.Op, conn: _Connection) -> None:
+        while True:
+            step, what = _core.step(hs)
+            if step != _core.STEP_IO:
+                return  # DONE (a refusal raises from step)
+            try:
+                await _within(_exchange(conn, hs, 0, what[0]), self._command_timeout)
+            except asyncio.TimeoutError:
+                _core.fail_node(hs, 0, _core.ETIMEOUT, "handshake timed out after %gs"
+                                % self._command_timeout)
+            except OSError as exc:
+                _core.fail_node(hs, 0, _core.ETRANSPORT, str(exc) or type(exc).__name__)
+
+    def _pooled(self, op: _core.Op, node: int) -> Optional[_Connection]:
+        """An idle connection to node's target, or None."""
         if self._pid != os.getpid():
             # A forked child must not talk over its parent's sockets (nor close them).
-            self._idle = []
+            self._idle = {}
             self._pid = os.getpid()
-        while self._idle:
-            conn = self._idle.pop()
+        idle = self._idle.get(_core.target(op, node)[0])
+        while idle:
+            conn = idle.pop()
             if conn.usable():
                 return conn
             conn.close()
-        return await self._connect()
+        return None
 
     def _checkin(self, conn: _Connection) -> None:
-        if conn.usable() and len(self._idle) < self._max_idle:
-            self._idle.append(conn)
+        idle = self._idle.setdefault(conn.address, [])
+        if conn.usable() and len(idle) < self._max_idle:
+            idle.append(conn)
         else:
             conn.close()
 
-    async def _drive(self, op: _core.Op, conn: Optional[_Connection] = None) -> Any:
-        """Drives op to the end and returns its result (a failed op raises). Without conn, a
-        connection is checked out at the op's first IO step (and checked in at the end); if
-        none can be opened, the failure is handed to the op as a failed node, so the op
-        decides what it means (a rate limiter's on_error policy may answer without Redis),
-        as the blocking transport does."""
-        own = conn is None
+    # -- rounds --------------------------------------------------------------------------
+
+    async def _connect(self, op: _core.Op, node: int, timeout: float,
+                       into: Dict[int, _Connection]) -> None:
+        """A new connection for node, into into[node]; a failure goes to the op."""
+        try:
+            into[node] = await self._open(op, node, timeout)
+        except RedpatError as exc:
+            _core.fail_node(op, node, exc.code if exc.code is not None else _core.ETRANSPORT,
+                            str(exc))
+
+    async def _receive(self, conn: _Connection, op: _core.Op, node: int, timeout: float,
+                       fed: Optional[Set[int]] = None,
+                       parked: Optional[Dict[int, int]] = None) -> None:
+        """Feeds node's replies (its request written on conn) to the op as they come, within
+        timeout; a failure goes to the op. conn goes back to the pool if it is in step, or
+        parked (node in parked, when the round ended early: it owes that many replies)."""
+        try:
+            await _within(_replies(conn, op, node, fed), timeout)
+        except asyncio.TimeoutError:
+            _core.fail_node(op, node, _core.ETIMEOUT, "no reply within %gs" % timeout)
+        except OSError as exc:
+            _core.fail_node(op, node, _core.ETRANSPORT, str(exc) or type(exc).__name__)
+        finally:
+            if parked is not None and node in parked:
+                conn.owed += parked[node]
+                conn.clean = True
+            if conn.clean:
+                self._checkin(conn)
+            else:
+                conn.close()
+
+    async def _round(self, op: _core.Op, requests: Tuple[bytes, ...]) -> None:
+        """One parallel IO round over the op's targets (see the module's doc): connections
+        first (new ones opened concurrently), then every request written, then every reply
+        read concurrently."""
+        timeout = _core.timeout_ms(op) / 1000.0 or self._command_timeout
+        conns: Dict[int, _Connection] = {}
+        tasks: "List[asyncio.Future[None]]" = []
+        try:
+            fresh = []
+            for node, request in enumerate(requests):
+                # (a NOSCRIPT retry round still shows the other targets' last requests:
+                # only the pending ones are the round's)
+                if request and _core.pending(op, node):
+                    conn = self._pooled(op, node)
+                    if conn is None:
+                        fresh.append(node)
+                    else:
+                        conns[node] = conn
+            if len(fresh) == 1:
+                await self._connect(op, fresh[0], timeout, conns)
+            elif fresh:
+                await asyncio.gather(*(self._connect(op, node, timeout, conns)
+                                       for node in fresh))
+            for node, conn in conns.items():
+                conn.clean = False
+                conn.writer.write(requests[node])
+            if len(conns) == 1:  # the usual case: no task needed
+                node, conn = conns.popitem()
+                await self._receive(conn, op, node, timeout)
+                return
+            fed: Set[int] = set()
+            parked: Dict[int, int] = {}
+            nodes: "Dict[asyncio.Future[None], int]" = {}
+            while conns:
+                node, conn = conns.popitem()
+                receiving: "asyncio.Future[None]" = asyncio.ensure_future(
+                    self._receive(conn, op, node, timeout, fed, parked))
+                tasks.append(receiving)
+                nodes[receiving] = node
+            try:
+                pending: Set["asyncio.Future[None]"] = set(tasks)
+                while pending and not _core.round_over(op):
+                    _, pending = await asyncio.wait(pending, return_when=_FIRST)
+                # Enough answers (a quorum): the targets still pending are abandoned; those
+                # whose replies have not begun to come are parked, owing them.
+                for abandoned in pending:
+                    if nodes[abandoned] not in fed:
+                        parked[nodes[abandoned]] = _core.replies_owed(op, nodes[abandoned])
+            finally:
+                # ... or our own cancellation: their tasks park or close their connections
+                left = [t for t in tasks if not t.done()]
+                for abandoned in left:
+                    abandoned.cancel()
+                if left:
+                    await asyncio.wait(left)
+            for done in tasks:
+                if not done.cancelled() and done.exception() is not None:
+                    raise done.exception()  # type: ignore[misc]  # a bug, not an I/O failure
+        except BaseException:
+            # Cancelled mid-round: no request may stay in flight for the op's clean-up.
+            for conn in conns.values():
+                conn.close()
+            for node in range(len(requests)):
+                if _core.pending(op, node):
+                    _core.fail_node(op, node, _core.ECANCELED, "cancelled")
+            raise
+
+    # -- driving -------------------------------------------------------------------------
+
+    async def _drive(self, op: _core.Op) -> Any:
+        """Drives op to the end and returns its result (a failed op raises; a callback's
+        failure is re-raised as the callback raised it)."""
+        call: "Optional[asyncio.Future[Any]]" = None
+        raised: Optional[BaseException] = None
         try:
             while True:
+                if call is not None and call.done():
+                    raised = _resume(op, call)
+                    call = None
                 step, what = _core.step(op)
                 if step == _core.STEP_IO:
-                    if conn is None:
-                        try:
-                            conn = await self._checkout()
-                        except RedpatError as exc:
-                            code = exc.code if exc.code is not None else _core.ETRANSPORT
-                            for node, request in enumerate(what):
-                                if request:
-                                    _core.fail_node(op, node, code, str(exc))
-                            continue
-                    await conn.exchange(op, what, self._command_timeout)
+                    await self._round(op, what)
                 elif step == _core.STEP_SLEEP:
-                    await asyncio.sleep(what)
+                    if call is None:
+                        await asyncio.sleep(what)
+                    else:  # until the sleep ends or the callback returns (what None: the latter)
+                        await asyncio.wait((call,), timeout=what)
+                elif step == _core.STEP_CALL:
+                    call = asyncio.ensure_future(what[1](*what[2]))
+                elif step == _core.STEP_DONE:
+                    return what
                 else:
-                    return what  # DONE: the result
-        finally:
-            if own and conn is not None:
-                self._checkin(conn)
+                    raise StateError("%r EMITs messages: it is long-lived (use a Listener)"
+                                     % (op,), _core.ESTATE)
+        except RedpatError as exc:
+            if raised is None or exc.code not in (_core.ECALLBACK, _core.ECANCELED):
+                raise
+        except asyncio.CancelledError:
+            await _shielded(self._abandon(op, call))
+            raise
+        raise raised  # outside the except clause: the callback's exception as it was
+
+    async def _abandon(self, op: _core.Op, call: "Optional[asyncio.Future[Any]]") -> None:
+        """The op's task was cancelled: cancel the callback's task (and let it end), cancel
+        the op, drive its clean-up."""
+        if call is not None and not call.done():
+            call.cancel()
+            await asyncio.wait((call,))
+        _core.cancel(op)
+        try:
+            await self._drive(op)
+        except (RedpatError, asyncio.CancelledError):
+            pass  # it ends cancelled: what the caller sees is its own CancelledError
 
     async def call(self, op: str, *args: Any) -> Any:
         """Performs op (an op name of the descriptor table) with args."""
@@ -184,11 +396,239 @@ class Executor:
         """Performs an op answered from its handle (no I/O; one thread: no mutex needed)."""
         return _call(None, op, *args)
 
+    def listener(self, op: str, *args: Any) -> "Listener":
+        """Begins the long-lived op (a subscription's listen) on connections of its own."""
+        return Listener(self, _begin(op, *args))
+
     async def close(self) -> None:
-        idle, self._idle = self._idle, []
-        for conn in idle:
+        idle, self._idle = self._idle, {}
+        conns = [conn for pool in idle.values() for conn in pool]
+        for conn in conns:
             conn.close()
-        for conn in idle:
+        for conn in conns:
+            try:
+                await conn.writer.wait_closed()
+            except OSError:
+                pass
+
+
+def _resume(op: _core.Op, call: "asyncio.Future[Any]") -> Optional[BaseException]:
+    """Hands the op what its callback's task returned or raised; returns the latter."""
+    exc: Optional[BaseException]
+    if call.cancelled():
+        exc = asyncio.CancelledError()
+    else:
+        exc = call.exception()
+    if exc is None:
+        _core.resume(op, call.result())
+    else:
+        _core.resume(op, exc, True)
+    return exc
+
+
+async def _shielded(work: Coroutine[Any, Any, None]) -> None:
+    """Runs work to its end even if the awaiting task is cancelled again meanwhile."""
+    task = asyncio.ensure_future(work)
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            continue
+        except Exception:
+            break
+    if not task.cancelled() and task.exception() is not None:
+        raise task.exception()  # type: ignore[misc]
+
+
+class Listener:
+    """A long-lived op (a subscription's listen) on connections of its own (one per
+    target). next() hands out its messages one at a time; change() changes what it wants
+    and gets the change sent at once, waking a task waiting in next() to send it (the
+    messages a change found on its way wait in order for next())."""
+
+    def __init__(self, x: Executor, op: _core.Op) -> None:
+        self._x = x
+        self._op: Optional[_core.Op] = op
+        self._conns: Dict[int, _Connection] = {}
+        self._reads: Dict[int, "asyncio.Future[bytes]"] = {}  # survive a wait that ran out
+        self._wake_at: Optional[float] = None  # a SLEEP (reconnect backoff) in progress
+        self._reading: Optional[asyncio.Lock] = None
+        # change() while a task waits in next(): it steps again, to send the change
+        self._kicked = False
+        self._kick: "Optional[asyncio.Future[None]]" = None
+        self._queue: Deque[Any] = collections.deque()
+
+    def _lock(self) -> asyncio.Lock:
+        if self._reading is None:
+            self._reading = asyncio.Lock()
+        return self._reading
+
+    def _live(self) -> _core.Op:
+        if self._op is None:
+            raise StateError("the subscription is closed", _core.ESTATE)
+        return self._op
+
+    async def next(self, timeout: Optional[float]) -> Any:
+        """The op's next message, waiting up to timeout seconds (None: for ever); None when
+        none came in time (the op lives on: nothing is lost)."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + max(timeout, 0.0)
+        async with self._lock():
+            if self._queue:
+                return self._queue.popleft()
+            return await self._step(deadline)
+
+    async def _step(self, deadline: Optional[float]) -> Any:
+        """Steps the op until it EMITs (its message) or deadline (loop time; None: none)
+        passes (None)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            op = self._live()
+            if self._wake_at is not None:
+                left = self._wake_at - loop.time()
+                if deadline is not None and deadline < self._wake_at:
+                    await asyncio.sleep(max(deadline - loop.time(), 0.0))
+                    return None
+                if left > 0:
+                    await asyncio.sleep(left)
+                self._wake_at = None
+            step, what = _core.step(op)
+            if step == _core.STEP_EMIT:
+                return what
+            if step == _core.STEP_SLEEP:
+                self._wake_at = loop.time() + (what or 0.0)
+            elif step == _core.STEP_IO:
+                if not await self._listen_round(op, what, deadline):
+                    return None
+            elif step == _core.STEP_DONE:
+                raise StateError("the long-lived op ended", _core.ESTATE)
+            else:
+                raise StateError("a long-lived op asked to CALL", _core.ESTATE)
+
+    async def change(self, op: str, *args: Any) -> None:
+        """Performs op (no I/O: it changes what the long-lived op wants) and gets the change
+        sent now: by the task waiting in next() if there is one (woken for it), else here."""
+        self._live()
+        _call(None, op, *args)
+        await self.flush()
+
+    async def flush(self) -> None:
+        """Steps the op without waiting for messages (it connects, sends what it has to)."""
+        if self._lock().locked():
+            self._kicked = True
+            if self._kick is not None and not self._kick.done():
+                self._kick.set_result(None)
+            return
+        async with self._lock():
+            while True:  # what arrived meanwhile waits for next(), in order
+                message = await self._step(asyncio.get_running_loop().time())
+                if message is None:
+                    return
+                self._queue.append(message)
+
+    async def _listen_round(self, op: _core.Op, requests: Tuple[bytes, ...],
+                            deadline: Optional[float]) -> bool:
+        """One round of the long-lived op: the requests written (connecting first where
+        needed), then its targets read: listening ones until a message or the deadline,
+        others until their replies or the per-target timeout. False: the deadline passed
+        with nothing (the round stays open: the next step polls it again)."""
+        loop = asyncio.get_running_loop()
+        timeout = _core.timeout_ms(op) / 1000.0 or self._x._command_timeout
+        active: List[int] = []
+        for node, request in enumerate(requests):
+            if not _core.pending(op, node):
+                continue
+            conn = self._conns.get(node)
+            try:
+                # A connection of the op's is its own: if it dropped, the read below says so
+                # to the op (which then reconnects, re-subscribing); only a target with none
+                # gets a new one.
+                if conn is None:
+                    conn = self._conns[node] = await self._x._open(op, node)
+                if request:
+                    conn.writer.write(request)
+                    await _within(conn.writer.drain(), timeout)
+            except RedpatError as exc:
+                self._drop(node)
+                _core.fail_node(op, node, exc.code if exc.code is not None
+                                else _core.ETRANSPORT, str(exc))
+                continue
+            except (OSError, asyncio.TimeoutError) as exc:
+                self._drop(node)
+                _core.fail_node(op, node, _core.ETRANSPORT, str(exc) or type(exc).__name__)
+                continue
+            active.append(node)
+        started = loop.time()
+        while not _core.round_over(op):
+            waiting = [n for n in active if _core.pending(op, n)]
+            if not waiting:
+                return True
+            replying = [n for n in waiting if not _core.listening(op, n)]
+            if replying:  # a request-reply round: the per-target timeout
+                limit: Optional[float] = started + timeout - loop.time()
+            else:
+                limit = None if deadline is None else deadline - loop.time()
+            if self._kicked:
+                self._kicked = False
+                return True  # step again: the op sends what it was asked to meanwhile
+            reads = {self._read(n): n for n in waiting}
+            self._kick = kick = loop.create_future()
+            try:
+                done, _ = await asyncio.wait(list(reads) + [kick], return_when=_FIRST,
+                                             timeout=None if limit is None else max(limit, 0.0))
+            finally:
+                self._kick = None
+            self._live()  # closed meanwhile (by another task): its reads were cancelled
+            if kick in done:
+                self._kicked = False
+                return True
+            if not done:
+                if replying:
+                    for n in replying:
+                        self._drop(n)
+                        _core.fail_node(op, n, _core.ETIMEOUT, "no reply within %gs" % timeout)
+                    continue
+                return False
+            for fut in done:
+                n = reads[fut]
+                del self._reads[n]
+                try:
+                    data = fut.result()
+                    if not data:
+                        raise ConnectionResetError("connection closed by the server")
+                except OSError as exc:
+                    self._drop(n)
+                    _core.fail_node(op, n, _core.ETRANSPORT, str(exc) or type(exc).__name__)
+                    continue
+                rc = _core.feed(op, n, data)
+                if rc not in (_core.OK, _core.MORE):
+                    self._drop(n)  # the op failed the node: the stream is out of step
+        return True
+
+    def _read(self, node: int) -> "asyncio.Future[bytes]":
+        """The read in progress on node's connection (kept across waits: no byte is lost
+        when one runs out)."""
+        fut = self._reads.get(node)
+        if fut is None:
+            fut = self._reads[node] = asyncio.ensure_future(
+                self._conns[node].reader.read(_READ_SIZE))
+        return fut
+
+    def _drop(self, node: int) -> None:
+        fut = self._reads.pop(node, None)
+        if fut is not None:
+            fut.cancel()
+        conn = self._conns.pop(node, None)
+        if conn is not None:
+            conn.close()
+
+    async def close(self) -> None:
+        """Frees the op and closes its connections."""
+        conns = list(self._conns.values())
+        for node in list(self._conns):
+            self._drop(node)
+        self._op = None
+        for conn in conns:
             try:
                 await conn.writer.wait_closed()
             except OSError:
@@ -257,3 +697,14 @@ def check_decorated(fn: Callable[..., Any]) -> None:
     if not inspect.iscoroutinefunction(fn):
         raise TypeError("%s is not a coroutine function: limit it with a limiter of "
                         "redpat.Client" % getattr(fn, "__qualname__", fn))
+
+
+def check_callback(fn: Callable[..., Any], what: str) -> None:
+    """Refuses what the asyncio flavour cannot run: anything but a coroutine function (a
+    plain function would block the event loop)."""
+    if not callable(fn):
+        raise TypeError("%s must be a coroutine function, not %s" % (what, type(fn).__name__))
+    if not inspect.iscoroutinefunction(fn) and not inspect.iscoroutinefunction(
+            getattr(fn, "__call__", None)):
+        raise TypeError("%s is not a coroutine function: run it with redpat.Client, or make it "
+                        "`async def`" % getattr(fn, "__qualname__", fn))

@@ -42,7 +42,8 @@ def wait_arg(blocking: bool, blocking_timeout: Optional[Seconds]) -> Seconds:
 
 
 def check_max_hold(max_hold: Optional[Seconds]) -> Optional[float]:
-    """The watchdog's cap (the watchdog lives in Python for now: its option is checked here)."""
+    """A Lock's max_hold as seconds (None: no cap), checked when the Lock is made rather
+    than at the first renewal (the core plans renewals by it: lock.renewal)."""
     if max_hold is None:
         return None
     if isinstance(max_hold, bool) or not isinstance(max_hold, (int, float, datetime.timedelta)):

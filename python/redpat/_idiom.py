@@ -15,9 +15,13 @@ from typing import Dict, Tuple
 #: op -> {core argument name: the Python API's name}. Durations are seconds in Python.
 ARG_NAMES: Dict[str, Dict[str, str]] = {
     "lock.new": {"ttl": "timeout"},
+    "redlock.new": {"ttl": "timeout"},
     "lock.acquire": {"wait": "blocking_timeout"},
+    "lock.using": {"wait": "blocking_timeout"},
     "lock.extend": {"ms": "additional_time", "replace": "replace_ttl"},
     "client.command": {"argv": "*args"},
+    "subscription.subscribe": {"channels": "*channels"},
+    "subscription.unsubscribe": {"channels": "*channels"},
 }
 
 #: op -> the class its records are made as (ops sharing a class have the same fields).
@@ -32,6 +36,9 @@ RECORDS: Dict[str, str] = {
     "ratelimit.info": "RateLimiterInfo",
 }
 
+#: op -> the class its EMITted messages are made as (others: "<Record>Message").
+MESSAGES: Dict[str, str] = {"subscription.listen": "SubscriptionMessage"}
+
 #: record class -> the field its truth value is (``if not limiter.check(s): ...``).
 TRUTH: Dict[str, str] = {"Decision": "allowed"}
 
@@ -42,10 +49,17 @@ RECORD_DOCS: Dict[str, str] = {
     "LockInfo": "What a lock handle knows (Lock.info()).",
     "LockRemaining": "How long a lock has left for its holder (Lock.remaining()).",
     "RateLimiterInfo": "A rate limiter's settings (RateLimiter.info()).",
+    "SubscriptionMessage": "A message a subscription's listen op hands out (PubSub turns it "
+                           "into redis-py's dict).",
 }
 
 #: (op, field) -> the field's Python type, where the core's type does not say it all.
-FIELD_TYPES: Dict[Tuple[str, str], str] = {("lock.info", "token"): "Optional[bytes]"}
+FIELD_TYPES: Dict[Tuple[str, str], str] = {
+    ("lock.info", "token"): "Optional[bytes]",
+    ("subscription.listen", "channel"): "Optional[bytes]",
+    ("subscription.listen", "pattern"): "Optional[bytes]",
+    ("subscription.listen", "data"): "Optional[bytes]",
+}
 
 #: How the public API performs each op, for the matrix runners: (on, name), on being
 #: "client" (a method of the Client), "class" (the Client class itself) or "self" (a
@@ -58,6 +72,11 @@ METHODS: Dict[str, Tuple[str, str]] = {
     "fence.check": ("client", "fence_check"),
     "ratelimit.new": ("client", "ratelimiter"),
     "ratelimit.multi": ("client", "ratelimit_multi"),
+    "redlock.new": ("client", "redlock"),
+    "pubsub.publish": ("client", "publish"),
+    "subscription.new": ("client", "pubsub"),
+    # A PubSub's listen op begins with its connection; its messages are get_message's.
+    "subscription.listen": ("self", "connect"),
 }
 
 #: op -> the result field that its method returns as a plain value, not a record (redis-py's
@@ -67,7 +86,14 @@ RETURNS: Dict[str, str] = {
     "lock.acquire": "acquired",
     "lock.locked": "value",
     "lock.owned": "value",
+    "pubsub.publish": "receivers",
+    "client.command": "reply",
 }
+
+#: op -> the bool result field whose False its method raises as LockError instead of
+#: returning (``lock.using`` returns what the user's function returned); its other fields
+#: are attributes of the object it acted on (``lock.renewals``, ``lock.fence``).
+REFUSALS: Dict[str, str] = {"lock.using": "acquired"}
 
 
 def arg_name(op: str, arg: str) -> str:
@@ -78,3 +104,8 @@ def arg_name(op: str, arg: str) -> str:
 def record_name(op: str) -> str:
     """The class op's records are made as."""
     return RECORDS.get(op) or "".join(part.capitalize() for part in op.replace(".", "_").split("_"))
+
+
+def message_name(op: str) -> str:
+    """The class the messages op EMITs are made as."""
+    return MESSAGES.get(op) or record_name(op) + "Message"

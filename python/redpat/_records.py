@@ -2,7 +2,8 @@
 
 Each record class is built here from the descriptors at import time: its fields, their
 order and their docs are the core's (never copied by hand); its name, its truth value and
-the first line of its doc come from the idiom table (_idiom.py). The extension is then told,
+the first line of its doc come from the idiom table (_idiom.py). Ops that EMIT messages (a
+subscription's listen) get a message class the same way, from their message fields. The extension is then told,
 for every op, which class to make its records as and how Python users name its arguments
 (for messages). Their types for mypy are in _records.pyi, generated from the same table by
 scripts/gen_pyi.py (`make test` fails when it is stale).
@@ -35,20 +36,31 @@ def _record_class(name: str, op: str, fields: List[Dict[str, Any]]) -> type:
     return cast(type, cls)
 
 
+def _shared_class(classes: Dict[str, type], name: str, op: str,
+                  fields: List[Dict[str, Any]]) -> type:
+    """The class called name with these fields (made on first need; ops may share it)."""
+    cls = classes.get(name)
+    if cls is None:
+        cls = classes[name] = _record_class(name, op, fields)
+    elif list(getattr(cls, "_fields")) != [f["name"] for f in fields]:
+        raise RuntimeError("redpat: %s and another op share the record %s but not its "
+                           "fields" % (op, name))
+    return cls
+
+
 def _configure() -> Dict[str, type]:
     classes: Dict[str, type] = {}
     for d in DESCRIPTORS:
         record: Optional[type] = None
+        message: Optional[type] = None
         if d["shape"] != "none":
-            name = _idiom.record_name(d["name"])
-            record = classes.get(name)
-            if record is None:
-                record = classes[name] = _record_class(name, d["name"], d["fields"])
-            elif list(getattr(record, "_fields")) != [f["name"] for f in d["fields"]]:
-                raise RuntimeError("redpat: %s and another op share the record %s but not its "
-                                   "fields" % (d["name"], name))
+            record = _shared_class(classes, _idiom.record_name(d["name"]), d["name"],
+                                   d["fields"])
+        if d["message_fields"]:
+            message = _shared_class(classes, _idiom.message_name(d["name"]), d["name"],
+                                    d["message_fields"])
         names = tuple(_idiom.arg_name(d["name"], a["name"]) for a in d["args"])
-        _core.configure(d["name"], record, names)
+        _core.configure(d["name"], record, names, message)
     return classes
 
 

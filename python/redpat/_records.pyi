@@ -22,11 +22,13 @@ class LockAcquire(NamedTuple):
 
     ``acquired``: the handle holds the lock now (false: busy until the wait ran out)
     ``fence``: fenced locks: this acquire's fencing token (> 0), else 0
-    ``attempts``: how many times Redis was asked"""
+    ``attempts``: how many times Redis was asked (Redlock: rounds over all nodes)
+    ``validity`` (seconds): acquired: how long the hold is safe from now (ttl - elapsed; Redlock: - drift too); 0 when not acquired"""
 
     acquired: bool
     fence: int
     attempts: int
+    validity: float
 
 class LockLocked(NamedTuple):
     """The result of the op lock.locked.
@@ -58,13 +60,15 @@ class LockInfo(NamedTuple):
     ``ttl`` (seconds): the lock's TTL
     ``fenced``: whether acquires hand out fencing tokens
     ``token``: the owner token of the last successful acquire; absent when not held
-    ``fence``: the fencing token of the last successful fenced acquire, else 0"""
+    ``fence``: the fencing token of the last successful fenced acquire, else 0
+    ``nodes``: how many nodes the lock is kept on: 1, or N for a Redlock"""
 
     name: bytes
     ttl: float
     fenced: bool
     token: Optional[bytes]
     fence: int
+    nodes: int
 
 class FenceResult(NamedTuple):
     """The outcome of a fence check: accepted is False for a stale (older) token.
@@ -74,6 +78,28 @@ class FenceResult(NamedTuple):
 
     accepted: bool
     highest: int
+
+class LockUsing(NamedTuple):
+    """The result of the op lock.using.
+
+    ``acquired``: the lock was taken and the function ran (false: busy until the wait ran out; the function never ran)
+    ``renewals``: how many times the lock was renewed while the function ran
+    ``fence``: fenced locks: the acquire's fencing token, else 0"""
+
+    acquired: bool
+    renewals: int
+    fence: int
+
+class LockRenewal(NamedTuple):
+    """The result of the op lock.renewal.
+
+    ``renew``: false: stop renewing (not held, or the hold cap is reached)
+    ``delay`` (seconds): wait this long, then renew
+    ``ttl`` (seconds): extend with replace to this TTL"""
+
+    renew: bool
+    delay: float
+    ttl: float
 
 class Decision(NamedTuple):
     """A rate limiter's answer for one request. Truthy when the request is allowed.
@@ -114,3 +140,25 @@ class RateLimiterInfo(NamedTuple):
     window: float
     burst: int
     on_error: str
+
+class PubsubPublish(NamedTuple):
+    """The result of the op pubsub.publish.
+
+    ``receivers``: how many subscribers (channel and pattern ones) received it"""
+
+    receivers: int
+
+class SubscriptionMessage(NamedTuple):
+    """A message a subscription's listen op hands out (PubSub turns it into redis-py's dict).
+
+    ``kind``: message, pmessage, subscribe, unsubscribe, psubscribe, punsubscribe or reconnect
+    ``channel``: the channel; absent for p(un)subscribe and reconnect
+    ``pattern``: the pattern; absent unless pmessage or p(un)subscribe
+    ``data``: the payload; absent unless message or pmessage
+    ``count``: (un)subscribe kinds: the connection's subscriptions now; else 0"""
+
+    kind: str
+    channel: Optional[bytes]
+    pattern: Optional[bytes]
+    data: Optional[bytes]
+    count: int  # type: ignore[assignment]

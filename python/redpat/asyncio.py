@@ -1,4 +1,4 @@
-"""redpat for asyncio: the same Client, Lock and RateLimiter API with async/await.
+"""redpat for asyncio: the same Client, Lock, PubSub and RateLimiter API with async/await.
 
 The classes are redpat's one source of each pattern (redpat/_async), run over the asyncio
 executor (redpat/_aio.py): it drives the core's operations itself over its own asyncio
@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from ._async.client import Client
 from ._async.lock import Lock
+from ._async.pubsub import PubSub
 from ._async.ratelimit import RateLimiter
 from ._records import Decision, FenceResult, LockInfo, RateLimiterInfo
 
-__all__ = ["Client", "Lock", "RateLimiter", "Decision", "FenceResult", "LockInfo",
+__all__ = ["Client", "Lock", "PubSub", "RateLimiter", "Decision", "FenceResult", "LockInfo",
            "RateLimiterInfo"]

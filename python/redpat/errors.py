@@ -10,9 +10,12 @@
     +-- StateError           an API was used out of order
     +-- OperationCancelled   the driver cancelled an op (a signal handler raised: that
     |                        exception, e.g. KeyboardInterrupt, is what the caller sees)
-    +-- LockError            a lock could not be acquired (context manager) or was misused
+    +-- CallbackError        a user callback of an op failed (the callback's own exception
+    |                        is what the caller sees: this one only stands in for it)
+    +-- LockError            a lock could not be acquired (context manager, using) or was
+    |   |                    misused
     |   +-- LockNotOwnedError  release/extend of a lock this handle does not hold
-    |   +-- LockLostError      the auto-renew watchdog failed to renew: the lock may be gone
+    |   +-- LockLostError      a renewal failed (watchdog, using): the lock may be gone
     +-- RateLimited          a rate-limited function was called over its limit (decorators)
 
 Every exception raised for a core status carries ``code`` (the rp_status number) and
@@ -32,7 +35,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "RedpatError", "ConnectionError", "TimeoutError", "ResponseError", "ProtocolError",
-    "InvalidArgument", "OutOfMemoryError", "StateError", "OperationCancelled", "LockError",
+    "InvalidArgument", "OutOfMemoryError", "StateError", "OperationCancelled", "CallbackError",
+    "LockError",
     "LockNotOwnedError", "LockLostError", "RateLimited", "error_for",
 ]
 
@@ -88,6 +92,11 @@ class OperationCancelled(RedpatError):
     """The driver cancelled an op before it ended; no request was left in flight."""
 
 
+class CallbackError(RedpatError):
+    """A user callback of an op (lock.using's function) failed. The callback's own
+    exception is re-raised in its place wherever there is one."""
+
+
 class LockError(RedpatError):
     """A lock could not be acquired where it had to be, or was misused."""
 
@@ -97,7 +106,9 @@ class LockNotOwnedError(LockError):
 
 
 class LockLostError(LockError):
-    """The auto-renew watchdog could not renew the lock: it may have been lost."""
+    """A renewal of a held lock failed (the auto-renew watchdog's, or using()'s while its
+    function ran), or the lock had expired by its release: it may have been lost, and
+    another holder may have had it meanwhile."""
 
 
 class RateLimited(RedpatError):
@@ -137,6 +148,8 @@ _BY_STATUS: Dict[int, Type[RedpatError]] = {
     _core.ENOTOWNED: LockNotOwnedError,
     _core.ESTATE: StateError,
     _core.ECANCELED: OperationCancelled,
+    _core.ECALLBACK: CallbackError,
+    _core.ELOST: LockLostError,
 }
 
 _core.set_error_classes(RedpatError, _BY_STATUS)

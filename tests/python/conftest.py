@@ -1,11 +1,14 @@
 """Fixtures for redpat's Python tests: a private redis-server (tests/harness) unless
-REDPAT_TEST_URL points at one, and clients with a namespace of their own per test."""
+REDPAT_TEST_URL points at one, five of them for the tests over several servers (the
+harness's REDPAT_TEST_URLS / REDPAT_TEST_PIDS under `harness.py run --servers 5`, else
+private ones), and clients with a namespace of their own per test."""
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import uuid
-from typing import Iterator
+from typing import Iterator, List, NamedTuple
 
 import pytest
 
@@ -13,7 +16,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tests", "harness"))
 
-from harness import RedisServer  # noqa: E402
+from harness import RedisServer, RedisServers  # noqa: E402
 
 import redpat  # noqa: E402
 
@@ -46,3 +49,41 @@ def server() -> Iterator[RedisServer]:
     """A server of the test's own, for tests that stop, pause or restart it."""
     with RedisServer() as srv:
         yield srv
+
+
+class Servers(NamedTuple):
+    """Five test servers: their URLs and pids (for SIGSTOP / SIGCONT)."""
+
+    urls: List[str]
+    pids: List[int]
+
+    def stop(self, *which: int) -> None:
+        for i in which:
+            os.kill(self.pids[i], signal.SIGSTOP)
+
+    def cont(self, *which: int) -> None:
+        for i in which or range(len(self.pids)):
+            os.kill(self.pids[i], signal.SIGCONT)
+
+
+@pytest.fixture(scope="session")
+def five() -> Iterator[Servers]:
+    urls = [u for u in os.environ.get("REDPAT_TEST_URLS", "").split(",") if u]
+    pids = [int(p) for p in os.environ.get("REDPAT_TEST_PIDS", "").split(",") if p]
+    if len(urls) >= 5 and len(pids) >= 5:
+        yield Servers(urls[:5], pids[:5])
+        return
+    with RedisServers(5) as servers:
+        yield Servers([srv.url for srv in servers], [srv.pid for srv in servers])
+
+
+@pytest.fixture
+def servers(five: Servers) -> Iterator[Servers]:
+    """The five servers, emptied first, every one running again afterwards (a test may
+    stop some)."""
+    for url in five.urls:
+        redpat.Client(url).execute_command("FLUSHALL")
+    try:
+        yield five
+    finally:
+        five.cont()

@@ -10,6 +10,13 @@ and its `names_arg: "ttl"` expects the error to name `timeout`.
 The sync runner's driver calls redpat.Client, the asyncio runner's awaits redpat.asyncio:
 their APIs have the same names and arguments, so one engine serves both (a call's result is
 awaited when it is awaitable). An op the runner cannot perform fails the case, never skips.
+
+The forms of the driver contract (tests/matrix/README.md): a case's `servers` (its client
+over the first N test servers of REDPAT_TEST_URLS), `server` on raw commands, `stop` /
+`cont` (SIGSTOP / SIGCONT to REDPAT_TEST_PIDS), `call` answers (the nested steps run inside
+the user's callback: a plain function under redpat.Client, a coroutine function under
+redpat.asyncio), `elapsed_max`, and long-lived ops: `subscription.listen` is a PubSub's
+connect(), its `messages` are get_message()'s dicts read back as the core's fields.
 """
 from __future__ import annotations
 
@@ -19,9 +26,11 @@ import inspect
 import json
 import os
 import re
+import signal
 import sys
+import time
 import traceback
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -33,11 +42,45 @@ from redpat import _idiom  # noqa: E402
 from redpat._records import BY_NAME  # noqa: E402
 
 # Step keys that are not handle arguments.
-STEP_KEYS = {"op", "as", "args", "expect"}
+STEP_KEYS = {"op", "as", "args", "expect", "call", "elapsed_max"}
+# What the runner itself checks in an op's expect beside the result fields.
+RUNNER_EXPECTS = {"calls"}
+CONFIRMATIONS = ("subscribe", "unsubscribe", "psubscribe", "punsubscribe")
+# The result of an op whose method raised the refusal (_idiom.REFUSALS) instead.
+REFUSED = object()
 
 
 class CaseFailed(Exception):
     pass
+
+
+class CallbackRaised(Exception):
+    """What a callback answering a CALL raises for a `"raise": TEXT` answer."""
+
+
+def message_fields(message: Dict[str, Any]) -> Dict[str, Any]:
+    """A PubSub message (redis-py's dict) as the core's message fields (kind, channel,
+    pattern, data, count; None: absent): redpat/_async/pubsub.py's as_message read back."""
+    kind = message["type"]
+    fields = {"kind": kind, "channel": message["channel"], "pattern": message["pattern"],
+              "data": None, "count": 0}
+    if kind in ("message", "pmessage"):
+        fields["data"] = message["data"]
+    elif kind in CONFIRMATIONS:
+        fields["count"] = message["data"]
+    if kind in ("psubscribe", "punsubscribe"):
+        fields["pattern"], fields["channel"] = message["channel"], None
+    return fields
+
+
+def test_servers() -> Tuple[List[str], List[int]]:
+    """The harness's servers: their URLs and pids (REDPAT_TEST_URLS / _PIDS; else the one
+    REDPAT_TEST_URL, with no pid known)."""
+    urls = [u for u in os.environ.get("REDPAT_TEST_URLS", "").split(",") if u]
+    pids = [int(p) for p in os.environ.get("REDPAT_TEST_PIDS", "").split(",") if p]
+    if not urls and os.environ.get("REDPAT_TEST_URL"):
+        urls = [os.environ["REDPAT_TEST_URL"]]
+    return urls, pids
 
 
 def as_bytes(value: Any) -> bytes:
@@ -106,9 +149,22 @@ async def settle(value: Any) -> Any:
     return await value if inspect.isawaitable(value) else value
 
 
+def run_now(coro: Any) -> Any:
+    """Runs a coroutine of this engine that never suspends (every step under the sync
+    driver: its calls block, its sleeps are time.sleep) to its end, in this thread: how a
+    sync callback runs its nested steps inside the core's CALL."""
+    try:
+        coro.send(None)
+    except StopIteration as stop:
+        return stop.value
+    coro.close()
+    raise CaseFailed("a step of a sync callback waited on the event loop")
+
+
 class Driver:
     """Performs matrix steps through one flavour of redpat's public API: a subclass names
-    the Client class (and the runner's name) and how to sleep."""
+    the Client class (and the runner's name), how to sleep, and how a callback answering a
+    CALL is made."""
 
     frontend = "?"
     client_class: Any = None
@@ -116,27 +172,43 @@ class Driver:
     def __init__(self) -> None:
         self.client: Any = None
         self.url = ""
+        self.servers: List[Any] = []  # a client per test server of the case, for raw commands
         self.handles: Dict[str, Any] = {}
 
     async def sleep(self, ms: int) -> None:
         raise NotImplementedError
 
-    async def open(self, url: str, namespace: str) -> None:
-        self.url = url
-        self.client = self.client_class(url, namespace=namespace)
+    def callback(self, run: Callable[[], Any]) -> Callable[..., Any]:
+        """The user's callback for a CALL: runs run() (a coroutine: the nested steps, then
+        the answer) the flavour's way."""
+        raise NotImplementedError
+
+    async def open(self, urls: List[str], namespace: str) -> None:
+        self.url = ",".join(urls)
+        self.servers = [self.client_class(u, namespace=namespace) for u in urls]
+        self.client = self.client_class(self.url, namespace=namespace)
         self.handles = {}
 
     async def close(self) -> None:
-        for made in [self.client] + list(self.handles.values()):
-            if isinstance(made, self.client_class):
+        for made in [self.client] + self.servers + list(self.handles.values()):
+            if isinstance(made, self.client_class) or isinstance(made, self.pubsub_class):
                 await settle(made.close())
         self.client = None
+        self.servers = []
         self.handles = {}
 
-    async def command(self, argv: List[bytes]) -> Any:
-        """A raw command's reply; an error reply is returned as an exception instance."""
+    @property
+    def pubsub_class(self) -> Any:
+        return getattr(sys.modules[self.client_class.__module__], "PubSub")
+
+    async def command(self, argv: List[bytes], server: int = 0) -> Any:
+        """A raw command's reply from the case's server (an error reply is returned as an
+        exception instance)."""
+        if not 0 <= server < len(self.servers):
+            raise CaseFailed("no test server %r in this case (it has %d)"
+                             % (server, len(self.servers)))
         try:
-            return await settle(self.client.execute_command(*argv))
+            return await settle(self.servers[server].execute_command(*argv))
         except redpat.ResponseError as exc:
             return exc
 
@@ -145,7 +217,26 @@ class Driver:
             raise CaseFailed("%s: no handle labelled %r" % (where, label))
         return self.handles[label]
 
-    async def perform(self, op: str, step: Dict[str, Any]) -> Tuple[Any, Any]:
+    def answer(self, step: Dict[str, Any], calls: List[int]) -> Any:
+        """The callback answering the op's CALLs as the step's "call" says, counting its
+        calls; None when the step has none (the op then fails, or must not call)."""
+        how = step.get("call")
+        if how is None:
+            return None
+        if not isinstance(how, dict) or not (set(how) <= {"steps", "return", "raise"}):
+            raise CaseFailed("a call is {steps, return | raise}, not %r" % (how,))
+
+        async def run() -> Any:
+            calls[0] += 1
+            for i, nested in enumerate(how.get("steps", [])):
+                await run_step(self, i, nested)
+            if "raise" in how:
+                raise CallbackRaised(how["raise"])
+            return as_bytes(how["return"]) if "return" in how else None
+        return self.callback(run)
+
+    async def perform(self, op: str, step: Dict[str, Any],
+                      calls: Optional[List[int]] = None) -> Tuple[Any, Any]:
         """Performs op as the step says, through the public API: (result, the object the
         op acted on). The one generic step."""
         d = BY_NAME.get(op)
@@ -170,6 +261,10 @@ class Driver:
                 value: Any = self.handle(step.get(name), op)
             elif a["self"]:  # a list of handles
                 value = [self.handle(label, op) for label in step.get(name, [])]
+            elif a["type"] == "callback":
+                value = self.answer(step, calls if calls is not None else [0])
+                if value is None:
+                    continue  # absent: the API says so
             elif name in args:
                 value = args[name]
                 if a["type"] == "list":
@@ -188,7 +283,10 @@ class Driver:
             if a["self"] and on == "self":
                 target = value
             elif user.startswith("*"):
-                positional.extend(value)
+                if isinstance(value, list):
+                    positional.extend(value)
+                else:  # no list to spread: by name, which Python refuses naming it
+                    kwargs[user[1:]] = value
             else:
                 kwargs[user] = value
         if on == "class":
@@ -209,38 +307,52 @@ class Driver:
         if hasattr(result, "_fields"):
             return [{n: getattr(result, n) for n in names}]
         # A plain value (acquire's bool): one field; the others are the object's attributes.
-        out: Dict[str, Any] = {}
-        for n in names:
-            if n == _idiom.RETURNS.get(op):
-                out[n] = result
-            elif hasattr(target, n):
-                out[n] = getattr(target, n)
-            else:
-                raise CaseFailed("%s: the Python API gives no %s" % (op, n))
-        return [out]
+        return [{n: result if n == _idiom.RETURNS.get(op) else self.attribute(op, target, n)
+                 for n in names}]
+
+    def attribute(self, op: str, target: Any, name: str) -> Any:
+        """A result field the API keeps as an attribute of the object the op acted on."""
+        if not hasattr(target, name):
+            raise CaseFailed("%s: the Python API gives no %s" % (op, name))
+        return getattr(target, name)
 
 
 async def run_op(driver: Driver, i: int, step: Dict[str, Any]) -> None:
     op = step["op"]
     where = "step %d (%s)" % (i, op)
-    expect = step.get("expect") or {}
+    expect = dict(step.get("expect") or {})
+    want_calls = expect.pop("calls", None)
+    calls = [0]
+    d = BY_NAME.get(op)
+    refused = _idiom.REFUSALS.get(op)
+    started = time.monotonic()
     try:
-        result, target = await driver.perform(op, step)
-    except (redpat.RedpatError, TypeError) as exc:
-        if "error" not in expect:
-            raise CaseFailed("%s: unexpected %s: %s" % (where, type(exc).__name__, exc))
-        # A wrong type is Python's TypeError: the invalid_argument of the other frontends.
-        status = exc.status if isinstance(exc, redpat.RedpatError) else "invalid_argument"
-        if status != expect["error"]:
-            raise CaseFailed("%s: expected error %s, got %s: %s"
-                             % (where, expect["error"], status, exc))
-        text = expect.get("message_contains")
-        if text is not None and text not in str(exc):
-            raise CaseFailed("%s: error message %r lacks %r" % (where, str(exc), text))
-        arg = expect.get("names_arg")
-        if arg is not None and not names_word(str(exc), _idiom.arg_name(op, arg)):
-            raise CaseFailed("%s: error message %r does not name %r (the core's %r)"
-                             % (where, str(exc), _idiom.arg_name(op, arg), arg))
+        try:
+            result, target = await driver.perform(op, step, calls)
+        finally:
+            elapsed = (time.monotonic() - started) * 1000.0
+            if want_calls is not None and calls[0] != want_calls:
+                raise CaseFailed("%s: the callback ran %d times, expected %d"
+                                 % (where, calls[0], want_calls))
+            if "elapsed_max" in step and elapsed > step["elapsed_max"]:
+                raise CaseFailed("%s: took %.0f ms, more than elapsed_max %d ms"
+                                 % (where, elapsed, step["elapsed_max"]))
+    except redpat.LockError as exc:
+        if refused is None or d is None or type(exc) is not redpat.LockError:
+            expected_error(where, op, expect, exc)
+            return
+        # The method raises the refusal its result would have said: read the rest of the
+        # result from the object it acted on.
+        result, target = REFUSED, driver.handle(step.get(d["args"][0]["name"]), op)
+    except (redpat.RedpatError, TypeError, CallbackRaised) as exc:
+        expected_error(where, op, expect, exc)
+        return
+    if d is not None and d["long_lived"]:
+        # A long-lived op's object (a PubSub) hands out its messages: label it.
+        if "as" in step:
+            driver.handles[step["as"]] = target
+        if expect:
+            raise CaseFailed("%s: a long-lived op has no result: expect its messages" % where)
         return
     if "as" in step:
         driver.handles[step["as"]] = result
@@ -248,15 +360,20 @@ async def run_op(driver: Driver, i: int, step: Dict[str, Any]) -> None:
         raise CaseFailed("%s: expected error %s, got %r" % (where, expect["error"], result))
     if not expect:
         return
-    d = BY_NAME[op]
+    assert d is not None
     if d["shape"] == "none":
         raise CaseFailed("%s: %s has no result fields to expect" % (where, op))
     types = {f["name"]: f["type"] for f in d["fields"]}
     for field in expect:
         if field not in types:
             raise CaseFailed("%s: %s has no result field %r" % (where, op, field))
-    records = driver.fields(op, result, target, list(expect))
+    if refused is not None:  # it returned what the user's function did: not a record
+        records = [{n: result is not REFUSED if n == refused else driver.attribute(op, target, n)
+                    for n in expect}]
+    else:
+        records = driver.fields(op, result, target, list(expect))
     for field, want in expect.items():
+        got: Any
         if d["shape"] == "list":
             got = [r[field] for r in records]
             ok = (isinstance(want, list) and len(want) == len(got)
@@ -268,19 +385,98 @@ async def run_op(driver: Driver, i: int, step: Dict[str, Any]) -> None:
             raise CaseFailed("%s: %s expected %r, got %r" % (where, field, want, got))
 
 
+def expected_error(where: str, op: str, expect: Dict[str, Any], exc: BaseException) -> None:
+    """An op raised exc: the step must have expected that error."""
+    if "error" not in expect:
+        raise CaseFailed("%s: unexpected %s: %s" % (where, type(exc).__name__, exc))
+    # A wrong type is Python's TypeError: the invalid_argument of the other frontends; the
+    # callback's own exception (re-raised as it was) is the others' "callback".
+    status = (exc.status if isinstance(exc, redpat.RedpatError) else
+              "callback" if isinstance(exc, CallbackRaised) else "invalid_argument")
+    if status != expect["error"]:
+        raise CaseFailed("%s: expected error %s, got %s: %s"
+                         % (where, expect["error"], status, exc))
+    text = expect.get("message_contains")
+    if text is not None and text not in str(exc):
+        raise CaseFailed("%s: error message %r lacks %r" % (where, str(exc), text))
+    arg = expect.get("names_arg")
+    if arg is not None and not names_word(str(exc), _idiom.arg_name(op, arg)):
+        raise CaseFailed("%s: error message %r does not name %r (the core's %r)"
+                         % (where, str(exc), _idiom.arg_name(op, arg), arg))
+
+
+async def run_messages(driver: Driver, i: int, step: Dict[str, Any]) -> None:
+    """{"messages": L, "count": N, "timeout": MS, "expect": [...]}: N messages of the
+    long-lived op L within MS, each matching its entry (count 0: none for MS)."""
+    where = "step %d (messages of %s)" % (i, step["messages"])
+    source = driver.handle(step["messages"], where)
+    count, timeout = int(step.get("count", 0)), int(step["timeout"]) / 1000.0
+    expected = step.get("expect", [])
+    if not isinstance(expected, list) or len(expected) != count:
+        raise CaseFailed("%s: expect must list the %d messages" % (where, count))
+    fields = {f["name"]: f["type"] for f in BY_NAME["subscription.listen"]["message_fields"]}
+    deadline = time.monotonic() + timeout
+    got: List[Dict[str, Any]] = []
+    while count == 0 or len(got) < count:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        message = await settle(source.get_message(timeout=left))
+        if message is not None:
+            got.append(message_fields(message))
+            if count == 0:
+                break
+    if len(got) != count:
+        raise CaseFailed("%s: %d messages within %d ms, expected %d: %r"
+                         % (where, len(got), step["timeout"], count, got))
+    for n, (want, have) in enumerate(zip(expected, got)):
+        for name, value in want.items():
+            if name not in fields:
+                raise CaseFailed("%s: messages have no field %r" % (where, name))
+            ok = (have[name] is None if value is None else
+                  field_matches(fields[name], value, have[name]))
+            if not ok:
+                raise CaseFailed("%s: message %d: %s expected %r, got %r (%r)"
+                                 % (where, n, name, value, have[name], have))
+
+
+def signal_servers(driver: Driver, which: Any, sig: int, where: str) -> None:
+    _, pids = test_servers()
+    if not isinstance(which, list):
+        raise CaseFailed("%s: a list of server indexes, not %r" % (where, which))
+    for index in which:
+        if not (is_int(index) and 0 <= index < len(pids)):
+            raise CaseFailed("%s: no test server %r with a known pid (%d: REDPAT_TEST_PIDS)"
+                             % (where, index, len(pids)))
+        os.kill(pids[index], sig)
+
+
 async def run_step(driver: Driver, i: int, step: Dict[str, Any]) -> None:
-    kinds = [k for k in ("op", "redis", "sleep") if k in step]
+    kinds = [k for k in ("op", "redis", "sleep", "stop", "cont", "messages", "close")
+             if k in step]
     if len(kinds) != 1:
-        raise CaseFailed("step %d: needs exactly one of op/redis/sleep" % i)
+        raise CaseFailed("step %d: needs exactly one of op/redis/sleep/stop/cont/messages/close"
+                         % i)
     if "sleep" in step:
         await driver.sleep(int(step["sleep"]))
         return
     if "op" in step:
         await run_op(driver, i, step)
         return
+    if "stop" in step or "cont" in step:
+        stop = "stop" in step
+        signal_servers(driver, step["stop" if stop else "cont"],
+                       signal.SIGSTOP if stop else signal.SIGCONT, "step %d" % i)
+        return
+    if "messages" in step:
+        await run_messages(driver, i, step)
+        return
+    if "close" in step:
+        await settle(driver.handle(step["close"], "step %d (close)" % i).close())
+        return
     expect = step.get("expect")
     argv = [as_bytes(a) for a in step["redis"]]
-    got = await driver.command(argv)
+    got = await driver.command(argv, step.get("server", 0))
     is_error = isinstance(got, redpat.ResponseError)
     where = "step %d (redis %r)" % (i, step["redis"])
     if expect is None:
@@ -306,15 +502,26 @@ async def run_step(driver: Driver, i: int, step: Dict[str, Any]) -> None:
         raise CaseFailed("%s: unknown expectation %r" % (where, expect))
 
 
-async def run_case(driver: Driver, url: str, namespace: str, case: Dict[str, Any]) -> None:
-    await driver.open(url, namespace)
+async def run_case(driver: Driver, urls: List[str], namespace: str,
+                   case: Dict[str, Any]) -> None:
+    n = case.get("servers", 1)
+    if not (is_int(n) and 1 <= n):
+        raise CaseFailed("servers must be an integer >= 1, not %r" % (n,))
+    if n > len(urls):
+        raise CaseFailed("the case needs %d servers; the harness started %d (run it with "
+                         "harness.py run --servers 5)" % (n, len(urls)))
+    await driver.open(urls[:n], namespace)
     try:
-        flushed = await driver.command([b"FLUSHALL"])
-        if isinstance(flushed, Exception):
-            raise CaseFailed("FLUSHALL failed: %s" % flushed)
+        for server in range(n):
+            flushed = await driver.command([b"FLUSHALL"], server)
+            if isinstance(flushed, Exception):
+                raise CaseFailed("FLUSHALL on server %d failed: %s" % (server, flushed))
         for i, step in enumerate(case["steps"]):
             await run_step(driver, i, step)
     finally:
+        # A step may have stopped a server: every case starts with all of them running.
+        for pid in test_servers()[1]:
+            os.kill(pid, signal.SIGCONT)
         await driver.close()
 
 
@@ -326,7 +533,7 @@ def load_suites(directory: str = MATRIX_DIR) -> List[Tuple[str, Dict[str, Any]]]
     return suites
 
 
-async def run_all(driver: Driver, url: str, only: Optional[str] = None,
+async def run_all(driver: Driver, urls: List[str], only: Optional[str] = None,
                   directories: Optional[List[str]] = None) -> Tuple[int, int, int]:
     passed = failed = skipped = 0
     suites = []
@@ -336,8 +543,9 @@ async def run_all(driver: Driver, url: str, only: Optional[str] = None,
         for case in suite["cases"]:
             if only is not None and only not in case["name"]:
                 continue
+            started = time.monotonic()
             try:
-                await run_case(driver, url, suite["namespace"], case)
+                await run_case(driver, urls, suite["namespace"], case)
             except CaseFailed as exc:
                 failed += 1
                 print("FAIL %s: %s: %s" % (fname, case["name"], exc), flush=True)
@@ -348,23 +556,28 @@ async def run_all(driver: Driver, url: str, only: Optional[str] = None,
             else:
                 passed += 1
                 if os.environ.get("REDPAT_MATRIX_VERBOSE"):
-                    print("ok   %s: %s" % (fname, case["name"]), flush=True)
+                    print("ok   %s: %s (%.0f ms)" % (fname, case["name"],
+                                                     (time.monotonic() - started) * 1000),
+                          flush=True)
     return passed, failed, skipped
 
 
 def main(driver: Driver) -> int:
     """Arguments: directories of matrix files (default tests/matrix), and/or one filter
-    that is not a directory: run only cases whose name contains it."""
+    that is not a directory: run only cases whose name contains it. Servers: the harness's
+    (REDPAT_TEST_URLS, REDPAT_TEST_PIDS), else 5 private ones."""
     directories = [a for a in sys.argv[1:] if os.path.isdir(a)]
     filters = [a for a in sys.argv[1:] if not os.path.isdir(a)]
     only = filters[0] if filters else None
-    url = os.environ.get("REDPAT_TEST_URL")
-    if url:
-        passed, failed, skipped = asyncio.run(run_all(driver, url, only, directories))
+    urls, _ = test_servers()
+    if urls:
+        passed, failed, skipped = asyncio.run(run_all(driver, urls, only, directories))
     else:
-        from harness import RedisServer  # a private server when not run under the harness
-        with RedisServer() as srv:
-            passed, failed, skipped = asyncio.run(run_all(driver, srv.url, only, directories))
+        from harness import RedisServers, server_env  # private servers outside the harness
+        with RedisServers(5) as servers:
+            os.environ.update(server_env(servers))
+            passed, failed, skipped = asyncio.run(
+                run_all(driver, [srv.url for srv in servers], only, directories))
     print("matrix[%s]: %d passed, %d failed, %d skipped"
           % (driver.frontend, passed, failed, skipped), flush=True)
     return 1 if failed or passed == 0 else 0

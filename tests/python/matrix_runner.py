@@ -1,15 +1,17 @@
 """Runs the shared matrix (tests/matrix/*.json) through the sync API: redpat.Client,
-redpat.Lock and redpat.RateLimiter. Prints `matrix[python]: N passed, F failed, S skipped`;
-exits non-zero on any failure. Uses REDPAT_TEST_URL, or starts a private redis-server.
-Arguments: directories of matrix files (default tests/matrix), and/or a filter: run only
-cases whose name contains it."""
+redpat.Lock, redpat.PubSub and redpat.RateLimiter. Prints
+`matrix[python]: N passed, F failed, S skipped`; exits non-zero on any failure. Uses the
+harness's servers (harness.py run --servers 5), or starts private ones. Arguments:
+directories of matrix files (default tests/matrix), and/or a filter: run only cases whose
+name contains it."""
 from __future__ import annotations
 
 import sys
 import time
+from typing import Any, Callable
 
 import redpat
-from matrix_common import Driver, main
+from matrix_common import Driver, main, run_now
 
 
 class SyncDriver(Driver):
@@ -18,6 +20,11 @@ class SyncDriver(Driver):
 
     async def sleep(self, ms: int) -> None:
         time.sleep(ms / 1000.0)
+
+    def callback(self, run: Callable[[], Any]) -> Callable[..., Any]:
+        def fn() -> Any:  # a plain function: the core CALLs it in this thread
+            return run_now(run())
+        return fn
 
 
 if __name__ == "__main__":

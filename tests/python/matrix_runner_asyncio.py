@@ -1,12 +1,14 @@
-"""Runs the shared matrix (tests/matrix/*.json) through redpat.asyncio: Client, Lock and
-RateLimiter with async/await (the core's ops over asyncio streams). Prints
+"""Runs the shared matrix (tests/matrix/*.json) through redpat.asyncio: Client, Lock,
+PubSub and RateLimiter with async/await (the core's ops over asyncio streams). Prints
 `matrix[python-asyncio]: N passed, F failed, S skipped`; exits non-zero on any failure.
-Uses REDPAT_TEST_URL, or starts a private redis-server. Arguments: directories of matrix
-files (default tests/matrix), and/or a filter: run only cases whose name contains it."""
+Uses the harness's servers (harness.py run --servers 5), or starts private ones.
+Arguments: directories of matrix files (default tests/matrix), and/or a filter: run only
+cases whose name contains it."""
 from __future__ import annotations
 
 import asyncio
 import sys
+from typing import Any, Callable
 
 import redpat.asyncio as rpa
 from matrix_common import Driver, main
@@ -18,6 +20,11 @@ class AsyncDriver(Driver):
 
     async def sleep(self, ms: int) -> None:
         await asyncio.sleep(ms / 1000.0)
+
+    def callback(self, run: Callable[[], Any]) -> Callable[..., Any]:
+        async def fn() -> Any:  # a coroutine function: the executor runs it as a task
+            return await run()
+        return fn
 
 
 if __name__ == "__main__":

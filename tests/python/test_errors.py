@@ -18,7 +18,8 @@ from redpat.errors import _BY_STATUS, error_for
 
 def test_every_core_status_has_one_class() -> None:
     codes = [_core.EINVAL, _core.ENOMEM, _core.ETRANSPORT, _core.ETIMEOUT, _core.EPROTOCOL,
-             _core.EREPLY, _core.ENOTOWNED, _core.ESTATE, _core.ECANCELED]
+             _core.EREPLY, _core.ENOTOWNED, _core.ESTATE, _core.ECANCELED, _core.ECALLBACK,
+             _core.ELOST]
     assert sorted(_BY_STATUS) == sorted(codes)
     names = {code: error_for(code, "x").status for code in codes}
     assert names == {
@@ -26,6 +27,7 @@ def test_every_core_status_has_one_class() -> None:
         _core.ETRANSPORT: "transport", _core.ETIMEOUT: "timeout",
         _core.EPROTOCOL: "protocol", _core.EREPLY: "reply",
         _core.ENOTOWNED: "not_owned", _core.ESTATE: "state", _core.ECANCELED: "cancelled",
+        _core.ECALLBACK: "callback", _core.ELOST: "lost",
     }
     for code in codes:
         assert isinstance(error_for(code, "x"), redpat.RedpatError)

@@ -10,6 +10,12 @@ import redpat
 from redpat import _core
 
 
+def scripts_in(request: bytes) -> int:
+    """How many scripts a request runs (EVAL with the source: a target not known to have
+    it yet; EVALSHA once it is)."""
+    return request.count(b"\r\nEVAL\r\n") + request.count(b"\r\nEVALSHA\r\n")
+
+
 def test_lock_outlives_its_client_object(url: str, namespace: str) -> None:
     lock = redpat.Client(url, namespace=namespace).lock("r", timeout=5)
     gc.collect()
@@ -27,7 +33,7 @@ def test_core_lock_keeps_core_client_alive() -> None:
     op = _core.begin("lock.acquire", handle, 0, None, None, b"tok")
     step, (request,) = _core.step(op)
     assert step == _core.STEP_IO
-    assert b"EVALSHA" in request and b"ns:lock:{name}" in request
+    assert scripts_in(request) == 1 and b"ns:lock:{name}" in request
 
 
 def test_op_keeps_its_lock_alive() -> None:
@@ -53,7 +59,7 @@ def test_limiter_ops_keep_their_limiters_alive() -> None:
     assert b"ns:rl:a:{subj}" in _core.step(check)[1][0]
     request = _core.step(multi)[1][0]
     assert b"ns:rl:a:{subj}" in request and b"ns:rl:b:{subj}" in request
-    assert _core.step(batch)[1][0].count(b"EVALSHA") == 2
+    assert scripts_in(_core.step(batch)[1][0]) == 2
 
 
 def test_client_is_collectable(url: str) -> None:

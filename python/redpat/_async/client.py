@@ -8,7 +8,7 @@ shared by many threads (sync: the GIL is released while a call waits on Redis) o
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, List, Optional, Sequence, TypeVar, cast
+from typing import Any, Callable, Iterable, List, Optional, Sequence, TypeVar, Union, cast
 
 from .. import _core
 from .._aio import Executor, Func
@@ -17,29 +17,50 @@ from .._common import (DEFAULT_MAX_HOLD, DEFAULT_TTL, DEFAULT_URL, BytesLike, Co
 from .._records import Decision, FenceResult
 from ..errors import InvalidArgument
 from .lock import LostCallback, Lock
+from .pubsub import PubSub
 from .ratelimit import RateLimiter
 
 F = TypeVar("F", bound=Func)
 
 
+#: A client's URL: one, or several (a list, or one string with ',' between them) for a
+#: Redlock over independent servers.
+Url = Union[str, Sequence[str]]
+
+
+def join_urls(url: Url) -> str:
+    if isinstance(url, str):
+        return url
+    if isinstance(url, (bytes, bytearray, memoryview)):
+        raise TypeError("url must be a str or a list of str, not %s" % type(url).__name__)
+    urls = list(url)
+    for i, one in enumerate(urls):
+        if not isinstance(one, str):
+            raise TypeError("url[%d] must be a str, not %s" % (i, type(one).__name__))
+    return ",".join(urls)
+
+
 class Client:
     """A redpat client.
 
-    ``url``: ``redis://[[user]:password@]host[:port][/db]`` or ``unix:///path?db=N``.
+    ``url``: ``redis://[[user]:password@]host[:port][/db]`` or ``unix:///path?db=N``; or
+    several of them (a list or tuple, or one string joining them with ``,``), up to 16:
+    independent servers for ``redlock`` (every other pattern uses the first).
     ``namespace`` prefixes every key (``<namespace>:lock:{name}`` ...). Timeouts are in
-    seconds. Under redpat.asyncio every operation is awaited.
+    seconds; ``command_timeout`` bounds each request's wait for its reply, on each server.
+    Under redpat.asyncio every operation is awaited.
     """
 
-    def __init__(self, url: str = DEFAULT_URL, *, namespace: BytesLike = "redpat",
+    def __init__(self, url: Url = DEFAULT_URL, *, namespace: BytesLike = "redpat",
                  connect_timeout: Seconds = 2.0, command_timeout: Seconds = 2.0,
                  tcp_keepalive: bool = True, max_idle: int = 64) -> None:
-        self.url = url
-        self._x = Executor(url, namespace, connect_timeout, command_timeout, tcp_keepalive,
-                           max_idle)
+        self.url: str = join_urls(url)
+        self._x = Executor(self.url, namespace, connect_timeout, command_timeout,
+                           tcp_keepalive, max_idle)
         self._namespace = to_bytes(namespace)
 
     @classmethod
-    def from_url(cls, url: str, **kwargs: Any) -> "Client":
+    def from_url(cls, url: Url, **kwargs: Any) -> "Client":
         """Same as Client(url, **kwargs), as redis-py spells it."""
         return cls(url, **kwargs)
 
@@ -69,6 +90,33 @@ class Client:
         return Lock(self, name, timeout, sleep, blocking, blocking_timeout, fenced=fenced,
                     retry_min=retry_min, retry_max=retry_max, auto_renew=auto_renew,
                     max_hold=max_hold, on_lost=on_lost)
+
+    def redlock(self, name: BytesLike, timeout: Seconds = DEFAULT_TTL,
+                sleep: Optional[Seconds] = None, blocking: bool = True,
+                blocking_timeout: Optional[Seconds] = None, *,
+                node_timeout: Optional[Seconds] = None, retry_min: Optional[Seconds] = None,
+                retry_max: Optional[Seconds] = None, auto_renew: bool = False,
+                max_hold: Optional[Seconds] = DEFAULT_MAX_HOLD,
+                on_lost: Optional[LostCallback] = None) -> Lock:
+        """A Redlock called ``name`` over every server of this client's URL list (an odd
+        number, at least 3, of independent servers): the same Lock API, each operation one
+        parallel round to all of them. An acquire holds when a majority took it and
+        ``timeout`` less the time it took and the clock drift (1% + 2 ms) is still left
+        (``lock.validity``); it returns as soon as a majority has answered, so a slow or
+        stopped server delays nothing while a majority is up, and each server gets at most
+        ``node_timeout`` seconds (default 0.05) per round. A failed acquire releases what
+        it took. Release and extend go to every server; extend needs a majority again.
+
+        What Redlock does not promise: it assumes bounded clock drift and pauses; a process
+        pause (GC, swap) or a clock jump longer than the validity, or a server restarting
+        without its data (no fsync), can let two holders overlap. Where correctness depends
+        on it, use a fenced single-server lock (``client.lock(name, fenced=True)``) and have
+        the storage check the fence.
+        """
+        return Lock(self, name, timeout, sleep, blocking, blocking_timeout,
+                    retry_min=retry_min, retry_max=retry_max, auto_renew=auto_renew,
+                    max_hold=max_hold, on_lost=on_lost, redlock=True,
+                    node_timeout=node_timeout)
 
     def locked(self, name: BytesLike, **lock_options: Any) -> Callable[[F], F]:
         """A decorator: each call of the function runs holding the lock ``name`` (a fresh
@@ -141,6 +189,24 @@ class Client:
             def login(username: str, password: str) -> bool: ...
         """
         return self.ratelimiter(name, algorithm, **limiter_options).limited(key, cost)
+
+    # -- pub/sub ---------------------------------------------------------------------------
+
+    async def publish(self, channel: BytesLike, message: BytesLike) -> int:
+        """Publishes ``message`` on ``channel`` (fire and forget: only those subscribed at
+        that moment get it); returns how many subscribers received it."""
+        receivers: int = (await self._x.call("pubsub.publish", self._x.template, channel,
+                                             message)).receivers
+        return receivers
+
+    def pubsub(self, *, ignore_subscribe_messages: bool = False,
+               channels: Iterable[BytesLike] = (),
+               patterns: Iterable[BytesLike] = ()) -> PubSub:
+        """A PubSub (see there) with a connection of its own, opened when it first
+        subscribes or reads. ``channels`` and ``patterns``: subscribe to these from the
+        start."""
+        return PubSub(self, ignore_subscribe_messages=ignore_subscribe_messages,
+                      channels=channels, patterns=patterns)
 
     # -- raw commands --------------------------------------------------------------------
 
