@@ -84,11 +84,15 @@ def test_servers() -> Tuple[List[str], List[int]]:
 
 
 def as_bytes(value: Any) -> bytes:
-    """Matrix bytes: a JSON string (its UTF-8) or {"hex": "..."}."""
+    """Matrix bytes: a JSON string (its UTF-8), {"hex": "..."} or {"repeat": ["s", n]}."""
     if isinstance(value, str):
         return value.encode("utf-8")
     if isinstance(value, dict) and set(value) == {"hex"}:
         return bytes.fromhex(value["hex"])
+    if (isinstance(value, dict) and set(value) == {"repeat"} and isinstance(value["repeat"], list)
+            and len(value["repeat"]) == 2 and isinstance(value["repeat"][0], str)
+            and is_int(value["repeat"][1])):
+        return value["repeat"][0].encode("utf-8") * value["repeat"][1]
     raise CaseFailed("not a matrix bytes value: %r" % (value,))
 
 
