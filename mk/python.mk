@@ -47,8 +47,8 @@ test-python: python-venv
 	  $(ROOT)/tests/python 2>&1 | tee $(LOGS)/test-python-pytest.log
 	cd $(ROOT)/examples/python && $(PY) -m mypy --strict --no-incremental . 2>&1 | tee $(LOGS)/test-python-mypy.log
 	cd / && $(PY) -m mypy --strict --no-incremental -p redpat 2>&1 | tee -a $(LOGS)/test-python-mypy.log
-	cd $(ROOT) && $(HARNESS) sh -c 'for f in $(ROOT)/examples/python/*.py; do \
-	  echo "== $$f"; REDPAT_URL=$$REDPAT_TEST_URL $(PY) $$f || exit 1; done' 2>&1 | tee $(LOGS)/test-python-examples.txt
+	cd $(ROOT) && $(PY_TEST_HARNESS5) sh -c 'for f in $(ROOT)/examples/python/*.py; do \
+	  echo "== $$f"; REDPAT_URL=$$REDPAT_TEST_URL REDPAT_URLS=$$REDPAT_TEST_URLS $(PY) $$f || exit 1; done' 2>&1 | tee $(LOGS)/test-python-examples.txt
 
 bench-python: python-venv build
 	@mkdir -p $(ROOT)/bench/results
