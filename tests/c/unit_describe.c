@@ -7,16 +7,7 @@
 
 #include <redpat/redpat.h>
 
-static int failures, checks;
-
-#define CHECK(cond)                                                                   \
-    do {                                                                              \
-        checks++;                                                                     \
-        if (!(cond)) {                                                                \
-            failures++;                                                               \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);  \
-        }                                                                             \
-    } while (0)
+#include "unit_util.h"
 
 #define CHECK_MSG(err, text)                                                          \
     do {                                                                              \
@@ -69,16 +60,7 @@ static const char *python_name(void *ud, const rp_op_desc *d, size_t arg)
     return NULL;
 }
 
-static rp_client *offline_client(void)
-{
-    rp_value a[RP_DESC_ARGS_MAX];
-    void *c = NULL;
-    memset(a, 0, sizeof a);
-    a[1] = rp_value_bytes("t", 1);
-    if (rp_desc_make(&c, rp_desc_find("client.new", 10), a, NULL, NULL) != RP_OK)
-        abort();
-    return c;
-}
+static rp_client *offline_client(void) { return unit_client(NULL); }
 
 static void test_lock_args(rp_client *c)
 {

@@ -6,33 +6,14 @@
 
 #include <redpat/redpat.h>
 
+#include "unit_util.h"
+
 #include "internal.h"
 #include "op_internal.h"
 #include "script.h"
 #include "url.h"
-#include "unit_scripts.h"
 
-static int failures, checks;
-
-#define CHECK(cond)                                                                   \
-    do {                                                                              \
-        checks++;                                                                     \
-        if (!(cond)) {                                                                \
-            failures++;                                                               \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);  \
-        }                                                                             \
-    } while (0)
-
-static rp_client *offline_client(void)
-{
-    rp_client_options o = RP_CLIENT_OPTIONS_INIT;
-    rp_client *c = NULL;
-    o.key_namespace = "t";
-    if (rp_client_new(&c, &o, NULL) != RP_OK)
-        abort();
-    unit_know_scripts(c);
-    return c;
-}
+static rp_client *offline_client(void) { return unit_client(NULL); }
 
 static int request_is(rp_op *op, const char *want)
 {

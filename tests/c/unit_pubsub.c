@@ -6,28 +6,11 @@
 
 #include <redpat/redpat.h>
 
-static int failures, checks;
-
-#define CHECK(cond)                                                                   \
-    do {                                                                              \
-        checks++;                                                                     \
-        if (!(cond)) {                                                                \
-            failures++;                                                               \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);  \
-        }                                                                             \
-    } while (0)
+#include "unit_util.h"
 
 #define NAMES(a) ((const void *const *)(a))
 
-static rp_client *offline_client(void)
-{
-    rp_client_options o = RP_CLIENT_OPTIONS_INIT;
-    rp_client *c = NULL;
-    o.key_namespace = "t";
-    if (rp_client_new(&c, &o, NULL) != RP_OK)
-        abort();
-    return c;
-}
+static rp_client *offline_client(void) { return unit_client(NULL); }
 
 /* The request bytes of the current IO step equal want[0..n). */
 static int request_is_n(rp_op *op, const char *want, size_t n)

@@ -9,20 +9,10 @@
 
 #include <redpat/redpat.h>
 
+#include "unit_util.h"
+
 #include "internal.h"
 #include "script.h"
-#include "unit_scripts.h"
-
-static int failures, checks;
-
-#define CHECK(cond)                                                                   \
-    do {                                                                              \
-        checks++;                                                                     \
-        if (!(cond)) {                                                                \
-            failures++;                                                               \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);  \
-        }                                                                             \
-    } while (0)
 
 #define N 5
 #define T0 1000000u /* the fake clock's start */
@@ -30,17 +20,7 @@ static int failures, checks;
 static const char *const URLS = "redis://127.0.0.1:1,redis://127.0.0.1:2,redis://127.0.0.1:3,"
                                 "redis://127.0.0.1:4,redis://127.0.0.1:5";
 
-static rp_client *client5(void)
-{
-    rp_client_options o = RP_CLIENT_OPTIONS_INIT;
-    rp_client *c = NULL;
-    o.url = URLS;
-    o.key_namespace = "t";
-    if (rp_client_new(&c, &o, NULL) != RP_OK)
-        abort();
-    unit_know_scripts(c);
-    return c;
-}
+static rp_client *client5(void) { return unit_client(URLS); }
 
 static rp_lock *redlock(rp_client *c, int64_t ttl_ms, int64_t node_timeout_ms)
 {
