@@ -492,11 +492,9 @@ rp_step rp_op_step(rp_op *op, uint64_t now_ms)
         return RP_STEP_DONE;
     case PHASE_ERROR:
         return RP_STEP_ERROR;
-    case PHASE_IO: {
-        int listening = 0;
+    case PHASE_IO:
         for (i = 0; i < op->nnodes; i++) {
             rp_node_io *n = &op->nodes[i];
-            listening |= n->listening;
             if (!node_in_round(n) || node_complete(n))
                 continue;
             if (n->listening)
@@ -506,7 +504,6 @@ rp_step rp_op_step(rp_op *op, uint64_t now_ms)
                                         "stepped before every reply was fed");
             node_fail(n, RP_ECANCELED, "not waited for: the round had enough answers");
         }
-        (void)listening;
         if (retry_noscript(op, &rc)) {
             op->enough = 0; /* the retried targets are waited for in their new round */
             return RP_STEP_IO;
@@ -521,7 +518,6 @@ rp_step rp_op_step(rp_op *op, uint64_t now_ms)
                     return (rp_step)fail_op(op, op->nodes[i].status, op->nodes[i].why);
         }
         return run_advance(op, now_ms);
-    }
     case PHASE_CALL:
         /* the driver has started the callback and steps on meanwhile */
         return run_advance(op, now_ms);

@@ -204,8 +204,9 @@ size_t rp_op_result_count(const rp_op *op);
 int rp_op_result(const rp_op *op, size_t index, rp_value *fields);
 
 /* After RP_STEP_CALL: *arg is the index (in the op's descriptor) of the callback argument to
- * run, and values[0..*count) (at most max; borrowed until the next step) the arguments to
- * pass it. RP_ESTATE if no CALL is waiting to start. */
+ * run, and values[0..*count) (at most max) the arguments to pass it, borrowed until
+ * rp_op_resume (the op may be stepped meanwhile: it keeps them). RP_ESTATE if no CALL is
+ * waiting to start. */
 int rp_op_call(const rp_op *op, size_t *arg, rp_value *values, size_t max, size_t *count);
 /* The callback of the current CALL has ended: result NULL (or type NONE) when it returned
  * nothing, BYTES for a value (copied), or STATUS when it failed: i is RP_ECALLBACK (it
