@@ -24,17 +24,7 @@ static int request_is(rp_op *op, const char *want)
     return len == strlen(want) && memcmp(bytes, want, len) == 0;
 }
 
-static int request_contains(rp_op *op, const char *part)
-{
-    const char *bytes;
-    size_t len, n = strlen(part), i;
-    if (rp_op_request(op, 0, &bytes, &len) != RP_OK)
-        return 0;
-    for (i = 0; i + n <= len; i++)
-        if (memcmp(bytes + i, part, n) == 0)
-            return 1;
-    return 0;
-}
+static int request_contains(rp_op *op, const char *part) { return unit_request_has(op, 0, part); }
 
 /* Feeds s one byte at a time: replies split anywhere must still parse. */
 static int feed_bytewise(rp_op *op, const char *s)

@@ -33,17 +33,7 @@ static rp_lock *redlock(rp_client *c, int64_t ttl_ms, int64_t node_timeout_ms)
     return l;
 }
 
-static int request_has(rp_op *op, size_t node, const char *part)
-{
-    const char *bytes;
-    size_t len, n = strlen(part), i;
-    if (rp_op_request(op, node, &bytes, &len) != RP_OK)
-        return 0;
-    for (i = 0; i + n <= len; i++)
-        if (memcmp(bytes + i, part, n) == 0)
-            return 1;
-    return 0;
-}
+static int request_has(rp_op *op, size_t node, const char *part) { return unit_request_has(op, node, part); }
 
 /* Every node has a request containing part. */
 static int all_have(rp_op *op, const char *part)

@@ -11,17 +11,7 @@
 
 static rp_client *offline_client(void) { return unit_client(NULL); }
 
-static int request_contains(rp_op *op, const char *part)
-{
-    const char *bytes;
-    size_t len, n = strlen(part), i;
-    if (rp_op_request(op, 0, &bytes, &len) != RP_OK)
-        return 0;
-    for (i = 0; i + n <= len; i++)
-        if (memcmp(bytes + i, part, n) == 0)
-            return 1;
-    return 0;
-}
+static int request_contains(rp_op *op, const char *part) { return unit_request_has(op, 0, part); }
 
 static int feed(rp_op *op, const char *reply) { return rp_op_feed(op, 0, reply, strlen(reply)); }
 

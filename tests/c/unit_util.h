@@ -7,6 +7,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <redpat/redpat.h>
 
@@ -44,6 +45,19 @@ static inline rp_client *unit_client(const char *url)
         abort();
     unit_know_scripts(c);
     return c;
+}
+
+/* Whether the request the op has for node in its IO step contains part. */
+static inline int unit_request_has(const rp_op *op, size_t node, const char *part)
+{
+    const char *bytes;
+    size_t len, n = strlen(part), i;
+    if (rp_op_request(op, node, &bytes, &len) != RP_OK)
+        return 0;
+    for (i = 0; i + n <= len; i++)
+        if (memcmp(bytes + i, part, n) == 0)
+            return 1;
+    return 0;
 }
 
 #endif
