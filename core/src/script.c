@@ -7,6 +7,7 @@ int rp_script__registry_init(rp_script_registry *r, const rp_allocator *a)
 {
     size_t i;
     r->count = 0;
+    r->pre7 = 0;
     r->scripts = rp_alloc__calloc(a, rp_script__count, sizeof *r->scripts);
     if (!r->scripts)
         return RP_ENOMEM;
@@ -55,4 +56,19 @@ void rp_script__learn(const rp_script *s, size_t endpoint, int loaded)
         __atomic_fetch_or(bits, 1u << endpoint, __ATOMIC_RELAXED);
     else
         __atomic_fetch_and(bits, ~(1u << endpoint), __ATOMIC_RELAXED);
+}
+
+int rp_script__pre7(const rp_script_registry *r, size_t endpoint)
+{
+    if (endpoint >= RP_SCRIPT_KNOWN_BITS)
+        return 0; /* never learned: such an endpoint is asked the Redis 7 way every time */
+    return (__atomic_load_n(&r->pre7, __ATOMIC_RELAXED) >> endpoint) & 1u;
+}
+
+void rp_script__learn_pre7(const rp_script_registry *r, size_t endpoint)
+{
+    /* the registry is the client's own (allocated writable): only this cache changes */
+    unsigned *bits = (unsigned *)&r->pre7;
+    if (endpoint < RP_SCRIPT_KNOWN_BITS)
+        __atomic_fetch_or(bits, 1u << endpoint, __ATOMIC_RELAXED);
 }

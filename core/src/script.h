@@ -30,6 +30,10 @@ typedef struct rp_script {
 typedef struct rp_script_registry {
     rp_script *scripts;
     size_t count;
+    /* bit i: endpoint i of the client answered like a Redis older than 7.0 (it did not
+     * understand a script's "#!lua flags=" line, or SET with both NX and GET). Learned
+     * from those answers, never asked for: a Redis 7 costs nothing. Atomics, like loaded. */
+    unsigned pre7;
 } rp_script_registry;
 
 RP_INTERNAL int rp_script__registry_init(rp_script_registry *r, const rp_allocator *a);
@@ -40,6 +44,10 @@ RP_INTERNAL const rp_script *rp_script__find(const rp_script_registry *r, const 
 /* Whether endpoint is known to have s, and recording that it has it (1) or forgot it (0). */
 RP_INTERNAL int rp_script__known(const rp_script *s, size_t endpoint);
 RP_INTERNAL void rp_script__learn(const rp_script *s, size_t endpoint, int loaded);
+
+/* Whether endpoint answered like a Redis older than 7.0, and recording that it did. */
+RP_INTERNAL int rp_script__pre7(const rp_script_registry *r, size_t endpoint);
+RP_INTERNAL void rp_script__learn_pre7(const rp_script_registry *r, size_t endpoint);
 
 /* SHA1 of data as 40 lowercase hex digits + NUL. */
 RP_INTERNAL void rp_sha1__hex(const void *data, size_t len, char out[41]);
