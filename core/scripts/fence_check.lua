@@ -1,3 +1,4 @@
+#!lua
 -- Fence check for storage that receives fenced writes. KEYS[1] highest token seen;
 -- ARGV[1] the writer's token. Accepts a token >= the highest seen (the same holder may
 -- write again) and records it; refuses an older one.

@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 -- Owner-checked extend. KEYS[1] lock; ARGV[1] owner token, ARGV[2] ms,
 -- ARGV[3] '1' to set the TTL to ms, '0' to add ms to what remains.
 -- Returns the new TTL in ms, or 0 when the lock is not held with this token.

@@ -1,3 +1,4 @@
+#!lua
 -- Rate limit check for one subject against N limits, all-or-nothing, on the server clock.
 -- KEYS: per limit i, KEYS[2i-1] its state and KEYS[2i] its sequence (sliding log member
 --       ids); all hash-tagged on the subject, so one slot.
@@ -24,7 +25,8 @@ local function fixed_window(key, _, limit, window)
     local ttl = redis.call('PTTL', key)
     if ttl < 0 then used = 0; ttl = window end
     if used + cost > limit then
-        return false, limit - used, ttl, ttl, nil
+        -- (0, not less, when more was used than a lowered limit now allows)
+        return false, math.max(0, limit - used), ttl, ttl, nil
     end
     local reset = ttl
     if used == 0 and cost == 0 then reset = 0 end -- a peek at an unused window
@@ -44,7 +46,7 @@ local function sliding_log(key, seqkey, limit, window)
         -- wait until enough of the oldest entries have left the window
         local oldest = redis.call('ZRANGE', key, count + cost - limit - 1, count + cost - limit - 1, 'WITHSCORES')
         local newest = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
-        return false, limit - count, ceil(tonumber(oldest[2]) + window - now),
+        return false, math.max(0, limit - count), ceil(tonumber(oldest[2]) + window - now),
             ceil(tonumber(newest[2]) + window - now), nil
     end
     local reset = window

@@ -1,3 +1,4 @@
+#!lua
 -- Redlock extend on one node. KEYS[1] lock; ARGV[1] owner token, ARGV[2] ms,
 -- ARGV[3] '1' to set the TTL to ms, '0' to add ms to what remains.
 -- Returns the new TTL (> 0) when the key held the token; -ms when the key was absent and

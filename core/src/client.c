@@ -41,6 +41,9 @@ static int check_options(const rp_client_options *o, rp_error *err)
     if (o->allocator && (!o->allocator->malloc_fn || !o->allocator->realloc_fn ||
                          !o->allocator->free_fn))
         return rp_error__set(err, RP_EINVAL, "allocator must set malloc_fn, realloc_fn and free_fn");
+    if (o->max_reply_size != 0 && o->max_reply_size < RP_CLIENT_MAX_REPLY_SIZE_MIN)
+        return rp_error__set(err, RP_EINVAL, "max_reply_size must be >= %zu bytes (got %zu)",
+                             RP_CLIENT_MAX_REPLY_SIZE_MIN, o->max_reply_size);
     return RP_OK;
 }
 
@@ -74,6 +77,8 @@ static int client_new(rp_client **out, const rp_client_options *options, rp_tran
     c->options.url = NULL;
     c->options.key_namespace = NULL;
     c->options.allocator = NULL;
+    if (c->options.max_reply_size == 0)
+        c->options.max_reply_size = RP_CLIENT_MAX_REPLY_SIZE_DEFAULT;
     if (rp_script__registry_init(&c->scripts, &c->alloc) != RP_OK) {
         rp_client_free(c);
         return rp_error__set(err, RP_ENOMEM, "out of memory creating the client");
@@ -168,9 +173,17 @@ static int handshake_advance(rp_op *op, void *state, uint64_t now_ms)
             rp_op__done(op);
         return RP_OK;
     }
-    for (i = 0; i < rp_op__replies(op, 0); i++)
-        if ((rc = rp_op__check_reply(op, rp_op__reply(op, 0, i))))
-            return rc;
+    /* AUTH and SELECT answer exactly +OK: anything else is no success. The failure names
+     * the command, as the blocking transport's does ("AUTH failed: WRONGPASS ..."). */
+    for (i = 0; i < rp_op__replies(op, 0); i++) {
+        char why[RP_ERROR_MESSAGE_MAX - 32];
+        if ((rc = rp_reply__is_status(rp_op__reply(op, 0, i), "OK", why, sizeof why))) {
+            rp_url_command cmds[RP_HANDSHAKE_MAX];
+            size_t n = rp_url__endpoint_handshake(&s->ep, cmds);
+            return rp_op__fail(op, rc, "%s: %s failed: %s", rp_op_name(op),
+                               i < n ? cmds[i].argv[0] : "a command", why);
+        }
+    }
     rp_op__done(op);
     return RP_OK;
 }

@@ -1,5 +1,6 @@
 /* Descriptors of the client's own ops: client.new, client.handshake, client.command. */
 #include <limits.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "desc_internal.h"
@@ -12,7 +13,9 @@
 
 /* --- client.new --------------------------------------------------------------------- */
 
-enum { NEW_URL, NEW_NAMESPACE, NEW_CONNECT_TIMEOUT, NEW_COMMAND_TIMEOUT, NEW_KEEPALIVE };
+enum { NEW_URL, NEW_NAMESPACE, NEW_CONNECT_TIMEOUT, NEW_COMMAND_TIMEOUT, NEW_KEEPALIVE,
+       NEW_MAX_REPLY_SIZE };
+#define MAX_REPLY_SIZE_MAX (SIZE_MAX < INT64_MAX ? (int64_t)SIZE_MAX : INT64_MAX)
 
 static const rp_arg_desc new_args[] = {
     { "url", RP_TYPE_BYTES, RP_TYPE_NONE, RP_KIND_NONE, 0, 0, 1, INT64_MAX, 0, 0, NULL,
@@ -26,6 +29,11 @@ static const rp_arg_desc new_args[] = {
       NULL, "how long one request/reply exchange may take" },
     { "tcp_keepalive", RP_TYPE_BOOL, RP_TYPE_NONE, RP_KIND_NONE, 0, 1, 0, 1, 0, 0, NULL,
       "enable TCP keepalive probes" },
+    { "max_reply_size", RP_TYPE_INT, RP_TYPE_NONE, RP_KIND_NONE, 0,
+      (int64_t)RP_CLIENT_MAX_REPLY_SIZE_DEFAULT, (int64_t)RP_CLIENT_MAX_REPLY_SIZE_MIN,
+      MAX_REPLY_SIZE_MAX, 0, 0, NULL,
+      "the most memory one reply may take, in bytes (default 512 MiB); a larger one fails "
+      "with a protocol error" },
 };
 
 static int client_make(void **out, const rp_value *a, const rp_naming *nm, rp_error *err)
@@ -62,6 +70,7 @@ static int client_make(void **out, const rp_value *a, const rp_naming *nm, rp_er
     o.connect_timeout_ms = (uint32_t)a[NEW_CONNECT_TIMEOUT].i;
     o.command_timeout_ms = (uint32_t)a[NEW_COMMAND_TIMEOUT].i;
     o.tcp_keepalive = (int)a[NEW_KEEPALIVE].i;
+    o.max_reply_size = (size_t)a[NEW_MAX_REPLY_SIZE].i;
     rc = rp_client_new((rp_client **)out, &o, err);
     rp_alloc__free(al, url);
     return rc;

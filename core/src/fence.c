@@ -1,6 +1,7 @@
 /* Fence check: storage that receives fenced writes keeps the highest token per resource
  * and refuses older ones, atomically in one script. */
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 
 #include "op_internal.h"
@@ -29,11 +30,16 @@ static int fence_advance(rp_op *op, void *state, uint64_t now_ms)
         return rp_op__script(op, 0, "fence_check", 1, 1, argv, lens);
     }
     r = rp_op__reply(op, 0, 0);
-    if ((rc = rp_op__check_reply(op, r)))
+    /* fence_check: {1, our token} accepted, {0, a newer one} refused */
+    if ((rc = rp_op__expect_array(op, r, "ii", "{accepted, highest}")) ||
+        (rc = rp_op__expect_int(op, r->element[0], "accepted", 0, 1)))
         return rc;
-    if (r->type != RP_REPLY_ARRAY || r->elements != 2 ||
-        r->element[0]->type != RP_REPLY_INTEGER || r->element[1]->type != RP_REPLY_INTEGER)
-        return rp_op__fail(op, RP_EPROTOCOL, "fence.check: unexpected reply");
+    if (r->element[0]->integer == 1
+            ? (rc = rp_op__expect_int(op, r->element[1], "the highest token (ours, accepted)",
+                                      s->token, s->token))
+            : (rc = rp_op__expect_int(op, r->element[1], "the highest token (newer than ours)",
+                                      s->token + 1, LLONG_MAX)))
+        return rc;
     s->result.accepted = r->element[0]->integer == 1;
     s->result.highest = r->element[1]->integer;
     rp_op__done(op);

@@ -1,10 +1,12 @@
 /* Locks: SET NX PX with a CSPRNG owner token (or one script that also hands out a fencing
  * token), owner-checked release and extend scripts, and queries. */
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "lock_internal.h"
+#include "script.h"
 
 #define RP_NAME_MAX RP_LOCK_NAME_MAX
 #define RP_TOKEN_MAX RP_LOCK_TOKEN_MAX
@@ -123,7 +125,12 @@ typedef struct acquire_state {
     uint64_t attempt_ms; /* when the attempt in flight was sent */
     int64_t backoff_ms;
     int64_t busy_pttl; /* from the fenced script: how long the holder has left */
+    int sent_script;   /* the attempt in flight is the lock_acquire script (a pre-7 node) */
     rp_lock_acquisition result;
+    int releasing; /* cancelled, or the attempt in doubt: the release of what the attempt in
+                      flight may hold is out */
+    int end_code;  /* then why the op ends (RP_ECANCELED, or the node's RP_ETIMEOUT ...) */
+    char end_why[RP_ERROR_MESSAGE_MAX]; /* ... and in what words, before the release's outcome */
 } acquire_state;
 
 static int send_attempt(rp_op *op, acquire_state *s)
@@ -135,37 +142,176 @@ static int send_attempt(rp_op *op, acquire_state *s)
         const char *argv[] = { l->key.data, l->fence_key.data, s->token, l->ttl_text };
         size_t lens[] = { l->key.len, l->fence_key.len, s->token_len, l->ttl_len };
         return rp_op__script(op, 0, "lock_acquire_fenced", 2, 2, argv, lens);
+    }
+    return rp_lock__queue_set(op, l, 0, s->token, s->token_len, &s->sent_script);
+}
+
+int rp_lock__queue_set(rp_op *op, const rp_lock *l, size_t node, const char *token,
+                       size_t token_len, int *script_out)
+{
+    int script = rp_script__pre7(rp_client__scripts(l->client), node);
+    if (script_out)
+        *script_out = script;
+    if (script) {
+        const char *argv[] = { l->key.data, token, l->ttl_text };
+        size_t lens[] = { l->key.len, token_len, l->ttl_len };
+        return rp_op__script(op, node, "lock_acquire", 1, 2, argv, lens);
     } else {
-        const char *argv[] = { "SET", l->key.data, s->token, "NX", "PX", l->ttl_text };
-        size_t lens[] = { 3, l->key.len, s->token_len, 2, 2, l->ttl_len };
-        return rp_op__command(op, 0, 6, argv, lens);
+        /* GET: a busy key's answer is its value, so a key of another type is WRONGTYPE
+         * (an error) instead of looking busy forever */
+        const char *argv[] = { "SET", l->key.data, token, "NX", "PX", l->ttl_text, "GET" };
+        size_t lens[] = { 3, l->key.len, token_len, 2, 2, l->ttl_len, 3 };
+        return rp_op__command(op, node, 7, argv, lens);
     }
 }
 
-/* 1 acquired, 0 busy, < 0 failed. */
+/* How a Redis older than 7.0 refuses SET with both NX and GET. */
+#define PRE7_SET_REFUSAL "ERR syntax error"
+
+int rp_lock__set_answer(const rp_reply *r, int sent_script, char *why, size_t size)
+{
+    size_t n = sizeof PRE7_SET_REFUSAL - 1;
+    if (r && r->type == RP_REPLY_NIL)
+        return RP_SET_ACQUIRED;
+    if (r && r->type == RP_REPLY_STRING)
+        return RP_SET_BUSY;
+    if (!sent_script && r && r->type == RP_REPLY_ERROR && r->len >= n &&
+        memcmp(r->str, PRE7_SET_REFUSAL, n) == 0) {
+        if (why && size)
+            snprintf(why, size, "refused SET NX GET (a Redis older than 7.0)");
+        return RP_SET_PRE7;
+    }
+    return rp_reply__expected(r, "nil (acquired) or a string (busy)", why, size);
+}
+
+/* RP_SET_ACQUIRED, RP_SET_BUSY, RP_SET_PRE7 (asked again: the same attempt as the
+ * script), or < 0 failed. */
 static int read_attempt(rp_op *op, acquire_state *s)
 {
     const rp_reply *r = rp_op__reply(op, 0, 0);
-    int rc = rp_op__check_reply(op, r);
+    int rc;
     s->busy_pttl = -1;
-    if (rc)
-        return rc;
     if (!s->lock->fenced) {
-        if (r->type == RP_REPLY_STATUS)
-            return 1;
-        if (r->type == RP_REPLY_NIL)
-            return 0;
-    } else if (r->type == RP_REPLY_ARRAY && r->elements == 2 &&
-               r->element[0]->type == RP_REPLY_INTEGER &&
-               r->element[1]->type == RP_REPLY_INTEGER) {
-        if (r->element[0]->integer == 1) {
-            s->result.fence = r->element[1]->integer;
-            return 1;
+        char why[RP_ERROR_MESSAGE_MAX];
+        rc = rp_lock__set_answer(r, s->sent_script, why, sizeof why);
+        if (rc == RP_SET_PRE7) {
+            rp_script__learn_pre7(rp_client__scripts(s->lock->client), 0);
+            s->result.attempts--; /* not a new attempt: the same one, in words 6.2 knows */
+            if ((rc = send_attempt(op, s)) < 0)
+                return rc;
+            return RP_SET_PRE7;
         }
-        s->busy_pttl = r->element[1]->integer;
-        return 0;
+        return rc < 0 ? rp_op__fail(op, rc, "%s: %s", rp_op_name(op), why) : rc;
     }
-    return rp_op__fail(op, RP_EPROTOCOL, "lock.acquire: unexpected reply type %d", (int)r->type);
+    /* {1, fence >= 1} acquired; {0, the holder's PTTL: >= 0, or -1 without expiry} busy */
+    if ((rc = rp_op__expect_array(op, r, "ii", "{acquired, fence or the holder's ttl}")) ||
+        (rc = rp_op__expect_int(op, r->element[0], "acquired", 0, 1)))
+        return rc;
+    if (r->element[0]->integer == 1) {
+        if ((rc = rp_op__expect_int(op, r->element[1], "the fence", 1, LLONG_MAX)))
+            return rc;
+        s->result.fence = r->element[1]->integer;
+        return RP_SET_ACQUIRED;
+    }
+    if ((rc = rp_op__expect_int(op, r->element[1], "the holder's ttl", -1, LLONG_MAX)))
+        return rc;
+    s->busy_pttl = r->element[1]->integer;
+    return RP_SET_BUSY;
+}
+
+/* Whether the reply to a cancelled attempt said "acquired" (a pre-7 refusal or an error:
+ * it did not take the key). */
+static int attempt_took_it(rp_op *op, acquire_state *s)
+{
+    char why[RP_ERROR_MESSAGE_MAX];
+    if (rp_op__node_status(op, 0) != RP_OK)
+        return 0;
+    if (!s->lock->fenced)
+        return rp_lock__set_answer(rp_op__reply(op, 0, 0), s->sent_script, why, sizeof why) ==
+               RP_SET_ACQUIRED;
+    return read_attempt(op, s) == RP_SET_ACQUIRED;
+}
+
+/* How much of the reason an op ends for (a node's message) leads its final message, so the
+ * release's outcome still fits after it. */
+#define END_WHY_QUOTE_MAX 120
+
+/* The attempt in flight may have taken the key -- cancelled with it sent and unanswered or
+ * answered "acquired", or its node timed out or dropped with the SET unanswered (Redis may
+ * have run it) -- : it is released with the token it sent (the release script; on a fresh
+ * connection: the driver closed the broken one; within the same per-target timeout). The
+ * op then ends with code and message plus what became of the attempt (released). */
+static int release_attempt(rp_op *op, acquire_state *s, int code, const char *message)
+{
+    rp_lock *l = s->lock;
+    const char *argv[] = { l->key.data, s->token };
+    size_t lens[] = { l->key.len, s->token_len };
+    s->releasing = 1;
+    s->end_code = code;
+    snprintf(s->end_why, sizeof s->end_why, "%s", message);
+    return rp_op__script(op, 0, "lock_release", 1, 1, argv, lens);
+}
+
+/* The release's round is over: the op fails as release_attempt said, saying what became of
+ * the attempt, or exactly what may stay held and why. Cancelled meanwhile: RP_ECANCELED. */
+static int released(rp_op *op, acquire_state *s)
+{
+    rp_lock *l = s->lock;
+    const rp_reply *r = rp_op__reply(op, 0, 0);
+    char why[RP_ERROR_MESSAGE_MAX / 2];
+    int quoted = (int)(l->name_len > RP_ARG_QUOTE_MAX ? RP_ARG_QUOTE_MAX : l->name_len);
+    int code = rp_op__cancelled(op) ? RP_ECANCELED : s->end_code;
+    size_t n = strlen(s->end_why);
+    int lead = (int)(n > END_WHY_QUOTE_MAX ? END_WHY_QUOTE_MAX : n);
+    if (rp_op__node_status(op, 0) != RP_OK)
+        snprintf(why, sizeof why, "%s", rp_op__node_why(op, 0));
+    else if (rp_reply__is_int(r, "the release's answer", 0, 1, why, sizeof why) == RP_OK)
+        return rp_op__fail(op, code, "%.*s; the attempt in flight %s", lead, s->end_why,
+                           r->integer ? "was released" : "had not taken the lock");
+    return rp_op__fail(op, code, "%.*s; lock \"%.*s\" may stay held up to its ttl (%" PRId64
+                       " ms): releasing it failed: %s", lead, s->end_why, quoted, l->name,
+                       l->ttl_ms, why);
+}
+
+/* Cancelled (the class handles it): an attempt that may have taken the key is released
+ * (release_attempt), and the op ends RP_ECANCELED saying what became of it. Nothing in
+ * flight (a busy answer, a backoff sleep, not started): it ends at once. */
+static int acquire_cancelled(rp_op *op, acquire_state *s)
+{
+    if (s->releasing)
+        return released(op, s);
+    if (s->waiting_reply && (rp_op__in_doubt(op, 0) || attempt_took_it(op, s)))
+        return release_attempt(op, s, RP_ECANCELED, "lock.acquire: cancelled");
+    return rp_op__fail(op, RP_ECANCELED, "lock.acquire: cancelled");
+}
+
+/* The attempt's node failed (the class tolerates it, to see this) with the SET unanswered:
+ * Redis may have run it (a waiting acquire does not retry: it reports it).
+ * - The connection dropped: the attempt is released over a fresh one before the op fails
+ *   with the node's status and words (a server that restarted or killed the connection
+ *   answers a new one at once; one that is gone refuses it at once).
+ * - It timed out: the op fails at once, saying what may be held. The server is slow or
+ *   unreachable, so a release would most likely cost another whole timeout, and a call
+ *   ends within its timeout.
+ * Anything else -- nothing was written (a refused connect, a failed handshake), or what
+ * came was no answer (a protocol error) -- fails at once, as the engine fails an op that
+ * does not tolerate it. */
+static int attempt_failed(rp_op *op, acquire_state *s)
+{
+    int st = rp_op__node_status(op, 0);
+    const char *why = rp_op__node_why(op, 0);
+    if (st == RP_ETRANSPORT && rp_op__in_doubt(op, 0))
+        return release_attempt(op, s, st, why);
+    if (st == RP_ETIMEOUT && rp_op__in_doubt(op, 0)) {
+        const rp_lock *l = s->lock;
+        int quoted = (int)(l->name_len > RP_ARG_QUOTE_MAX ? RP_ARG_QUOTE_MAX : l->name_len);
+        size_t n = strlen(why);
+        return rp_op__fail(op, st, "%.*s; the attempt in flight may have taken lock \"%.*s\": "
+                           "it may stay held up to its ttl (%" PRId64 " ms)",
+                           (int)(n > END_WHY_QUOTE_MAX ? END_WHY_QUOTE_MAX : n), why, quoted,
+                           l->name, l->ttl_ms);
+    }
+    return rp_op__fail(op, st, "%s", why);
 }
 
 static int acquire_advance(rp_op *op, void *state, uint64_t now_ms)
@@ -174,6 +320,10 @@ static int acquire_advance(rp_op *op, void *state, uint64_t now_ms)
     uint64_t elapsed;
     int64_t left;
     int got;
+    if (rp_op__cancelled(op))
+        return acquire_cancelled(op, s);
+    if (s->releasing)
+        return released(op, s);
     if (!s->started) {
         s->started = 1;
         s->start_ms = now_ms;
@@ -185,9 +335,13 @@ static int acquire_advance(rp_op *op, void *state, uint64_t now_ms)
         s->attempt_ms = now_ms;
         return send_attempt(op, s); /* after a sleep */
     }
+    if (rp_op__node_status(op, 0) != RP_OK)
+        return attempt_failed(op, s);
     s->waiting_reply = 0;
     if ((got = read_attempt(op, s)) < 0)
         return got;
+    if (got == RP_SET_PRE7)
+        return RP_OK; /* asked again, as the script */
     if (got) {
         rp_lock *l = s->lock;
         rp_lock__forget_token(l);
@@ -241,8 +395,10 @@ static void acquire_destroy(rp_op *op, void *state)
     rp_alloc__free(rp_client__allocator(rp_op__client(op)), s->token);
 }
 
+/* It tolerates node failures to see an attempt in doubt (attempt_failed); others fail it
+ * as before. */
 static const rp_op_class acquire_class = {
-    "lock.acquire", sizeof(acquire_state), acquire_advance, acquire_destroy, 0, NULL, 0, 0
+    "lock.acquire", sizeof(acquire_state), acquire_advance, acquire_destroy, 1, NULL, 1, 0
 };
 
 int rp_lock__make_token(const rp_allocator *a, const rp_lock_acquire_options *o, char **token,
@@ -366,10 +522,9 @@ static int release_advance(rp_op *op, void *state, uint64_t now_ms)
         return rp_op__script(op, 0, "lock_release", 1, 1, argv, lens);
     }
     r = rp_op__reply(op, 0, 0);
-    if ((rc = rp_op__check_reply(op, r)))
+    /* lock_release: DEL's count (1), or 0 when not held with this token */
+    if ((rc = rp_op__expect_int(op, r, NULL, 0, 1)))
         return rc;
-    if (r->type != RP_REPLY_INTEGER)
-        return rp_op__fail(op, RP_EPROTOCOL, "lock.release: unexpected reply type %d", (int)r->type);
     if (r->integer != 1)
         return not_owned(op, s->lock, "lock.release");
     rp_lock__forget_token(s->lock);
@@ -400,10 +555,9 @@ static int extend_advance(rp_op *op, void *state, uint64_t now_ms)
         return rp_op__script(op, 0, "lock_extend", 1, 3, argv, lens);
     }
     r = rp_op__reply(op, 0, 0);
-    if ((rc = rp_op__check_reply(op, r)))
+    /* lock_extend: the new TTL (> 0), or 0 when not held with this token */
+    if ((rc = rp_op__expect_int(op, r, "the new ttl or 0", 0, LLONG_MAX)))
         return rc;
-    if (r->type != RP_REPLY_INTEGER)
-        return rp_op__fail(op, RP_EPROTOCOL, "lock.extend: unexpected reply type %d", (int)r->type);
     if (r->integer <= 0)
         return not_owned(op, s->base.lock, "lock.extend");
     s->base.lock->renewed_ms = s->sent_ms;
@@ -511,18 +665,18 @@ static int query_advance(rp_op *op, void *state, uint64_t now_ms)
         return rp_op__command(op, 0, 2, argv, lens);
     }
     r = rp_op__reply(op, 0, 0);
-    if ((rc = rp_op__check_reply(op, r)))
-        return rc;
-    if (!s->owned_query && r->type == RP_REPLY_INTEGER)
-        s->value = r->integer > 0;
-    else if (s->owned_query && r->type == RP_REPLY_NIL)
+    if (!s->owned_query) { /* EXISTS of one key: 0 or 1 */
+        if ((rc = rp_op__expect_int(op, r, NULL, 0, 1)))
+            return rc;
+        s->value = r->integer == 1;
+    } else if (r && r->type == RP_REPLY_NIL) { /* GET */
         s->value = 0;
-    else if (s->owned_query && r->type == RP_REPLY_STRING)
+    } else if (r && r->type == RP_REPLY_STRING) {
         s->value = s->lock->token && r->len == s->lock->token_len &&
                    memcmp(r->str, s->lock->token, r->len) == 0;
-    else
-        return rp_op__fail(op, RP_EPROTOCOL, "%s: unexpected reply type %d", rp_op_name(op),
-                           (int)r->type);
+    } else {
+        return rp_op__expected(op, r, "nil or a string (the holder's token)");
+    }
     rp_op__done(op);
     return RP_OK;
 }
@@ -598,7 +752,6 @@ static int remaining_advance(rp_op *op, void *state, uint64_t now_ms)
 {
     remaining_state *s = state;
     const rp_reply *r;
-    int rc;
     (void)now_ms;
     if (!s->sent) {
         const char *argv[2];
@@ -615,15 +768,13 @@ static int remaining_advance(rp_op *op, void *state, uint64_t now_ms)
         return rp_op__script(op, 0, "lock_remaining", 1, 1, argv, lens);
     }
     r = rp_op__reply(op, 0, 0);
-    if ((rc = rp_op__check_reply(op, r)))
-        return rc;
     /* A held lock always has a TTL: anything but PTTL > 0 or "not held" is not ours. */
-    if (r->type != RP_REPLY_INTEGER)
-        return rp_op__fail(op, RP_EPROTOCOL, "lock.remaining: expected an integer reply, got "
-                           "reply type %d", (int)r->type);
-    if (r->integer <= 0 && r->integer != PTTL_NO_KEY)
-        return rp_op__fail(op, RP_EPROTOCOL, "lock.remaining: expected a TTL > 0 or -2, got %"
-                           PRId64 " (a lock key without expiry?)", (int64_t)r->integer);
+    if (r && r->type == RP_REPLY_INTEGER && r->integer == -1)
+        return rp_op__fail(op, RP_EPROTOCOL, "%s: expected the lock's ttl (an integer >= 1) "
+                           "or -2 (not held), got the integer -1 (a lock key without expiry)",
+                           rp_op_name(op));
+    if (!r || r->type != RP_REPLY_INTEGER || (r->integer <= 0 && r->integer != PTTL_NO_KEY))
+        return rp_op__expected(op, r, "the lock's ttl (an integer >= 1) or -2 (not held)");
     s->result.owned = r->integer > 0;
     s->result.remaining_ms = r->integer > 0 ? r->integer : 0;
     rp_op__done(op);

@@ -43,6 +43,26 @@ RP_INTERNAL int64_t rp_lock__next_delay(int64_t *backoff_ms, const rp_lock_acqui
 /* 1 when a busy acquire that began elapsed_ms ago must give up now (its wait ran out). */
 RP_INTERNAL int rp_lock__wait_over(const rp_lock_acquire_options *o, uint64_t elapsed_ms);
 
+/* One plain acquire attempt of l with token on node (= the client's endpoint node):
+ * SET key token NX PX ttl GET (Redis >= 7.0), or on an endpoint known to be older
+ * (rp_script__pre7) the lock_acquire script, which answers the same way. *script_out (may
+ * be NULL) is set to whether the script was queued. Replies: see rp_lock__set_answer. */
+RP_INTERNAL int rp_lock__queue_set(rp_op *op, const rp_lock *l, size_t node, const char *token,
+                                   size_t token_len, int *script_out);
+/* What an attempt's reply means. */
+enum {
+    RP_SET_ACQUIRED = 1, /* nil: the key was free and is ours now */
+    RP_SET_BUSY = 0,     /* a string (the holder's token): someone else holds it */
+    RP_SET_PRE7 = 2      /* SET NX GET refused with "ERR syntax error" (Redis < 7): the
+                            endpoint is now known pre7; ask again (the script) */
+};
+/* Classifies the reply r to an attempt queued by rp_lock__queue_set (sent_script: it was
+ * the script, so a syntax error is no pre-7 sign). Returns an RP_SET_* value, or RP_EREPLY
+ * (an error reply: WRONGTYPE, OOM, ...) / RP_EPROTOCOL (any other reply) with why filled
+ * (Redis' words, or "expected ..., got ..."). On RP_SET_PRE7 the caller learns pre7 for the
+ * node (rp_script__learn_pre7) and asks again. */
+RP_INTERNAL int rp_lock__set_answer(const rp_reply *r, int sent_script, char *why, size_t size);
+
 /* Redlock versions of the lock ops (redlock.c); lock.c dispatches to them for handles of
  * more than one node, and its *_result functions fall back to these readers. */
 RP_INTERNAL int rp_redlock__acquire_op(rp_op **out, rp_lock *lock,

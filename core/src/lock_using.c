@@ -79,6 +79,17 @@ static int watch(rp_op *op, using_state *s, uint64_t now_ms)
 
 static int finish(rp_op *op, using_state *s);
 
+/* Cancelled while acquiring: the acquire's own account of what became of its attempt in
+ * flight (released, or what may stay held), under this op's name. */
+static int cancelled_acquiring(rp_op *op, using_state *s)
+{
+    static const char prefix[] = "lock.acquire: ";
+    const rp_error *e = rp_op_error(rp_op__child(op));
+    if (e->code != RP_ECANCELED || strncmp(e->message, prefix, sizeof prefix - 1) != 0)
+        return finish(op, s);
+    return rp_op__fail(op, RP_ECANCELED, "lock.using: %s", e->message + sizeof prefix - 1);
+}
+
 /* Releases the lock if the handle still holds it, else finishes at once. */
 static int release(rp_op *op, using_state *s)
 {
@@ -129,7 +140,7 @@ static int using_advance(rp_op *op, void *state, uint64_t now_ms)
     switch (s->stage) {
     case ACQUIRING:
         if (rp_op__child_failed(op))
-            return rp_op__cancelled(op) ? finish(op, s) : fail_like_child(op);
+            return rp_op__cancelled(op) ? cancelled_acquiring(op, s) : fail_like_child(op);
         if ((rc = rp_lock_acquire_result(child, &got)))
             return rp_op__fail(op, rc, "lock.using: no acquire result");
         if (!got.acquired)

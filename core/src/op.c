@@ -12,6 +12,7 @@
 typedef struct rp_cmd {
     const rp_script *script; /* NULL: a plain command */
     int as_eval;             /* Redis answered NOSCRIPT: send the source with EVAL */
+    int legacy;              /* sent as the script's pre-7 variant (encode_cmd) */
     int argc;
     const char **argv;       /* points into mem, like argvlen */
     size_t *argvlen;
@@ -30,6 +31,7 @@ typedef struct rp_node_io {
     redisReader *reader;
     int status;          /* RP_OK, or why the node failed this round */
     char why[RP_ERROR_MESSAGE_MAX];
+    int unsent;          /* it failed before its request was written (not in doubt) */
     int listen;          /* the next round listens (rp_op__listen) */
     int listening;       /* the current round listens */
     rp_reply **msgs;     /* a listening round's replies, in arrival order */
@@ -83,6 +85,12 @@ static const rp_op *live_c(const rp_op *op)
     return op;
 }
 
+/* The cap of one reply (decision: rp_client_options.max_reply_size), for the readers. */
+static size_t max_reply(const rp_client *client)
+{
+    return rp_client__options(client)->max_reply_size;
+}
+
 int rp_op__new(rp_op **out, rp_client *client, const rp_op_class *cls, size_t nodes,
                void **state_out, rp_error *err)
 {
@@ -102,7 +110,7 @@ int rp_op__new(rp_op **out, rp_client *client, const rp_op_class *cls, size_t no
     if (!op->nodes || !op->state)
         goto oom;
     for (i = 0; i < nodes; i++) {
-        op->nodes[i].reader = rp_reply__reader_new(a);
+        op->nodes[i].reader = rp_reply__reader_new(a, max_reply(client));
         if (!op->nodes[i].reader)
             goto oom;
     }
@@ -239,12 +247,19 @@ static int encode_cmd(rp_op *op, rp_node_io *n, rp_cmd *c)
     char *cmd = NULL;
     long long len;
     int rc;
-    if (c->as_eval) {
-        /* same arguments, with the script's source in place of EVALSHA <sha1> */
+    /* an endpoint that rejected a script's shebang gets every script's legacy variant */
+    c->legacy = c->script &&
+                rp_script__pre7(rp_client__scripts(op->client), (size_t)(n - op->nodes));
+    if (c->script) {
+        /* same arguments, with the variant's source (EVAL) or SHA1 (EVALSHA) at argv[1] */
         const char *sha = c->argv[1];
         size_t shalen = c->argvlen[1];
-        c->argv[0] = "EVAL"; c->argvlen[0] = 4;
-        c->argv[1] = c->script->src->source; c->argvlen[1] = c->script->src->len;
+        if (c->as_eval) {
+            c->argv[0] = "EVAL"; c->argvlen[0] = 4;
+            c->argv[1] = rp_script__body(c->script, c->legacy, &c->argvlen[1]);
+        } else {
+            c->argv[1] = rp_script__sha1(c->script, c->legacy);
+        }
         len = redisFormatCommandArgv(&cmd, c->argc, c->argv, c->argvlen);
         c->argv[0] = "EVALSHA"; c->argvlen[0] = 7;
         c->argv[1] = sha; c->argvlen[1] = shalen;
@@ -293,9 +308,10 @@ static int reset_round(rp_op *op, rp_node_io *n)
     if (n->status != RP_OK) {
         /* the reader may hold half a reply from the failed connection */
         rp_reply__reader_free(n->reader);
-        n->reader = rp_reply__reader_new(op->alloc);
+        n->reader = rp_reply__reader_new(op->alloc, max_reply(op->client));
         n->status = RP_OK;
         n->why[0] = '\0';
+        n->unsent = 0;
         if (!n->reader)
             return rp_op__fail(op, RP_ENOMEM, "out of memory creating a reader");
     }
@@ -343,8 +359,32 @@ static int is_noscript(const rp_cmd *c)
            c->reply->len >= 8 && memcmp(c->reply->str, "NOSCRIPT", 8) == 0;
 }
 
+/* A Redis older than 7.0 compiling a script's "#!lua ..." first line. Redis 6.2 says
+ * "ERR Error compiling script (new function): user_script:1: unexpected symbol near '#'"
+ * (5.0 and 6.0 the same); only the variant with the shebang can cause it. */
+#define RP_SHEBANG_ERROR "ERR Error compiling script"
+#define RP_SHEBANG_WHERE ":1: unexpected symbol near '#'"
+
+static int is_shebang_refused(const rp_cmd *c)
+{
+    const rp_reply *r = c->reply;
+    size_t plen = sizeof RP_SHEBANG_ERROR - 1, wlen = sizeof RP_SHEBANG_WHERE - 1, i;
+    if (!c->script || !c->as_eval || c->legacy || !r || r->type != RP_REPLY_ERROR ||
+        r->len < plen || memcmp(r->str, RP_SHEBANG_ERROR, plen) != 0)
+        return 0;
+    for (i = plen; i + wlen <= r->len; i++)
+        if (memcmp(r->str + i, RP_SHEBANG_WHERE, wlen) == 0)
+            return 1;
+    return 0;
+}
+
+/* The answer stands for no real one: the command goes again in a retry round. */
+static int needs_resend(const rp_cmd *c) { return is_noscript(c) || is_shebang_refused(c); }
+
 /* Scripts Redis did not know (after SCRIPT FLUSH, a restart, a failover) go again with
- * their source. Returns 1 if a new round was started. */
+ * their source; scripts a Redis < 7 could not compile (the shebang) go again as their
+ * legacy variant, which that endpoint gets from then on (rp_script__pre7). Returns 1 if a
+ * new round was started. */
 static int retry_noscript(rp_op *op, int *rc)
 {
     size_t i, j;
@@ -356,7 +396,7 @@ static int retry_noscript(rp_op *op, int *rc)
         if (n->status != RP_OK || n->listening)
             continue;
         for (j = 0; j < n->ninflight; j++)
-            if (is_noscript(&n->cmds[n->inflight[j]]))
+            if (needs_resend(&n->cmds[n->inflight[j]]))
                 n->inflight[k++] = n->inflight[j];
         if (k == 0)
             continue;
@@ -366,6 +406,10 @@ static int retry_noscript(rp_op *op, int *rc)
         n->ninflight = k;
         for (j = 0; j < k; j++) {
             rp_cmd *c = &n->cmds[redo[j]];
+            if (is_shebang_refused(c)) {
+                rp_script__learn_pre7(rp_client__scripts(op->client), i);
+                rp_script__learn(c->script, i, 0); /* it loaded nothing */
+            }
             rp_reply_free(c->reply);
             c->reply = NULL;
             c->as_eval = 1;
@@ -386,6 +430,27 @@ static int fail_op(rp_op *op, int code, const char *why)
     return RP_STEP_ERROR;
 }
 
+/* A cancelled op that cleans up nothing says what its last round may have done: the
+ * caller must know whether a write may have happened. Only a round that the cancel broke
+ * counts (a cancel during a sleep leaves nothing in flight). */
+static int fail_cancelled(rp_op *op)
+{
+    size_t i;
+    int in_doubt = 0, answered = 0;
+    for (i = 0; op->phase == PHASE_IO && i < op->nnodes; i++) {
+        if (rp_op__in_doubt(op, i))
+            in_doubt = 1;
+        else if (op->nodes[i].first_new > 0 && op->nodes[i].status == RP_OK)
+            answered = 1;
+    }
+    rp_error__set(&op->err, RP_ECANCELED, "%s: cancelled%s", rp_op_name(op),
+                  in_doubt   ? " with its request in flight: it may have taken effect"
+                  : answered ? " after Redis answered: it took effect"
+                             : "");
+    op->phase = PHASE_ERROR;
+    return RP_STEP_ERROR;
+}
+
 static rp_step run_advance(rp_op *op, uint64_t now_ms)
 {
     int rc, any;
@@ -395,7 +460,7 @@ static rp_step run_advance(rp_op *op, uint64_t now_ms)
     op->enough = 0;
     rp_error_clear(&op->err);
     if (op->cancelled && !op->cls->handles_cancel)
-        return (rp_step)fail_op(op, RP_ECANCELED, "cancelled");
+        return (rp_step)fail_cancelled(op);
     rc = op->cls->advance(op, op->state, now_ms);
     if (rc < 0) {
         if (op->err.code == RP_OK)
@@ -453,14 +518,15 @@ static int node_in_round(const rp_node_io *n)
     return n->ninflight > 0 || n->listening;
 }
 
-/* A node answered NOSCRIPT in this round: its real answer comes in a retry round. */
+/* A node answered NOSCRIPT (or rejected a shebang) in this round: its real answer comes
+ * in a retry round. */
 static int any_noscript(const rp_op *op)
 {
     size_t i, j;
     for (i = 0; i < op->nnodes; i++) {
         const rp_node_io *n = &op->nodes[i];
         for (j = 0; !n->listening && j < n->received; j++)
-            if (is_noscript(&n->cmds[n->inflight[j]]))
+            if (needs_resend(&n->cmds[n->inflight[j]]))
                 return 1;
     }
     return 0;
@@ -512,7 +578,9 @@ rp_step rp_op_step(rp_op *op, uint64_t now_ms)
             op->phase = PHASE_ERROR;
             return RP_STEP_ERROR;
         }
-        if (!op->cls->tolerates_node_failures) {
+        /* a cancelled op that handles cancel reads its broken round itself: a request may
+         * have been sent and left unanswered (rp_op__in_doubt), and it may compensate */
+        if (!op->cls->tolerates_node_failures && !(op->cancelled && op->cls->handles_cancel)) {
             for (i = 0; i < op->nnodes; i++)
                 if (op->nodes[i].status != RP_OK)
                     return (rp_step)fail_op(op, op->nodes[i].status, op->nodes[i].why);
@@ -564,11 +632,10 @@ static int feed_listening(rp_op *op, rp_node_io *n, const char *buf, size_t len)
         return node_fail(n, RP_ENOMEM, "out of memory buffering a message");
     for (;;) {
         void *obj = NULL;
-        if (redisReaderGetReply(n->reader, &obj) != REDIS_OK) {
+        if (rp_reply__reader_next(n->reader, &obj) != REDIS_OK) {
             char why[RP_ERROR_MESSAGE_MAX];
-            int oom = n->reader->err == REDIS_ERR_OOM;
-            snprintf(why, sizeof why, "bad message: %s", n->reader->errstr);
-            return node_fail(n, oom ? RP_ENOMEM : RP_EPROTOCOL, why);
+            int st = rp_reply__reader_why(n->reader, "bad message", why, sizeof why);
+            return node_fail(n, st, why);
         }
         if (!obj)
             break;
@@ -609,11 +676,10 @@ int rp_op_feed(rp_op *op, size_t node, const char *buf, size_t len)
         return node_fail(n, RP_ENOMEM, "out of memory buffering a reply");
     while (n->received < n->ninflight) {
         void *obj = NULL;
-        if (redisReaderGetReply(n->reader, &obj) != REDIS_OK) {
+        if (rp_reply__reader_next(n->reader, &obj) != REDIS_OK) {
             char why[RP_ERROR_MESSAGE_MAX];
-            int oom = n->reader->err == REDIS_ERR_OOM;
-            snprintf(why, sizeof why, "bad reply: %s", n->reader->errstr);
-            return node_fail(n, oom ? RP_ENOMEM : RP_EPROTOCOL, why);
+            int st = rp_reply__reader_why(n->reader, "bad reply", why, sizeof why);
+            return node_fail(n, st, why);
         }
         if (!obj)
             return RP_MORE;
@@ -637,6 +703,16 @@ void rp_op_fail_node(rp_op *op, size_t node, int status, const char *why)
     op = live(op);
     if (op->phase == PHASE_IO && node < op->nnodes) {
         node_fail(&op->nodes[node], status, why);
+        check_enough(op);
+    }
+}
+
+void rp_op_fail_node_unsent(rp_op *op, size_t node, int status, const char *why)
+{
+    op = live(op);
+    if (op->phase == PHASE_IO && node < op->nnodes && op->nodes[node].status == RP_OK) {
+        node_fail(&op->nodes[node], status, why);
+        op->nodes[node].unsent = 1; /* only when this is the node's first failure */
         check_enough(op);
     }
 }
@@ -703,8 +779,10 @@ void rp_op_cancel(rp_op *op)
 {
     if (!op || op->phase == PHASE_DONE || op->phase == PHASE_ERROR)
         return;
-    /* a child's wait is abandoned too; its I/O is not (a clean-up may be running) */
-    if (op->child_active && live(op)->phase == PHASE_SLEEP)
+    /* a child's wait is abandoned too; its I/O is not (a clean-up may be running), unless
+     * the child handles cancel itself (an acquire releases what its attempt may have
+     * taken) */
+    if (op->child_active && (live(op)->phase == PHASE_SLEEP || live(op)->cls->handles_cancel))
         rp_op_cancel(op->child);
     op->cancelled = 1;
     if (op->call == CALL_RUNNING) {
@@ -889,6 +967,21 @@ int rp_op__call_result(const rp_op *op, const char **bytes, size_t *len)
 
 int rp_op__cancelled(const rp_op *op) { return op->cancelled; }
 
+int rp_op__in_doubt(const rp_op *op, size_t node)
+{
+    const rp_node_io *n;
+    size_t j;
+    if (node >= op->nnodes)
+        return 0;
+    n = &op->nodes[node];
+    if (n->status == RP_OK || n->listening || n->unsent)
+        return 0;
+    for (j = 0; j < n->first_new; j++)
+        if (!n->cmds[j].reply)
+            return 1;
+    return 0;
+}
+
 void rp_op__delegate(rp_op *op, rp_op *child)
 {
     rp_op_free(op->child);
@@ -911,14 +1004,6 @@ int rp_op__fail(rp_op *op, int code, const char *fmt, ...)
     return code;
 }
 
-int rp_op__check_reply(rp_op *op, const rp_reply *r)
-{
-    if (!r)
-        return rp_op__fail(op, RP_EPROTOCOL, "%s: missing reply", op->cls->name);
-    if (r->type == RP_REPLY_ERROR)
-        return rp_op__fail(op, RP_EREPLY, "%s: %.*s", op->cls->name, (int)(r->len > RP_REPLY_QUOTE_MAX ? RP_REPLY_QUOTE_MAX : r->len), r->str);
-    return RP_OK;
-}
 
 /* --- the clock (the blocking driver is drive.c) ------------------------------------- */
 

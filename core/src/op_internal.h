@@ -9,6 +9,7 @@
 #define REDPAT_OP_INTERNAL_H
 
 #include "internal.h"
+#include "reply_check.h"
 
 typedef struct rp_op_class {
     const char *name;
@@ -23,7 +24,9 @@ typedef struct rp_op_class {
      * which advance sees failed with RP_ECANCELED). NULL: wait for every target. */
     int (*enough)(const rp_op *op, const void *state);
     /* non-zero: rp_op_cancel is handled by advance (rp_op__cancelled) to clean up; else a
-     * cancelled op ends in ERROR RP_ECANCELED at its next step. */
+     * cancelled op ends in ERROR RP_ECANCELED at its next step. Once cancelled, such an op
+     * reads the round the cancel broke itself, even if it does not tolerate node failures
+     * (rp_op__in_doubt: what may have been applied). */
     int handles_cancel;
     /* non-zero: the op is long-lived (rp_op_long_lived) */
     int long_lived;
@@ -80,6 +83,11 @@ RP_INTERNAL int rp_op__call_result(const rp_op *op, const char **bytes, size_t *
 /* 1 once rp_op_cancel was called (classes with handles_cancel clean up, then fail with
  * RP_ECANCELED). */
 RP_INTERNAL int rp_op__cancelled(const rp_op *op);
+/* 1 when node failed in the round just completed (cancelled, timed out, dropped) with some
+ * of its requests unanswered: they may have been sent and applied by Redis, nobody knows.
+ * 0 when the driver said nothing was written (rp_op_fail_node_unsent). What a cancelled or
+ * failed op compensates for (a lock.acquire releases what its SET may have taken). */
+RP_INTERNAL int rp_op__in_doubt(const rp_op *op, size_t node);
 /* Hands the driver to child (an op of the same client, owned by op from now on): op's steps
  * are child's until it ends; then op's advance runs again and reads it with rp_op__child
  * (valid until the next delegation or rp_op_free). Lets an op reuse whole ops (lock.using
@@ -94,7 +102,16 @@ RP_INTERNAL int rp_op__emitting(const rp_op *op);
 RP_INTERNAL void rp_op__done(rp_op *op);
 /* Records the failure and returns code (negative). */
 RP_INTERNAL int rp_op__fail(rp_op *op, int code, const char *fmt, ...) RP_PRINTF(3, 4);
-/* Fails with RP_EREPLY if r is an error reply, RP_EPROTOCOL if r is NULL; else RP_OK. */
-RP_INTERNAL int rp_op__check_reply(rp_op *op, const rp_reply *r);
+
+/* --- strict replies (reply_check.c; the reply forms are in reply_check.h) ------------
+ * An op reads only replies of exactly the shape and range it documents; anything else is
+ * RP_EPROTOCOL "<op>: expected <what>, got <the reply described>", never a success. An
+ * error reply is RP_EREPLY "<op>: <Redis' message>". These fail op with it. */
+RP_INTERNAL int rp_op__expected(rp_op *op, const rp_reply *r, const char *what);
+RP_INTERNAL int rp_op__expect_int(rp_op *op, const rp_reply *r, const char *what,
+                                  long long min, long long max);
+RP_INTERNAL int rp_op__expect_status(rp_op *op, const rp_reply *r, const char *status);
+RP_INTERNAL int rp_op__expect_array(rp_op *op, const rp_reply *r, const char *types,
+                                    const char *what);
 
 #endif

@@ -2,6 +2,7 @@
  * subscriptions equal to what the user wants, EMITs what arrives, and re-subscribes
  * everything after its connection drops. */
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -37,11 +38,8 @@ static int publish_advance(rp_op *op, void *state, uint64_t now_ms)
     /* the command was queued when the op was made: the first advance only starts it */
     if (rp_op__replies(op, 0) == 0)
         return RP_OK;
-    if ((rc = rp_op__check_reply(op, r)))
+    if ((rc = rp_op__expect_int(op, r, "the count of receivers", 0, LLONG_MAX)))
         return rc;
-    if (r->type != RP_REPLY_INTEGER)
-        return rp_op__fail(op, RP_EPROTOCOL, "pubsub.publish: PUBLISH answered with a "
-                           "non-integer reply (type %d)", (int)r->type);
     s->receivers = r->integer;
     rp_op__done(op);
     return RP_OK;
@@ -578,7 +576,7 @@ static int parse_push(rp_op *op, const rp_reply *r, rp_pubsub_message *m, int *i
     }
     if (r->type != RP_REPLY_ARRAY || r->elements == 0)
         return unexpected(op, r);
-    if (is_word(e[0], "pong") && r->elements == 2) {
+    if (is_word(e[0], "pong") && r->elements == 2 && is_str(e[1])) {
         *is_pong = 1;
         return 0;
     }
@@ -603,7 +601,8 @@ static int parse_push(rp_op *op, const rp_reply *r, rp_pubsub_message *m, int *i
         if (is_word(e[0], kind_names[k]))
             break;
     if (k > RP_PUBSUB_PUNSUBSCRIBE || r->elements != 3 ||
-        !(is_str(e[1]) || e[1]->type == RP_REPLY_NIL) || e[2]->type != RP_REPLY_INTEGER)
+        !(is_str(e[1]) || e[1]->type == RP_REPLY_NIL) || e[2]->type != RP_REPLY_INTEGER ||
+        e[2]->integer < 0) /* the connection's subscriptions: a count */
         return unexpected(op, r);
     m->kind = (rp_pubsub_kind)k;
     m->count = e[2]->integer;

@@ -1,6 +1,7 @@
 /* Rate limiters: argument checks, keys, and the decision read from the ratelimit script
  * (core/scripts/ratelimit.lua), which does all the deciding on the server's clock. */
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -228,37 +229,68 @@ static void degraded(rp_ratelimit_decision *d, const check_call *call, int code,
              (int)why_len, why); /* snprintf cuts it to fit */
 }
 
-/* Reads one script reply into d. Returns RP_OK, or (for policy REPORT) the failure. */
+/* Checks a ratelimit script reply against its contract (core/scripts/ratelimit.lua):
+ * {allowed 0|1, refused-by (0 when allowed, else 1..n), then per limit: limit >= 1,
+ * 0 <= remaining <= limit, retry_after >= 0 (0 when allowed), reset_after >= 0}. RP_OK, or
+ * RP_EREPLY / RP_EPROTOCOL with why ("expected ..., got ...", naming the field). */
+static int check_decision(const check_call *call, const rp_reply *r, char *why, size_t size)
+{
+    char types[2 + 4 * RP_MULTI_MAX + 1], what[64];
+    size_t i, n = 2 + 4 * call->nlimits;
+    long long allowed, nl = (long long)call->nlimits;
+    int rc;
+    memset(types, 'i', n);
+    types[n] = '\0';
+    if ((rc = rp_reply__is_array(r, types, "a decision", why, size)) ||
+        (rc = rp_reply__is_int(r->element[0], "allowed", 0, 1, why, size)))
+        return rc;
+    allowed = r->element[0]->integer;
+    if ((rc = rp_reply__is_int(r->element[1], "the refused-by index", allowed ? 0 : 1,
+                               allowed ? 0 : nl, why, size)))
+        return rc;
+    for (i = 0; i < call->nlimits; i++) {
+        const rp_reply *const *e = (const rp_reply *const *)r->element + 2 + 4 * i;
+        char f[4][96];
+        const char *sfx = what;
+        what[0] = '\0';
+        if (call->nlimits > 1) /* which limit it was */
+            snprintf(what, sizeof what, " of limit %zu", i + 1);
+        snprintf(f[0], sizeof f[0], "the limit%s", sfx);
+        snprintf(f[1], sizeof f[1], "remaining%s", sfx);
+        snprintf(f[2], sizeof f[2], "retry_after%s", sfx);
+        snprintf(f[3], sizeof f[3], "reset_after%s", sfx);
+        if ((rc = rp_reply__is_int(e[0], f[0], 1, LLONG_MAX, why, size)) ||
+            (rc = rp_reply__is_int(e[1], f[1], 0, e[0]->integer, why, size)) ||
+            (rc = rp_reply__is_int(e[2], f[2], 0, allowed ? 0 : LLONG_MAX, why, size)) ||
+            (rc = rp_reply__is_int(e[3], f[3], 0, LLONG_MAX, why, size)))
+            return rc;
+    }
+    return RP_OK;
+}
+
+/* Reads one script reply into d. Returns RP_OK, or (for policy REPORT) the failure: the
+ * node's own (a refused handshake, a timeout, ...) or what was wrong with the reply. */
 static int read_decision(rp_op *op, const check_call *call, int node_status,
                          const rp_reply *r, rp_ratelimit_decision *d)
 {
+    char why[RP_ERROR_MESSAGE_MAX];
     size_t i, pick = 0;
     int code = node_status;
-    if (code == RP_OK && (!r || r->type == RP_REPLY_ERROR))
-        code = r ? RP_EREPLY : RP_EPROTOCOL;
-    if (code == RP_OK && (r->type != RP_REPLY_ARRAY || r->elements != 2 + 4 * call->nlimits))
-        code = RP_EPROTOCOL;
-    for (i = 0; code == RP_OK && r && i < r->elements; i++)
-        if (r->element[i]->type != RP_REPLY_INTEGER)
-            code = RP_EPROTOCOL;
+    if (code != RP_OK)
+        snprintf(why, sizeof why, "%s", rp_op__node_why(op, 0));
+    else
+        code = check_decision(call, r, why, sizeof why);
     if (code != RP_OK) {
         if (call->policy != RP_RATELIMIT_REPORT) {
-            const char *why = node_status != RP_OK ? rp_op__node_why(op, 0)
-                              : code == RP_EREPLY  ? r->str
-                                                   : "unexpected reply";
-            degraded(d, call, code, why, code == RP_EREPLY && node_status == RP_OK ? r->len : strlen(why));
+            degraded(d, call, code, why, strlen(why));
             return RP_OK;
         }
-        if (code == RP_EREPLY)
-            return rp_op__check_reply(op, r);
-        if (code == RP_EPROTOCOL)
-            return rp_op__fail(op, code, "ratelimit: unexpected reply");
-        return rp_op__fail(op, code, "%s", rp_op__node_why(op, 0));
+        return rp_op__fail(op, code, "%s: %s", rp_op_name(op), why);
     }
     memset(d, 0, sizeof *d);
     d->allowed = r->element[0]->integer == 1;
     d->refused_by = d->allowed ? -1 : (int)r->element[1]->integer - 1;
-    if (!d->allowed && d->refused_by >= 0 && (size_t)d->refused_by < call->nlimits)
+    if (!d->allowed)
         pick = (size_t)d->refused_by;
     else
         for (i = 1; i < call->nlimits; i++)
@@ -288,6 +320,9 @@ static int check_advance(rp_op *op, void *state, uint64_t now_ms)
     check_state *s = state;
     int rc;
     (void)now_ms;
+    if (rp_op__cancelled(op)) /* never a fail-open decision: the caller gave up */
+        return rp_op__fail(op, RP_ECANCELED, s->sent ? "%s: cancelled with its request in "
+                           "flight: it may have been counted" : "%s: cancelled", rp_op_name(op));
     if (!s->sent) {
         s->sent = 1;
         return queue_check(op, &s->call, s->subject.data, s->subject.len, s->cost);
@@ -306,7 +341,7 @@ static void check_destroy(rp_op *op, void *state)
 
 /* Node failures reach advance, so the on_error policy can decide. */
 static const rp_op_class check_class = {
-    "ratelimit.check", sizeof(check_state), check_advance, check_destroy, 1, NULL, 0, 0
+    "ratelimit.check", sizeof(check_state), check_advance, check_destroy, 1, NULL, 1, 0
 };
 
 static int strictest(rp_ratelimit_on_error a, rp_ratelimit_on_error b)
@@ -418,7 +453,8 @@ static int reset_advance(rp_op *op, void *state, uint64_t now_ms)
         rp_buf__free(a, &seq);
         return rc;
     }
-    if ((rc = rp_op__check_reply(op, rp_op__reply(op, 0, 0))))
+    /* UNLINK of the state and sequence keys: how many existed */
+    if ((rc = rp_op__expect_int(op, rp_op__reply(op, 0, 0), "the count of keys removed", 0, 2)))
         return rc;
     rp_op__done(op);
     return RP_OK;
@@ -495,6 +531,10 @@ static int batch_advance(rp_op *op, void *state, uint64_t now_ms)
     size_t i;
     int rc;
     (void)now_ms;
+    if (rp_op__cancelled(op))
+        return rp_op__fail(op, RP_ECANCELED, s->sent ? "%s: cancelled with its requests in "
+                           "flight: they may have been counted" : "%s: cancelled",
+                           rp_op_name(op));
     if (!s->sent) {
         s->sent = 1;
         for (i = 0; i < s->count; i++)
@@ -522,7 +562,7 @@ static void batch_destroy(rp_op *op, void *state)
 }
 
 static const rp_op_class batch_class = {
-    "ratelimit.batch", sizeof(batch_state), batch_advance, batch_destroy, 1, NULL, 0, 0
+    "ratelimit.batch", sizeof(batch_state), batch_advance, batch_destroy, 1, NULL, 1, 0
 };
 
 int rp_ratelimit_batch_op(rp_op **out, rp_ratelimit *limiter, size_t count,

@@ -4,10 +4,12 @@
  * stopped node costs nothing while a majority answers. lock.h states the rules; lock.c
  * dispatches its ops here for handles of more than one node. */
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "lock_internal.h"
+#include "script.h"
 
 #define RL_NODES_MIN 3
 /* drift = ceil(ttl / 100) + 2 ms: the clock-rate difference allowed between the nodes */
@@ -16,7 +18,7 @@
 
 /* What the replies of the round in flight mean (enough() reads them while they arrive). */
 enum {
-    ROUND_SET,       /* SET NX PX: OK / nil */
+    ROUND_SET,       /* SET NX PX GET (or lock_acquire): nil / the holder's token */
     ROUND_RELEASE,   /* lock_release: 1 deleted / 0 not ours */
     ROUND_CLEANUP,   /* lock_release after a failed acquire or extend: best effort */
     ROUND_EXTEND,    /* redlock_extend: ttl > 0 extended / -ttl re-taken / 0 not ours */
@@ -35,6 +37,8 @@ typedef struct rl_common {
     rp_lock *lock;
     int round;                                     /* ROUND_* */
     unsigned char must[RP_CLIENT_ENDPOINTS_MAX];   /* ROUND_CLEANUP: nodes waited for */
+    unsigned char sent_script[RP_CLIENT_ENDPOINTS_MAX]; /* ROUND_SET: the node was sent the
+                                                      lock_acquire script (pre-7) */
 } rl_common;
 
 typedef struct rl_tally {
@@ -52,40 +56,54 @@ static int64_t drift_of(int64_t ttl_ms)
 
 static const rp_allocator *alloc_of(const rp_op *op) { return rp_client__allocator(rp_op__client(op)); }
 
-static int answer_of(const rp_op *op, const rl_common *c, size_t node, int64_t *value)
+/* The node's answer this round; why (may be NULL) says why a node FAILED: a malformed
+ * reply is a failed node with its description ("expected ..., got ..."), never a yes. */
+static int answer_of(const rp_op *op, const rl_common *c, size_t node, int64_t *value,
+                     char *why, size_t size)
 {
     const rp_reply *r;
-    if (rp_op__node_status(op, node) != RP_OK)
+    int64_t v;
+    int rc;
+    if (rp_op__node_status(op, node) != RP_OK) {
+        if (why && size)
+            snprintf(why, size, "%s", rp_op__node_why(op, node));
         return ANS_FAILED;
+    }
     if (!(r = rp_op__reply(op, node, 0)))
         return ANS_PENDING;
     switch (c->round) {
     case ROUND_SET:
-        return r->type == RP_REPLY_STATUS ? ANS_YES : r->type == RP_REPLY_NIL ? ANS_NO : ANS_FAILED;
+        rc = rp_lock__set_answer(r, c->sent_script[node], why, size);
+        return rc == RP_SET_ACQUIRED ? ANS_YES : rc == RP_SET_BUSY ? ANS_NO : ANS_FAILED;
     case ROUND_RELEASE:
-    case ROUND_CLEANUP:
-    case ROUND_EXISTS:
-        if (r->type != RP_REPLY_INTEGER)
+    case ROUND_CLEANUP: /* lock_release: 1 deleted, 0 not ours */
+    case ROUND_EXISTS:  /* EXISTS of one key */
+        if (rp_reply__is_int(r, NULL, 0, 1, why, size) != RP_OK)
             return ANS_FAILED;
-        return r->integer > 0 ? ANS_YES : ANS_NO;
-    case ROUND_EXTEND:
-        if (r->type != RP_REPLY_INTEGER)
+        return r->integer == 1 ? ANS_YES : ANS_NO;
+    case ROUND_EXTEND: /* redlock_extend: ttl > 0, -ttl re-taken, 0 not ours */
+        if (rp_reply__is_int(r, NULL, LLONG_MIN + 1, LLONG_MAX, why, size) != RP_OK)
             return ANS_FAILED;
+        v = (int64_t)r->integer;
         if (value)
-            *value = r->integer < 0 ? -(int64_t)r->integer : (int64_t)r->integer;
-        return r->integer > 0 ? ANS_YES : r->integer < 0 ? ANS_RETAKEN : ANS_NO;
+            *value = v < 0 ? -v : v;
+        return v > 0 ? ANS_YES : v < 0 ? ANS_RETAKEN : ANS_NO;
     case ROUND_GET:
         if (r->type == RP_REPLY_NIL)
             return ANS_NO;
-        if (r->type != RP_REPLY_STRING)
+        if (r->type != RP_REPLY_STRING) {
+            rp_reply__expected(r, "nil or a string (the holder's token)", why, size);
             return ANS_FAILED;
+        }
         return c->lock->token && r->len == c->lock->token_len &&
                memcmp(r->str, c->lock->token, r->len) == 0 ? ANS_YES : ANS_NO;
     case ROUND_REMAINING:
     default:
         /* a key of ours without expiry (-1) is no answer we can trust: FAILED */
-        if (r->type != RP_REPLY_INTEGER || (r->integer <= 0 && r->integer != -2))
+        if (r->type != RP_REPLY_INTEGER || (r->integer <= 0 && r->integer != -2)) {
+            rp_reply__expected(r, "the lock's ttl (an integer >= 1) or -2 (not held)", why, size);
             return ANS_FAILED;
+        }
         if (value)
             *value = r->integer;
         return r->integer > 0 ? ANS_YES : ANS_NO;
@@ -97,7 +115,7 @@ static void tally(const rp_op *op, const rl_common *c, rl_tally *t)
     size_t i;
     memset(t, 0, sizeof *t);
     for (i = 0; i < c->lock->nodes; i++) {
-        int a = answer_of(op, c, i, &t->value[i]);
+        int a = answer_of(op, c, i, &t->value[i], NULL, 0);
         t->answer[i] = a;
         if (a == ANS_YES)
             t->yes++;
@@ -125,7 +143,7 @@ static int rl_enough(const rp_op *op, const void *state)
         return 0;
     if (c->round == ROUND_CLEANUP) {
         for (i = 0; i < c->lock->nodes; i++)
-            if (c->must[i] && answer_of(op, c, i, NULL) == ANS_PENDING)
+            if (c->must[i] && answer_of(op, c, i, NULL, NULL, 0) == ANS_PENDING)
                 return 0;
         return 1;
     }
@@ -145,6 +163,7 @@ static int first_failure(const rp_op *op, const rl_common *c, const rl_tally *t,
     size_t i, pick = c->lock->nodes;
     rp_endpoint ep;
     const rp_reply *r;
+    char why[RP_ERROR_MESSAGE_MAX - 64]; /* room for "node I (address): " around it */
     int code;
     for (i = c->lock->nodes; i-- > 0;) /* the first, preferring one not abandoned */
         if (t->answer[i] == ANS_FAILED &&
@@ -162,14 +181,9 @@ static int first_failure(const rp_op *op, const rl_common *c, const rl_tally *t,
         return code;
     }
     r = rp_op__reply(op, pick, 0);
-    if (r && r->type == RP_REPLY_ERROR) {
-        snprintf(buf, size, "node %zu (%s): %.*s", pick, ep.address,
-                 (int)(r->len > RP_REPLY_QUOTE_MAX ? RP_REPLY_QUOTE_MAX : r->len), r->str);
-        return RP_EREPLY;
-    }
-    snprintf(buf, size, "node %zu (%s): unexpected reply type %d", pick, ep.address,
-             r ? (int)r->type : 0);
-    return RP_EPROTOCOL;
+    answer_of(op, c, pick, NULL, why, sizeof why);
+    snprintf(buf, size, "node %zu (%s): %s", pick, ep.address, why);
+    return r && r->type == RP_REPLY_ERROR ? RP_EREPLY : RP_EPROTOCOL;
 }
 
 /* The op fails as its unreachable nodes did: neither a quorum for nor one against. */
@@ -245,20 +259,29 @@ typedef struct rl_acquire {
     uint64_t attempt_ms; /* when the attempt's requests were sent */
     int64_t backoff_ms;
     int answered;        /* some node answered the last attempt (yes or no) */
+    int relearned;       /* some node refused SET NX GET (pre-7): ask again at once */
     int fail_code;       /* else how its first node failed */
     char fail_why[RP_ERROR_MESSAGE_MAX];
     rp_lock_acquisition result;
+    int compensating;    /* cancelled: the release of what the attempt may hold is out */
 } rl_acquire;
 
 static int acquire_send(rp_op *op, rl_acquire *s, uint64_t now_ms)
 {
     rp_lock *l = s->c.lock;
-    const char *argv[] = { "SET", l->key.data, s->token, "NX", "PX", l->ttl_text };
-    size_t lens[] = { 3, l->key.len, s->token_len, 2, 2, l->ttl_len };
+    size_t i;
+    int rc, script;
     s->attempt_ms = now_ms;
     s->result.attempts++;
     s->stage = ACQ_SENT;
-    return queue_all(op, &s->c, ROUND_SET, 6, argv, lens);
+    s->c.round = ROUND_SET;
+    for (i = 0; i < l->nodes; i++) {
+        /* the single-instance lock's command (SET NX PX GET, or the script on pre-7) */
+        if ((rc = rp_lock__queue_set(op, l, i, s->token, s->token_len, &script)))
+            return rc;
+        s->c.sent_script[i] = (unsigned char)script;
+    }
+    return RP_OK;
 }
 
 /* After a failed attempt (and its clean-up): give up, fail, or sleep and retry. */
@@ -267,6 +290,12 @@ static int acquire_retry(rp_op *op, rl_acquire *s, uint64_t now_ms)
     uint64_t elapsed = now_ms - s->start_ms;
     if (rp_op__cancelled(op))
         return rp_op__fail(op, RP_ECANCELED, "lock.acquire: cancelled");
+    if (s->relearned) {
+        /* the same attempt, in words a Redis older than 7 knows, to the nodes that are */
+        s->relearned = 0;
+        s->result.attempts--;
+        return acquire_send(op, s, now_ms);
+    }
     if (!s->answered)
         return rp_op__fail(op, s->fail_code, "%s", s->fail_why);
     if (rp_lock__wait_over(&s->o, elapsed)) {
@@ -282,11 +311,19 @@ static int acquire_read(rp_op *op, rl_acquire *s, uint64_t now_ms)
 {
     rp_lock *l = s->c.lock;
     unsigned char holds[RP_CLIENT_ENDPOINTS_MAX];
-    int may_hold = 0;
+    int may_hold = 0, wrong;
     int64_t validity = l->ttl_ms - (int64_t)(now_ms - s->attempt_ms) - drift_of(l->ttl_ms);
     rl_tally t;
     size_t i;
     tally(op, &s->c, &t);
+    for (i = 0; i < l->nodes; i++) {
+        const rp_reply *r = rp_op__reply(op, i, 0);
+        if (rp_op__node_status(op, i) == RP_OK && r &&
+            rp_lock__set_answer(r, s->c.sent_script[i], NULL, 0) == RP_SET_PRE7) {
+            rp_script__learn_pre7(rp_client__scripts(l->client), i);
+            s->relearned = 1;
+        }
+    }
     if (t.yes >= quorum_of(l) && validity > 0 && !rp_op__cancelled(op)) {
         rp_lock__forget_token(l);
         l->token = s->token;
@@ -300,18 +337,46 @@ static int acquire_read(rp_op *op, rl_acquire *s, uint64_t now_ms)
         return RP_OK;
     }
     s->answered = t.yes + t.no > 0;
-    if (!s->answered) {
+    wrong = 0;
+    if (s->answered && !s->relearned) {
+        /* Nodes that answered with an error (WRONGTYPE) or a malformed reply stood between
+         * this attempt and a quorum: that is the outcome, not "busy" (a waiting acquire
+         * would retry until its wait ran out) */
+        rl_tally bad = t;
+        size_t nbad = 0;
+        for (i = 0; i < l->nodes; i++) {
+            if (t.answer[i] == ANS_FAILED && rp_op__node_status(op, i) == RP_OK)
+                nbad++;
+            else if (t.answer[i] == ANS_FAILED)
+                bad.answer[i] = ANS_NO; /* first_failure: name a node that answered */
+        }
+        if (nbad > 0 && t.yes + nbad >= quorum_of(l)) {
+            char why[RP_ERROR_MESSAGE_MAX - 96];
+            s->answered = 0;
+            wrong = 1;
+            s->fail_code = first_failure(op, &s->c, &bad, why, sizeof why);
+            if (snprintf(s->fail_why, sizeof s->fail_why, "lock.acquire: %zu of %zu nodes "
+                         "said yes, %zu answered wrongly (a quorum is %zu); %s", t.yes,
+                         l->nodes, nbad, quorum_of(l), why) < 0)
+                s->fail_why[0] = '\0'; /* (a long description is cut to fit) */
+        }
+    }
+    if (!s->answered && !wrong) {
         char why[RP_ERROR_MESSAGE_MAX - 64];
         s->fail_code = first_failure(op, &s->c, &t, why, sizeof why);
+        /* (a node that answered with an error, OOM say, said neither yes nor no) */
         snprintf(s->fail_why, sizeof s->fail_why, "lock.acquire: none of the %zu nodes "
-                 "answered; %s", l->nodes, why);
+                 "answered yes or no; %s", l->nodes, why);
     }
     /* Every node that said yes holds our key, and one not waited for may: delete it
      * everywhere, waiting for those. One that failed (timed out, refused) may too (its SET
      * may have arrived), but is likely down: it is sent the delete, not waited for. */
     for (i = 0; i < l->nodes; i++) {
         holds[i] = t.answer[i] == ANS_YES || rp_op__node_status(op, i) == RP_ECANCELED;
-        may_hold |= t.answer[i] == ANS_YES || rp_op__node_status(op, i) != RP_OK;
+        const rp_reply *r = rp_op__reply(op, i, 0);
+        /* a malformed answer tells nothing: its SET may have run (an error reply: it did not) */
+        may_hold |= t.answer[i] == ANS_YES || rp_op__node_status(op, i) != RP_OK ||
+                    (t.answer[i] == ANS_FAILED && r && r->type != RP_REPLY_ERROR);
     }
     s->stage = ACQ_CLEANING;
     if (!may_hold)
@@ -319,12 +384,63 @@ static int acquire_read(rp_op *op, rl_acquire *s, uint64_t now_ms)
     return queue_cleanup(op, &s->c, holds, s->token, s->token_len);
 }
 
+/* The compensation's answers: every node sent it said 1 (deleted) or 0 (not ours), or how
+ * many may stay held and why. */
+static int compensated(rp_op *op, rl_acquire *s)
+{
+    rp_lock *l = s->c.lock;
+    char why[RP_ERROR_MESSAGE_MAX / 2];
+    int quoted = (int)(l->name_len > RP_ARG_QUOTE_MAX ? RP_ARG_QUOTE_MAX : l->name_len);
+    rl_tally t;
+    tally(op, &s->c, &t);
+    if (t.failed == 0)
+        return rp_op__fail(op, RP_ECANCELED, "lock.acquire: cancelled; the attempt in flight "
+                           "%s", t.yes > 0 ? "was released" : "had not taken the lock");
+    first_failure(op, &s->c, &t, why, sizeof why);
+    return rp_op__fail(op, RP_ECANCELED, "lock.acquire: cancelled; lock \"%.*s\" may stay held "
+                       "up to its ttl (%" PRId64 " ms) on %zu of %zu nodes: releasing it "
+                       "failed: %s", quoted, l->name, l->ttl_ms, t.failed, l->nodes, why);
+}
+
+/* Cancelled (the class handles it): the nodes that may hold our key -- they said yes to the
+ * attempt, or left it (or the clean-up of a lost one) unanswered -- are sent the release
+ * with our token and waited for (fresh connections: the driver closed the broken ones);
+ * then the op ends RP_ECANCELED saying what became of it. Nothing out there: at once. */
+static int acquire_cancelled(rp_op *op, rl_acquire *s)
+{
+    rp_lock *l = s->c.lock;
+    const char *argv[] = { l->key.data, s->token };
+    size_t lens[] = { l->key.len, s->token_len };
+    size_t i, n = 0;
+    int rc;
+    if (s->compensating)
+        return compensated(op, s);
+    for (i = 0; i < l->nodes; i++) {
+        int a = answer_of(op, &s->c, i, NULL, NULL, 0);
+        if (s->stage == ACQ_SENT)
+            s->c.must[i] = a == ANS_YES || rp_op__in_doubt(op, i);
+        else if (s->stage == ACQ_CLEANING) /* its delete not known to have been done */
+            s->c.must[i] = s->c.must[i] && a == ANS_FAILED;
+        else
+            s->c.must[i] = 0; /* sleeping or not started: nothing sent */
+        n += s->c.must[i];
+    }
+    if (n == 0)
+        return rp_op__fail(op, RP_ECANCELED, "lock.acquire: cancelled");
+    s->compensating = 1;
+    s->stage = ACQ_CLEANING;
+    s->c.round = ROUND_CLEANUP;
+    for (i = 0; i < l->nodes; i++)
+        if (s->c.must[i] && (rc = rp_op__script(op, i, "lock_release", 1, 1, argv, lens)))
+            return rc;
+    return RP_OK;
+}
+
 static int acquire_advance(rp_op *op, void *state, uint64_t now_ms)
 {
     rl_acquire *s = state;
-    /* cancelled: an attempt just sent may have left our key on some nodes: clean up first */
-    if (rp_op__cancelled(op) && s->stage != ACQ_SENT)
-        return rp_op__fail(op, RP_ECANCELED, "lock.acquire: cancelled");
+    if (rp_op__cancelled(op))
+        return acquire_cancelled(op, s);
     switch (s->stage) {
     case ACQ_START:
         s->start_ms = now_ms;

@@ -15,6 +15,8 @@ int rp_script__registry_init(rp_script_registry *r, const rp_allocator *a)
         r->scripts[i].src = &rp_script__sources[i];
         rp_sha1__hex(rp_script__sources[i].source, rp_script__sources[i].len,
                      r->scripts[i].sha1);
+        rp_sha1__hex(rp_script__sources[i].legacy, rp_script__sources[i].legacy_len,
+                     r->scripts[i].legacy_sha1);
     }
     r->count = rp_script__count;
     return RP_OK;
@@ -34,6 +36,17 @@ const rp_script *rp_script__find(const rp_script_registry *r, const char *name)
         if (strcmp(r->scripts[i].src->name, name) == 0)
             return &r->scripts[i];
     return NULL;
+}
+
+const char *rp_script__body(const rp_script *s, int legacy, size_t *len)
+{
+    *len = legacy ? s->src->legacy_len : s->src->len;
+    return legacy ? s->src->legacy : s->src->source;
+}
+
+const char *rp_script__sha1(const rp_script *s, int legacy)
+{
+    return legacy ? s->legacy_sha1 : s->sha1;
 }
 
 /* Endpoints past the mask's width are never cached: they always get EVALSHA first. */

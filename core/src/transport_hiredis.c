@@ -38,6 +38,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include "reply_check.h"
 #include "reply_internal.h"
 #include "transport_hiredis.h"
 
@@ -84,7 +85,8 @@ typedef struct target {
     conn c;                /* the connection this round uses, owned by the round */
     int phase;
     int listening;
-    uint64_t deadline;     /* of the current phase; UINT64_MAX: none */
+    uint64_t deadline;     /* of the current phase (connect, or the exchange: handshake and
+                              request share one); UINT64_MAX: none */
     uint64_t limit_ms;     /* the timeout behind deadline, for the message */
     const char *out;       /* bytes being written (handshake or request) */
     size_t outlen, sent;
@@ -104,6 +106,7 @@ typedef struct hiredis_transport {
     uint32_t connect_timeout_ms;
     uint32_t command_timeout_ms;
     int keepalive;
+    size_t max_reply;      /* rp_client_options.max_reply_size, for the handshake's reader */
     slot *slots;
     size_t nslots;
     /* per-round scratch, kept between rounds so a round allocates nothing */
@@ -252,6 +255,9 @@ static void target_fail(hiredis_transport *t, rp_op *op, target *tg, int status,
                         const char *fmt, ...)
 {
     char why[RP_ERROR_MESSAGE_MAX];
+    /* before the first byte of the op's request went out (connect, handshake): nothing of
+     * it can have run, and the op is told so (no compensation for what was never sent) */
+    int unsent = tg->phase < T_WRITE || (tg->phase == T_WRITE && tg->sent == 0);
     int n;
     va_list ap;
     n = snprintf(why, sizeof why, "%s: ", t->slots[tg->slot].address);
@@ -262,7 +268,10 @@ static void target_fail(hiredis_transport *t, rp_op *op, target *tg, int status,
     va_end(ap);
     lose(t, tg);
     tg->phase = T_DONE;
-    rp_op_fail_node(op, tg->node, status, why);
+    if (unsent)
+        rp_op_fail_node_unsent(op, tg->node, status, why);
+    else
+        rp_op_fail_node(op, tg->node, status, why);
 }
 
 static const char *phase_doing(int phase)
@@ -290,6 +299,17 @@ static void start_request(target *tg, uint64_t now, uint64_t tmo, uint64_t overa
     tg->sent = 0;
     tg->phase = T_WRITE;
     phase_deadline(tg, now, tmo, overall, op_timeout_ms);
+}
+
+/* After the handshake: the request, within what is left of the exchange's deadline (one
+ * deadline from the moment the socket connected: a server trickling its handshake replies
+ * must not earn the request a timeout of its own). */
+static void continue_request(target *tg)
+{
+    tg->out = tg->req;
+    tg->outlen = tg->reqlen;
+    tg->sent = 0;
+    tg->phase = T_WRITE;
 }
 
 /* The socket has connected: set it up, then the handshake (if the endpoint needs one) or
@@ -321,7 +341,7 @@ static int connected(hiredis_transport *t, target *tg, const rp_endpoint *ep)
         if (rc)
             return RP_ENOMEM;
     }
-    if (n > 0 && !(tg->hs_reader = rp_reply__reader_new(&t->alloc)))
+    if (n > 0 && !(tg->hs_reader = rp_reply__reader_new(&t->alloc, t->max_reply)))
         return RP_ENOMEM;
     return RP_OK;
 }
@@ -338,23 +358,26 @@ static int feed_handshake(hiredis_transport *t, rp_op *op, target *tg, const cha
     while (tg->hs_got < tg->hs_expected) {
         void *obj = NULL;
         rp_reply *r;
-        if (redisReaderGetReply(tg->hs_reader, &obj) != REDIS_OK) {
-            int oom = tg->hs_reader->err == REDIS_ERR_OOM;
-            target_fail(t, op, tg, oom ? RP_ENOMEM : RP_EPROTOCOL, "bad handshake reply: %s",
-                        tg->hs_reader->errstr);
-            return RP_EPROTOCOL;
+        if (rp_reply__reader_next(tg->hs_reader, &obj) != REDIS_OK) {
+            char why[RP_ERROR_MESSAGE_MAX];
+            int st = rp_reply__reader_why(tg->hs_reader, "bad handshake reply", why, sizeof why);
+            target_fail(t, op, tg, st, "%s", why);
+            return st;
         }
         if (!obj)
             return RP_MORE;
         r = obj;
         tg->hs_got++;
-        if (r->type == RP_REPLY_ERROR) {
-            target_fail(t, op, tg, RP_EREPLY, "%s failed: %.*s", tg->hs_names[tg->hs_got - 1],
-                        (int)(r->len > RP_REPLY_QUOTE_MAX ? RP_REPLY_QUOTE_MAX : r->len), r->str);
+        {
+            /* exactly +OK: anything else (an error, +QUEUED) is not a done AUTH / SELECT */
+            char why[RP_ERROR_MESSAGE_MAX - 32];
+            int st = rp_reply__is_status(r, "OK", why, sizeof why);
             rp_reply_free(r);
-            return RP_EREPLY;
+            if (st != RP_OK) {
+                target_fail(t, op, tg, st, "%s failed: %s", tg->hs_names[tg->hs_got - 1], why);
+                return st;
+            }
         }
-        rp_reply_free(r);
     }
     if (tg->hs_reader->pos < tg->hs_reader->len) {
         target_fail(t, op, tg, RP_EPROTOCOL, "bytes after the handshake replies");
@@ -366,7 +389,7 @@ static int feed_handshake(hiredis_transport *t, rp_op *op, target *tg, const cha
 }
 
 typedef struct round_ctx {
-    uint64_t tmo;           /* per-phase timeout of handshake and request */
+    uint64_t tmo;           /* the exchange's timeout: handshake and request together */
     uint64_t overall;       /* round start + the op's per-target timeout, or UINT64_MAX */
     uint64_t op_timeout_ms;
 } round_ctx;
@@ -406,7 +429,7 @@ static void feed_op(hiredis_transport *t, rp_op *op, target *tg, const char *buf
 static void drain(hiredis_transport *t, rp_op *op, target *tg, const char *buf, size_t n)
 {
     redisReader *r = tg->c.drain;
-    if (!r && !(r = tg->c.drain = rp_reply__reader_new(&t->alloc))) {
+    if (!r && !(r = tg->c.drain = rp_reply__reader_new(&t->alloc, t->max_reply))) {
         target_fail(t, op, tg, RP_ENOMEM, "out of memory reading an abandoned request's replies");
         return;
     }
@@ -416,9 +439,10 @@ static void drain(hiredis_transport *t, rp_op *op, target *tg, const char *buf, 
     }
     while (tg->c.owed > 0) {
         void *obj = NULL;
-        if (redisReaderGetReply(r, &obj) != REDIS_OK) {
-            target_fail(t, op, tg, r->err == REDIS_ERR_OOM ? RP_ENOMEM : RP_EPROTOCOL,
-                        "bad reply to an abandoned request: %s", r->errstr);
+        if (rp_reply__reader_next(r, &obj) != REDIS_OK) {
+            char why[RP_ERROR_MESSAGE_MAX];
+            int st = rp_reply__reader_why(r, "bad reply to an abandoned request", why, sizeof why);
+            target_fail(t, op, tg, st, "%s", why);
             return;
         }
         if (!obj)
@@ -434,8 +458,7 @@ static void drain(hiredis_transport *t, rp_op *op, target *tg, const char *buf, 
 
 /* Reads once and feeds the bytes. blocking: wait inside recv, whose SO_RCVTIMEO is the
  * time left (read_lone). */
-static void read_target(hiredis_transport *t, rp_op *op, target *tg, const round_ctx *rc,
-                        int blocking)
+static void read_target(hiredis_transport *t, rp_op *op, target *tg, int blocking)
 {
     char buf[RP_READ_CHUNK];
     ssize_t n;
@@ -455,7 +478,7 @@ static void read_target(hiredis_transport *t, rp_op *op, target *tg, const round
     }
     if (tg->phase == T_HS_READ) {
         if (feed_handshake(t, op, tg, buf, (size_t)n) == RP_OK)
-            start_request(tg, rp_monotonic_ms(), rc->tmo, rc->overall, rc->op_timeout_ms);
+            continue_request(tg);
         return;
     }
     if (tg->c.owed > 0) {
@@ -535,7 +558,7 @@ static void progress(hiredis_transport *t, rp_op *op, target *tg, short revents,
         case T_READ:
             if (!(revents & (POLLIN | POLLERR | POLLHUP)))
                 return;
-            read_target(t, op, tg, rc, 0);
+            read_target(t, op, tg, 0);
             if (tg->phase == before)
                 return; /* more to read: poll again */
             revents = POLLOUT; /* the handshake is done: write the request at once */
@@ -627,11 +650,11 @@ static size_t begin_targets(hiredis_transport *t, rp_op *op, const round_ctx *rc
         tg->fed = 0;
         memset(&tg->c, 0, sizeof tg->c);
         if (rp_op_target(op, node, &ep) != RP_OK) {
-            rp_op_fail_node(op, node, RP_EINVAL, "the op's client has no endpoint for this target");
+            rp_op_fail_node_unsent(op, node, RP_EINVAL, "the op's client has no endpoint for this target");
             continue;
         }
         if (slot_for(t, ep.address, &tg->slot) != RP_OK) {
-            rp_op_fail_node(op, node, RP_ENOMEM, "out of memory");
+            rp_op_fail_node_unsent(op, node, RP_ENOMEM, "out of memory");
             continue;
         }
         rp_op_request(op, node, &tg->req, &tg->reqlen);
@@ -652,8 +675,7 @@ static size_t begin_targets(hiredis_transport *t, rp_op *op, const round_ctx *rc
 
 /* A lone target waits for its reply inside recv (one system call instead of poll + recv).
  * 0: the socket cannot (no SO_RCVTIMEO): poll it instead. */
-static int read_lone(hiredis_transport *t, rp_op *op, target *tg, const round_ctx *rc,
-                     uint64_t now)
+static int read_lone(hiredis_transport *t, rp_op *op, target *tg, uint64_t now)
 {
     uint64_t left = tg->deadline > now ? tg->deadline - now : 0;
     uint32_t ms = left > RP_POLL_SLICE_MS ? RP_POLL_SLICE_MS : (uint32_t)left;
@@ -671,7 +693,7 @@ static int read_lone(hiredis_transport *t, rp_op *op, target *tg, const round_ct
         }
         tg->c.rcvtimeo_ms = ms;
     }
-    read_target(t, op, tg, rc, 1);
+    read_target(t, op, tg, 1);
     return 1;
 }
 
@@ -690,7 +712,7 @@ static int round_all(rp_transport *base, rp_op *op, uint64_t listen_wait_ms, rp_
     if (grow_scratch(t, nodes) != RP_OK) {
         for (i = 0; i < nodes; i++)
             if (rp_op_pending(op, i))
-                rp_op_fail_node(op, i, RP_ENOMEM, "out of memory starting a round");
+                rp_op_fail_node_unsent(op, i, RP_ENOMEM, "out of memory starting a round");
         return RP_OK;
     }
     ntg = begin_targets(t, op, &rc, now);
@@ -716,7 +738,7 @@ static int round_all(rp_transport *base, rp_op *op, uint64_t listen_wait_ms, rp_
             break; /* waited the caller's time and had a last look: no message */
         now = rp_monotonic_ms();
         if (active == 1 && t->tg[lone].phase == T_READ && !t->tg[lone].listening &&
-            t->tg[lone].c.blocking && read_lone(t, op, &t->tg[lone], &rc, now))
+            t->tg[lone].c.blocking && read_lone(t, op, &t->tg[lone], now))
             continue;
         for (i = 0; i < ntg; i++) {
             target *tg = &t->tg[i];
@@ -856,6 +878,7 @@ int rp_transport__hiredis_new(rp_transport **out,
     t->connect_timeout_ms = o->connect_timeout_ms;
     t->command_timeout_ms = o->command_timeout_ms;
     t->keepalive = o->tcp_keepalive;
+    t->max_reply = o->max_reply_size ? o->max_reply_size : RP_CLIENT_MAX_REPLY_SIZE_DEFAULT;
     *out = &t->base;
     return RP_OK;
 }

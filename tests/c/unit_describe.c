@@ -216,7 +216,7 @@ static void test_acquire_canned(rp_client *c)
     CHECK(strcmp(rp_op_name(op), "lock.acquire") == 0);
     CHECK(rp_op_result(op, 0, f) == RP_ESTATE);
     CHECK(rp_op_step(op, 0) == RP_STEP_IO);
-    CHECK(rp_op_feed(op, 0, "+OK\r\n", 5) == RP_OK);
+    CHECK(rp_op_feed(op, 0, "$-1\r\n", 5) == RP_OK); /* SET NX GET: nil, it was free */
     CHECK(rp_op_step(op, 1) == RP_STEP_DONE && rp_op_done(op));
     CHECK(rp_op_result_count(op) == 1 && rp_op_result(op, 0, f) == RP_OK);
     CHECK(f[0].type == RP_TYPE_BOOL && f[0].i == 1);

@@ -73,7 +73,7 @@ static rp_lock *held(rp_client *c, int64_t ttl_ms)
     if (rp_lock_acquire_op(&op, l, &o, NULL) != RP_OK || rp_op_step(op, T0) != RP_STEP_IO)
         abort();
     for (size_t i = 0; i < N; i++)
-        feed(op, i, "+OK\r\n");
+        feed(op, i, "$-1\r\n");
     if (rp_op_step(op, T0 + 1) != RP_STEP_DONE || rp_lock_acquire_result(op, &res) != RP_OK ||
         !res.acquired)
         abort();
@@ -93,12 +93,12 @@ static void test_acquire_at_quorum(void)
     CHECK(rp_op_step(op, T0) == RP_STEP_IO);
     CHECK(rp_op_nodes(op) == N);
     CHECK(rp_op_timeout_ms(op) == 80); /* the per-node timeout bounds each target */
-    CHECK(all_have(op, "SET") && all_have(op, "t:lock:{r}") && all_have(op, "NX") &&
+    CHECK(all_have(op, "SET") && all_have(op, "t:lock:{r}") && all_have(op, "NX") && all_have(op, "GET") &&
           all_have(op, "PX") && all_have(op, "10000"));
-    CHECK(feed(op, 0, "+OK\r\n") == RP_OK);
-    CHECK(feed(op, 3, "+OK\r\n") == RP_OK);
+    CHECK(feed(op, 0, "$-1\r\n") == RP_OK);
+    CHECK(feed(op, 3, "$-1\r\n") == RP_OK);
     CHECK(!rp_op_round_over(op)); /* 2 of 5: not decided */
-    CHECK(feed(op, 4, "+OK\r\n") == RP_OK);
+    CHECK(feed(op, 4, "$-1\r\n") == RP_OK);
     CHECK(rp_op_round_over(op)); /* a quorum: nodes 1 and 2 are not waited for */
     CHECK(pending(op, 1) && pending(op, 2));
     CHECK(rp_op_step(op, T0 + 7) == RP_STEP_DONE);
@@ -135,7 +135,7 @@ static void test_validity_and_drift(void)
     CHECK(rp_lock_acquire_op(&op, l, NULL, NULL) == RP_OK);
     CHECK(rp_op_step(op, T0) == RP_STEP_IO);
     for (size_t i = 0; i < N; i++)
-        feed(op, i, "+OK\r\n");
+        feed(op, i, "$-1\r\n");
     CHECK(rp_op_step(op, T0 + 100) == RP_STEP_DONE);
     CHECK(rp_lock_acquire_result(op, &res) == RP_OK && res.acquired && res.validity_ms == 46);
     rp_op_free(op);
@@ -147,7 +147,7 @@ static void test_validity_and_drift(void)
     CHECK(rp_lock_acquire_op(&op, l, NULL, NULL) == RP_OK);
     CHECK(rp_op_step(op, T0) == RP_STEP_IO);
     for (size_t i = 0; i < N; i++)
-        feed(op, i, "+OK\r\n");
+        feed(op, i, "$-1\r\n");
     CHECK(rp_op_step(op, T0 + 146) == RP_STEP_IO);
     CHECK(all_run(op, c, "lock_release"));
     for (size_t i = 0; i < N - 1; i++)
@@ -169,14 +169,14 @@ static void test_acquire_refused(void)
     rp_op *op;
     rp_lock_acquisition res;
 
-    /* 3 nil: refused at the third; the 2 not waited for may have set our key: the clean-up
+    /* 3 busy: refused at the third; the 2 not waited for may have set our key: the clean-up
      * waits for them */
     CHECK(rp_lock_acquire_op(&op, l, NULL, NULL) == RP_OK);
     CHECK(rp_op_step(op, T0) == RP_STEP_IO);
-    feed(op, 0, "$-1\r\n");
-    feed(op, 1, "$-1\r\n");
+    feed(op, 0, "$5\r\nother\r\n");
+    feed(op, 1, "$5\r\nother\r\n");
     CHECK(!rp_op_round_over(op));
-    feed(op, 2, "$-1\r\n");
+    feed(op, 2, "$5\r\nother\r\n");
     CHECK(rp_op_round_over(op));
     CHECK(rp_op_step(op, T0 + 2) == RP_STEP_IO);
     CHECK(all_have(op, "EVAL"));
@@ -190,19 +190,19 @@ static void test_acquire_refused(void)
     CHECK(rp_lock_acquire_result(op, &res) == RP_OK && !res.acquired && res.attempts == 1);
     rp_op_free(op);
 
-    /* every node answered nil: nothing to delete, no second round */
+    /* every node answered busy: nothing to delete, no second round */
     CHECK(rp_lock_acquire_op(&op, l, NULL, NULL) == RP_OK);
     CHECK(rp_op_step(op, T0) == RP_STEP_IO);
     for (size_t i = 0; i < N; i++)
-        feed(op, i, "$-1\r\n");
+        feed(op, i, "$5\r\nother\r\n");
     CHECK(rp_op_step(op, T0 + 1) == RP_STEP_DONE);
     rp_op_free(op);
 
     /* 2 yes, 3 timed out: the clean-up waits for the 2, not for the timed-out 3 */
     CHECK(rp_lock_acquire_op(&op, l, NULL, NULL) == RP_OK);
     CHECK(rp_op_step(op, T0) == RP_STEP_IO);
-    feed(op, 0, "+OK\r\n");
-    feed(op, 1, "+OK\r\n");
+    feed(op, 0, "$-1\r\n");
+    feed(op, 1, "$-1\r\n");
     fail_node(op, 2);
     fail_node(op, 3);
     CHECK(!rp_op_round_over(op));
@@ -228,7 +228,7 @@ static void test_acquire_refused(void)
         fail_node(op, i);
     CHECK(rp_op_step(op, T0 + 100) == RP_STEP_ERROR);
     CHECK(rp_op_error(op)->code == RP_ETIMEOUT);
-    CHECK(strstr(rp_op_error(op)->message, "none of the 5 nodes answered") != NULL);
+    CHECK(strstr(rp_op_error(op)->message, "none of the 5 nodes answered yes or no") != NULL);
     rp_op_free(op);
 
     /* error replies are no answer either */
@@ -257,13 +257,13 @@ static void test_acquire_retries(void)
     CHECK(rp_lock_acquire_op(&op, l, &o, NULL) == RP_OK);
     CHECK(rp_op_step(op, T0) == RP_STEP_IO);
     for (size_t i = 0; i < N; i++)
-        feed(op, i, "$-1\r\n");
+        feed(op, i, "$5\r\nother\r\n");
     CHECK(rp_op_step(op, T0 + 1) == RP_STEP_SLEEP);
     sleep_ms = rp_op_sleep_ms(op);
     CHECK(sleep_ms >= 20 && sleep_ms <= 40); /* jittered to [d/2, d] */
     CHECK(rp_op_step(op, T0 + 1 + sleep_ms) == RP_STEP_IO && all_have(op, "SET"));
     for (size_t i = 0; i < 3; i++)
-        feed(op, i, "+OK\r\n");
+        feed(op, i, "$-1\r\n");
     CHECK(rp_op_step(op, T0 + 2 + sleep_ms) == RP_STEP_DONE);
     CHECK(rp_lock_acquire_result(op, &res) == RP_OK && res.acquired && res.attempts == 2);
     /* the hold began with the second attempt */
@@ -278,11 +278,11 @@ static void test_acquire_retries(void)
     CHECK(rp_lock_acquire_op(&op, l, &o, NULL) == RP_OK);
     CHECK(rp_op_step(op, T0) == RP_STEP_IO);
     for (size_t i = 0; i < N; i++)
-        feed(op, i, "$-1\r\n");
+        feed(op, i, "$5\r\nother\r\n");
     CHECK(rp_op_step(op, T0 + 1) == RP_STEP_SLEEP && rp_op_sleep_ms(op) <= 29);
     CHECK(rp_op_step(op, T0 + 30) == RP_STEP_IO);
     for (size_t i = 0; i < N; i++)
-        feed(op, i, "$-1\r\n");
+        feed(op, i, "$5\r\nother\r\n");
     CHECK(rp_op_step(op, T0 + 31) == RP_STEP_DONE);
     CHECK(rp_lock_acquire_result(op, &res) == RP_OK && !res.acquired && res.attempts == 2);
     rp_op_free(op);
@@ -301,7 +301,7 @@ static void test_acquire_cancelled(void)
     CHECK(rp_lock_acquire_op(&op, l, &o, NULL) == RP_OK);
     CHECK(rp_op_step(op, T0) == RP_STEP_IO);
     for (size_t i = 0; i < N; i++)
-        feed(op, i, "$-1\r\n");
+        feed(op, i, "$5\r\nother\r\n");
     CHECK(rp_op_step(op, T0 + 1) == RP_STEP_SLEEP);
     rp_op_cancel(op);
     CHECK(rp_op_step(op, T0 + 2) == RP_STEP_ERROR && rp_op_error(op)->code == RP_ECANCELED);
@@ -310,7 +310,7 @@ static void test_acquire_cancelled(void)
     CHECK(rp_lock_acquire_op(&op, l, &o, NULL) == RP_OK);
     CHECK(rp_op_step(op, T0) == RP_STEP_IO);
     for (size_t i = 0; i < N; i++)
-        feed(op, i, "+OK\r\n");
+        feed(op, i, "$-1\r\n");
     rp_op_cancel(op);
     CHECK(rp_op_step(op, T0 + 1) == RP_STEP_IO && all_have(op, "EVAL"));
     for (size_t i = 0; i < N; i++)
@@ -458,7 +458,7 @@ static void test_queries(void)
     CHECK(rp_op_step(op, T0) == RP_STEP_IO && all_have(op, "GET"));
     feed(op, 0, "$3\r\ntok\r\n");
     feed(op, 1, "$5\r\nother\r\n");
-    feed(op, 2, "$-1\r\n");
+    feed(op, 2, "$5\r\nother\r\n");
     feed(op, 3, "$3\r\ntok\r\n");
     CHECK(!rp_op_round_over(op));
     feed(op, 4, "$3\r\ntok\r\n");

@@ -33,7 +33,7 @@ static void acquire_to_call(rp_op *op)
     size_t arg = 99;
     CHECK(rp_op_step(op, 1000) == RP_STEP_IO);
     CHECK(request_contains(op, "NX"));
-    CHECK(feed(op, "+OK\r\n") == RP_OK);
+    CHECK(feed(op, "$-1\r\n") == RP_OK); /* SET NX GET: nil, it was free */
     CHECK(rp_op_step(op, 1001) == RP_STEP_CALL);
     CHECK(rp_op_call(op, &arg, NULL, 0, NULL) == RP_OK);
     CHECK(arg == 1);
@@ -152,7 +152,7 @@ static void test_busy_never_calls(void)
     CHECK(rp_lock_new(&l, c, "r", 1, NULL, NULL) == RP_OK);
     op = using_op(l, 1, 0);
     CHECK(rp_op_step(op, 1000) == RP_STEP_IO);
-    CHECK(feed(op, "$-1\r\n") == RP_OK);
+    CHECK(feed(op, "$5\r\nother\r\n") == RP_OK); /* busy: the holder's token */
     CHECK(rp_op_step(op, 1001) == RP_STEP_DONE);
     CHECK(rp_lock_using_result_of(op, &r) == RP_OK);
     CHECK(r.acquired == 0 && r.renewals == 0);

@@ -32,14 +32,23 @@ typedef struct rp_client_options {
      * 1..RP_CLIENT_NAMESPACE_MAX bytes, no NUL, '{' or '}'. */
     const char *key_namespace;
     uint32_t connect_timeout_ms; /* > 0 */
-    uint32_t command_timeout_ms; /* > 0; bounds each request/reply exchange */
+    uint32_t command_timeout_ms; /* > 0; bounds each exchange: handshake + request + reply */
     int tcp_keepalive;           /* non-zero: enable TCP keepalive probes */
     const rp_allocator *allocator; /* NULL: libc; copied */
+    /* The most memory one reply may take in the core (its nodes, strings, element arrays
+     * and the bytes buffered for it), in bytes: a larger one (or a header announcing one,
+     * such as "*2147483647") fails the target with RP_EPROTOCOL "reply larger than
+     * max_reply_size (N bytes): <what came>". 0: the default, 512 MiB (Redis' own
+     * proto-max-bulk-len, so anything Redis can hold is readable); else >= 1024. */
+    size_t max_reply_size;
 } rp_client_options;
 
 #define RP_CLIENT_TIMEOUT_MS_DEFAULT 2000
+#define RP_CLIENT_MAX_REPLY_SIZE_DEFAULT ((size_t)512 << 20)
+#define RP_CLIENT_MAX_REPLY_SIZE_MIN ((size_t)1024)
 #define RP_CLIENT_OPTIONS_INIT \
-    { NULL, NULL, RP_CLIENT_TIMEOUT_MS_DEFAULT, RP_CLIENT_TIMEOUT_MS_DEFAULT, 1, NULL }
+    { NULL, NULL, RP_CLIENT_TIMEOUT_MS_DEFAULT, RP_CLIENT_TIMEOUT_MS_DEFAULT, 1, NULL, \
+      RP_CLIENT_MAX_REPLY_SIZE_DEFAULT }
 
 /* Creates a client. Validates the options and the URL; does no I/O (the connection is
  * opened on first use, and opened afresh after a broken one or after fork()).

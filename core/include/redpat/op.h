@@ -130,6 +130,15 @@ int rp_op_feed(rp_op *op, size_t node, const char *buf, size_t len);
  * status is an rp_status (RP_ETRANSPORT, RP_ETIMEOUT, ...); why is copied (may be NULL). */
 void rp_op_fail_node(rp_op *op, size_t node, int status, const char *why);
 
+/* The same, for a node that failed before any byte of its request of this round was
+ * written (the connect refused or timed out, the handshake failed): nothing of the request
+ * can have reached Redis. A failure reported with rp_op_fail_node after the request (or a
+ * part of it) went out leaves its commands in doubt -- Redis may have run them -- and an op
+ * may compensate (a lock.acquire releases what its SET may have taken, on a fresh
+ * connection); one reported with this call is not in doubt. A driver that cannot tell calls
+ * rp_op_fail_node (the safe side). */
+void rp_op_fail_node_unsent(rp_op *op, size_t node, int status, const char *why);
+
 /* How long to sleep, valid after RP_STEP_SLEEP. */
 uint64_t rp_op_sleep_ms(const rp_op *op);
 
