@@ -8,12 +8,16 @@ starts N servers (default 1, all at once), exports REDPAT_TEST_URL (redis://127.
 REDPAT_TEST_PORT and REDPAT_TEST_DIR for the first, REDPAT_TEST_URLS and REDPAT_TEST_PIDS
 (every server's URL / pid, ','-joined, in the same order), runs COMMAND, stops the servers
 whatever happens, and exits with COMMAND's status. Servers run with
---enable-debug-command local and no persistence unless asked.
+--enable-debug-command local (Redis >= 7; older ones allow DEBUG anyway) and no persistence
+unless asked. The server binary is `redis-server` from PATH, or REDPAT_REDIS_SERVER, or
+`run --redis-server PATH` (which also exports REDPAT_REDIS_SERVER to COMMAND).
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import os
+import re
 import shutil
 import signal
 import socket
@@ -21,13 +25,24 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Dict, List, Optional, Set
+from typing import Dict, List, Optional, Set, Tuple
 
 REDIS_SERVER = os.environ.get("REDPAT_REDIS_SERVER", "redis-server")
 # The shared matrix's cases use at most this many servers ("servers": 1..5).
 MAX_SERVERS = 16
 # Attempts per server when its port was taken between free_port() and the server's bind.
 START_ATTEMPTS = 3
+
+
+@functools.lru_cache(maxsize=None)
+def server_version(binary: str) -> Tuple[int, ...]:
+    """(major, minor, patch) of a redis-server binary, from its --version line."""
+    out = subprocess.run([binary, "--version"], stdin=subprocess.DEVNULL,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=True).stdout
+    m = re.search(rb"v=(\d+)\.(\d+)\.(\d+)", out)
+    if not m:
+        raise RuntimeError("%s --version: no version in %r" % (binary, out[:200]))
+    return tuple(int(x) for x in m.groups())
 
 
 def free_port(taken: Optional[Set[int]] = None) -> int:
@@ -66,7 +81,10 @@ class RedisServer:
         argv = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1",
                 "--dir", self.dir, "--daemonize", "no", "--save", "",
                 "--appendonly", "yes" if self.appendonly else "no",
-                "--enable-debug-command", "local", "--logfile", "redis.log"]
+                "--logfile", "redis.log"]
+        if server_version(REDIS_SERVER) >= (7, 0, 0):
+            # 7.0 refuses DEBUG unless enabled; older servers have no such option
+            argv += ["--enable-debug-command", "local"]
         if self.appendonly:
             argv += ["--appendfsync", "always"]
         return argv + self.extra
@@ -211,12 +229,15 @@ def server_env(servers: List[RedisServer]) -> Dict[str, str]:
 
 
 def main(argv: List[str]) -> int:
+    global REDIS_SERVER
     parser = argparse.ArgumentParser(prog="harness.py")
     sub = parser.add_subparsers(dest="cmd", required=True)
     run = sub.add_parser("run", help="run a command beside private redis-servers")
     run.add_argument("--appendonly", action="store_true")
     run.add_argument("--servers", type=int, default=1, metavar="N",
                      help="how many servers to start (default 1, at most %d)" % MAX_SERVERS)
+    run.add_argument("--redis-server", metavar="PATH",
+                     help="the redis-server binary (default: $REDPAT_REDIS_SERVER or PATH's)")
     run.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -224,6 +245,8 @@ def main(argv: List[str]) -> int:
         parser.error("run needs a command after --")
     if not 1 <= args.servers <= MAX_SERVERS:
         parser.error("--servers: 1..%d" % MAX_SERVERS)
+    if args.redis_server:
+        REDIS_SERVER = os.environ["REDPAT_REDIS_SERVER"] = args.redis_server
     with RedisServers(args.servers, appendonly=args.appendonly) as servers:
         env = dict(os.environ, **server_env(servers))
         proc = subprocess.Popen(command, env=env)

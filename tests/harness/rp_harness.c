@@ -215,7 +215,36 @@ static int ping_once(int port)
     return ok;
 }
 
-static void exec_server(const rp_hserver *s)
+/* The server binary: REDPAT_REDIS_SERVER, else redis-server from PATH. */
+static const char *server_binary(void)
+{
+    const char *bin = getenv("REDPAT_REDIS_SERVER");
+    return bin == NULL || *bin == '\0' ? "redis-server" : bin;
+}
+
+/* The binary's major version, from `BIN --version` ("Redis server v=6.2.14 ..."); asked
+ * once per test process (before any fork). 7 when it cannot tell: the usual server. */
+static int server_major(void)
+{
+    static int major = 0;
+    if (major == 0) {
+        const char *bin = server_binary();
+        char cmd[4096], line[256];
+        FILE *f;
+        major = 7;
+        if (strchr(bin, '\'') == NULL &&
+            snprintf(cmd, sizeof cmd, "'%s' --version 2>/dev/null", bin) < (int)sizeof cmd &&
+            (f = popen(cmd, "r")) != NULL) {
+            const char *v;
+            if (fgets(line, sizeof line, f) && (v = strstr(line, "v=")) != NULL && atoi(v + 2) > 0)
+                major = atoi(v + 2);
+            pclose(f);
+        }
+    }
+    return major;
+}
+
+static void exec_server(const rp_hserver *s, int major)
 {
 #ifdef __linux__
     /* Die with the test, even if it is SIGKILLed and runs no cleanup. */
@@ -234,8 +263,7 @@ static void exec_server(const rp_hserver *s)
     signal(SIGPIPE, SIG_DFL);
     char port[16];
     snprintf(port, sizeof port, "%d", s->port);
-    const char *bin = getenv("REDPAT_REDIS_SERVER");
-    if (bin == NULL || *bin == '\0') bin = "redis-server";
+    const char *bin = server_binary();
     const char *argv[32];
     int n = 0;
     argv[n++] = bin;
@@ -251,8 +279,10 @@ static void exec_server(const rp_hserver *s)
     argv[n++] = "";
     argv[n++] = "--logfile";
     argv[n++] = "redis.log";
-    argv[n++] = "--enable-debug-command";
-    argv[n++] = "local";
+    if (major >= 7) { /* 7.0 refuses DEBUG unless enabled; 6.2 has no such option */
+        argv[n++] = "--enable-debug-command";
+        argv[n++] = "local";
+    }
     argv[n++] = "--appendonly";
     argv[n++] = s->appendonly ? "yes" : "no";
     if (s->appendonly) {
@@ -272,13 +302,14 @@ int rp_hserver_launch(rp_hserver *s)
         fprintf(stderr, "rp_harness: launch of a destroyed server\n");
         return -1;
     }
+    int major = server_major();
     fflush(NULL);
     pid_t pid = fork();
     if (pid < 0) {
         fprintf(stderr, "rp_harness: fork: %s\n", strerror(errno));
         return -1;
     }
-    if (pid == 0) exec_server(s);
+    if (pid == 0) exec_server(s, major);
     s->pid = pid;
     s->paused = 0;
     sync_slot(s);

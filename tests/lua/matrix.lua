@@ -680,6 +680,12 @@ function M.run_case(case, env)
             if not c then
                 return cwhy
             end
+            -- every case starts from an empty server that accepts writes (a failed case
+            -- of oom.json may have left maxmemory below the memory in use)
+            local reset, _, rdetail = c:command("CONFIG", "SET", "maxmemory", "0")
+            if not reset then
+                return ("CONFIG SET maxmemory 0 on server %d failed: %s"):format(i, tostring(rdetail))
+            end
             local flushed, _, fdetail = c:command("FLUSHALL")
             if not flushed then
                 return ("FLUSHALL on server %d failed: %s"):format(i, tostring(fdetail))
