@@ -841,6 +841,17 @@ static PyObject *rpy_fail_node(PyObject *self RPY_UNUSED, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* fail_node_unsent(op, node, status, why): the same, before any byte of node's request was
+ * written (a refused connect, a failed handshake): nothing of it can have run. */
+static PyObject *rpy_fail_node_unsent(PyObject *self RPY_UNUSED, PyObject *args) {
+    const char *why = NULL;
+    Py_ssize_t node;
+    int status;
+    RPY_OP_ARGS("nis:fail_node_unsent", &node, &status, &why);
+    rp_op_fail_node_unsent(op, (size_t)node, status, why);
+    Py_RETURN_NONE;
+}
+
 /* target(op, node) -> (address, is_unix, host, port, path): where node's requests go;
  * address is the key of connection pools. */
 static PyObject *rpy_target(PyObject *self RPY_UNUSED, PyObject *args) {
@@ -1132,6 +1143,7 @@ static int rpy_init(void) {
 %native(step) PyObject *rpy_step(PyObject *self, PyObject *args);
 %native(feed) PyObject *rpy_feed(PyObject *self, PyObject *args);
 %native(fail_node) PyObject *rpy_fail_node(PyObject *self, PyObject *args);
+%native(fail_node_unsent) PyObject *rpy_fail_node_unsent(PyObject *self, PyObject *args);
 %native(descriptors) PyObject *rpy_descriptors(PyObject *self, PyObject *args);
 %native(configure) PyObject *rpy_configure(PyObject *self, PyObject *args);
 %native(set_error_classes) PyObject *rpy_set_error_classes(PyObject *self, PyObject *args);

@@ -140,6 +140,7 @@ def core_stub() -> str:
             "def step(op: Op, now_ms: int = ..., /) -> Tuple[int, Any]: ...",
             "def feed(op: Op, node: int, data: Union[bytes, bytearray, memoryview], /) -> int: ...",
             "def fail_node(op: Op, node: int, status: int, why: str, /) -> None: ...",
+            "def fail_node_unsent(op: Op, node: int, status: int, why: str, /) -> None: ...",
             "#: (address: the pool key, is_unix, host, port, path)",
             "def target(op: Op, node: int, /) -> Tuple[str, bool, Optional[str], int, Optional[str]]: ...",
             "def handshake(op: Op, node: int, client: Handle, /) -> Op: ...",

@@ -95,9 +95,10 @@ def _resp_end(buf: bytes, pos: int) -> Optional[int]:
 class _Connection:
     """One stream connection to address. clean is False while requests are unanswered;
     owed: replies of an abandoned request still to come (parked), dropped before any byte
-    goes to an op."""
+    goes to an op. deadline: the loop time by which the current exchange must end (one
+    deadline for a new connection's handshake and its first request together)."""
 
-    __slots__ = ("reader", "writer", "address", "clean", "owed", "_skipped")
+    __slots__ = ("reader", "writer", "address", "clean", "owed", "deadline", "_skipped")
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                  address: str) -> None:
@@ -106,6 +107,7 @@ class _Connection:
         self.address = address
         self.clean = True
         self.owed = 0
+        self.deadline = 0.0
         self._skipped = b""
 
     def skip(self, data: bytes) -> bytes:
@@ -168,9 +170,11 @@ class Executor:
     target's handshake first."""
 
     def __init__(self, url: str, namespace: BytesLike, connect_timeout: Seconds,
-                 command_timeout: Seconds, tcp_keepalive: bool, max_idle: int) -> None:
+                 command_timeout: Seconds, tcp_keepalive: bool, max_idle: int,
+                 max_reply_size: int) -> None:
         self.template = _core.make("client.new", url, namespace, connect_timeout,
-                                   command_timeout, tcp_keepalive)  # checks every option
+                                   command_timeout, tcp_keepalive,
+                                   max_reply_size)  # checks every option
         self._connect_timeout = seconds(connect_timeout)
         self._command_timeout = seconds(command_timeout)
         self._keepalive = tcp_keepalive
@@ -182,7 +186,9 @@ class Executor:
 
     async def _open(self, op: _core.Op, node: int, timeout: Optional[float] = None) -> _Connection:
         """A new connection to node's target, handshaken; timeout bounds the connect (the
-        connect timeout when None). Raises the RedpatError to report."""
+        connect timeout when None) and, from the moment the socket connected, the handshake
+        and the round's request together (the command timeout when None): conn.deadline.
+        Raises the RedpatError to report."""
         address, unix, host, port, path = _core.target(op, node)
         limit = self._connect_timeout if timeout is None else min(timeout, self._connect_timeout)
         where = path if unix else "%s:%d" % (host, port)
@@ -201,23 +207,28 @@ class Executor:
         if sock is not None and self._keepalive and sock.family != socket.AF_UNIX:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         conn = _Connection(reader, writer, address)
+        exchange = self._command_timeout if timeout is None else timeout
+        conn.deadline = asyncio.get_running_loop().time() + exchange
         try:
-            await self._handshake(_core.handshake(op, node, self.template), conn)
+            await self._handshake(_core.handshake(op, node, self.template), conn, exchange)
         except BaseException:
             conn.close()
             raise
         return conn
 
-    async def _handshake(self, hs: _core.Op, conn: _Connection) -> None:
+    async def _handshake(self, hs: _core.Op, conn: _Connection, exchange: float) -> None:
+        """Runs hs on conn within what is left of conn.deadline (exchange: its length)."""
+        loop = asyncio.get_running_loop()
         while True:
             step, what = _core.step(hs)
             if step != _core.STEP_IO:
                 return  # DONE (a refusal raises from step)
             try:
-                await _within(_exchange(conn, hs, 0, what[0]), self._command_timeout)
+                await _within(_exchange(conn, hs, 0, what[0]),
+                              max(conn.deadline - loop.time(), 0.0))
             except asyncio.TimeoutError:
                 _core.fail_node(hs, 0, _core.ETIMEOUT, "handshake timed out after %gs"
-                                % self._command_timeout)
+                                % exchange)
             except OSError as exc:
                 _core.fail_node(hs, 0, _core.ETRANSPORT, str(exc) or type(exc).__name__)
 
@@ -250,17 +261,20 @@ class Executor:
         try:
             into[node] = await self._open(op, node, timeout)
         except RedpatError as exc:
-            _core.fail_node(op, node, exc.code if exc.code is not None else _core.ETRANSPORT,
-                            str(exc))
+            # connect or handshake: nothing of the round's request was written
+            _core.fail_node_unsent(op, node, exc.code if exc.code is not None
+                                   else _core.ETRANSPORT, str(exc))
 
     async def _receive(self, conn: _Connection, op: _core.Op, node: int, timeout: float,
                        fed: Optional[Set[int]] = None,
                        parked: Optional[Dict[int, int]] = None) -> None:
-        """Feeds node's replies (its request written on conn) to the op as they come, within
-        timeout; a failure goes to the op. conn goes back to the pool if it is in step, or
-        parked (node in parked, when the round ended early: it owes that many replies)."""
+        """Feeds node's replies (its request written on conn) to the op as they come, by
+        conn.deadline (timeout: the exchange's length, for the message); a failure goes to
+        the op. conn goes back to the pool if it is in step, or parked (node in parked, when
+        the round ended early: it owes that many replies)."""
         try:
-            await _within(_replies(conn, op, node, fed), timeout)
+            left = conn.deadline - asyncio.get_running_loop().time()
+            await _within(_replies(conn, op, node, fed), max(left, 0.0))
         except asyncio.TimeoutError:
             _core.fail_node(op, node, _core.ETIMEOUT, "no reply within %gs" % timeout)
         except OSError as exc:
@@ -281,6 +295,7 @@ class Executor:
         timeout = _core.timeout_ms(op) / 1000.0 or self._command_timeout
         conns: Dict[int, _Connection] = {}
         tasks: "List[asyncio.Future[None]]" = []
+        started = asyncio.get_running_loop().time()
         try:
             fresh = []
             for node, request in enumerate(requests):
@@ -291,6 +306,7 @@ class Executor:
                     if conn is None:
                         fresh.append(node)
                     else:
+                        conn.deadline = started + timeout  # a pooled one: from the start
                         conns[node] = conn
             if len(fresh) == 1:
                 await self._connect(op, fresh[0], timeout, conns)
@@ -548,10 +564,10 @@ class Listener:
                 if request:
                     conn.writer.write(request)
                     await _within(conn.writer.drain(), timeout)
-            except RedpatError as exc:
+            except RedpatError as exc:  # from _open: nothing was written
                 self._drop(node)
-                _core.fail_node(op, node, exc.code if exc.code is not None
-                                else _core.ETRANSPORT, str(exc))
+                _core.fail_node_unsent(op, node, exc.code if exc.code is not None
+                                       else _core.ETRANSPORT, str(exc))
                 continue
             except (OSError, asyncio.TimeoutError) as exc:
                 self._drop(node)

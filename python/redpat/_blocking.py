@@ -59,8 +59,10 @@ class Executor:
     them (the core lets an op run on another client's connections)."""
 
     def __init__(self, url: str, namespace: BytesLike, connect_timeout: Seconds,
-                 command_timeout: Seconds, tcp_keepalive: bool, max_idle: int) -> None:
-        self._config = (url, namespace, connect_timeout, command_timeout, tcp_keepalive)
+                 command_timeout: Seconds, tcp_keepalive: bool, max_idle: int,
+                 max_reply_size: int) -> None:
+        self._config = (url, namespace, connect_timeout, command_timeout, tcp_keepalive,
+                        max_reply_size)
         self.template = _core.make("client.new", *self._config)  # checks every option
         # list.append/pop are atomic under the GIL: the pool needs no lock of its own.
         self._idle: List[_core.Handle] = []

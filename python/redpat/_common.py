@@ -17,6 +17,8 @@ Seconds = Union[int, float, datetime.timedelta]
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_TTL = 30.0
 DEFAULT_MAX_HOLD = 300.0
+#: The most memory one reply may take (bytes): Redis' own proto-max-bulk-len.
+DEFAULT_MAX_REPLY_SIZE = 512 * 1024 * 1024
 #: A decorator's subject: a function of the decorated call's arguments.
 KeyFunc = Callable[..., BytesLike]
 #: A decorator's cost: a fixed one, or a function of the decorated call's arguments.

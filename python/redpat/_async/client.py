@@ -12,8 +12,8 @@ from typing import Any, Callable, Iterable, List, Optional, Sequence, TypeVar, U
 
 from .. import _core
 from .._aio import Executor, Func
-from .._common import (DEFAULT_MAX_HOLD, DEFAULT_TTL, DEFAULT_URL, BytesLike, CostArg,
-                       KeyFunc, Seconds, encode_arg, to_bytes)
+from .._common import (DEFAULT_MAX_HOLD, DEFAULT_MAX_REPLY_SIZE, DEFAULT_TTL, DEFAULT_URL,
+                       BytesLike, CostArg, KeyFunc, Seconds, encode_arg, to_bytes)
 from .._records import Decision, FenceResult
 from ..errors import InvalidArgument
 from .lock import LostCallback, Lock
@@ -47,16 +47,20 @@ class Client:
     several of them (a list or tuple, or one string joining them with ``,``), up to 16:
     independent servers for ``redlock`` (every other pattern uses the first).
     ``namespace`` prefixes every key (``<namespace>:lock:{name}`` ...). Timeouts are in
-    seconds; ``command_timeout`` bounds each request's wait for its reply, on each server.
+    seconds; ``command_timeout`` bounds each exchange with a server (the handshake of a new
+    connection, the request and its whole reply) on each server. ``max_reply_size`` (bytes,
+    default 512 MiB, at least 1024) is the most memory one reply may take: a larger one (or
+    a reply header announcing one) fails with ProtocolError naming max_reply_size.
     Under redpat.asyncio every operation is awaited.
     """
 
     def __init__(self, url: Url = DEFAULT_URL, *, namespace: BytesLike = "redpat",
                  connect_timeout: Seconds = 2.0, command_timeout: Seconds = 2.0,
-                 tcp_keepalive: bool = True, max_idle: int = 64) -> None:
+                 tcp_keepalive: bool = True, max_idle: int = 64,
+                 max_reply_size: int = DEFAULT_MAX_REPLY_SIZE) -> None:
         self.url: str = join_urls(url)
         self._x = Executor(self.url, namespace, connect_timeout, command_timeout,
-                           tcp_keepalive, max_idle)
+                           tcp_keepalive, max_idle, max_reply_size)
         self._namespace = to_bytes(namespace)
 
     @classmethod
