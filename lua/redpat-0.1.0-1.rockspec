@@ -59,6 +59,7 @@ build = {
             "core/src/ratelimit.c",
             "core/src/redlock.c",
             "core/src/reply.c",
+            "core/src/reply_check.c",
             "core/src/script.c",
             "core/src/sha1.c",
             "core/src/transport_hiredis.c",

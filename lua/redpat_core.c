@@ -725,6 +725,14 @@ static int l_op_fail_node(lua_State *L) {
     return 0;
 }
 
+/* op:fail_node_unsent(node, status, why): the same, before any byte of node's request was
+ * written (a refused connect, a failed handshake): nothing of it can have run */
+static int l_op_fail_node_unsent(lua_State *L) {
+    rp_op_fail_node_unsent(check_op(L, 1), check_node(L, 2), (int)luaL_checkinteger(L, 3),
+                           luaL_optstring(L, 4, NULL));
+    return 0;
+}
+
 /* op:finish() -> after DONE what the method that began it returns, after ERROR nil, err,
  * detail; frees the op */
 static int l_op_finish(lua_State *L) {
@@ -841,7 +849,7 @@ RPL_EXPORT int luaopen_redpat_core(lua_State *L) {
     static const luaL_Reg handle_methods[] = {
         { "close", l_handle_close }, { "_closed", l_handle_closed }, { NULL, NULL } };
     static const luaL_Reg op_methods[] = {
-        { "step", l_op_step }, { "feed", l_op_feed }, { "fail_node", l_op_fail_node },
+        { "step", l_op_step }, { "feed", l_op_feed }, { "fail_node", l_op_fail_node }, { "fail_node_unsent", l_op_fail_node_unsent },
         { "finish", l_op_finish }, { "_run", l_op_run }, { "free", l_op_free },
         { "request", l_op_request }, { "nodes", l_op_nodes }, { "target", l_op_target },
         { "handshake", l_op_handshake }, { "pending", l_op_pending },

@@ -17,8 +17,10 @@ LUA_MATRIX_DIRS ?= $(ROOT)/tests/matrix
 # hook that runs a Lua function for the blocking driver, pump and message records for
 # long-lived ops, and the op methods the cosocket driver needs (targets, per-target
 # handshakes, per-node requests, pending / round_over / timeouts / listening, resume,
-# cancel). Still no pattern code: the check below keeps it that way.
-LUA_GLUE_MAX_LINES := 900
+# cancel). Issue 10 added `fail_node_unsent` (a target that failed before its request was
+# written: nothing of it can have run, so nothing is compensated). Still no pattern code:
+# the check below keeps it that way.
+LUA_GLUE_MAX_LINES := 920
 # The matrix's multi-server cases, the Redlock and the parallel-round tests need five.
 LUA_HARNESS := python3 $(ROOT)/tests/harness/harness.py run --servers 5 --
 
@@ -76,6 +78,8 @@ test-lua: lua-rock
 	$(LUA_HARNESS) env $(LUA_ENV_54) lua5.4 $(ROOT)/examples/lua/redlock.lua 2>&1 | tee $(LOGS)/test-lua-example-redlock.log
 	$(HARNESS) env $(LUA_ENV_JIT) luajit $(ROOT)/examples/lua/pubsub.lua 2>&1 | tee $(LOGS)/test-lua-example-pubsub.log
 	$(LUA_HARNESS) env REDPAT_MATRIX_DIR=$(LUA_MATRIX_DIRS) python3 $(ROOT)/tests/openresty/run_tests.py --tree $(LUA_TREE_JIT) 2>&1 | tee $(LOGS)/test-lua-openresty.log
+	python3 $(ROOT)/tests/harness/hostile_server.py run -- env $(LUA_ENV_54) lua5.4 $(ROOT)/tests/lua/test_hostile.lua lua5.4 2>&1 | tee $(LOGS)/test-lua-hostile-lua5.4.log
+	python3 $(ROOT)/tests/harness/hostile_server.py run -- env $(LUA_ENV_JIT) luajit $(ROOT)/tests/lua/test_hostile.lua luajit 2>&1 | tee $(LOGS)/test-lua-hostile-luajit.log
 
 # Starts its own pinned redis-servers and nginx (see bench/lua_bench.py); needs the C
 # bench binary from `build`.

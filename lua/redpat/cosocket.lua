@@ -33,7 +33,12 @@
 --   it is a string, or with the text of its error.
 -- * Cancellation: under redpat.cancel_on_abort (M.cancel_on_abort) the client's abort
 --   wakes the op's waits; the op is cancelled and cleans up (a callback's light thread is
---   killed first: the request it worked for is gone).
+--   killed first: the request it worked for is gone). An IO round is one of those waits:
+--   while the abort is armed every round, even one target's, runs in light threads (one
+--   spawn per round: the price of the opt-in); an abort kills the targets still pending,
+--   closes their sockets and fails them "cancelled", and the op compensates (an acquire
+--   whose SET may have run releases it with its token) in clean-up rounds on fresh
+--   connections, which no abort interrupts.
 -- * Long-lived ops (a subscription) keep one socket per target for themselves (never
 --   pooled) in a listener, read by M.next with the user's own wait. Cosockets belong to the
 --   request or timer that made them: use a listener within one request or ngx.timer.
@@ -151,9 +156,21 @@ local function resp_end(buf, pos)
     return eol + 2 -- a one-line value: + - :
 end
 
+-- Bounds sock's next send or receive by what is left of deadline (ms of now_ms): one
+-- deadline per exchange, so a server trickling a byte at a time cannot stretch it. false
+-- when nothing is left.
+local function within(sock, deadline)
+    local left = deadline - now_ms()
+    if left < 1 then
+        return false
+    end
+    sock:settimeout(left)
+    return true
+end
+
 -- Reads the replies a parked socket's request (req) still owes, starting with buf, and
 -- throws them away. true when they all came and nothing else did: the socket is clean.
-local function drain(sock, req, buf)
+local function drain(sock, req, buf, deadline)
     local owed, p = 0, 1
     while p <= #req do
         p = resp_end(req, p)
@@ -176,7 +193,7 @@ local function drain(sock, req, buf)
         if got == owed then
             return pos == #buf + 1
         end
-        local data = sock:receiveany(RECV_MAX)
+        local data = within(sock, deadline) and sock:receiveany(RECV_MAX)
         if not data then
             return false
         end
@@ -185,13 +202,19 @@ local function drain(sock, req, buf)
     end
 end
 
--- Reads replies for node from sock into op until it has all it is owed. Returns true, or
--- nil and the socket's err, or nil, nil, true when the op refused the bytes (it has then
--- failed the node itself). ctl (parallel rounds): ctl.fed once bytes went to the op; once
--- the round's owner sets ctl.parked, the bytes read are returned (4th value) unfed.
-local function read_replies(sock, op, node, ctl)
+-- Reads replies for node from sock into op until it has all it is owed, by deadline.
+-- Returns true, or nil and the socket's err, or nil, nil, true when the op refused the
+-- bytes (it has then failed the node itself). ctl (parallel rounds): ctl.fed once bytes
+-- went to the op; once the round's owner sets ctl.parked, the bytes read are returned (4th
+-- value) unfed.
+local function read_replies(sock, op, node, ctl, deadline)
     while true do
-        local data, err = sock:receiveany(RECV_MAX)
+        local data, err
+        if within(sock, deadline) then
+            data, err = sock:receiveany(RECV_MAX)
+        else
+            err = "timeout"
+        end
         if ctl then
             if ctl.parked then
                 return nil, err, nil, data
@@ -210,16 +233,19 @@ local function read_replies(sock, op, node, ctl)
     end
 end
 
--- Runs a handshake op (one target: the socket's) over a fresh socket.
-local function handshake(sock, hs)
+-- Runs a handshake op (one target: the socket's) over a fresh socket, by deadline (the
+-- exchange's: the request after it gets what is left). true, or nil, why, status.
+local function handshake(sock, hs, deadline)
     while true do
         local s, req = hs:step()
         if s == IO then
             if req then
-                local ok, err = sock:send(req)
-                local parse_failed
+                local ok, err, parse_failed = within(sock, deadline), "timeout", nil
                 if ok then
-                    ok, err, parse_failed = read_replies(sock, hs, 1)
+                    ok, err = sock:send(req)
+                end
+                if ok then
+                    ok, err, parse_failed = read_replies(sock, hs, 1, nil, deadline)
                 end
                 if not ok and not parse_failed then
                     hs:fail_node(1, socket_status(err), err)
@@ -227,13 +253,15 @@ local function handshake(sock, hs)
             end
         else -- DONE or ERROR (a handshake never sleeps)
             local ok, _, detail = hs:finish()
-            return ok, ok == nil and detail.message or nil
+            return ok, ok == nil and detail.message or nil, ok == nil and detail.code or nil
         end
     end
 end
 
--- A connection to node's target (pooled, or fresh and handshaken) with reads bounded by
--- timeout ms. Returns the socket, or nil, why, status.
+-- A connection to node's target (pooled, or fresh and handshaken); timeout ms bounds the
+-- exchange from the moment the socket connected: handshake, request and replies together.
+-- Returns the socket, nil, nil, the target and that deadline (ms of now_ms), or nil, why,
+-- status.
 local function connect(st, op, node, timeout, ctl, address)
     local t = target(st, op, node, address)
     if t == nil then
@@ -267,24 +295,26 @@ local function connect(st, op, node, timeout, ctl, address)
     if not ok then
         return nil, "connect: " .. tostring(err), socket_status(err), t
     end
+    local deadline = now_ms() + timeout
     if sock:getreusedtimes() == 0 then
         if ctl and ctl.parked then -- the round (and maybe its op) is over: no handshake now
             sock:close()
             return nil, "abandoned", STATUS.transport, t
         end
         local hs, herr, hdetail = op:handshake(node)
-        local why
+        local why, status
         if hs then
-            ok, why = handshake(sock, hs)
+            ok, why, status = handshake(sock, hs, deadline)
         else
             ok, why = nil, tostring(hdetail or herr)
         end
         if not ok then
             sock:close()
-            return nil, "handshake: " .. tostring(why), STATUS.transport, t
+            -- its own status: a silent server during AUTH is a timeout
+            return nil, "handshake: " .. tostring(why), status or STATUS.transport, t
         end
     end
-    return sock, nil, nil, t
+    return sock, nil, nil, t, deadline
 end
 
 -- A parked socket (see the top) has drained: pooled (clean) or closed; wake the rounds
@@ -309,7 +339,7 @@ end
 -- owner close the socket of a target it abandons, ctl.sent is posted once the request is
 -- written (or could not be), ctl.parked turns the thread into a drainer (above).
 local function serve(st, op, node, req, timeout, ctl, address)
-    local sock, why, status, t = connect(st, op, node, timeout, ctl, address)
+    local sock, why, status, t, deadline = connect(st, op, node, timeout, ctl, address)
     local sent = ctl and not ctl.sent_early and ctl.sent
     if not sock then
         if sent then
@@ -318,25 +348,30 @@ local function serve(st, op, node, req, timeout, ctl, address)
         if ctl and ctl.parked then
             unpark(st, t, nil, false)
         else
-            op:fail_node(node, status, why)
+            -- no socket, or its handshake failed: nothing of the request was written
+            op:fail_node_unsent(node, status, why)
         end
         return node
     end
     if ctl then
         ctl.sock = sock
     end
-    local ok, err, parse_failed = sock:send(req)
+    local ok, err, parse_failed = within(sock, deadline), "timeout", nil
+    local unsent = not ok -- out of time before the request went out
+    if ok then
+        ok, err, parse_failed = sock:send(req)
+    end
     if sent then
         sent:post(1)
     end
     local late
     if ok then
-        ok, err, parse_failed, late = read_replies(sock, op, node, ctl)
+        ok, err, parse_failed, late = read_replies(sock, op, node, ctl, deadline)
     end
     if ctl then
         ctl.sock = nil
         if ctl.parked then -- abandoned before any reply was read: drain, then pool
-            unpark(st, t, sock, ok ~= false and late ~= nil and drain(sock, req, late))
+            unpark(st, t, sock, ok ~= false and late ~= nil and drain(sock, req, late, deadline))
             return node
         end
     end
@@ -344,17 +379,57 @@ local function serve(st, op, node, req, timeout, ctl, address)
         sock:setkeepalive(st.keepalive_timeout, st.pool_size)
     else
         sock:close() -- never pool a connection in an unknown state
-        if not parse_failed then
+        if unsent then
+            op:fail_node_unsent(node, socket_status(err), err)
+        elseif not parse_failed then
             op:fail_node(node, socket_status(err), err)
         end
     end
     return node
 end
 
+-- Waits on sema up to seconds; true when ab (an abort state watched, or nil) saw the
+-- request aborted meanwhile (the abort handler posts every semaphore waited on).
+local function wait_or_abort(ab, sema, seconds)
+    if not ab then
+        sema:wait(seconds)
+        return false
+    end
+    if ab.aborted then
+        return true
+    end
+    ab.waiting[sema] = true
+    sema:wait(seconds)
+    ab.waiting[sema] = nil
+    return ab.aborted
+end
+
+-- The request was aborted mid-round: every target still pending is killed, its socket
+-- closed (its request may be in flight: never pooled) and failed "cancelled" to the op,
+-- which then cleans up (an acquire releases what its SET may have taken) over fresh
+-- connections.
+local function abandon_round(op, threads, ctls)
+    for node, t in pairs(threads) do
+        local ctl = ctls[node]
+        if ctl.ended then
+            wait(t)
+        else
+            kill(t)
+            if ctl.sock then
+                ctl.sock:close()
+            end
+        end
+        if op:pending(node) then
+            op:fail_node(node, STATUS.cancelled, "cancelled")
+        end
+    end
+end
+
 -- A round over several targets, in parallel (one light thread each). Every request is
 -- written before the round may end: even a round over at once (a clean-up that waits for
--- no answer) must reach every target it asks.
-local function parallel_round(st, op, timeout)
+-- no answer) must reach every target it asks. ab (an abort state, or nil): an abort ends
+-- the round at once (abandon_round); true is returned then.
+local function parallel_round(st, op, timeout, ab)
     local threads, ctls, live = {}, {}, 0
     local sent = semaphore.new(0)
     local me = running()
@@ -391,10 +466,16 @@ local function parallel_round(st, op, timeout)
     -- handshake and send timeouts; so is each thread's whole share of the round
     local wait_s = (st.connect_timeout + 3 * timeout) / 1000
     for _ = 1, live do
-        sent:wait(wait_s)
+        if wait_or_abort(ab, sent, wait_s) then
+            abandon_round(op, threads, ctls)
+            return true
+        end
     end
     while live > 0 and not op:round_over() do
-        ended:wait(wait_s)
+        if wait_or_abort(ab, ended, wait_s) then
+            abandon_round(op, threads, ctls)
+            return true
+        end
         for node, t in pairs(threads) do
             if ctls[node].ended then
                 wait(t) -- dead already (it posted last): reaps it
@@ -455,9 +536,11 @@ end
 -- ---- cancellation: an aborted request (redpat.cancel_on_abort)
 
 --- Makes the ops of this request cancellable by the client's abort: needs
--- `lua_check_client_abort on;`. On abort, an op waiting (a retry's backoff, a callback)
--- is cancelled (rp_op_cancel): it cleans up (a lock.using kills its fn's light thread and
--- releases the lock) and ends nil, "cancelled". true | nil, err, detail.
+-- `lua_check_client_abort on;`. On abort, an op waiting (a retry's backoff, a callback, a
+-- round's replies) is cancelled (rp_op_cancel): it cleans up (a lock.using kills its fn's
+-- light thread and releases the lock; an acquire releases what its attempt in flight may
+-- have taken) and ends nil, "cancelled". An op begun after the abort (the handler
+-- reporting, cleaning up) runs its rounds as usual. true | nil, err, detail.
 function M.cancel_on_abort()
     local ctx = ngx.ctx
     if ctx.redpat_abort then
@@ -499,17 +582,42 @@ local function pause(ab, sema, seconds)
 end
 
 --- Drives op to its end and frees it. Returns the op's results, or nil, err, detail.
+-- Fails the targets of op's round still pending "cancelled" (the round is not sent).
+local function cancel_round(op)
+    for node = 1, op:nodes() do
+        if op:pending(node) then
+            op:fail_node(node, STATUS.cancelled, "cancelled")
+        end
+    end
+end
+
 function M.run(st, op)
-    local call, ab
+    local call, ab, late, cancelled
     while true do
         -- IO: a1 is the address of an op of one target; CALL: a1.. the callback's arguments
         local s, x, y, a1, a2, a3, a4 = op:step()
         if s == IO then
             local timeout = (y and y > 0) and y or st.command_timeout
-            if x then
+            if ab == nil then
+                ab = ngx.ctx.redpat_abort or false
+                -- begun after the abort (the handler reporting, or cleaning up): its rounds
+                -- are not interrupted
+                late = ab and ab.aborted
+            end
+            -- under cancel_on_abort (until the op is cancelled: its clean-up must run), an
+            -- abort interrupts the round: one target's round then runs in a light thread
+            -- too, so that the wait for it can be woken
+            local watch = ab and not late and not cancelled and ab or nil
+            if watch and ab.aborted then -- aborted between two rounds: not this one too
+                cancel_round(op)
+            elseif x and not watch then
                 serve(st, op, 1, x, timeout, nil, a1)
-            elseif x == nil then
-                parallel_round(st, op, timeout)
+            elseif x or x == nil then
+                parallel_round(st, op, timeout, watch)
+            end
+            if watch and ab.aborted then -- before, during, or just as the round ended
+                cancelled = true
+                op:cancel() -- the op compensates for what the round may have done
             end
         elseif s == SLEEP then
             if ab == nil then -- looked up only by ops that wait
@@ -532,10 +640,12 @@ function M.run(st, op)
                     kill(call.thread) -- the request is gone: so is the work done for it
                     call = nil
                 end
+                cancelled = true
                 op:cancel() -- ends a running callback too; the op cleans up
             end
         elseif s == CALL then
             if y == nil then
+                cancelled = true
                 op:cancel() -- nothing to run: the op cleans up and ends
             else
                 call = start_call(y, a1, a2, a3, a4)

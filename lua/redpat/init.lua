@@ -424,7 +424,10 @@ local connect_spec = spec(core.descriptors["client.new"], 1,
 -- url: "redis://[[user]:password@]host[:port][/db]" or "unix:///path[?db=N]";
 --      default "redis://127.0.0.1:6379/0".
 -- opts: namespace (key prefix, default "redpat"), connect_timeout and command_timeout
---       (ms, default 2000), tcp_keepalive (bool), driver ("blocking" | "cosocket";
+--       (ms, default 2000; command_timeout bounds each exchange with a server: a new
+--       connection's handshake, the request and its whole reply), tcp_keepalive (bool),
+--       max_reply_size (bytes, default 512 MiB, at least 1024: a larger reply, or a header
+--       announcing one, fails "protocol" naming max_reply_size), driver ("blocking" | "cosocket";
 --       default: cosocket inside nginx), and for the cosocket driver pool (pool name),
 --       pool_size (fixed when a pool is first used; by default each URL and pool_size
 --       gets its own pool), backlog, keepalive_timeout (ms idle in the pool, default 60000).

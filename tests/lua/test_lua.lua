@@ -324,7 +324,8 @@ test("an unknown option name raises, naming it and the valid ones", function()
     eq(raises(c.lock, c, "x", { tll = 5 }), "unknown option 'tll' (valid: ttl, fenced)", "lock")
     eq(raises(redpat.connect, url, { namepsace = "x" }),
         "unknown option 'namepsace' (valid: namespace, connect_timeout, command_timeout, "
-        .. "tcp_keepalive, driver, pool, pool_size, backlog, keepalive_timeout)", "connect")
+        .. "tcp_keepalive, max_reply_size, driver, pool, pool_size, backlog, keepalive_timeout)",
+        "connect")
     local l = assert(c:lock("unknown-opt"))
     eq(raises(l.acquire, l, { wiat = 100 }),
         "unknown option 'wiat' (valid: wait, retry_min, retry_max, token)", "acquire")

@@ -19,8 +19,14 @@
 --                                ticker; Redlock:using; failures
 --   /contract/auto_renew         lock:auto_renew from an ngx.timer; on_lost when the key goes
 --   /contract/abort?name=        lock:using under redpat.cancel_on_abort (the test aborts)
+--   /contract/abort_acquire?name=&kind=&urls=
+--                                an acquire (plain, fenced, redlock, waiting, using) through a
+--                                proxy holding its SET's reply; the test aborts mid-round
 --   /contract/pubsub             a subscriber in an ngx.timer: messages, patterns, binary,
 --                                reconnect after CLIENT KILL TYPE pubsub
+--   /hostile?port=&password=&op=&cap=&timeout_ms=
+--                                one op against a hostile server: how it ended, its time,
+--                                the worker's memory growth
 --   /bench/redpat?n=             lock cycle (try-acquire + release) through redpat
 --   /bench/floor?n=              the same Redis commands by plain cosocket code
 --   /bench/floor1?n=             the same, one pooled connection per cycle
@@ -467,6 +473,38 @@ routes["/contract/abort"] = function(args)
     return reply(200, { r = r, err = err })
 end
 
+-- An acquire through tests/harness/delay_proxy.py, which lets its SET reach Redis but
+-- holds the reply; the client aborts the request meanwhile. Under redpat.cancel_on_abort
+-- the round is interrupted and the op releases what its SET took, before acquire returns
+-- nil, "cancelled". The outcome goes to Redis (ct:abort:<name>): nobody reads the reply.
+routes["/contract/abort_acquire"] = function(args)
+    local name, kind = assert(args.name, "name"), args.kind or "plain"
+    local c0 = admin(servers()[1])
+    assert(redpat.cancel_on_abort())
+    -- a command timeout far past the test: only the abort may end the wait for the reply
+    local c = assert(redpat.connect(assert(args.urls, "urls"),
+                                    { namespace = "ct", command_timeout = 20000 }))
+    local lock
+    if kind == "redlock" then
+        lock = assert(c:redlock(name, { ttl = 30000, node_timeout = 20000 }))
+    else
+        lock = assert(c:lock(name, { ttl = 30000, fenced = kind == "fenced" }))
+    end
+    local t0 = now_ms()
+    local r, err
+    if kind == "using" then
+        r, err = lock:using(function()
+            c0:command("SET", "ct:abort:" .. name .. ":ran", "1") -- never: not acquired
+            return "ran"
+        end)
+    else
+        r, err = lock:acquire(kind == "waiting" and { wait = 10000 } or nil)
+    end
+    c0:command("SET", "ct:abort:" .. name, tostring(r) .. "/" .. tostring(err) .. "/"
+               .. (now_ms() - t0) .. "/" .. tostring(lock:token()))
+    return reply(200, { r = r, err = err })
+end
+
 -- The subscriber of /contract/pubsub lives in an ngx.timer (a long listener's usual home):
 -- it reports each message through this worker-level state.
 local pubsub_runs = {}
@@ -806,6 +844,44 @@ routes["/bench/rlfloor"] = function(args)
     end
     local us = (clock_us() - t0) / n
     return reply(200, { check_us = us, checks_per_s = 1e6 / us, n = n })
+end
+
+-- /hostile?port=&password=&op=&cap=&timeout_ms=: one op (command | acquire | check) over
+-- cosockets against a hostile server (tests/harness/hostile_server.py) on 127.0.0.1:port;
+-- answers how it ended, how long it took and this worker's memory around it (kB).
+local function proc_kb(field)
+    local f = assert(io.open("/proc/self/status"))
+    local text = f:read("*a")
+    f:close()
+    return tonumber(text:match(field .. ":%s*(%d+)"))
+end
+
+routes["/hostile"] = function(args)
+    local timeout = tonumber(args.timeout_ms) or 1000
+    local url = ("redis://%s127.0.0.1:%s/0"):format(
+        args.password and (":" .. args.password .. "@") or "", args.port)
+    local c = assert(redpat.connect(url, { namespace = "hostile", command_timeout = timeout,
+        connect_timeout = timeout, max_reply_size = tonumber(args.cap) }))
+    local f = io.open("/proc/self/clear_refs", "w") -- VmHWM back to the current RSS
+    if f then
+        f:write("5")
+        f:close()
+    end
+    local before = proc_kb("VmRSS")
+    ngx.update_time()
+    local t0 = ngx.now()
+    local result, err, detail
+    if args.op == "command" then
+        result, err, detail = c:command("PING")
+    elseif args.op == "acquire" then
+        result, err, detail = assert(c:lock("res", { ttl = 10000 })):acquire()
+    else
+        result, err, detail = assert(c:ratelimiter("api", { algorithm = "gcra", limit = 10,
+            window = 1000 })):check("u")
+    end
+    ngx.update_time()
+    return reply(200, { result = result ~= nil, err = err, message = detail and detail.message,
+        took_ms = (ngx.now() - t0) * 1000, growth_kb = proc_kb("VmHWM") - before })
 end
 
 function M.handle()

@@ -337,6 +337,58 @@ def test_abort(base: str, port: int) -> None:
     assert (r, err) == ("nil", "cancelled") and int(ms) < 2500, (result, released_after)
 
 
+def test_abort_acquire(base: str, port: int) -> None:
+    """An acquire whose SET ran but whose reply a proxy holds (tests/harness/delay_proxy.py)
+    is aborted by the client mid-round: under redpat.cancel_on_abort the round is interrupted
+    and the op releases the key with its token (a fresh connection) before acquire returns
+    nil, "cancelled": the key is gone at once, not after its 30 s TTL. Plain, fenced,
+    waiting, lock:using (its fn never runs), and a Redlock over two held servers and one
+    direct."""
+    urls = os.environ["REDPAT_TEST_URLS"].split(",")[:3]
+    ports = [int(urllib.parse.urlparse(u).port or 6379) for u in urls]
+    host, nport = base[len("http://"):].split(":")
+    for kind in ("plain", "fenced", "waiting", "using", "redlock"):
+        hold = ".*:fence" if kind == "fenced" else "NX"
+        proxy = subprocess.Popen([sys.executable, os.path.join(ROOT, "tests", "harness", "delay_proxy.py"),
+                                  "--hold", "30", "--hold-replies", hold, "--lifetime", "60",
+                                  ",".join(urls[:2] if kind == "redlock" else urls[:1])],
+                                 stdout=subprocess.PIPE, text=True)
+        try:
+            line = proxy.stdout.readline().split() if proxy.stdout else []
+            assert len(line) == 2, ("the proxy did not start", line)
+            via = line[0] + ("," + urls[2] if kind == "redlock" else "")
+            nodes = ports if kind == "redlock" else ports[:1]
+            name = "abortacq-%s-%d-%d" % (kind, os.getpid(), time.monotonic_ns())
+            key = "ct:lock:{%s}" % name
+            with socket.create_connection((host, int(nport)), timeout=5) as s:
+                s.sendall(b"GET /contract/abort_acquire?name=%s&kind=%s&urls=%s HTTP/1.1\r\n"
+                          b"Host: x\r\n\r\n" % (name.encode(), kind.encode(),
+                                                 urllib.parse.quote(via).encode()))
+                deadline = time.monotonic() + 5
+                # the SET ran everywhere; its reply is held (by the proxy) on the held ones
+                while [redis_command(p, "EXISTS", key) for p in nodes] != [1] * len(nodes):
+                    assert time.monotonic() < deadline, (kind, "the SET never ran")
+                    time.sleep(0.01)
+            t_abort = time.monotonic()  # the socket is closed: the request is aborted
+            while any(redis_command(p, "EXISTS", key) for p in nodes):
+                assert time.monotonic() - t_abort < 1.5, (kind, "the key outlived the aborted acquire")
+                time.sleep(0.01)
+            deadline = time.monotonic() + 5
+            result = None
+            while result is None:
+                assert time.monotonic() < deadline, (kind, "acquire never returned")
+                result = redis_command(ports[0], "GET", "ct:abort:%s" % name)
+                time.sleep(0.01)
+            r, err, ms, token = result.split("/")
+            assert (r, err, token) == ("nil", "cancelled", "nil") and int(ms) < 2500, (kind, result)
+            if kind == "fenced":  # the script ran: the counter moved
+                assert redis_command(ports[0], "GET", key + ":fence") == "1", kind
+            assert redis_command(ports[0], "EXISTS", "ct:abort:%s:ran" % name) == 0, kind
+        finally:
+            proxy.terminate()
+            proxy.wait()
+
+
 def test_pubsub(base: str, port: int) -> None:
     status, body = get(base, "/contract/pubsub")
     assert status == 200 and body.get("error") is None and body["closed"] is True, body
@@ -352,11 +404,59 @@ def test_pubsub(base: str, port: int) -> None:
     assert msgs[5]["pattern"].endswith(":*"), msgs[5]
 
 
+HOSTILE_BOMBS = [  # server, password, max_reply_size, what the message names
+    ("bomb_array", None, None, "an array of 2147483647 elements"),
+    ("bomb_array", "pw", None, "an array of 2147483647 elements"),
+    ("bomb_array_100m", None, None, "an array of 100000000 elements"),
+    ("bomb_bulk", None, None, "a string of 2147483647 bytes"),
+    ("bomb_handshake", "pw", None, "an array of 2147483647 elements"),
+    ("bomb_nested", None, 1 << 20, "max_reply_size"),
+    ("bomb_line", None, 1 << 20, "bytes of an unfinished item"),
+]
+HOSTILE_STALLS = [("trickle", None), ("trickle", "pw"), ("trickle_handshake", "pw"),
+                  ("silent", None), ("silent", "pw"), ("slow_ok", "pw")]
+
+
+def test_hostile(base: str, port: int) -> None:
+    """Reply bombs end as "protocol" naming max_reply_size, the worker's memory bounded;
+    trickling / silent servers (AUTH included) end as "timeout" within 1 s + 10%."""
+    from hostile_server import HostileServers
+    problems = []
+    with HostileServers() as hs:
+        for server, password, cap, what in HOSTILE_BOMBS:
+            for op in ("command", "acquire", "check"):
+                params: Dict[str, Any] = dict(port=hs.port(server), op=op)
+                if password:
+                    params["password"] = password
+                if cap:
+                    params["cap"] = cap
+                status, body = get(base, "/hostile", **params)
+                label = "%s%s %s" % (server, " (AUTH)" if password else "", op)
+                if status != 200 or body.get("err") != "protocol" or \
+                        "max_reply_size" not in (body.get("message") or "") or \
+                        what not in body["message"]:
+                    problems.append("%s: %s %s" % (label, status, body))
+                elif body["growth_kb"] >= 64 * 1024:
+                    problems.append("%s: worker RSS grew by %d kB" % (label, body["growth_kb"]))
+        for server, password in HOSTILE_STALLS:
+            for op in ("acquire", "check"):
+                params = dict(port=hs.port(server), op=op, timeout_ms=1000)
+                if password:
+                    params["password"] = password
+                status, body = get(base, "/hostile", **params)
+                label = "%s%s %s" % (server, " (AUTH)" if password else "", op)
+                if status != 200 or body.get("err") != "timeout" or body["took_ms"] > 1100:
+                    problems.append("%s: %s %s" % (label, status, body))
+    assert not problems, "\n  ".join([""] + problems)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tree", default=os.environ.get("REDPAT_LUAJIT_TREE",
                                                      os.path.join(ROOT, ".luarocks", "luajit")))
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--only", default=None,
+                    help="run just the tests whose description contains this (no matrix)")
     args = ap.parse_args()
     port = int(os.environ["REDPAT_TEST_PORT"])
     os.environ.setdefault("REDPAT_MATRIX_DIR", os.path.join(ROOT, "tests", "matrix"))
@@ -380,12 +480,18 @@ def main() -> int:
          test_pubsub),
         ("an aborted request cancels its lock:using: fn killed, the lock released at once",
          test_abort),
+        ("an aborted request interrupts an acquire's round: what its SET took is released",
+         test_abort_acquire),
+        ("hostile servers: bombs fail naming max_reply_size, memory bounded; trickling and "
+         "silent ones (AUTH too) time out within the timeout + 10%", test_hostile),
     ]
     with NginxServer(args.tree, [HERE, os.path.join(ROOT, "tests", "lua")], app="app",
                      workers=args.workers) as srv:
-        failures = run_matrix(srv.url)
+        failures = run_matrix(srv.url) if args.only is None else 0
         passed = failed = 0
         for name, fn in tests:
+            if args.only is not None and args.only not in name:
+                continue
             try:
                 fn(srv.url, port)
                 passed += 1
@@ -396,6 +502,8 @@ def main() -> int:
         for name, example in (("the OpenResty lock example answers", test_example),
                               ("the OpenResty rate limit example answers 429 on the 4th request",
                                test_ratelimit_example)):
+            if args.only is not None and args.only not in name:
+                continue
             try:
                 example(args.tree)
                 passed += 1
