@@ -5,7 +5,8 @@ set -eu
 PACKAGES="gcc make cmake pkg-config libc6-dev libhiredis-dev libcjson-dev redis-server redis-tools
 python3 python3-venv python3-dev python3-pip swig
 lua5.4 liblua5.4-dev luarocks lua-cjson luajit2 libluajit2-5.1-dev
-nginx libnginx-mod-http-lua lua-resty-core"
+nginx libnginx-mod-http-lua lua-resty-core
+clang libclang-rt-14-dev"
 
 missing=""
 for p in $PACKAGES; do

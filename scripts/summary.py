@@ -9,6 +9,9 @@ MATRIX = re.compile(r"^(matrix\[[^\]]+\]): (\d+) passed, (\d+) failed, (\d+) ski
 PLAIN = re.compile(r"^([\w.-]+(?:\[[^\]]+\])?): (\d+) passed, (\d+) failed(?:, (\d+) skipped)?\s*$")
 CTEST = re.compile(r"^\d+% tests passed, (\d+) tests? failed out of (\d+)")
 PYTEST = re.compile(r"^=+ (.*) in [\d.]+s.* =+$")
+# each fuzz harness' closing line: "fuzz[<family>]: N execs, K findings (...)"; 0 findings
+# is one pass, any finding one failure
+FUZZ = re.compile(r"^(fuzz\[[^\]]+\]): (\d+) execs, (\d+) findings")
 
 
 def main(logdir: str) -> int:
@@ -32,6 +35,13 @@ def main(logdir: str) -> int:
                     passed += int(m.group(2))
                     failed += int(m.group(3))
                     skipped += int(m.group(4) or 0)
+                    continue
+                m = FUZZ.match(line)
+                if m:
+                    lines.append(line)
+                    bad = int(m.group(3)) > 0
+                    passed += 0 if bad else 1
+                    failed += 1 if bad else 0
                     continue
                 m = CTEST.match(line)
                 if m:
