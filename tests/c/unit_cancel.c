@@ -10,18 +10,7 @@
 
 #include <redpat/redpat.h>
 
-#include "unit_util.h"
-
-#define T0 1000u
-#define TTL_MS 30000
-#define TOKEN "tok-123"
-
-static const char *const URLS3 = "redis://127.0.0.1:1,redis://127.0.0.1:2,redis://127.0.0.1:3";
-
-static int feed(rp_op *op, size_t node, const char *reply)
-{
-    return rp_op_feed(op, node, reply, strlen(reply));
-}
+#include "unit_acquire.h"
 
 /* What a driver does when the task stepping op is cancelled mid-round. */
 static void cancel_mid_round(rp_op *op)
@@ -30,13 +19,6 @@ static void cancel_mid_round(rp_op *op)
         if (rp_op_pending(op, i))
             rp_op_fail_node(op, i, RP_ECANCELED, "cancelled");
     rp_op_cancel(op);
-}
-
-/* The request for node runs the embedded script name with our token. */
-static int releases_with_token(rp_op *op, rp_client *c, size_t node)
-{
-    const rp_script *s = rp_script__find(rp_client__scripts(c), "lock_release");
-    return s && unit_request_has(op, node, s->sha1) && unit_request_has(op, node, TOKEN);
 }
 
 static int message_has(const rp_op *op, const char *part)
@@ -52,29 +34,6 @@ static int message_has(const rp_op *op, const char *part)
 static int ended_cancelled(rp_op *op, uint64_t now)
 {
     return rp_op_step(op, now) == RP_STEP_ERROR && rp_op_error(op)->code == RP_ECANCELED;
-}
-
-static rp_lock *lock1(rp_client *c, int fenced)
-{
-    rp_lock_options o = RP_LOCK_OPTIONS_INIT;
-    rp_lock *l = NULL;
-    o.ttl_ms = TTL_MS;
-    o.fenced = fenced;
-    if (rp_lock_new(&l, c, "r", 1, &o, NULL) != RP_OK)
-        abort();
-    return l;
-}
-
-static rp_op *acquire(rp_lock *l, int64_t wait_ms)
-{
-    rp_lock_acquire_options o = RP_LOCK_ACQUIRE_OPTIONS_INIT;
-    rp_op *op = NULL;
-    o.token = TOKEN;
-    o.token_len = strlen(TOKEN);
-    o.wait_ms = wait_ms;
-    if (rp_lock_acquire_op(&op, l, &o, NULL) != RP_OK)
-        abort();
-    return op;
 }
 
 /* The replies meaning "acquired" and "busy" to the attempt in op's request: SET NX PX

@@ -15,28 +15,11 @@
 
 #include <redpat/redpat.h>
 
-#include "unit_util.h"
+#include "unit_acquire.h"
 
-#define T0 1000u
-#define TTL_MS 30000
-#define TOKEN "tok-123"
 #define TIMED_OUT "127.0.0.1:1: timed out after 1000 ms waiting for the reply"
 #define DROPPED "127.0.0.1:1: connection lost waiting for the reply: closed by peer"
 #define REFUSED "127.0.0.1:1: cannot connect: Connection refused"
-
-static const char *const URLS3 = "redis://127.0.0.1:1,redis://127.0.0.1:2,redis://127.0.0.1:3";
-
-static int feed(rp_op *op, size_t node, const char *reply)
-{
-    return rp_op_feed(op, node, reply, strlen(reply));
-}
-
-/* The request for node runs the embedded script name with our token. */
-static int releases_with_token(rp_op *op, rp_client *c, size_t node)
-{
-    const rp_script *s = rp_script__find(rp_client__scripts(c), "lock_release");
-    return s && unit_request_has(op, node, s->sha1) && unit_request_has(op, node, TOKEN);
-}
 
 /* op ends in ERROR with code and exactly message. */
 static int ended(rp_op *op, uint64_t now, int code, const char *message)
@@ -49,29 +32,6 @@ static int ended(rp_op *op, uint64_t now, int code, const char *message)
         return 0;
     }
     return 1;
-}
-
-static rp_lock *lock1(rp_client *c, int fenced)
-{
-    rp_lock_options o = RP_LOCK_OPTIONS_INIT;
-    rp_lock *l = NULL;
-    o.ttl_ms = TTL_MS;
-    o.fenced = fenced;
-    if (rp_lock_new(&l, c, "r", 1, &o, NULL) != RP_OK)
-        abort();
-    return l;
-}
-
-static rp_op *acquire(rp_lock *l, int64_t wait_ms)
-{
-    rp_lock_acquire_options o = RP_LOCK_ACQUIRE_OPTIONS_INIT;
-    rp_op *op = NULL;
-    o.token = TOKEN;
-    o.token_len = strlen(TOKEN);
-    o.wait_ms = wait_ms;
-    if (rp_lock_acquire_op(&op, l, &o, NULL) != RP_OK)
-        abort();
-    return op;
 }
 
 /* The message of an attempt that timed out with its SET unanswered (lock "r", TTL_MS). */
