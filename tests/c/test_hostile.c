@@ -155,6 +155,24 @@ static void deadline(const char *name, const char *password)
     }
 }
 
+/* A reply of the wrong shape (+QUEUED) to the handshake or the request: RP_EPROTOCOL naming
+ * what was expected, never a success (a raw command hands back whatever came: only its
+ * handshake is checked). */
+static void strict(const char *password, const char *what)
+{
+    int which;
+    for (which = password ? 0 : 1; which < 3; which++) {
+        rp_client *c = client_for("queued", password, 0);
+        rp_error e;
+        int rc = run_op(c, which, &e);
+        CHECK(rc == RP_EPROTOCOL && strstr(e.message, what) &&
+                  strstr(e.message, "got the status \"QUEUED\""),
+              "queued%s %s: %s (%s)", password ? " (AUTH)" : "", op_names[which],
+              rp_status_name(rc), e.message);
+        rp_client_free(c);
+    }
+}
+
 int main(void)
 {
     bomb("bomb_array", NULL, 0, "an array of 2147483647 elements");
@@ -171,6 +189,9 @@ int main(void)
     deadline("silent", NULL);
     deadline("silent", "pw");
     deadline("slow_ok", "pw"); /* AUTH and request each under the timeout, not both */
+
+    strict("pw", "AUTH failed: expected the status \"OK\"");
+    strict(NULL, "expected");
 
     printf("test_hostile: %d checks, %d failures\n", checks, failures);
     return failures ? 1 : 0;

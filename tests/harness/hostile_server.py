@@ -15,6 +15,8 @@ free 127.0.0.1 port, reads RESP requests and answers them badly, in one of these
     bomb_bulk          "$2147483647\\r\\n" then bytes without end
     bomb_line          "+" then bytes without end (a status line that never ends)
     bomb_handshake     the first command (AUTH) already gets "*2147483647\\r\\n"
+    queued             every command, AUTH included, gets "+QUEUED\\r\\n" (a reply of the
+                       wrong shape: never a success)
 
 Every bomb answers every command (a url with a password is bombed in its AUTH) except
 bomb_*'s handshake commands, which get +OK (bomb_handshake is the exception). Streams go as
@@ -58,6 +60,8 @@ SERVERS: Dict[str, Tuple[str, bytes, bytes, bool]] = {
     "bomb_bulk": ("bomb", b"$2147483647\r\n", b"a", True),
     "bomb_line": ("bomb", b"+", b"a", True),
     "bomb_handshake": ("bomb", b"*2147483647\r\n", b"", False),
+    # a reply of the wrong shape to every command, AUTH included: never a success
+    "queued": ("fixed", b"+QUEUED\r\n", b"", False),
 }
 STREAM_CHUNK = 65536
 
@@ -120,6 +124,8 @@ def serve_conn(conn: socket.socket, name: str) -> None:
             for cmd in parse_commands(buf):
                 if plain_handshake and cmd in HANDSHAKE_COMMANDS:
                     conn.sendall(b"+OK\r\n")
+                elif kind == "fixed":
+                    conn.sendall(header)
                 elif kind == "slow":
                     trickle(conn, header, SLOW_OK_INTERVAL)
                 elif kind == "trickle":
