@@ -66,6 +66,24 @@ else:  # pragma: no cover - exercised on older Pythons only
         return await asyncio.wait_for(awaitable, timeout)
 
 
+# Node failures are worded as the blocking transport words them (core/src/transport_hiredis.c),
+# "<address>: timed out after 500 ms waiting for the reply", so a message is the same in
+# every frontend.
+_WAITING = "waiting for the reply"
+_IN_HANDSHAKE = "in the handshake (AUTH / SELECT)"
+
+
+def _ms(seconds: float) -> str:
+    return "%d ms" % round(seconds * 1000)
+
+
+def _why(exc: BaseException) -> str:
+    """An OSError as strerror says it ("Connection refused"), else its text or type."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
+
+
 def _resp_end(buf: bytes, pos: int) -> Optional[int]:
     """Where the RESP value starting at buf[pos] ends (the index after it); None while it is
     incomplete. Raises ValueError for bytes that are not RESP. For parked connections only:
@@ -144,7 +162,7 @@ async def _replies(conn: _Connection, op: _core.Op, node: int,
     while True:
         data = await conn.reader.read(_READ_SIZE)
         if not data:
-            raise ConnectionResetError("connection closed by the server")
+            raise ConnectionResetError("closed by peer")
         if conn.owed:
             data = conn.skip(data)
             if not data:
@@ -191,7 +209,6 @@ class Executor:
         Raises the RedpatError to report."""
         address, unix, host, port, path = _core.target(op, node)
         limit = self._connect_timeout if timeout is None else min(timeout, self._connect_timeout)
-        where = path if unix else "%s:%d" % (host, port)
         try:
             if unix:
                 opening = asyncio.open_unix_connection(path)
@@ -199,10 +216,11 @@ class Executor:
                 opening = asyncio.open_connection(host, port)
             reader, writer = await _within(opening, limit)
         except asyncio.TimeoutError:
-            raise error_for(_core.ETIMEOUT, "connect to %s timed out after %gs"
-                            % (where, limit)) from None
+            raise error_for(_core.ETIMEOUT, "%s: timed out after %s connecting"
+                            % (address, _ms(limit))) from None
         except OSError as exc:
-            raise error_for(_core.ETRANSPORT, "connect to %s: %s" % (where, exc)) from None
+            raise error_for(_core.ETRANSPORT, "%s: cannot connect: %s"
+                            % (address, _why(exc))) from None
         sock = writer.get_extra_info("socket")
         if sock is not None and self._keepalive and sock.family != socket.AF_UNIX:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
@@ -227,10 +245,11 @@ class Executor:
                 await _within(_exchange(conn, hs, 0, what[0]),
                               max(conn.deadline - loop.time(), 0.0))
             except asyncio.TimeoutError:
-                _core.fail_node(hs, 0, _core.ETIMEOUT, "handshake timed out after %gs"
-                                % exchange)
+                _core.fail_node(hs, 0, _core.ETIMEOUT, "%s: timed out after %s %s"
+                                % (conn.address, _ms(exchange), _IN_HANDSHAKE))
             except OSError as exc:
-                _core.fail_node(hs, 0, _core.ETRANSPORT, str(exc) or type(exc).__name__)
+                _core.fail_node(hs, 0, _core.ETRANSPORT, "%s: connection lost %s: %s"
+                                % (conn.address, _IN_HANDSHAKE, _why(exc)))
 
     def _pooled(self, op: _core.Op, node: int) -> Optional[_Connection]:
         """An idle connection to node's target, or None."""
@@ -276,9 +295,11 @@ class Executor:
             left = conn.deadline - asyncio.get_running_loop().time()
             await _within(_replies(conn, op, node, fed), max(left, 0.0))
         except asyncio.TimeoutError:
-            _core.fail_node(op, node, _core.ETIMEOUT, "no reply within %gs" % timeout)
+            _core.fail_node(op, node, _core.ETIMEOUT, "%s: timed out after %s %s"
+                            % (conn.address, _ms(timeout), _WAITING))
         except OSError as exc:
-            _core.fail_node(op, node, _core.ETRANSPORT, str(exc) or type(exc).__name__)
+            _core.fail_node(op, node, _core.ETRANSPORT, "%s: connection lost %s: %s"
+                            % (conn.address, _WAITING, _why(exc)))
         finally:
             if parked is not None and node in parked:
                 conn.owed += parked[node]
@@ -571,7 +592,8 @@ class Listener:
                 continue
             except (OSError, asyncio.TimeoutError) as exc:
                 self._drop(node)
-                _core.fail_node(op, node, _core.ETRANSPORT, str(exc) or type(exc).__name__)
+                _core.fail_node(op, node, _core.ETRANSPORT, "%s: connection lost writing the "
+                                "request: %s" % (_core.target(op, node)[0], _why(exc)))
                 continue
             active.append(node)
         started = loop.time()
@@ -602,7 +624,8 @@ class Listener:
                 if replying:
                     for n in replying:
                         self._drop(n)
-                        _core.fail_node(op, n, _core.ETIMEOUT, "no reply within %gs" % timeout)
+                        _core.fail_node(op, n, _core.ETIMEOUT, "%s: timed out after %s %s"
+                                        % (_core.target(op, n)[0], _ms(timeout), _WAITING))
                     continue
                 return False
             for fut in done:
@@ -611,10 +634,11 @@ class Listener:
                 try:
                     data = fut.result()
                     if not data:
-                        raise ConnectionResetError("connection closed by the server")
+                        raise ConnectionResetError("closed by peer")
                 except OSError as exc:
                     self._drop(n)
-                    _core.fail_node(op, n, _core.ETRANSPORT, str(exc) or type(exc).__name__)
+                    _core.fail_node(op, n, _core.ETRANSPORT, "%s: connection lost %s: %s"
+                                    % (_core.target(op, n)[0], _WAITING, _why(exc)))
                     continue
                 rc = _core.feed(op, n, data)
                 if rc not in (_core.OK, _core.MORE):
