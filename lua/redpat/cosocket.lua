@@ -52,7 +52,7 @@ local spawn, wait, kill = ngx.thread.spawn, ngx.thread.wait, ngx.thread.kill
 local IO, SLEEP, CALL, EMIT = core.IO, core.SLEEP, core.CALL, core.EMIT
 local STATUS = core.status
 local now_ms = core.monotonic_ms
-local huge, min = math.huge, math.min
+local huge, min, floor = math.huge, math.min, math.floor
 local tostring, type, pcall, pairs = tostring, type, pcall, pairs
 local setmetatable, costatus, running = setmetatable, coroutine.status, coroutine.running
 
@@ -99,6 +99,19 @@ end
 
 -- Where node's requests go (cached per address): connect arguments and the pool. address:
 -- node's, when the caller knows it (op:step gives it for ops of one target).
+-- A node's failure worded as the blocking transport words it (core/src/transport_hiredis.c),
+-- "<address>: timed out after 500 ms waiting for the reply": the same in every frontend.
+-- err: a cosocket error ("timeout", "closed", ...); doing: what the exchange was doing.
+local function node_why(t, err, doing, timeout_ms)
+    if err == "timeout" then
+        return ("%s: timed out after %d ms %s"):format(t.address, floor(timeout_ms), doing)
+    end
+    return ("%s: connection lost %s: %s"):format(t.address, doing,
+                                                   err == "closed" and "closed by peer" or tostring(err))
+end
+
+local WAITING, IN_HANDSHAKE = "waiting for the reply", "in the handshake (AUTH / SELECT)"
+
 local function target(st, op, node, address)
     local t = address and st.targets[address]
     if t ~= nil then
@@ -118,7 +131,7 @@ local function target(st, op, node, address)
         if st.pool_size then
             name = name .. "#" .. st.pool_size
         end
-        t = { host = host, port = port, unix = path and ("unix:" .. path),
+        t = { address = address, host = host, port = port, unix = path and ("unix:" .. path),
               opts = { pool = name, pool_size = st.pool_size, backlog = st.backlog } }
         st.targets[address] = t
     end
@@ -235,7 +248,7 @@ end
 
 -- Runs a handshake op (one target: the socket's) over a fresh socket, by deadline (the
 -- exchange's: the request after it gets what is left). true, or nil, why, status.
-local function handshake(sock, hs, deadline)
+local function handshake(sock, hs, deadline, t, timeout)
     while true do
         local s, req = hs:step()
         if s == IO then
@@ -248,7 +261,7 @@ local function handshake(sock, hs, deadline)
                     ok, err, parse_failed = read_replies(sock, hs, 1, nil, deadline)
                 end
                 if not ok and not parse_failed then
-                    hs:fail_node(1, socket_status(err), err)
+                    hs:fail_node(1, socket_status(err), node_why(t, err, IN_HANDSHAKE, timeout))
                 end
             end
         else -- DONE or ERROR (a handshake never sleeps)
@@ -293,7 +306,9 @@ local function connect(st, op, node, timeout, ctl, address)
         ok, err = sock:connect(t.host, t.port, t.opts)
     end
     if not ok then
-        return nil, "connect: " .. tostring(err), socket_status(err), t
+        local why = err == "timeout" and ("%s: timed out after %d ms connecting"):format(t.address, floor(st.connect_timeout))
+                    or ("%s: cannot connect: %s"):format(t.address, tostring(err))
+        return nil, why, socket_status(err), t
     end
     local deadline = now_ms() + timeout
     if sock:getreusedtimes() == 0 then
@@ -304,7 +319,7 @@ local function connect(st, op, node, timeout, ctl, address)
         local hs, herr, hdetail = op:handshake(node)
         local why, status
         if hs then
-            ok, why, status = handshake(sock, hs, deadline)
+            ok, why, status = handshake(sock, hs, deadline, t, timeout)
         else
             ok, why = nil, tostring(hdetail or herr)
         end
@@ -380,9 +395,9 @@ local function serve(st, op, node, req, timeout, ctl, address)
     else
         sock:close() -- never pool a connection in an unknown state
         if unsent then
-            op:fail_node_unsent(node, socket_status(err), err)
+            op:fail_node_unsent(node, socket_status(err), node_why(t, err, "writing the request", timeout))
         elseif not parse_failed then
-            op:fail_node(node, socket_status(err), err)
+            op:fail_node(node, socket_status(err), node_why(t, err, WAITING, timeout))
         end
     end
     return node
