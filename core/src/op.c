@@ -657,6 +657,17 @@ static int feed_listening(rp_op *op, rp_node_io *n, const char *buf, size_t len)
     return RP_OK;
 }
 
+/* Redis answers a request it could not parse (or, unauthenticated, one of more than 10
+ * arguments) with "-ERR Protocol error: ..." and then closes the connection: the node fails
+ * with Redis' words, so no driver pools a connection about to be closed. */
+#define RP_PROTOCOL_ERROR "ERR Protocol error"
+
+static int closes_connection(const rp_reply *r)
+{
+    size_t n = sizeof RP_PROTOCOL_ERROR - 1;
+    return r->type == RP_REPLY_ERROR && r->len >= n && memcmp(r->str, RP_PROTOCOL_ERROR, n) == 0;
+}
+
 int rp_op_feed(rp_op *op, size_t node, const char *buf, size_t len)
 {
     rp_node_io *n;
@@ -686,6 +697,12 @@ int rp_op_feed(rp_op *op, size_t node, const char *buf, size_t len)
         {
             rp_cmd *c = &n->cmds[n->inflight[n->received++]];
             c->reply = obj;
+            if (closes_connection(obj)) {
+                /* a failed node's connection is closed by every driver, never pooled */
+                rc = node_fail(n, RP_EREPLY, c->reply->str);
+                check_enough(op);
+                return rc;
+            }
             if (c->script) /* what the target knows of the script, for the next calls */
                 rp_script__learn(c->script, node, !is_noscript(c));
         }

@@ -127,6 +127,31 @@ static void test_no_password(const rp_hserver *s)
     rp_client_free(c);
 }
 
+/* A request Redis refuses with "-ERR Protocol error" (an unauthenticated request of more than
+ * 10 arguments: a multi-limit check's EVALSHA) is followed by Redis closing the connection:
+ * it must not go back to the pool, or the next op fails "connection lost" instead of being
+ * answered (NOAUTH / the same error) on a connection of its own. */
+static void test_protocol_error_closes(const rp_hserver *s)
+{
+    rp_client *c = client_of(s->url);
+    rp_ratelimit *a = limiter_of(c, "pa", RP_RATELIMIT_REPORT);
+    rp_ratelimit *b = limiter_of(c, "pb", RP_RATELIMIT_REPORT);
+    rp_ratelimit *both[2];
+    rp_ratelimit_decision d;
+    rp_error e;
+    int i, rc;
+    both[0] = a;
+    both[1] = b;
+    for (i = 0; i < 3; i++) {
+        rc = rp_ratelimit_multi(both, 2, "u", 1, 1, &d, &e);
+        RP_CHECK(rc == RP_EREPLY && strstr(e.message, "Protocol error"), "multi %d: %s: %s", i,
+                 rp_status_name(rc), e.message);
+    }
+    rp_ratelimit_free(a);
+    rp_ratelimit_free(b);
+    rp_client_free(c);
+}
+
 int main(void)
 {
     rp_hserver s;
@@ -142,6 +167,7 @@ int main(void)
     test_wrong_password(&s);
     test_right_password(&s);
     test_no_password(&s);
+    test_protocol_error_closes(&s);
     redisFree(side);
     rp_hserver_destroy(&s);
     printf("test_hardening: ok\n");
