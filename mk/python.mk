@@ -7,7 +7,9 @@
 # Included by the top-level Makefile, which defines ROOT, BUILD, LOGS, HARNESS, bootstrap.
 PY_VENV := $(ROOT)/.venv
 PY := $(PY_VENV)/bin/python
-PY_TEST_DEPS := pytest mypy redis
+# `build` for the sdist test; setuptools >= 77 as pyproject's build requirement (PEP 639
+# license field), since test_packaging.py also runs setup.py with the venv's own setuptools
+PY_TEST_DEPS := pytest mypy redis build 'setuptools>=77'
 # Only the benches need these: `limits` with its Redis storage (over redis-py) for the rate
 # limiters, `pottery` for the Redlocks.
 PY_BENCH_DEPS := limits redis pottery

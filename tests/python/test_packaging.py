@@ -1,12 +1,17 @@
 """Packaging: the installed package carries py.typed and stubs that match the extension,
+the wheel and the sdist carry complete metadata (MIT, the README), the sdist builds alone,
 and a machine without hiredis gets a message naming the Debian package to install."""
 from __future__ import annotations
 
 import ast
+import email
+import email.message
+import importlib.metadata
 import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 
 import pytest
@@ -78,6 +83,57 @@ def test_core_ops_are_the_descriptors() -> None:
 def test_imported_from_an_installed_copy() -> None:
     assert "site-packages" in redpat.__file__
     assert not redpat.__file__.startswith(os.path.join(ROOT, "python"))
+
+
+def check_metadata(meta: email.message.Message, what: str) -> None:
+    """The core metadata a wheel or an sdist must carry: MIT (an SPDX expression and the
+    license file) and the README as the markdown long description."""
+    assert meta["License-Expression"] == "MIT", what
+    assert "LICENSE" in meta.get_all("License-File", []), what
+    assert meta["Description-Content-Type"] == "text/markdown", what
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        readme = f.read()
+    assert meta.get_payload().strip() == readme.strip(), what
+    classifiers = meta.get_all("Classifier", [])
+    for c in ("Programming Language :: Python :: 3", "Programming Language :: C",
+              "Operating System :: POSIX :: Linux", "Topic :: Database"):
+        assert c in classifiers, (what, c)
+
+
+def test_installed_wheel_metadata_is_complete() -> None:
+    # what pip installed came from the wheel it built: its METADATA and license file
+    dist = importlib.metadata.distribution("redpat")
+    meta = email.message_from_string(dist.read_text("METADATA") or "")
+    check_metadata(meta, "wheel")
+    assert any(p.name == "LICENSE" for p in dist.files or []), "LICENSE not in the wheel"
+
+
+def test_sdist_builds_alone_and_carries_the_metadata() -> None:
+    # `python -m build --sdist` makes its own fresh venv (build isolation) from pyproject's
+    # build requirements; run on a copy, since setuptools writes egg-info into the tree
+    strict = os.environ.get("REDPAT_EXPECT_INSTALLED") == "1"
+    if strict:
+        import build  # noqa: F401
+    else:
+        pytest.importorskip("build")
+    skip = shutil.ignore_patterns(".git", "build", ".venv", ".luarocks", "*.egg-info",
+                                  "__pycache__", "*.o", "*.so")
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "src")
+        shutil.copytree(ROOT, src, ignore=skip)
+        out = os.path.join(tmp, "dist")
+        proc = subprocess.run([sys.executable, "-m", "build", "--sdist", "--outdir", out, src],
+                              cwd=tmp, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        (name,) = os.listdir(out)
+        with tarfile.open(os.path.join(out, name)) as tar:
+            top = name[:-len(".tar.gz")]
+            members = set(tar.getnames())
+            assert f"{top}/LICENSE" in members and f"{top}/README.md" in members
+            pkg_info = tar.extractfile(f"{top}/PKG-INFO")
+            assert pkg_info is not None
+            meta = email.message_from_string(pkg_info.read().decode("utf-8"))
+    check_metadata(meta, "sdist")
 
 
 def test_missing_hiredis_names_the_debian_package() -> None:
