@@ -19,7 +19,8 @@ enum { NEW_URL, NEW_NAMESPACE, NEW_CONNECT_TIMEOUT, NEW_COMMAND_TIMEOUT, NEW_KEE
 
 static const rp_arg_desc new_args[] = {
     { "url", RP_TYPE_BYTES, RP_TYPE_NONE, RP_KIND_NONE, 0, 0, 1, INT64_MAX, 0, 0, NULL,
-      "redis://[[user]:password@]host[:port][/db] or unix:///path[?db=N]; absent: no "
+      "redis://[[user]:password@]host[:port][/db] or "
+      "unix://[[user]:password@]/path[?db=N][&password=...]; absent: no "
       "connection (ops only, for drivers with their own I/O)" },
     { "namespace", RP_TYPE_BYTES, RP_TYPE_NONE, RP_KIND_NONE, 0, 0, 1, NAMESPACE_MAX, 0, 0,
       NULL, "prefix of every key (default \"redpat\"; no '{', '}' or NUL)" },

@@ -110,13 +110,21 @@ static const rp_arg_desc multi_args[] = {
     COST,
 };
 
+enum { MULTI_DESC = 2 }; /* ratelimit.multi's index in rp_desc__ratelimit_ops */
+
 static int multi_begin(rp_op **out, const rp_value *a, const rp_naming *nm, rp_error *err)
 {
     rp_ratelimit *limiters[RP_RATELIMIT_MULTI_MAX];
     size_t i;
-    (void)nm;
+    int rc;
     for (i = 0; i < a[0].count; i++)
         limiters[i] = a[0].items[i].handle;
+    /* named here as the user's language names the list and counts its items */
+    if ((rc = rp_ratelimit__check_distinct(limiters, a[0].count,
+                                           rp_desc__arg_name(nm, &rp_desc__ratelimit_ops[MULTI_DESC], 0),
+                                           nm && nm->index_base > 0 ? (size_t)nm->index_base : 0,
+                                           err)))
+        return rc;
     return rp_ratelimit_multi_op(out, limiters, a[0].count, a[1].bytes, a[1].len, a[2].i, err);
 }
 

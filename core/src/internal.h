@@ -64,6 +64,10 @@ RP_INTERNAL extern const char *const rp_ratelimit__algorithms[];
 RP_INTERNAL extern const char *const rp_ratelimit__on_errors[];
 /* --- rate limits: decision i of a DONE check, multi or batch op (borrowed), or NULL --- */
 RP_INTERNAL const rp_ratelimit_decision *rp_ratelimit__decision(const rp_op *op, size_t i);
+/* RP_EINVAL naming arg[i] (i counted from index_base, the user's language's first index) when
+ * two of the limiters share a name, so their keys: a multi check may count each only once. */
+RP_INTERNAL int rp_ratelimit__check_distinct(rp_ratelimit *const *limiters, size_t count,
+                                             const char *arg, size_t index_base, rp_error *err);
 
 /* --- locks: when the handle's hold began and was last renewed (monotonic ms of the
  * requests' sending; 0 when not held), for the renewal plan --- */

@@ -353,6 +353,26 @@ static int strictest(rp_ratelimit_on_error a, rp_ratelimit_on_error b)
     return RP_RATELIMIT_FAIL_OPEN;
 }
 
+/* One name is one set of keys: a limiter listed twice would be counted two times against the
+ * same counter by one script (the second look sees the first's count), so it over-admits. */
+int rp_ratelimit__check_distinct(rp_ratelimit *const *limiters, size_t count, const char *arg,
+                                 size_t index_base, rp_error *err)
+{
+    size_t i, j;
+    for (i = 1; i < count; i++)
+        for (j = 0; j < i; j++)
+            if (limiters[i] && limiters[j] && limiters[i]->name_len == limiters[j]->name_len &&
+                memcmp(limiters[i]->pattern, limiters[j]->pattern,
+                       PATTERN_PREFIX_LEN + limiters[i]->name_len) == 0)
+                return rp_error__set(err, RP_EINVAL, "%s[%zu] is the same limiter as %s[%zu] "
+                                     "(name \"%.*s\"): one check cannot count it twice", arg,
+                                     i + index_base, arg, j + index_base,
+                                     (int)(limiters[i]->name_len > RP_ARG_QUOTE_MAX
+                                           ? RP_ARG_QUOTE_MAX : limiters[i]->name_len),
+                                     limiters[i]->pattern + PATTERN_PREFIX_LEN);
+    return RP_OK;
+}
+
 int rp_ratelimit_multi_op(rp_op **out, rp_ratelimit *const *limiters, size_t count,
                           const void *subject, size_t subject_len, int64_t cost, rp_error *err)
 {
@@ -372,6 +392,8 @@ int rp_ratelimit_multi_op(rp_op **out, rp_ratelimit *const *limiters, size_t cou
         if ((rc = check_cost(limiters[i], cost, err)))
             return rc;
     }
+    if ((rc = rp_ratelimit__check_distinct(limiters, count, "limiters", 0, err)))
+        return rc;
     if ((rc = check_subject(subject, subject_len, err)) ||
         (rc = rp_op__new(out, limiters[0]->client, &check_class, 1, (void **)&s, err)))
         return rc;

@@ -81,23 +81,6 @@ static int invalid(rp_url *u, const rp_allocator *a, rp_error *err, const char *
     return rp_error__set(err, RP_EINVAL, "url: %s", what);
 }
 
-static int parse_unix(rp_url *u, const char *rest, const rp_allocator *a, rp_error *err)
-{
-    const char *q = strchr(rest, '?');
-    size_t plen = q ? (size_t)(q - rest) : strlen(rest);
-    if (plen == 0 || rest[0] != '/')
-        return invalid(u, a, err, "unix:// needs an absolute socket path (unix:///path)");
-    u->is_unix = 1;
-    u->path = rp_alloc__memdup(a, rest, plen);
-    if (!u->path)
-        return oom(u, a, err);
-    if (q) {
-        if (strncmp(q, "?db=", 4) != 0 || !parse_int(q + 4, strlen(q + 4), 0, 1000000, &u->db))
-            return invalid(u, a, err, "unix:// accepts only ?db=N");
-    }
-    return RP_OK;
-}
-
 static int parse_userinfo(rp_url *u, const char *s, size_t len, const rp_allocator *a,
                           rp_error *err)
 {
@@ -113,6 +96,68 @@ static int parse_userinfo(rp_url *u, const char *s, size_t len, const rp_allocat
     u->password = decode(colon + 1, len - (size_t)(colon - s) - 1, a, &bad);
     if (!u->password)
         return bad ? invalid(u, a, err, "bad %-escape in password") : oom(u, a, err);
+    return RP_OK;
+}
+
+/* One "key=value" of a unix:// query (db=N, password=...); each key at most once. */
+static int parse_unix_param(rp_url *u, const char *s, size_t len, int *seen_db,
+                            const rp_allocator *a, rp_error *err)
+{
+    int bad = 0;
+    if (len > 3 && memcmp(s, "db=", 3) == 0) {
+        if ((*seen_db)++)
+            return invalid(u, a, err, "unix:// query gives db twice");
+        if (!parse_int(s + 3, len - 3, 0, 1000000, &u->db))
+            return invalid(u, a, err, "unix:// db must be a number (?db=N)");
+        return RP_OK;
+    }
+    if (len >= 9 && memcmp(s, "password=", 9) == 0) {
+        if (u->password)
+            return invalid(u, a, err, "unix:// URL gives the password twice (user info and ?password=, "
+                                      "or ?password= twice)");
+        if (len == 9)
+            return invalid(u, a, err, "unix:// ?password= must not be empty");
+        u->password = decode(s + 9, len - 9, a, &bad);
+        if (!u->password)
+            return bad ? invalid(u, a, err, "bad %-escape in password") : oom(u, a, err);
+        return RP_OK;
+    }
+    return invalid(u, a, err, "unix:// accepts only ?db=N and ?password=... (joined with &)");
+}
+
+/* unix://[[user]:password@]/path[?db=N][&password=...]: the user info, when there is one,
+ * ends at the '@' before the path's first '/' (a path may hold '@' itself). */
+static int parse_unix(rp_url *u, const char *rest, const rp_allocator *a, rp_error *err)
+{
+    const char *q, *slash = strchr(rest, '/'), *at = NULL, *p;
+    size_t plen;
+    int rc, seen_db = 0;
+    u->is_unix = 1;
+    if (rest[0] != '/') {
+        for (p = rest; slash && p < slash; p++)
+            if (*p == '@')
+                at = p;
+        if (!at || at + 1 != slash)
+            return invalid(u, a, err, "unix:// needs an absolute socket path "
+                                      "(unix://[[user]:password@]/path)");
+        if ((rc = parse_userinfo(u, rest, (size_t)(at - rest), a, err)))
+            return rc;
+        rest = slash;
+    }
+    q = strchr(rest, '?');
+    plen = q ? (size_t)(q - rest) : strlen(rest);
+    if (plen == 0 || rest[0] != '/')
+        return invalid(u, a, err, "unix:// needs an absolute socket path (unix:///path)");
+    u->path = rp_alloc__memdup(a, rest, plen);
+    if (!u->path)
+        return oom(u, a, err);
+    while (q) {
+        const char *next = strchr(q + 1, '&');
+        size_t len = next ? (size_t)(next - q - 1) : strlen(q + 1);
+        if ((rc = parse_unix_param(u, q + 1, len, &seen_db, a, err)))
+            return rc;
+        q = next;
+    }
     return RP_OK;
 }
 
@@ -146,12 +191,15 @@ static int parse_tcp(rp_url *u, const char *rest, const rp_allocator *a, rp_erro
         if (*p != ':' || !parse_int(p + 1, (size_t)(end - p - 1), 1, 65535, &u->port))
             return invalid(u, a, err, "port must be 1..65535");
     }
-    if (*end == '/' && end[1] != '\0') {
-        if (!parse_int(end + 1, strlen(end + 1), 0, 1000000, &u->db))
+    if (*end == '/') {
+        const char *db = end + 1, *dbend = db + strcspn(db, "?#");
+        if (dbend > db && !parse_int(db, (size_t)(dbend - db), 0, 1000000, &u->db))
             return invalid(u, a, err, "database must be a number (redis://host:port/DB)");
-    } else if (*end == '?' || *end == '#') {
-        return invalid(u, a, err, "query strings are not supported in redis:// URLs");
+        end = dbend;
     }
+    if (*end == '?' || *end == '#') /* checked after the db: "/0?x=1" is about the query */
+        return invalid(u, a, err, "query strings are not supported in redis:// URLs "
+                                  "(redis://[[user]:password@]host[:port][/db])");
     return RP_OK;
 }
 
@@ -164,8 +212,9 @@ static int make_address(rp_url *u, const rp_allocator *a, rp_error *err)
     if (!u->address)
         return oom(u, a, err);
     if (u->is_unix)
-        snprintf(u->address, len, "%s%sunix:%s/%d", u->user ? u->user : "", u->user ? "@" : "",
-                 u->path, u->db);
+        /* "?db=N" as the URL spells it, and only when not 0: a "/0" read as part of the path */
+        snprintf(u->address, len, u->db ? "%s%sunix:%s?db=%d" : "%s%sunix:%s",
+                 u->user ? u->user : "", u->user ? "@" : "", u->path, u->db);
     else
         snprintf(u->address, len, strchr(u->host, ':') ? "%s%s[%s]:%d/%d" : "%s%s%s:%d/%d",
                  u->user ? u->user : "", u->user ? "@" : "", u->host, u->port, u->db);

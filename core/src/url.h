@@ -15,8 +15,8 @@ typedef struct rp_url {
     char *address;  /* canonical, the pool key (rp_endpoint.address) */
 } rp_url;
 
-/* Parses redis://[[user]:password@]host[:port][/db] and unix:///path[?db=N]
- * (user and password may be %-encoded). RP_EINVAL names what is wrong. */
+/* Parses redis://[[user]:password@]host[:port][/db] and
+ * unix://[[user]:password@]/path[?db=N][&password=...] (user and password may be %-encoded). RP_EINVAL names what is wrong. */
 RP_INTERNAL int rp_url__parse(rp_url *out, const char *url, const rp_allocator *a,
                               rp_error *err);
 RP_INTERNAL void rp_url__free(rp_url *u, const rp_allocator *a);

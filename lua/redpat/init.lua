@@ -421,7 +421,8 @@ local connect_spec = spec(core.descriptors["client.new"], 1,
     { "driver", "pool", "pool_size", "backlog", "keepalive_timeout" })
 
 --- redpat.connect(url, opts) -> client | nil, err, detail
--- url: "redis://[[user]:password@]host[:port][/db]" or "unix:///path[?db=N]";
+-- url: "redis://[[user]:password@]host[:port][/db]" or
+--      "unix://[[user]:password@]/path[?db=N][&password=...]";
 --      default "redis://127.0.0.1:6379/0".
 -- opts: namespace (key prefix, default "redpat"), connect_timeout and command_timeout
 --       (ms, default 2000; command_timeout bounds each exchange with a server: a new

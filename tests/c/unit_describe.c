@@ -127,10 +127,18 @@ static void test_ratelimit_args(rp_client *c)
         /* One limiter past the most a multi check takes, before any I/O. */
         const rp_op_desc *m = rp_desc_find("ratelimit.multi", 15);
         rp_value items[RP_RATELIMIT_MULTI_MAX + 1], ma[RP_DESC_ARGS_MAX];
+        void *more[RP_RATELIMIT_MULTI_MAX];
+        char names[RP_RATELIMIT_MULTI_MAX][8];
         rp_op *op = NULL;
         size_t i;
-        for (i = 0; i < RP_RATELIMIT_MULTI_MAX + 1; i++)
-            items[i] = rp_value_handle(RP_KIND_RATELIMIT, rl);
+        items[0] = rp_value_handle(RP_KIND_RATELIMIT, rl);
+        for (i = 1; i < RP_RATELIMIT_MULTI_MAX + 1; i++) { /* distinct: one name once */
+            more[i - 1] = NULL;
+            snprintf(names[i - 1], sizeof names[i - 1], "api%zu", i);
+            a[1] = rp_value_bytes(names[i - 1], strlen(names[i - 1]));
+            CHECK(rp_desc_make(&more[i - 1], d, a, NULL, &e) == RP_OK);
+            items[i] = rp_value_handle(RP_KIND_RATELIMIT, more[i - 1]);
+        }
         memset(ma, 0, sizeof ma);
         ma[0] = rp_value_list(items, RP_RATELIMIT_MULTI_MAX + 1);
         ma[1] = rp_value_bytes("u", 1);
@@ -140,6 +148,27 @@ static void test_ratelimit_args(rp_client *c)
         CHECK(rp_desc_begin(&op, m, ma, NULL, &e) == RP_OK && op != NULL);
         CHECK(rp_op_done(op) == 0 && rp_op_result_count(op) == 0);
         rp_op_free(op);
+        /* the same limiter twice (or two of one name: the same keys) would be counted
+         * twice by one script and over-admit: bad input, before any I/O */
+        items[2] = items[0];
+        ma[0] = rp_value_list(items, 3);
+        CHECK(rp_desc_begin(&op, m, ma, NULL, &e) == RP_EINVAL && op == NULL);
+        CHECK_MSG(e, "limiters[2] is the same limiter as limiters[0] (name \"api\"): one "
+                     "check cannot count it twice");
+        {
+            rp_naming lua = { NULL, NULL, 0, 1 }; /* Lua counts items from 1 */
+            CHECK(rp_desc_begin(&op, m, ma, &lua, &e) == RP_EINVAL && op == NULL);
+            CHECK_MSG(e, "limiters[3] is the same limiter as limiters[1] (name \"api\"): one "
+                         "check cannot count it twice");
+        }
+        {
+            rp_ratelimit *direct[2];
+            direct[0] = more[0];
+            direct[1] = more[0];
+            CHECK(rp_ratelimit_multi_op(&op, direct, 2, "u", 1, 1, &e) == RP_EINVAL && op == NULL);
+            CHECK_MSG(e, "limiters[1] is the same limiter as limiters[0] (name \"api1\"): one "
+                         "check cannot count it twice");
+        }
         items[1] = rp_value_handle(RP_KIND_LOCK, rl);
         ma[0] = rp_value_list(items, 2);
         CHECK(rp_desc_begin(&op, m, ma, NULL, &e) == RP_EINVAL);
@@ -149,6 +178,9 @@ static void test_ratelimit_args(rp_client *c)
             CHECK(rp_desc_begin(&op, m, ma, &lua, &e) == RP_EINVAL);
             CHECK_MSG(e, "limiters[2] must be a rate limiter (got a lock)");
         }
+        a[1] = rp_value_bytes("api", 3);
+        for (i = 0; i < RP_RATELIMIT_MULTI_MAX; i++)
+            rp_handle_free(RP_KIND_RATELIMIT, more[i]);
     }
     {
         const rp_op_desc *b = rp_desc_find("ratelimit.batch", 15);

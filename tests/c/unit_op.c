@@ -336,6 +336,36 @@ static void test_urls(void)
     CHECK(rp_url__parse(&u, "rediss://host", a, &e) == RP_EINVAL && strstr(e.message, "TLS"));
     CHECK(rp_url__parse(&u, "unix://relative", a, &e) == RP_EINVAL);
     CHECK(rp_url__parse(&u, "", a, &e) == RP_EINVAL);
+    /* issue 11 item 9: a query on a redis:// URL is named as such, also after the db */
+    CHECK(rp_url__parse(&u, "redis://h:1/0?x=1", a, &e) == RP_EINVAL && strstr(e.message, "query strings"));
+    CHECK(rp_url__parse(&u, "redis://h/3#frag", a, &e) == RP_EINVAL && strstr(e.message, "query strings"));
+    CHECK(rp_url__parse(&u, "redis://h:1/0x", a, &e) == RP_EINVAL && strstr(e.message, "database"));
+    /* unix:// with a password: in the user info or as ?password= */
+    CHECK(rp_url__parse(&u, "unix://:pw@/run/redis.sock", a, &e) == RP_OK);
+    CHECK(u.is_unix && !u.user && strcmp(u.password, "pw") == 0 && strcmp(u.path, "/run/redis.sock") == 0 && u.db == 0);
+    CHECK(strcmp(u.address, "unix:/run/redis.sock") == 0); /* no stray "/0" after the path */
+    rp_url__free(&u, a);
+    CHECK(rp_url__parse(&u, "unix://me:p%40w@/run/r.sock?db=4", a, &e) == RP_OK);
+    CHECK(strcmp(u.user, "me") == 0 && strcmp(u.password, "p@w") == 0 && u.db == 4);
+    CHECK(strcmp(u.address, "me@unix:/run/r.sock?db=4") == 0);
+    rp_url__free(&u, a);
+    CHECK(rp_url__parse(&u, "unix:///run/r.sock?password=p%26w&db=2", a, &e) == RP_OK);
+    CHECK(!u.user && strcmp(u.password, "p&w") == 0 && strcmp(u.path, "/run/r.sock") == 0 && u.db == 2);
+    rp_url__free(&u, a);
+    CHECK(rp_url__parse(&u, "unix:///run/r.sock?db=2&password=pw", a, &e) == RP_OK);
+    CHECK(strcmp(u.password, "pw") == 0 && u.db == 2);
+    rp_url__free(&u, a);
+    CHECK(rp_url__parse(&u, "unix:///tmp/a@b.sock", a, &e) == RP_OK); /* '@' in the path */
+    CHECK(strcmp(u.path, "/tmp/a@b.sock") == 0 && !u.password);
+    rp_url__free(&u, a);
+    CHECK(rp_url__parse(&u, "unix:///r.sock?db=1&db=2", a, &e) == RP_EINVAL && strstr(e.message, "twice"));
+    CHECK(rp_url__parse(&u, "unix://:a@/r.sock?password=b", a, &e) == RP_EINVAL && strstr(e.message, "password"));
+    CHECK(rp_url__parse(&u, "unix:///r.sock?user=x", a, &e) == RP_EINVAL && strstr(e.message, "password="));
+    CHECK(rp_url__parse(&u, "unix:///r.sock?password=", a, &e) == RP_EINVAL && strstr(e.message, "password"));
+    CHECK(rp_url__parse(&u, "unix:///r.sock?password=%zz", a, &e) == RP_EINVAL && strstr(e.message, "escape"));
+    CHECK(rp_url__parse(&u, "unix:///r.sock?db=x", a, &e) == RP_EINVAL && strstr(e.message, "db"));
+    CHECK(rp_url__parse(&u, "unix://:pw@relative", a, &e) == RP_EINVAL);
+    CHECK(rp_url__parse(&u, "unix://pw/r.sock", a, &e) == RP_EINVAL);
 }
 
 static void test_endpoint_and_handshake(void)

@@ -171,6 +171,7 @@ test("abandoned ops are freed by the collector (memory stays flat)", function()
     local c = connect()
     local lock = assert(c:lock("leak", { ttl = 5000 }))
     local limiter = assert(c:ratelimiter("leak", { limit = 5, window = 1000 }))
+    local other = assert(c:ratelimiter("leak2", { limit = 5, window = 1000 })) -- one name once
     local subject, subjects = ("s"):rep(300), { ("a"):rep(100), ("b"):rep(100) }
     local function round()
         for _ = 1, 50000 do
@@ -178,7 +179,7 @@ test("abandoned ops are freed by the collector (memory stays flat)", function()
             redpat.begin("client.command", c, { argv = { "SET", "k", ("v"):rep(300) } })
             redpat.begin("ratelimit.check", limiter, { subject = subject })
             redpat.begin("ratelimit.batch", limiter, { subjects = subjects })
-            redpat.begin("ratelimit.multi", { limiter, limiter }, { subject = subject })
+            redpat.begin("ratelimit.multi", { limiter, other }, { subject = subject })
         end
         full_gc()
         return rss_kb()
@@ -416,6 +417,16 @@ test("bad input is nil, err, detail (or raises, for a wrong Lua type) in Lua's w
     eq(raises(r.batch, r, { "a", 2 }), "subjects[2] must be a string (got number)", "list item")
     eq(raises(c.ratelimit_multi, c, { r, "x" }, "u"),
         "limiters[2] must be a redpat ratelimit (got string)", "a string among the limiters")
+    -- a boolean is not an integer (Python's bool is an int: refused there too)
+    eq(raises(r.check, r, "u", true), "cost must be an integer (got boolean)", "boolean cost")
+    eq(raises(c.ratelimiter, c, "b", { limit = true, window = 1000 }),
+        "limit must be an integer (got boolean)", "boolean limit")
+    eq(raises(r.batch, r, { "a", "b" }, { 1, false }), "costs[2] must be an integer (got boolean)",
+        "boolean cost in a list")
+    -- the same limiter twice in one multi check, counted from 1 as Lua counts
+    eq(message(c:ratelimit_multi({ r, assert(c:ratelimiter("w2", { limit = 2, window = 1000 })), r }, "u")),
+        'limiters[3] is the same limiter as limiters[1] (name "words"): one check cannot count it twice',
+        "the same limiter twice")
     eq(raises(c.ratelimiter, c, "x", { algorithm = 1, limit = 5, window = 1000 }),
         "algorithm must be a string (got number)", "enum by name")
     eq(admin:command("EXISTS", "lt:lock:{x}", "lt:rl:words:{u}"), 0, "nothing reached Redis")

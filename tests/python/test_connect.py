@@ -84,3 +84,47 @@ def test_restarted_server_is_reconnected(server: RedisServer, roundtrip: Any) ->
     assert roundtrip(server.url) == server.url.encode()
     server.restart()
     assert roundtrip(server.url) == server.url.encode()
+
+
+@pytest.mark.parametrize("roundtrip", [sync_roundtrip, async_roundtrip])
+@pytest.mark.parametrize("form", ["unix://:s3cret@%s?db=4", "unix://%s?password=s3cret&db=4",
+                                  "unix://%s?db=4&password=s3cr%%65t"])
+def test_unix_socket_with_password(secured: Tuple[RedisServer, str], password: str,
+                                   roundtrip: Any, form: str) -> None:
+    srv, sock = secured
+    url = form % sock
+    assert roundtrip(url) == url.encode()
+    check = redpat.Client("redis://:s3cret@127.0.0.1:%d/4" % srv.port, namespace="conn")
+    assert check.execute_command("GET", "where") == url.encode()
+
+
+@pytest.mark.parametrize("roundtrip", [sync_roundtrip, async_roundtrip])
+def test_unix_socket_wrong_password(secured: Tuple[RedisServer, str], password: str,
+                                    roundtrip: Any) -> None:
+    with pytest.raises(redpat.RedpatError) as info:
+        roundtrip("unix://:wrong@%s" % secured[1])
+    assert "WRONGPASS" in str(info.value) or "invalid" in str(info.value)
+
+
+@pytest.mark.parametrize("roundtrip", [sync_roundtrip, async_roundtrip])
+def test_unix_connect_error_names_the_path(roundtrip: Any) -> None:
+    path = os.path.join(tempfile.mkdtemp(prefix="redpat-nosock-"), "redis.sock")
+    with pytest.raises(redpat.RedpatError) as info:
+        roundtrip("unix://" + path)
+    assert info.value.status == "transport"
+    assert "unix:%s: cannot connect" % path in str(info.value)
+    assert path + "/0" not in str(info.value)  # no database glued to the path
+    with pytest.raises(redpat.RedpatError) as info:
+        roundtrip("unix://%s?db=3" % path)
+    assert "unix:%s?db=3: cannot connect" % path in str(info.value)
+
+
+@pytest.mark.parametrize("url, text", [
+    ("redis://127.0.0.1:6379/0?x=1", "query strings are not supported"),
+    ("unix:///tmp/r.sock?user=x", "unix:// accepts only ?db=N and ?password="),
+    ("unix://:a@/tmp/r.sock?password=b", "gives the password twice"),
+])
+def test_bad_urls(url: str, text: str) -> None:
+    with pytest.raises(redpat.InvalidArgument) as info:
+        redpat.Client(url)
+    assert text in str(info.value)

@@ -135,6 +135,45 @@ def test_multi_is_all_or_nothing(client: redpat.Client) -> None:
         client.ratelimit_multi(["per-second"], "u")  # type: ignore[list-item]
 
 
+def test_multi_refuses_the_same_limiter_twice(client: redpat.Client) -> None:
+    """Issue 11 item 9 of 10 used, the same limiter twice: it was allowed and counted 11."""
+    api = client.ratelimiter("dup", "fixed_window", limit=10, window=60.0)
+    other = client.ratelimiter("other", limit=10, window=60.0)
+    assert api.check("u", cost=9).remaining == 1
+    with pytest.raises(redpat.InvalidArgument, match=r'^limiters\[2\] is the same limiter as '
+                       r'limiters\[0\] \(name "dup"\): one check cannot count it twice$'):
+        client.ratelimit_multi([api, other, api], "u")
+    same_name = client.ratelimiter("dup", "token_bucket", limit=5, window=1.0)  # same keys
+    with pytest.raises(redpat.InvalidArgument, match=r"^limiters\[1\] is the same limiter as "
+                       r"limiters\[0\] "):
+        client.ratelimit_multi([api, same_name], "u")
+    assert client.execute_command("GET", client.namespace + b":rl:dup:{u}") == b"9"
+    assert client.execute_command("EXISTS", client.namespace + b":rl:other:{u}") == 0
+
+
+@pytest.mark.parametrize("call, text", [
+    (lambda c, l: c.ratelimiter("b", limit=True, window=1.0), "limit must be an int, not bool"),
+    (lambda c, l: c.ratelimiter("b", limit=5, window=1.0, burst=False),
+     "burst must be an int, not bool"),
+    (lambda c, l: c.ratelimiter("b", limit=5, window=True), "window must be a number of "
+     "seconds, not bool"),
+    (lambda c, l: l.check("u", cost=True), "cost must be an int, not bool"),
+    (lambda c, l: l.check("u", False), "cost must be an int, not bool"),
+    (lambda c, l: l.batch(["u", "v"], costs=[1, True]), "costs[1] must be an int, not bool"),
+    (lambda c, l: c.ratelimit_multi([l], "u", cost=True), "cost must be an int, not bool"),
+    (lambda c, l: l.limited(key=lambda: "u", cost=True)(lambda: None)(),
+     "cost must be an int, not bool"),
+])
+def test_bools_are_not_integers(client: redpat.Client, call: object, text: str) -> None:
+    """A bool is an int subclass in Python: refused everywhere an integer belongs, naming the
+    argument (cost=True was once taken as 1 while limit=True was a TypeError)."""
+    api = client.ratelimiter("api", limit=5, window=60.0)
+    with pytest.raises(TypeError) as info:
+        call(client, api)  # type: ignore[operator]
+    assert str(info.value) == text
+    assert client.execute_command("EXISTS", client.namespace + b":rl:api:{u}") == 0
+
+
 # -- bad input: the core's checks, naming the argument ------------------------------------
 
 @pytest.mark.parametrize("options, exc, text", [

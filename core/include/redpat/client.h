@@ -22,8 +22,8 @@ typedef struct rp_client rp_client;
 #define RP_CLIENT_ENDPOINTS_MAX 16  /* URLs in one client (Redlock deployments use 3..7) */
 
 typedef struct rp_client_options {
-    /* redis://[[user]:password@]host[:port][/db] or unix:///path/to.sock[?db=N]; several
-     * of them separated by ',' make a client over independent endpoints (Redlock: at most
+    /* redis://[[user]:password@]host[:port][/db] or
+     * unix://[[user]:password@]/path/to.sock[?db=N][&password=...]; several of them separated by ',' make a client over independent endpoints (Redlock: at most
      * RP_CLIENT_ENDPOINTS_MAX; patterns of one instance use the first). NULL: no endpoint
      * at all; the client then only makes ops that need none (local ones). No I/O either
      * way: connections are opened on first use. */

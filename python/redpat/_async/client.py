@@ -43,7 +43,8 @@ def join_urls(url: Url) -> str:
 class Client:
     """A redpat client.
 
-    ``url``: ``redis://[[user]:password@]host[:port][/db]`` or ``unix:///path?db=N``; or
+    ``url``: ``redis://[[user]:password@]host[:port][/db]`` or
+    ``unix://[[user]:password@]/path[?db=N][&password=...]``; or
     several of them (a list or tuple, or one string joining them with ``,``), up to 16:
     independent servers for ``redlock`` (every other pattern uses the first).
     ``namespace`` prefixes every key (``<namespace>:lock:{name}`` ...). Timeouts are in
