@@ -4,27 +4,36 @@
 --       ids); all hash-tagged on the subject, so one slot.
 -- ARGV: cost, N, then per limit: algorithm, limit, window_ms, burst.
 --       algorithms: 1 fixed window, 2 sliding log, 3 sliding window counter,
---       4 token bucket, 5 GCRA. cost 0 peeks: nothing is consumed or written.
+--       4 token bucket, 5 GCRA. cost 0 peeks: nothing is consumed or written, and the
+--       decision is the one a request of cost 1 would get now (refused when exhausted).
 -- Returns {allowed, refused (1-based index of the first limit that refused, 0 if none),
 --          then per limit: limit, remaining, retry_after_ms, reset_after_ms}.
 -- Every limit is evaluated first; only when all allow are they all consumed, so a refusal
 -- consumes nothing anywhere. Every key written gets a TTL.
 local cost = tonumber(ARGV[1])
+local need = math.max(cost, 1) -- what the decision is about: a peek asks about cost 1
 local n = tonumber(ARGV[2])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000 -- ms, microsecond precision
 
 local function ceil(x) if x <= 0 then return 0 end return math.ceil(x) end
 -- counts come from float arithmetic on times: forgive the last bits (2.9999999 is 3)
-local function floor0(x) if x <= 0 then return 0 end return math.floor(x + 1e-6) end
+local EPS = 1e-6
+local function floor0(x) if x <= 0 then return 0 end return math.floor(x + EPS) end
 
--- Each returns allowed, remaining, retry_after, reset_after, commit().
+-- Each returns allowed, remaining, retry_after, reset_after, commit(). retry_after is a
+-- promise: a request of the same cost sent that many ms after the reply is allowed.
 
 local function fixed_window(key, _, limit, window)
     local used = tonumber(redis.call('GET', key) or '0')
+    -- Redis keeps a key through the millisecond in which PTTL reads 0, so a key is gone
+    -- PTTL + 1 ms after the read, and one written with PX life lives life + 1 ms: the
+    -- window's key gets PX window - 1, so the window lasts window ms (2 when window is 1)
+    local life = math.max(window - 1, 1)
     local ttl = redis.call('PTTL', key)
-    if ttl < 0 then used = 0; ttl = window end
-    if used + cost > limit then
+    if ttl < 0 then used = 0; ttl = life end
+    ttl = ttl + 1
+    if used + need > limit then
         -- (0, not less, when more was used than a lowered limit now allows)
         return false, math.max(0, limit - used), ttl, ttl, nil
     end
@@ -32,7 +41,7 @@ local function fixed_window(key, _, limit, window)
     if used == 0 and cost == 0 then reset = 0 end -- a peek at an unused window
     return true, limit - used - cost, 0, reset, function()
         if used == 0 then
-            redis.call('SET', key, cost, 'PX', window)
+            redis.call('SET', key, cost, 'PX', life)
         else
             redis.call('INCRBY', key, cost)
         end
@@ -42,9 +51,9 @@ end
 local function sliding_log(key, seqkey, limit, window)
     redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
     local count = redis.call('ZCARD', key)
-    if count + cost > limit then
+    if count + need > limit then
         -- wait until enough of the oldest entries have left the window
-        local oldest = redis.call('ZRANGE', key, count + cost - limit - 1, count + cost - limit - 1, 'WITHSCORES')
+        local oldest = redis.call('ZRANGE', key, count + need - limit - 1, count + need - limit - 1, 'WITHSCORES')
         local newest = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
         return false, math.max(0, limit - count), ceil(tonumber(oldest[2]) + window - now),
             ceil(tonumber(newest[2]) + window - now), nil
@@ -82,14 +91,14 @@ local function sliding_window(key, _, limit, window)
         if count > 0 then return left + window elseif prev > 0 then return left end
         return 0
     end
-    if estimate + cost > limit then
+    if estimate + need > limit + EPS then
         local retry
-        if cur + cost <= limit then
+        if cur + need <= limit then
             -- later in this window the previous window's weight has shrunk enough
-            retry = left - (limit - cur - cost) * window / prev
+            retry = left - (limit - cur - need) * window / prev
         else
             -- in the next window, this window's count is the one that fades
-            retry = left + math.max(0, window - (limit - cost) * window / cur)
+            retry = left + math.max(0, window - (limit - need) * window / cur)
         end
         return false, floor0(limit - estimate), ceil(retry), ceil(reset_with(cur)), nil
     end
@@ -105,8 +114,8 @@ local function token_bucket(key, _, limit, window, burst)
     local tokens, ts = tonumber(h[1]), tonumber(h[2])
     if tokens == nil or ts == nil then tokens, ts = burst, now end
     tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
-    if tokens < cost then
-        return false, floor0(tokens), ceil((cost - tokens) / rate), ceil((burst - tokens) / rate), nil
+    if tokens + EPS < need then
+        return false, floor0(tokens), ceil((need - tokens) / rate), ceil((burst - tokens) / rate), nil
     end
     local after = tokens - cost
     return true, floor0(after), 0, ceil((burst - after) / rate), function()
@@ -124,13 +133,13 @@ local function gcra(key, _, limit, window, burst)
     local interval = window / limit -- ms between requests at the sustained rate
     local tat = tonumber(redis.call('GET', key) or '0')
     if tat < now then tat = now end
-    local new_tat = tat + interval * cost
-    local allow_at = new_tat - interval * burst
+    local allow_at = tat + interval * (need - burst) -- when a request of cost need fits
     if now < allow_at then
         return false, floor0((now - (tat - interval * burst)) / interval), ceil(allow_at - now),
             ceil(tat - now), nil
     end
-    return true, floor0((now - allow_at) / interval), 0, ceil(new_tat - now), function()
+    local new_tat = tat + interval * cost
+    return true, floor0((now - (new_tat - interval * burst)) / interval), 0, ceil(new_tat - now), function()
         if new_tat > now then
             redis.call('SET', key, string.format('%.3f', new_tat), 'PX', ceil(new_tat - now))
         end

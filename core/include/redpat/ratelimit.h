@@ -100,8 +100,11 @@ typedef struct rp_ratelimit_decision {
                                                    short); else "" */
 } rp_ratelimit_decision;
 
-/* Check (and consume cost for) subject. cost 0 peeks without consuming; cost above the
- * limit (burst) is rejected as RP_EINVAL, since it could never be allowed.
+/* Check (and consume cost for) subject. cost 0 peeks without consuming: the decision is
+ * the one a request of cost 1 would get now (an exhausted subject peeks as refused, with
+ * its retry_after). Sleeping retry_after then retrying the same cost is allowed (unless
+ * others used the allowance meanwhile). cost above the limit (burst) is rejected as
+ * RP_EINVAL, since it could never be allowed.
  * subject: 1..65536 bytes, binary-safe. */
 int rp_ratelimit_check_op(rp_op **out, rp_ratelimit *limiter, const void *subject,
                           size_t subject_len, int64_t cost, rp_error *err);
