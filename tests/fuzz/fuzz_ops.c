@@ -1147,7 +1147,10 @@ static void feed_target(fz *z, rp_op *op, size_t round, size_t node, fz_target *
     if (rc == RP_OK && got < want && !t->listening)
         fz_violation(z->opname, "rp_op_feed said all replies are in, but the stream holds only "
                      "%zu of the %zu owed", got, want);
-    t->complete = rc == RP_OK;
+    /* a "-ERR Protocol error" reply fails its node (Redis closes the connection after it),
+     * yet it is a whole reply: the command did not run */
+    t->complete = rc == RP_OK || (rc == RP_EREPLY && got == want && got > 0 &&
+                                  fzr_is(parsed[got - 1], RP_REPLY_ERROR));
     if (rc == RP_MORE) {
         t->failed = 1;
         rp_op_fail_node(op, node, t->listening ? RP_ETRANSPORT : RP_ETIMEOUT,
