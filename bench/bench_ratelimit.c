@@ -77,11 +77,14 @@ static long long evalsha_calls(redisContext *c)
     return n;
 }
 
-/* The floor's arguments for one check: exactly what redpat sends for a single limit. */
+/* The floor's arguments for one check: exactly what redpat sends for a single limit (the
+ * sequence key only for a sliding log, the burst only for a bucket whose burst is not its
+ * limit). */
 typedef struct raw_check {
     char key[120], seq[128], args[6][24];
     const char *argv[11];
     size_t lens[11];
+    int argc;
 } raw_check;
 
 static void raw_prepare(raw_check *rc, const char *sha, int algo, const char *subject)
@@ -95,14 +98,16 @@ static void raw_prepare(raw_check *rc, const char *sha, int algo, const char *su
     snprintf(rc->args[3], 24, "1000000000");
     snprintf(rc->args[4], 24, "60000");
     snprintf(rc->args[5], 24, "1000000000");
-    rc->argv[0] = "EVALSHA";
-    rc->argv[1] = sha;
-    rc->argv[2] = "2";
-    rc->argv[3] = rc->key;
-    rc->argv[4] = rc->seq;
-    for (i = 0; i < 6; i++)
-        rc->argv[5 + i] = rc->args[i];
-    for (i = 0; i < 11; i++)
+    rc->argc = 0;
+    rc->argv[rc->argc++] = "EVALSHA";
+    rc->argv[rc->argc++] = sha;
+    rc->argv[rc->argc++] = algo == 2 ? "2" : "1";
+    rc->argv[rc->argc++] = rc->key;
+    if (algo == 2)
+        rc->argv[rc->argc++] = rc->seq;
+    for (i = 0; i < 5; i++) /* (the burst, 6th, is the limit here: not sent) */
+        rc->argv[rc->argc++] = rc->args[i];
+    for (i = 0; i < rc->argc; i++)
         rc->lens[i] = strlen(rc->argv[i]);
 }
 
@@ -211,7 +216,7 @@ int main(int argc, char **argv)
                         die("check: %s", e.message);
                 t1 = now_us();
                 for (i = 0; i < chunk; i++) {
-                    redisReply *x = redisCommandArgv(raw, 11, rc.argv, rc.lens);
+                    redisReply *x = redisCommandArgv(raw, rc.argc, rc.argv, rc.lens);
                     if (!x || x->type != REDIS_REPLY_ARRAY)
                         die("raw check failed");
                     freeReplyObject(x);
@@ -236,7 +241,8 @@ int main(int argc, char **argv)
             rp_op_free(op);
             t1 = now_us();
             for (i = 0; i < BATCH; i++)
-                redisAppendCommandArgv(raw, 11, batch_raw_args[i].argv, batch_raw_args[i].lens);
+                redisAppendCommandArgv(raw, batch_raw_args[i].argc, batch_raw_args[i].argv,
+                                       batch_raw_args[i].lens);
             for (i = 0; i < BATCH; i++) {
                 void *x;
                 if (redisGetReply(raw, &x) != REDIS_OK)

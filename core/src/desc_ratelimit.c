@@ -10,8 +10,9 @@
                        RP_ARG_SELF | RP_ARG_REQUIRED, 0, 0, 0, 0, 0, NULL, "the limiter" }
 #define SUBJECT { "subject", RP_TYPE_BYTES, RP_TYPE_NONE, RP_KIND_NONE, RP_ARG_REQUIRED, 0, 1, \
                   RP_RATELIMIT_SUBJECT_MAX, 0, 0, NULL, "who is limited (a user id, an IP, ...)" }
-#define COST { "cost", RP_TYPE_INT, RP_TYPE_NONE, RP_KIND_NONE, 0, 1, 0, RP_DESC_EXACT_MAX, 0, 0, \
-               NULL, "how much the request consumes (0: peek without consuming)" }
+#define COST { "cost", RP_TYPE_INT, RP_TYPE_NONE, RP_KIND_NONE, 0, 1, 0, RP_RATELIMIT_COUNT_MAX, \
+               0, 0, NULL, "how much the request consumes (0: peek without consuming; sliding_log: " \
+               "at most 65536, one log entry each)" }
 
 /* The names ratelimit.c parses: choice i is algorithm value i + 1, on_error value i. */
 #define ALGORITHM_GCRA_INDEX (RP_RATELIMIT_GCRA - 1)
@@ -27,12 +28,14 @@ static const rp_arg_desc new_args[] = {
       RP_RATELIMIT_NAME_MAX, 0, 0, NULL, "keeps limiters apart in Redis (no '{', '}' or NUL)" },
     { "algorithm", RP_TYPE_ENUM, RP_TYPE_NONE, RP_KIND_NONE, 0, ALGORITHM_GCRA_INDEX, 0, 0, 0, 0,
       rp_ratelimit__algorithms, "how requests are counted (see ratelimit.h for which to choose)" },
-    { "limit", RP_TYPE_INT, RP_TYPE_NONE, RP_KIND_NONE, RP_ARG_REQUIRED, 0, 1, RP_DESC_EXACT_MAX,
-      0, 0, NULL, "requests allowed per window (the sustained rate)" },
+    { "limit", RP_TYPE_INT, RP_TYPE_NONE, RP_KIND_NONE, RP_ARG_REQUIRED, 0, 1,
+      RP_RATELIMIT_COUNT_MAX, 0, 0, NULL,
+      "requests allowed per window (the sustained rate)" },
     { "window", RP_TYPE_MS, RP_TYPE_NONE, RP_KIND_NONE, RP_ARG_REQUIRED, 0, 1,
-      RP_DESC_EXACT_MAX, 0, 0, NULL, "the window the limit applies to" },
-    { "burst", RP_TYPE_INT, RP_TYPE_NONE, RP_KIND_NONE, 0, 0, 0, RP_DESC_EXACT_MAX, 0, 0, NULL,
-      "token_bucket and gcra: most requests at once (0: the limit)" },
+      RP_RATELIMIT_WINDOW_MS_MAX, 0, 0, NULL, "the window the limit applies to" },
+    { "burst", RP_TYPE_INT, RP_TYPE_NONE, RP_KIND_NONE, 0, 0, 0, RP_RATELIMIT_COUNT_MAX, 0, 0,
+      NULL, "token_bucket and gcra: most requests at once (0: the limit); burst * window / "
+      "limit, a full burst's refill, at most 2^40 ms" },
     { "on_error", RP_TYPE_ENUM, RP_TYPE_NONE, RP_KIND_NONE, 0, 0, 0, 0, 0, 0,
       rp_ratelimit__on_errors,
       "what a check answers when Redis fails: raise, or allow / refuse marked degraded" },
@@ -53,6 +56,17 @@ static int limiter_make(void **out, const rp_value *a, const rp_naming *nm, rp_e
                              "(got %" PRId64 " with %s)", rp_desc__arg_name(nm, d, NEW_BURST),
                              rp_desc__arg_name(nm, d, NEW_ALGORITHM), o.burst,
                              rp_ratelimit__algorithms[a[NEW_ALGORITHM].i]);
+    /* the bound across arguments (ratelimit.c says why), named and in units as given */
+    if (o.burst > 0 && rp_ratelimit__refill_too_long(o.burst, o.window_ms, o.limit)) {
+        char most[RP_DESC_DURATION_CHARS], window[RP_DESC_DURATION_CHARS];
+        return rp_error__set(err, RP_EINVAL, "%s * %s / %s, the time a full burst takes to "
+                             "refill, must be <= %s (got %" PRId64 " * %s / %" PRId64 ")",
+                             rp_desc__arg_name(nm, d, NEW_BURST),
+                             rp_desc__arg_name(nm, d, NEW_WINDOW),
+                             rp_desc__arg_name(nm, d, NEW_LIMIT),
+                             rp_desc__duration(nm, RP_RATELIMIT_WINDOW_MS_MAX, most), o.burst,
+                             rp_desc__duration(nm, o.window_ms, window), o.limit);
+    }
     return rp_ratelimit_new((rp_ratelimit **)out, a[0].handle, a[NEW_NAME].bytes,
                             a[NEW_NAME].len, &o, err);
 }
@@ -63,7 +77,8 @@ static const rp_field_desc decision_fields[] = {
     { "allowed", RP_TYPE_BOOL, "the request is allowed (and its cost consumed)" },
     { "limit", RP_TYPE_INT, "the limit that decided (the burst for token_bucket and gcra)" },
     { "remaining", RP_TYPE_INT, "requests of cost 1 still allowed now" },
-    { "retry_after", RP_TYPE_MS, "0 when allowed; else when this request would be allowed" },
+    { "retry_after", RP_TYPE_MS, "0 when allowed; else when this request would be allowed (a "
+      "peek, cost 0, answers for a request of cost 1)" },
     { "reset_after", RP_TYPE_MS, "until the limiter is back to its full allowance" },
     { "refused_by", RP_TYPE_INT, "multi-limit: the index of the limit that refused; else -1" },
     { "degraded", RP_TYPE_BOOL, "Redis failed and the on_error policy decided" },
@@ -135,7 +150,8 @@ static const rp_arg_desc batch_args[] = {
     { "subjects", RP_TYPE_LIST, RP_TYPE_BYTES, RP_KIND_NONE, RP_ARG_REQUIRED, 0, 1, INT64_MAX,
       1, RP_RATELIMIT_SUBJECT_MAX, NULL, "the subjects, one check each" },
     { "costs", RP_TYPE_LIST, RP_TYPE_INT, RP_KIND_NONE, 0, 0, 1, INT64_MAX, 0,
-      RP_DESC_EXACT_MAX, NULL, "one cost per subject (absent: all 1)" },
+      RP_RATELIMIT_COUNT_MAX, NULL, "one cost per subject (absent: all 1; sliding_log: each at "
+      "most 65536)" },
 };
 
 static int batch_begin(rp_op **out, const rp_value *a, const rp_naming *nm, rp_error *err)

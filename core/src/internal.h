@@ -68,6 +68,9 @@ RP_INTERNAL const rp_ratelimit_decision *rp_ratelimit__decision(const rp_op *op,
  * two of the limiters share a name, so their keys: a multi check may count each only once. */
 RP_INTERNAL int rp_ratelimit__check_distinct(rp_ratelimit *const *limiters, size_t count,
                                              const char *arg, size_t index_base, rp_error *err);
+/* Whether burst * window_ms / limit (a full burst's refill) exceeds
+ * RP_RATELIMIT_WINDOW_MS_MAX; all three > 0 and within their bounds (ratelimit.h). */
+RP_INTERNAL int rp_ratelimit__refill_too_long(int64_t burst, int64_t window_ms, int64_t limit);
 
 /* --- locks: when the handle's hold began and was last renewed (monotonic ms of the
  * requests' sending; 0 when not held), for the renewal plan --- */

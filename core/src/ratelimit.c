@@ -88,6 +88,38 @@ static int bucket_like(rp_ratelimit_algorithm a)
     return a == RP_RATELIMIT_TOKEN_BUCKET || a == RP_RATELIMIT_GCRA;
 }
 
+/* Why the bounds (ratelimit.h) are what the script computes exactly. Redis' Lua numbers
+ * are doubles (integers exact up to 2^53), redis.call sends a number as "%.17g" (1e17 and
+ * up become "1e+17": "value is not an integer"), and an integer reply is the double cast.
+ * - Counts: the script adds two counts (used + cost, count + cost, estimate + cost, tokens
+ *   against cost): each <= 2^52 keeps every such sum <= 2^53, exact.
+ * - Times: the server clock now < 2^42 ms until 2109; the script adds at most two windows
+ *   to it (sliding window: the next window's end, a 2-window TTL) or one full-burst refill
+ *   (token bucket: the TTL; GCRA: now + interval * burst). Windows and refills <= 2^40 ms
+ *   keep every time < 2^43 ms, where a double's step is 2^-10 ms, finer than the clock's
+ *   microsecond, and every TTL, retry_after and reset_after an integer <= 2^41, far below
+ *   2^53 and what PX / PEXPIRE accept. A count GCRA derives from a time (offset / interval)
+ *   is then off by at most refill * 2^-52 <= 2^-12 ms worth of requests: below the clock.
+ * - Sliding log: one sorted-set member per unit of cost, all added by one script, which
+ *   blocks Redis meanwhile: 2^16 members take ~0.3 s on a loaded 2-core machine, 2^18 ~2 s
+ *   (the default command_timeout: the check fails and Redis answers BUSY to everyone). */
+#define REFILL_MS_MAX RP_RATELIMIT_WINDOW_MS_MAX
+
+/* Whether burst * window_ms / limit > REFILL_MS_MAX, exactly: the product needs 93 bits,
+ * so it is compared as two 64-bit halves (all three are positive and bounded above). */
+int rp_ratelimit__refill_too_long(int64_t burst, int64_t window_ms, int64_t limit)
+{
+    const uint64_t lo32 = 0xffffffffu;
+    uint64_t a = (uint64_t)burst, b = (uint64_t)window_ms;
+    uint64_t p00 = (a & lo32) * (b & lo32), p01 = (a & lo32) * (b >> 32);
+    uint64_t p10 = (a >> 32) * (b & lo32), p11 = (a >> 32) * (b >> 32);
+    uint64_t mid = (p00 >> 32) + (p01 & lo32) + (p10 & lo32);
+    uint64_t hi = p11 + (p01 >> 32) + (p10 >> 32) + (mid >> 32), lo = (mid << 32) | (p00 & lo32);
+    /* limit * 2^40, REFILL_MS_MAX being 2^40 */
+    uint64_t rhi = (uint64_t)limit >> 24, rlo = (uint64_t)limit << 40;
+    return hi > rhi || (hi == rhi && lo > rlo);
+}
+
 int rp_ratelimit_new(rp_ratelimit **out, rp_client *client, const void *name, size_t len,
                      const rp_ratelimit_options *o, rp_error *err)
 {
@@ -105,13 +137,22 @@ int rp_ratelimit_new(rp_ratelimit **out, rp_client *client, const void *name, si
         return rp_error__set(err, RP_EINVAL, "limiter name must not contain NUL bytes");
     if (!rp_ratelimit_algorithm_name(o->algorithm))
         return rp_error__set(err, RP_EINVAL, "algorithm %d is not a rate limit algorithm", (int)o->algorithm);
-    if (o->limit <= 0)
-        return rp_error__set(err, RP_EINVAL, "limit must be > 0 (got %" PRId64 ")", o->limit);
-    if (o->window_ms <= 0)
-        return rp_error__set(err, RP_EINVAL, "window must be > 0 ms (got %" PRId64 ")", o->window_ms);
-    if (o->burst < 0 || (o->burst > 0 && !bucket_like(o->algorithm)))
-        return rp_error__set(err, RP_EINVAL, "burst must be >= 0, and 0 unless the algorithm "
-                             "is token_bucket or gcra (got %" PRId64 ")", o->burst);
+    if (o->limit <= 0 || o->limit > RP_RATELIMIT_COUNT_MAX)
+        return rp_error__set(err, RP_EINVAL, "limit must be 1..%" PRId64 " (got %" PRId64 ")",
+                             RP_RATELIMIT_COUNT_MAX, o->limit);
+    if (o->window_ms <= 0 || o->window_ms > RP_RATELIMIT_WINDOW_MS_MAX)
+        return rp_error__set(err, RP_EINVAL, "window must be 1..%" PRId64 " ms (got %" PRId64
+                             ")", RP_RATELIMIT_WINDOW_MS_MAX, o->window_ms);
+    if (o->burst < 0 || o->burst > RP_RATELIMIT_COUNT_MAX ||
+        (o->burst > 0 && !bucket_like(o->algorithm)))
+        return rp_error__set(err, RP_EINVAL, "burst must be 0..%" PRId64 ", and 0 unless the "
+                             "algorithm is token_bucket or gcra (got %" PRId64 ")",
+                             RP_RATELIMIT_COUNT_MAX, o->burst);
+    if (o->burst > 0 && rp_ratelimit__refill_too_long(o->burst, o->window_ms, o->limit))
+        return rp_error__set(err, RP_EINVAL, "burst * window / limit, the time a full burst "
+                             "takes to refill, must be <= %" PRId64 " ms (got %" PRId64 " * %"
+                             PRId64 " ms / %" PRId64 ")", REFILL_MS_MAX, o->burst,
+                             o->window_ms, o->limit);
     if (!rp_ratelimit_on_error_name(o->on_error))
         return rp_error__set(err, RP_EINVAL, "on_error must be report, fail_open or fail_closed");
     rl = rp_alloc__calloc(rp_client__allocator(client), 1, sizeof *rl);
@@ -158,6 +199,11 @@ static int check_cost(const rp_ratelimit *rl, int64_t cost, rp_error *err)
         return rp_error__set(err, RP_EINVAL, "cost %" PRId64 " is above the limit %" PRId64
                              " of limiter %s: it could never be allowed", cost, capacity(rl),
                              rl->pattern + PATTERN_PREFIX_LEN);
+    if (rl->o.algorithm == RP_RATELIMIT_SLIDING_LOG && cost > RP_RATELIMIT_LOG_COST_MAX)
+        return rp_error__set(err, RP_EINVAL, "cost must be <= %" PRId64 " with sliding_log "
+                             "limiter %s, which adds one log entry per unit of cost (got %"
+                             PRId64 ")", RP_RATELIMIT_LOG_COST_MAX,
+                             rl->pattern + PATTERN_PREFIX_LEN, cost);
     return RP_OK;
 }
 
@@ -182,6 +228,15 @@ static int queue_check(rp_op *op, const check_call *call, const void *subject, s
     size_t i, k = 0, a = 0;
     int rc = RP_OK;
     const rp_allocator *al = rp_client__allocator(rp_op__client(op));
+    /* Every key and argument costs the server a Lua string per call (the script's time caps
+     * a fleet's checks): a single limit sends its sequence key only for a sliding log (its
+     * member ids) and its burst only for a bucket whose burst is not its limit (the script
+     * reads no other, and takes a burst not sent as the limit). */
+    int single = call->nlimits == 1;
+    rp_ratelimit_algorithm algo0 = call->limits[0]->o.algorithm;
+    size_t nkeys = single && algo0 != RP_RATELIMIT_SLIDING_LOG ? 1 : 2 * call->nlimits;
+    int with_burst = !single || (bucket_like(algo0) &&
+                                 call->limits[0]->o.burst != call->limits[0]->o.limit);
     memset(keys, 0, sizeof keys);
     for (i = 0; i < call->nlimits && rc == RP_OK; i++) {
         const rp_ratelimit *rl = call->limits[i];
@@ -190,7 +245,7 @@ static int queue_check(rp_op *op, const check_call *call, const void *subject, s
             rc = rp_op__fail(op, RP_ENOMEM, "out of memory building keys");
     }
     if (rc == RP_OK) {
-        for (i = 0; i < 2 * call->nlimits; i++, k++) {
+        for (i = 0; i < nkeys; i++, k++) {
             argv[k] = keys[i].data;
             lens[k] = keys[i].len;
         }
@@ -202,14 +257,15 @@ static int queue_check(rp_op *op, const check_call *call, const void *subject, s
             NUM(o->algorithm);
             NUM(o->limit);
             NUM(o->window_ms);
-            NUM(o->burst);
+            if (with_burst)
+                NUM(o->burst);
         }
 #undef NUM
         for (i = 0; i < a; i++, k++) {
             argv[k] = nums[i];
             lens[k] = numlens[i];
         }
-        rc = rp_op__script(op, 0, "ratelimit", (int)(2 * call->nlimits), (int)a, argv, lens);
+        rc = rp_op__script(op, 0, "ratelimit", (int)nkeys, (int)a, argv, lens);
     }
     for (i = 0; i < KEYS; i++)
         rp_buf__free(al, &keys[i]);

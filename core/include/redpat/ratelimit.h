@@ -47,10 +47,13 @@ typedef enum rp_ratelimit_on_error {
 
 typedef struct rp_ratelimit_options {
     rp_ratelimit_algorithm algorithm;
-    int64_t limit;     /* > 0: requests allowed per window (the sustained rate) */
-    int64_t window_ms; /* > 0 */
+    int64_t limit;     /* 1..RP_RATELIMIT_COUNT_MAX: requests allowed per window (the
+                          sustained rate) */
+    int64_t window_ms; /* 1..RP_RATELIMIT_WINDOW_MS_MAX */
     int64_t burst;     /* token bucket and GCRA: most requests at once (the bucket's
-                          capacity); 0 means limit. Must be 0 for the other algorithms. */
+                          capacity), 0..RP_RATELIMIT_COUNT_MAX; 0 means limit. Must be 0
+                          for the other algorithms. burst * window_ms / limit, the time a
+                          full burst takes to refill, is at most RP_RATELIMIT_WINDOW_MS_MAX. */
     rp_ratelimit_on_error on_error;
 } rp_ratelimit_options;
 
@@ -71,6 +74,11 @@ const char *rp_ratelimit_on_error_name(rp_ratelimit_on_error on_error);    /* NU
 #define RP_RATELIMIT_NAME_MAX 128     /* bytes in a limiter's name */
 #define RP_RATELIMIT_SUBJECT_MAX 65536 /* bytes in a subject */
 #define RP_RATELIMIT_MULTI_MAX 8      /* limiters in one multi check (bounds the script argv) */
+/* The most the script (Lua doubles, numbers sent to Redis as "%.17g") computes exactly:
+ * counts (limit, burst, cost) and windows; ratelimit.c says why. */
+#define RP_RATELIMIT_COUNT_MAX ((int64_t)1 << 52)     /* limit, burst, cost */
+#define RP_RATELIMIT_WINDOW_MS_MAX ((int64_t)1 << 40) /* ~34.8 years; also a burst's refill */
+#define RP_RATELIMIT_LOG_COST_MAX ((int64_t)1 << 16) /* sliding log: an entry per unit of cost */
 
 /* The name (1..RP_RATELIMIT_NAME_MAX bytes, no '{', '}' or NUL) keeps limiters of one
  * client apart in Redis. No I/O. The client is borrowed and must outlive the limiter. */
@@ -104,7 +112,8 @@ typedef struct rp_ratelimit_decision {
  * the one a request of cost 1 would get now (an exhausted subject peeks as refused, with
  * its retry_after). Sleeping retry_after then retrying the same cost is allowed (unless
  * others used the allowance meanwhile). cost above the limit (burst) is rejected as
- * RP_EINVAL, since it could never be allowed.
+ * RP_EINVAL, since it could never be allowed; so is a sliding log cost above
+ * RP_RATELIMIT_LOG_COST_MAX (one log entry per unit, all added by one script).
  * subject: 1..65536 bytes, binary-safe. */
 int rp_ratelimit_check_op(rp_op **out, rp_ratelimit *limiter, const void *subject,
                           size_t subject_len, int64_t cost, rp_error *err);
