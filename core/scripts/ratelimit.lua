@@ -84,7 +84,9 @@ if ARGV[2] == '1' and cost > 0 then
                 local args = {}
                 for j = 1, cost do
                     args[#args + 1] = now_us
-                    args[#args + 1] = us .. '.0' .. (seq + j)
+                    -- %d: a number concatenated is written with %.14g, which repeats
+                    -- itself past 1e14 (ids would collide and the log under-count)
+                    args[#args + 1] = us .. '.0' .. string.format('%d', seq + j)
                     if #args >= 1000 then redis.call('ZADD', key, unpack(args)); args = {} end
                 end
                 if #args > 0 then redis.call('ZADD', key, unpack(args)) end
@@ -239,7 +241,8 @@ local function sliding_log(key, seqkey, limit, window)
         local args = {}
         for i = 1, cost do
             args[#args + 1] = now_us
-            args[#args + 1] = t[1] .. string.sub('000000', #t[2] + 1) .. t[2] .. '.0' .. (seq + i)
+            args[#args + 1] = t[1] .. string.sub('000000', #t[2] + 1) .. t[2] .. '.0'
+                .. string.format('%d', seq + i) -- %d: exact to 2^53 (a concatenated number is %.14g)
             if #args >= 1000 then redis.call('ZADD', key, unpack(args)); args = {} end
         end
         if #args > 0 then redis.call('ZADD', key, unpack(args)) end
