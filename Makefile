@@ -33,7 +33,7 @@ test-c: build
 	python3 $(ROOT)/scripts/gen_matrix_doc.py --check $(BUILD)/describe_json
 	cd $(BUILD) && ctest --output-on-failure -j1 -E '^matrix_c$$' 2>&1 | tee $(LOGS)/test-c.log
 	$(MATRIX_HARNESS) $(BUILD)/matrix_runner $(ROOT)/tests/matrix 2>&1 | tee $(LOGS)/matrix-c.log
-	sh $(ROOT)/scripts/install_check.sh $(BUILD)
+	sh $(ROOT)/scripts/install_check.sh $(BUILD) 2>&1 | tee $(LOGS)/readme-c.log
 
 # Rewrites tests/matrix/README.md's op table from the core's descriptors (test-c checks it).
 matrix-doc: build

@@ -1,10 +1,11 @@
 -- The redpat rock: the C core + the generic Lua glue over its op descriptors (redpat.core)
 -- + the Lua layer (methods made from the descriptors, idiom, the OpenResty driver).
--- Build from the repository root (make builds it for Lua 5.4 and LuaJIT: mk/lua.mk):
---   sh core/scripts/embed.sh build/lua/gen/rp_scripts_gen.c     # embeds core/scripts/*.lua
---   luarocks make lua/redpat-0.1.0-1.rockspec                   # Lua 5.4
+-- One command builds and installs it from a checkout (README, "Install with LuaRocks"):
+--   luarocks --lua-version 5.4 make lua/redpat-0.1.0-1.rockspec                # Lua 5.4
 --   luarocks --lua-version 5.1 make lua/redpat-0.1.0-1.rockspec \
---       LUA_INCDIR=/usr/include/luajit-2.1                      # LuaJIT 2.1 / OpenResty
+--       LUA_INCDIR=/usr/include/luajit-2.1                                      # LuaJIT 2.1 / OpenResty
+-- make test builds both that way in clean copies of the tree and installs a packed source
+-- rock in a fresh tree (mk/lua.mk, scripts/readme_recipes.sh).
 rockspec_format = "3.0"
 package = "redpat"
 version = "0.1.0-1"
@@ -29,46 +30,36 @@ external_dependencies = {
       header = "hiredis/hiredis.h",
       library = "hiredis",
    },
+   -- TLS (rediss://) of the blocking transport: core/src/tls.c
+   OPENSSL = {
+      header = "openssl/ssl.h",
+      library = "ssl",
+   },
 }
 build = {
-   type = "builtin",
-   modules = {
-      ["redpat"] = "lua/redpat/init.lua",
-      ["redpat.cosocket"] = "lua/redpat/cosocket.lua",
-      ["redpat.core"] = {
-         sources = {
-            "lua/redpat_core.c",
-            "core/src/alloc.c",
-            "core/src/client.c",
-            "core/src/command.c",
-            "core/src/desc_client.c",
-            "core/src/desc_lock.c",
-            "core/src/desc_pubsub.c",
-            "core/src/desc_ratelimit.c",
-            "core/src/desc_using.c",
-            "core/src/describe.c",
-            "core/src/drive.c",
-            "core/src/error.c",
-            "core/src/fence.c",
-            "core/src/key.c",
-            "core/src/lock.c",
-            "core/src/lock_using.c",
-            "core/src/op.c",
-            "core/src/pubsub.c",
-            "core/src/random.c",
-            "core/src/ratelimit.c",
-            "core/src/redlock.c",
-            "core/src/reply.c",
-            "core/src/reply_check.c",
-            "core/src/script.c",
-            "core/src/sha1.c",
-            "core/src/transport_hiredis.c",
-            "core/src/url.c",
-            "build/lua/gen/rp_scripts_gen.c",
-         },
-         incdirs = { "core/include", "core/src", "$(HIREDIS_INCDIR)" },
-         libdirs = { "$(HIREDIS_LIBDIR)" },
-         libraries = { "hiredis", "pthread" }, -- pthread: drive.c's helper thread
+   -- "make", not "builtin": builtin cannot run the generator that embeds the Redis-side
+   -- scripts (core/scripts/embed.sh) and leaves an object beside every source (core/src/*.o
+   -- in a checkout). lua/rock.mk compiles every core/src/*.c with the glue in one compiler
+   -- run straight into the install directory, so nothing is written into the source directory.
+   type = "make",
+   makefile = "lua/rock.mk",
+   build_pass = false, -- the install pass compiles: there is nothing to build beforehand
+   build_variables = { CFLAGS = "$(CFLAGS)" }, -- unused, quiets LuaRocks' "CFLAGS not passed"
+   install_variables = {
+      CC = "$(CC)",
+      CFLAGS = "$(CFLAGS)",
+      LIBFLAG = "$(LIBFLAG)",
+      LUA_INCDIR = "$(LUA_INCDIR)",
+      LIBDIR = "$(LIBDIR)",
+      -- the external_dependencies above: one -I and one -L -l per library
+      DEP_CFLAGS = "-I$(HIREDIS_INCDIR) -I$(OPENSSL_INCDIR)",
+      DEP_LIBS = "-L$(HIREDIS_LIBDIR) -lhiredis -L$(OPENSSL_LIBDIR) -lssl -lcrypto"
+         .. " -lpthread", -- pthread: drive.c's helper thread
+   },
+   install = {
+      lua = {
+         ["redpat"] = "lua/redpat/init.lua",
+         ["redpat.cosocket"] = "lua/redpat/cosocket.lua",
       },
    },
 }
