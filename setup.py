@@ -17,9 +17,10 @@ from setuptools.command.build_py import build_py as _build_py
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 HIREDIS_HELP = (
-    "redpat needs the hiredis C library and its headers, found through pkg-config.\n"
-    "On Debian/Ubuntu: apt-get install libhiredis-dev pkg-config\n"
-    "(elsewhere: install hiredis >= 0.14 with its hiredis.pc, or set PKG_CONFIG_PATH)."
+    "redpat needs the hiredis and OpenSSL C libraries and their headers, found through "
+    "pkg-config.\nOn Debian/Ubuntu: apt-get install libhiredis-dev libssl-dev pkg-config\n"
+    "(elsewhere: install hiredis >= 0.14 and OpenSSL >= 1.1.1 with their .pc files, or set "
+    "PKG_CONFIG_PATH)."
 )
 
 
@@ -28,16 +29,18 @@ def rel(*parts: str) -> str:
 
 
 def hiredis_flags() -> tuple[list[str], list[str]]:
-    """(compile flags, link flags) for hiredis, or a clear error naming the package."""
+    """(compile flags, link flags) for hiredis and OpenSSL (TLS), or a clear error naming the
+    packages."""
     try:
-        cflags = subprocess.run(["pkg-config", "--cflags", "hiredis"], check=True,
+        cflags = subprocess.run(["pkg-config", "--cflags", "hiredis", "openssl"], check=True,
                                 capture_output=True, text=True).stdout
-        libs = subprocess.run(["pkg-config", "--libs", "hiredis"], check=True,
+        libs = subprocess.run(["pkg-config", "--libs", "hiredis", "openssl"], check=True,
                               capture_output=True, text=True).stdout
     except FileNotFoundError:
         sys.exit("error: pkg-config was not found.\n" + HIREDIS_HELP)
     except subprocess.CalledProcessError:
-        sys.exit("error: pkg-config does not know hiredis (is libhiredis-dev installed?).\n"
+        sys.exit("error: pkg-config does not know hiredis or openssl (are libhiredis-dev and "
+                 "libssl-dev installed?).\n"
                  + HIREDIS_HELP)
     return shlex.split(cflags), shlex.split(libs)
 

@@ -22,12 +22,13 @@
  * from, so the handles (and callables) it borrows outlive it. A handle is used by one thread
  * at a time.
  *
- * The blocking path (call, pump) drives ops with drive.h's rp_client_drive / rp_client_pump,
- * the GIL released. Its call hook takes the GIL and calls the op's callable: what it returns
- * goes back to the op (bytes or str as BYTES, anything else as NONE), what it raises is kept
- * and handed to the op as a STATUS (an Exception: RP_ECALLBACK; KeyboardInterrupt and every
- * other BaseException: RP_ECANCELED), and once the op has cleaned up (a lock.using released
- * its lock) the callable's own exception is re-raised as it was. The asyncio path steps ops
+ * The blocking path (call, run, pump) drives ops with drive.h's rp_client_drive /
+ * rp_client_pump, the GIL released (run stops at an op's SLEEPs: RP_DRIVE_PAUSE). Its call
+ * hook takes the GIL and calls the op's callable: what it returns goes back to the op
+ * (bytes or str as BYTES, anything else as NONE), what it raises is kept and handed to the
+ * op as a STATUS (an Exception: RP_ECALLBACK; KeyboardInterrupt and every other
+ * BaseException: RP_ECANCELED), and once the op has cleaned up (a lock.using released its
+ * lock) the callable's own exception is re-raised as it was. The asyncio path steps ops
  * itself (step, feed, fail_node, resume, cancel, ...): python/redpat/_aio.py. */
 %module(package="redpat") _core
 
@@ -142,7 +143,7 @@ static PyObject *rpy_reply(const rp_reply *r) {
     case RP_REPLY_INTEGER: return PyLong_FromLongLong(r->integer);
     case RP_REPLY_NIL: Py_RETURN_NONE;
     case RP_REPLY_BOOL: return PyBool_FromLong(r->integer != 0);
-    case RP_REPLY_ERROR: return rpy_error_object(RP_EREPLY, r->str, r->len);
+    case RP_REPLY_ERROR: return rpy_error_object(rp_reply_error_status(r), r->str, r->len);
     case RP_REPLY_DOUBLE:
         if ((s = PyUnicode_DecodeUTF8(r->str, (Py_ssize_t)r->len, "replace")) == NULL) return NULL;
         item = PyFloat_FromString(s);
@@ -479,6 +480,8 @@ typedef struct rpy_drive {
     PyObject *exc[3];      /* what a callable raised (type, value, traceback), re-raised
                               once the op has ended */
     PyObject *hold;        /* the bytes a callable's result points into */
+    int called;            /* a callable has run (run(): the op is not paused after it) */
+    uint64_t pause_ms;     /* run(): the SLEEP the drive paused at */
     char message[RP_ERROR_MESSAGE_MAX];
 } rpy_drive;
 
@@ -538,6 +541,7 @@ static void rpy_call_hook(void *ud, rp_op *op, size_t arg, const rp_value *value
     int mine = rpy_enter(d, &g);
     PyObject *fn = NULL, *args, *ret = NULL;
     (void)op;
+    d->called = 1;
     if (arg < RP_DESC_ARGS_MAX) fn = d->fn[arg];
     if (PyErr_Occurred())
         ; /* a signal handler raised during a wait (Ctrl-C): that is the call's outcome */
@@ -561,6 +565,17 @@ static void rpy_call_hook(void *ud, rp_op *op, size_t arg, const rp_value *value
     }
     Py_XDECREF(ret);
     rpy_leave(d, mine, g);
+}
+
+/* run()'s sleep hook: pauses the drive at the op's SLEEP (its length noted in d) for the
+ * caller to wait with the connection back in its pool. Once a callable has run (a
+ * lock.using) the op stays on its connection to its end, as call() runs it: what the
+ * callable raised is re-raised when the op has ended. */
+static int rpy_pause(void *ud, uint64_t ms) {
+    rpy_drive *d = (rpy_drive *)ud;
+    if (d->called) return rpy_sleep(ud, ms);
+    d->pause_ms = ms;
+    return RP_DRIVE_PAUSE;
 }
 
 /* Starts a drive in the calling thread (which holds the GIL): releases it. fn: the op's
@@ -852,8 +867,8 @@ static PyObject *rpy_fail_node_unsent(PyObject *self RPY_UNUSED, PyObject *args)
     Py_RETURN_NONE;
 }
 
-/* target(op, node) -> (address, is_unix, host, port, path): where node's requests go;
- * address is the key of connection pools. */
+/* target(op, node) -> (address, is_unix, host, port, path, tls): where node's requests go;
+ * address is the key of connection pools; tls: the url is rediss://. */
 static PyObject *rpy_target(PyObject *self RPY_UNUSED, PyObject *args) {
     Py_ssize_t node;
     rp_endpoint ep;
@@ -861,8 +876,8 @@ static PyObject *rpy_target(PyObject *self RPY_UNUSED, PyObject *args) {
     RPY_OP_ARGS("n:target", &node);
     if (node < 0 || (rc = rp_op_target(op, (size_t)node, &ep)) != RP_OK)
         return rpy_raise(RP_EINVAL, "no such target");
-    return Py_BuildValue("(sNziz)", ep.address, PyBool_FromLong(ep.is_unix), ep.host, ep.port,
-                         ep.path);
+    return Py_BuildValue("(sNzizN)", ep.address, PyBool_FromLong(ep.is_unix), ep.host, ep.port,
+                         ep.path, PyBool_FromLong(ep.tls));
 }
 
 /* handshake(op, node, client) -> Op: what a fresh connection to node's target runs first
@@ -978,6 +993,33 @@ static PyObject *rpy_pump(PyObject *self RPY_UNUSED, PyObject *args) {
         if (PyErr_CheckSignals() < 0) return NULL;
         if (rp_monotonic_ms() >= end) Py_RETURN_NONE;
     }
+}
+
+/* run(op, conn) -> (STEP_DONE, result) or (STEP_SLEEP, seconds): drives a begun op over
+ * conn (a connected client handle) as call() does, the GIL released, but returns at its
+ * SLEEPs (retry backoff; no request in flight) for the caller to wait there itself, the
+ * connection lent to others meanwhile; run it again (over any connection) to go on. Once
+ * its callable has run (a lock.using), the op is driven to its end here. A failure raises
+ * as call() does. */
+static PyObject *rpy_run_op(PyObject *self RPY_UNUSED, PyObject *args) {
+    PyObject *c;
+    rpy_handle *conn;
+    rp_drive_hooks hooks;
+    rpy_drive d;
+    rp_error err;
+    uint64_t ms;
+    int rc;
+    RPY_OP_ARGS("O:run", &c);
+    if ((conn = rpy_client_of(c, "conn")) == NULL) return NULL;
+    rp_error_clear(&err);
+    rpy_drive_begin(&d, w->fn, &hooks);
+    hooks.sleep = rpy_pause;
+    rc = rp_client_drive((rp_client *)conn->ptr, op, &hooks, &err);
+    ms = d.pause_ms;
+    rc = rpy_drive_end(&d, rc, &err, RP_DRIVE_PAUSED);
+    if (rc == RP_DRIVE_PAUSED) return Py_BuildValue("(id)", (int)RP_STEP_SLEEP, (double)ms / 1000.0);
+    if (rc != RP_OK) return NULL;
+    return Py_BuildValue("(iN)", (int)RP_STEP_DONE, rpy_result(w->h.e, op));
 }
 
 /* descriptors() -> the core's table as a list of dicts (for python/redpat and the stubs). */
@@ -1159,6 +1201,7 @@ static int rpy_init(void) {
 %native(resume) PyObject *rpy_resume(PyObject *self, PyObject *args);
 %native(cancel) PyObject *rpy_cancel(PyObject *self, PyObject *args);
 %native(pump) PyObject *rpy_pump(PyObject *self, PyObject *args);
+%native(run) PyObject *rpy_run_op(PyObject *self, PyObject *args);
 
 %constant int OK = RP_OK;
 %constant int MORE = RP_MORE;
@@ -1173,6 +1216,7 @@ static int rpy_init(void) {
 %constant int ECANCELED = RP_ECANCELED;
 %constant int ECALLBACK = RP_ECALLBACK;
 %constant int ELOST = RP_ELOST;
+%constant int EAUTH = RP_EAUTH;
 %constant int STEP_IO = RP_STEP_IO;
 %constant int STEP_SLEEP = RP_STEP_SLEEP;
 %constant int STEP_DONE = RP_STEP_DONE;

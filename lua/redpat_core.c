@@ -285,7 +285,7 @@ static void push_reply(lua_State *L, const rp_reply *r) {
     case RP_REPLY_DOUBLE: lua_pushlstring(L, r->str, r->len); break;
     case RP_REPLY_INTEGER: push_i64(L, (int64_t)r->integer); break;
     case RP_REPLY_BOOL: lua_pushboolean(L, r->integer != 0); break;
-    case RP_REPLY_ERROR: push_detail(L, RP_EREPLY, r->str, r->len); break;
+    case RP_REPLY_ERROR: push_detail(L, rp_reply_error_status(r), r->str, r->len); break;
     case RP_REPLY_ARRAY:
         lua_createtable(L, r->elements > INT32_MAX ? 0 : (int)r->elements, 0);
         for (i = 0; i < r->elements; i++) {
@@ -632,7 +632,7 @@ static int l_op_step(lua_State *L) {
 static int l_op_request(lua_State *L) { return push_request(L, check_op(L, 1), check_node(L, 2)); }
 
 /* op:target(node) -> address (the pool key), host, port, unix path, password (nil when
- * none) | nil, err, detail */
+ * none), tls (true: rediss://) | nil, err, detail */
 static int l_op_target(lua_State *L) {
     rp_endpoint ep;
     if (rp_op_target(check_op(L, 1), check_node(L, 2), &ep) != RP_OK)
@@ -642,7 +642,8 @@ static int l_op_target(lua_State *L) {
     else lua_pushstring(L, ep.host), push_i64(L, ep.port), lua_pushnil(L);
     if (ep.password) lua_pushstring(L, ep.password);
     else lua_pushnil(L);
-    return 5;
+    lua_pushboolean(L, ep.tls);
+    return 6;
 }
 
 /* op:handshake(node) -> op (AUTH / SELECT for a fresh connection to node's target; DONE

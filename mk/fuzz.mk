@@ -13,10 +13,10 @@ FUZZ_SECONDS ?= 600
 FUZZ_TEST_SECONDS ?= 30
 FUZZ_FAMILIES := locks redlock ratelimit pubsub client
 FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
-FUZZ_CFLAGS := -g -O1 -std=gnu99 $(FUZZ_SAN) $(shell pkg-config --cflags hiredis 2>/dev/null) \
+FUZZ_CFLAGS := -g -O1 -std=gnu99 $(FUZZ_SAN) $(shell pkg-config --cflags hiredis openssl 2>/dev/null) \
   -I$(ROOT)/core/include -I$(ROOT)/core/src
 FUZZ_WARN := -Wall -Wextra -Wshadow -Wconversion -Werror
-FUZZ_LIBS := $(shell pkg-config --libs hiredis 2>/dev/null || echo -lhiredis) -lpthread
+FUZZ_LIBS := $(shell pkg-config --libs hiredis openssl 2>/dev/null || echo -lhiredis -lssl -lcrypto) -lpthread
 FUZZ_CORE_SRC := $(wildcard $(ROOT)/core/src/*.c)
 FUZZ_CORE_OBJ := $(patsubst $(ROOT)/core/src/%.c,$(FUZZ_BUILD)/obj/%.o,$(FUZZ_CORE_SRC)) \
   $(FUZZ_BUILD)/obj/rp_scripts_gen.o

@@ -6,9 +6,7 @@ LUA_TREES := $(ROOT)/.luarocks
 LUA_TREE_54 := $(LUA_TREES)/5.4
 LUA_TREE_JIT := $(LUA_TREES)/luajit
 LUA_STAGE := $(ROOT)/build/lua
-LUA_ROCKSPEC := lua/redpat-0.1.0-1.rockspec
 LUA_ROCK_CFLAGS := -O2 -fPIC -fvisibility=hidden -Wall -Wextra -Wshadow -Wconversion
-LUAJIT_INCDIR := /usr/include/luajit-2.1
 # The matrix directories the Lua runners read (several separated by ':'), e.g.
 #   make test-lua LUA_MATRIX_DIRS=$PWD/tests/matrix:/other/cases
 LUA_MATRIX_DIRS ?= $(ROOT)/tests/matrix
@@ -23,6 +21,8 @@ LUA_MATRIX_DIRS ?= $(ROOT)/tests/matrix
 LUA_GLUE_MAX_LINES := 920
 # The matrix's multi-server cases, the Redlock and the parallel-round tests need five.
 LUA_HARNESS := python3 $(ROOT)/tests/harness/harness.py run --servers 5 --
+# TLS (issue 11 item 8): TLS-only servers, certificates made at test time (tests/lua/test_tls.lua).
+LUA_TLS_HARNESS := python3 $(ROOT)/tests/harness/harness.py run --tls --servers 3 --
 
 # Environments that make `require "redpat"` load the rock from each local tree.
 LUA_ENV_54 := LUA_PATH_5_4="$(LUA_TREE_54)/share/lua/5.4/?.lua;$(LUA_TREE_54)/share/lua/5.4/?/init.lua;;" \
@@ -30,40 +30,42 @@ LUA_ENV_54 := LUA_PATH_5_4="$(LUA_TREE_54)/share/lua/5.4/?.lua;$(LUA_TREE_54)/sh
 LUA_ENV_JIT := LUA_PATH="$(LUA_TREE_JIT)/share/lua/5.1/?.lua;$(LUA_TREE_JIT)/share/lua/5.1/?/init.lua;;" \
 	LUA_CPATH="$(LUA_TREE_JIT)/lib/lua/5.1/?.so;;"
 
-TEST_TARGETS += test-lua
+TEST_TARGETS += test-lua test-lua-rock
 BENCH_TARGETS += bench-lua
 
-.PHONY: lua-rock lua-rock-5.4 lua-rock-luajit test-lua bench-lua
+.PHONY: lua-rock lua-rock-5.4 lua-rock-luajit test-lua test-lua-rock bench-lua
 
 lua-rock: lua-rock-5.4 lua-rock-luajit
 
-# Builds in a staging copy, so objects of the two Lua versions never mix and the source
-# tree stays clean; the generated scripts file goes where the rockspec names it.
-# $(1): tree name, $(2): luarocks options
+# Builds each tree with the README's recipe for it (its "Install with LuaRocks" blocks, run
+# as written by scripts/readme_recipes.sh in a fresh copy of the tracked tree, installing into
+# the tree through a LuaRocks config): one `luarocks make`, and the copy must be left without
+# a single new file. The rockspec compiles every core/src/*.c (lua/rock.mk), as CMake does.
+# $(1): tree name, $(2): the README's recipe
 define lua_rock_build
 	@! grep -nE 'rp_(lock|redlock|ratelimit|fence|pubsub|subscription)_[a-z_]+ *\(' $(ROOT)/lua/*.c || \
 	  { echo "lua.mk: the Lua glue calls pattern functions; it must go through the descriptors" >&2; exit 1; }
 	@n=$$(cat $(ROOT)/lua/*.c | wc -l); [ $$n -le $(LUA_GLUE_MAX_LINES) ] || \
 	  { echo "lua.mk: lua/*.c is $$n lines, over its budget of $(LUA_GLUE_MAX_LINES)" >&2; exit 1; }
-	@for f in $(ROOT)/core/src/*.c; do \
-	  grep -q "\"core/src/$$(basename $$f)\"" $(ROOT)/$(LUA_ROCKSPEC) || \
-	    { echo "lua.mk: $(LUA_ROCKSPEC) does not list core/src/$$(basename $$f)" >&2; exit 1; }; \
-	done
-	rm -rf $(LUA_STAGE)/stage-$(1)
-	mkdir -p $(LUA_STAGE)/stage-$(1)/build/lua/gen
-	cp -r $(ROOT)/core $(ROOT)/lua $(LUA_STAGE)/stage-$(1)/
-	sh $(ROOT)/core/scripts/embed.sh $(LUA_STAGE)/stage-$(1)/build/lua/gen/rp_scripts_gen.c $(ROOT)/core/scripts
-	cd $(LUA_STAGE)/stage-$(1) && luarocks $(2) --tree $(LUA_TREES)/$(1) make $(LUA_ROCKSPEC) \
-	  CFLAGS="$(LUA_ROCK_CFLAGS)" >$(LUA_STAGE)/luarocks-$(1).log 2>&1 || \
-	  { cat $(LUA_STAGE)/luarocks-$(1).log; exit 1; }
+	@mkdir -p $(LOGS)
+	sh $(ROOT)/scripts/readme_recipes.sh --work $(LUA_STAGE)/stage-$(1) --tree $(LUA_TREES)/$(1) \
+	  --cflags "$(LUA_ROCK_CFLAGS)" $(2) 2>&1 | tee $(LOGS)/readme-$(2).log
 	@echo "lua.mk: built the redpat rock into $(LUA_TREES)/$(1)"
 endef
 
 lua-rock-5.4: bootstrap
-	$(call lua_rock_build,5.4,--lua-version 5.4)
+	$(call lua_rock_build,5.4,lua-54)
 
 lua-rock-luajit: bootstrap
-	$(call lua_rock_build,luajit,--lua-version 5.1 LUA_INCDIR=$(LUAJIT_INCDIR))
+	$(call lua_rock_build,luajit,luajit)
+
+# The README's source-rock recipe: `luarocks pack` (its git source.url sent to a committed,
+# tagged copy of the tree), then `luarocks install` of the .src.rock into a fresh tree for
+# Lua 5.4 and LuaJIT, each of which then takes a lock on a private redis-server.
+test-lua-rock: bootstrap
+	@mkdir -p $(LOGS)
+	sh $(ROOT)/scripts/readme_recipes.sh --work $(LUA_STAGE)/src-rock lua-src-rock 2>&1 | \
+	  tee $(LOGS)/readme-lua-src-rock.log
 
 test-lua: lua-rock
 	@mkdir -p $(LOGS)
@@ -78,8 +80,11 @@ test-lua: lua-rock
 	$(LUA_HARNESS) env $(LUA_ENV_54) lua5.4 $(ROOT)/examples/lua/redlock.lua 2>&1 | tee $(LOGS)/test-lua-example-redlock.log
 	$(HARNESS) env $(LUA_ENV_JIT) luajit $(ROOT)/examples/lua/pubsub.lua 2>&1 | tee $(LOGS)/test-lua-example-pubsub.log
 	$(LUA_HARNESS) env REDPAT_MATRIX_DIR=$(LUA_MATRIX_DIRS) python3 $(ROOT)/tests/openresty/run_tests.py --tree $(LUA_TREE_JIT) 2>&1 | tee $(LOGS)/test-lua-openresty.log
+	$(LUA_TLS_HARNESS) python3 $(ROOT)/tests/openresty/run_tests.py --tls --tree $(LUA_TREE_JIT) 2>&1 | tee $(LOGS)/test-lua-openresty-tls.log
 	python3 $(ROOT)/tests/harness/hostile_server.py run -- env $(LUA_ENV_54) lua5.4 $(ROOT)/tests/lua/test_hostile.lua lua5.4 2>&1 | tee $(LOGS)/test-lua-hostile-lua5.4.log
 	python3 $(ROOT)/tests/harness/hostile_server.py run -- env $(LUA_ENV_JIT) luajit $(ROOT)/tests/lua/test_hostile.lua luajit 2>&1 | tee $(LOGS)/test-lua-hostile-luajit.log
+	$(LUA_TLS_HARNESS) env $(LUA_ENV_54) lua5.4 $(ROOT)/tests/lua/test_tls.lua lua5.4 2>&1 | tee $(LOGS)/test-lua-tls-lua5.4.log
+	$(LUA_TLS_HARNESS) env $(LUA_ENV_JIT) luajit $(ROOT)/tests/lua/test_tls.lua luajit 2>&1 | tee $(LOGS)/test-lua-tls-luajit.log
 
 # Starts its own pinned redis-servers and nginx (see bench/lua_bench.py); needs the C
 # bench binary from `build`.

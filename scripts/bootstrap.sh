@@ -2,7 +2,7 @@
 # Installs the Debian packages redpat's build, tests, demo and benchmarks need; does
 # nothing when all are present. Runs apt-get as root (or through sudo).
 set -eu
-PACKAGES="gcc make cmake pkg-config libc6-dev libhiredis-dev libcjson-dev redis-server redis-tools
+PACKAGES="gcc make cmake pkg-config libc6-dev libhiredis-dev libssl-dev libcjson-dev redis-server redis-tools openssl
 python3 python3-venv python3-dev python3-pip swig
 lua5.4 liblua5.4-dev luarocks lua-cjson luajit2 libluajit2-5.1-dev
 nginx libnginx-mod-http-lua lua-resty-core

@@ -115,8 +115,8 @@ def core_stub() -> str:
            "_Seconds = Union[float, timedelta]",
            ""]
     for name in ("OK", "MORE", "EINVAL", "ENOMEM", "ETRANSPORT", "ETIMEOUT", "EPROTOCOL",
-                 "EREPLY", "ENOTOWNED", "ESTATE", "ECANCELED", "ECALLBACK", "ELOST", "STEP_IO",
-                 "STEP_SLEEP", "STEP_DONE", "STEP_ERROR", "STEP_CALL", "STEP_EMIT"):
+                 "EREPLY", "ENOTOWNED", "ESTATE", "ECANCELED", "ECALLBACK", "ELOST", "EAUTH",
+                 "STEP_IO", "STEP_SLEEP", "STEP_DONE", "STEP_ERROR", "STEP_CALL", "STEP_EMIT"):
         out.append("%s: int" % name)
     out += ["#: An MS argument of this many seconds is the core's \"forever\".",
             "FOREVER: int", "VERSION: str", "",
@@ -141,8 +141,8 @@ def core_stub() -> str:
             "def feed(op: Op, node: int, data: Union[bytes, bytearray, memoryview], /) -> int: ...",
             "def fail_node(op: Op, node: int, status: int, why: str, /) -> None: ...",
             "def fail_node_unsent(op: Op, node: int, status: int, why: str, /) -> None: ...",
-            "#: (address: the pool key, is_unix, host, port, path)",
-            "def target(op: Op, node: int, /) -> Tuple[str, bool, Optional[str], int, Optional[str]]: ...",
+            "#: (address: the pool key, is_unix, host, port, path, tls: the url is rediss://)",
+            "def target(op: Op, node: int, /) -> Tuple[str, bool, Optional[str], int, Optional[str], bool]: ...",
             "def handshake(op: Op, node: int, client: Handle, /) -> Op: ...",
             "def pending(op: Op, node: int, /) -> bool: ...",
             "def round_over(op: Op, /) -> bool: ...",
@@ -153,6 +153,8 @@ def core_stub() -> str:
             "def resume(op: Op, outcome: Any, raised: bool = ..., /) -> None: ...",
             "def cancel(op: Op, /) -> None: ...",
             "def pump(conn: Handle, op: Op, timeout: Optional[_Seconds] = ..., /) -> Any: ...",
+            "#: (STEP_DONE, result), or (STEP_SLEEP, seconds): paused at a SLEEP, run it again",
+            "def run(op: Op, conn: Handle, /) -> Tuple[int, Any]: ...",
             "def descriptors() -> List[Dict[str, Any]]: ...",
             "def configure(op: str, record: Optional[type], names: Optional[Tuple[str, ...]],",
             "              message: Optional[type] = ..., /) -> None: ...",

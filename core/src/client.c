@@ -1,4 +1,5 @@
 /* The client: validated configuration, the script registry, one transport. */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -8,13 +9,16 @@
 #include "url.h"
 
 #define RP_NAMESPACE_MAX RP_CLIENT_NAMESPACE_MAX
+#define RP_CLIENT_TLS_STRINGS 4 /* tls_ca_file, tls_cert_file, tls_key_file, tls_server_name */
 
 struct rp_client {
     rp_allocator alloc;
     char ns[RP_NAMESPACE_MAX + 1];
     rp_script_registry scripts;
     rp_transport *transport; /* NULL: ops only, driven elsewhere */
-    rp_client_options options; /* as given (url and allocator not kept) */
+    rp_client_options options; /* as given (url and allocator not kept; the tls_*
+                                  strings point to tls_strings) */
+    char *tls_strings[RP_CLIENT_TLS_STRINGS]; /* owned copies */
     rp_url *urls;            /* the endpoints, one per URL */
     size_t nurls;
 };
@@ -44,6 +48,66 @@ static int check_options(const rp_client_options *o, rp_error *err)
     if (o->max_reply_size != 0 && o->max_reply_size < RP_CLIENT_MAX_REPLY_SIZE_MIN)
         return rp_error__set(err, RP_EINVAL, "max_reply_size must be >= %zu bytes (got %zu)",
                              RP_CLIENT_MAX_REPLY_SIZE_MIN, o->max_reply_size);
+    return RP_OK;
+}
+
+/* The tls_* options against the parsed URLs, before any I/O: a file that cannot be read
+ * or half a client certificate is named here, and TLS options with no rediss:// URL are a
+ * mistake, not something to ignore. */
+static int check_tls(const rp_client_options *o, const rp_url *urls, size_t nurls,
+                     rp_error *err)
+{
+    const char *const files[3] = { o->tls_ca_file, o->tls_cert_file, o->tls_key_file };
+    static const char *const names[3] = { "tls_ca_file", "tls_cert_file", "tls_key_file" };
+    const char *given = NULL;
+    size_t i;
+    int any_tls = 0;
+    for (i = 0; i < nurls; i++)
+        any_tls |= urls[i].tls;
+    for (i = 0; i < 3 && !given; i++)
+        if (files[i])
+            given = names[i];
+    if (!given && o->tls_server_name)
+        given = "tls_server_name";
+    if (!given && !o->tls_verify)
+        given = "tls_verify";
+    if (given && !any_tls)
+        return rp_error__set(err, RP_EINVAL, "%s given but no url is rediss://", given);
+    if (o->tls_server_name && !*o->tls_server_name)
+        return rp_error__set(err, RP_EINVAL, "tls_server_name must not be empty");
+    if (!o->tls_cert_file != !o->tls_key_file)
+        return rp_error__set(err, RP_EINVAL, o->tls_cert_file
+                                 ? "tls_cert_file given without tls_key_file (both or neither)"
+                                 : "tls_key_file given without tls_cert_file (both or neither)");
+    for (i = 0; i < 3; i++) {
+        FILE *f;
+        if (!files[i])
+            continue;
+        if (!*files[i] || !(f = fopen(files[i], "r")))
+            return rp_error__set(err, RP_EINVAL, "%s: cannot read \"%.200s\": %s", names[i],
+                                 files[i], *files[i] ? strerror(errno) : "empty path");
+        fclose(f);
+    }
+    return RP_OK;
+}
+
+/* Copies the tls_* strings into the client's options (a helper transport of drive.c is
+ * made from them later). */
+static int keep_tls(rp_client *c, const rp_client_options *o)
+{
+    const char *const from[RP_CLIENT_TLS_STRINGS] = { o->tls_ca_file, o->tls_cert_file,
+                                                      o->tls_key_file, o->tls_server_name };
+    const char **to[RP_CLIENT_TLS_STRINGS] = { &c->options.tls_ca_file, &c->options.tls_cert_file,
+                                               &c->options.tls_key_file,
+                                               &c->options.tls_server_name };
+    size_t i;
+    for (i = 0; i < RP_CLIENT_TLS_STRINGS; i++) {
+        *to[i] = NULL;
+        if (from[i] && !(c->tls_strings[i] = rp_alloc__memdup(&c->alloc, from[i],
+                                                               strlen(from[i]) + 1)))
+            return RP_ENOMEM;
+        *to[i] = c->tls_strings[i];
+    }
     return RP_OK;
 }
 
@@ -77,6 +141,10 @@ static int client_new(rp_client **out, const rp_client_options *options, rp_tran
     c->options.url = NULL;
     c->options.key_namespace = NULL;
     c->options.allocator = NULL;
+    if (keep_tls(c, o) != RP_OK) {
+        rp_client_free(c);
+        return rp_error__set(err, RP_ENOMEM, "out of memory creating the client");
+    }
     if (c->options.max_reply_size == 0)
         c->options.max_reply_size = RP_CLIENT_MAX_REPLY_SIZE_DEFAULT;
     if (rp_script__registry_init(&c->scripts, &c->alloc) != RP_OK) {
@@ -89,7 +157,13 @@ static int client_new(rp_client **out, const rp_client_options *options, rp_tran
             rp_client_free(c);
             return rc;
         }
-        if ((rc = rp_transport__hiredis_new(&c->transport, o, &c->alloc, err))) {
+    }
+    if ((rc = check_tls(o, c->urls, c->nurls, err))) {
+        rp_client_free(c);
+        return rc;
+    }
+    if (use_url && o->url) {
+        if ((rc = rp_transport__hiredis_new(&c->transport, &c->options, &c->alloc, err))) {
             rp_client_free(c);
             return rc;
         }
@@ -112,6 +186,8 @@ void rp_client_free(rp_client *c)
     if (c->transport)
         c->transport->cls->destroy(c->transport);
     rp_script__registry_free(&c->scripts, &a);
+    for (size_t i = 0; i < RP_CLIENT_TLS_STRINGS; i++)
+        rp_alloc__free(&a, c->tls_strings[i]);
     for (size_t i = 0; i < c->nurls; i++)
         rp_url__free(&c->urls[i], &a);
     rp_alloc__free(&a, c->urls);
@@ -173,11 +249,12 @@ static int handshake_advance(rp_op *op, void *state, uint64_t now_ms)
             rp_op__done(op);
         return RP_OK;
     }
-    /* AUTH and SELECT answer exactly +OK: anything else is no success. The failure names
-     * the command, as the blocking transport's does ("AUTH failed: WRONGPASS ..."). */
+    /* AUTH and SELECT answer exactly +OK: anything else is no success (RP_EAUTH when the
+     * credentials were refused). The failure names the command, as the blocking
+     * transport's does ("AUTH failed: WRONGPASS ..."). */
     for (i = 0; i < rp_op__replies(op, 0); i++) {
         char why[RP_ERROR_MESSAGE_MAX - 32];
-        if ((rc = rp_reply__is_status(rp_op__reply(op, 0, i), "OK", why, sizeof why))) {
+        if ((rc = rp_reply__handshake_status(rp_op__reply(op, 0, i), why, sizeof why))) {
             rp_url_command cmds[RP_HANDSHAKE_MAX];
             size_t n = rp_url__endpoint_handshake(&s->ep, cmds);
             return rp_op__fail(op, rc, "%s: %s failed: %s", rp_op_name(op),

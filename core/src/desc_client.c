@@ -14,12 +14,15 @@
 /* --- client.new --------------------------------------------------------------------- */
 
 enum { NEW_URL, NEW_NAMESPACE, NEW_CONNECT_TIMEOUT, NEW_COMMAND_TIMEOUT, NEW_KEEPALIVE,
-       NEW_MAX_REPLY_SIZE };
+       NEW_MAX_REPLY_SIZE, NEW_TLS_CA_FILE, NEW_TLS_CERT_FILE, NEW_TLS_KEY_FILE,
+       NEW_TLS_SERVER_NAME, NEW_TLS_VERIFY };
+#define TLS_STRING_ARGS 4 /* NEW_TLS_CA_FILE .. NEW_TLS_SERVER_NAME */
+#define TLS_STRING_MAX 4096 /* bytes in a path or a server name */
 #define MAX_REPLY_SIZE_MAX (SIZE_MAX < INT64_MAX ? (int64_t)SIZE_MAX : INT64_MAX)
 
 static const rp_arg_desc new_args[] = {
     { "url", RP_TYPE_BYTES, RP_TYPE_NONE, RP_KIND_NONE, 0, 0, 1, INT64_MAX, 0, 0, NULL,
-      "redis://[[user]:password@]host[:port][/db] or "
+      "redis://[[user]:password@]host[:port][/db] (rediss://: over TLS) or "
       "unix://[[user]:password@]/path[?db=N][&password=...]; absent: no "
       "connection (ops only, for drivers with their own I/O)" },
     { "namespace", RP_TYPE_BYTES, RP_TYPE_NONE, RP_KIND_NONE, 0, 0, 1, NAMESPACE_MAX, 0, 0,
@@ -35,6 +38,17 @@ static const rp_arg_desc new_args[] = {
       MAX_REPLY_SIZE_MAX, 0, 0, NULL,
       "the most memory one reply may take, in bytes (default 512 MiB); a larger one fails "
       "with a protocol error" },
+    { "tls_ca_file", RP_TYPE_BYTES, RP_TYPE_NONE, RP_KIND_NONE, 0, 0, 1, TLS_STRING_MAX, 0, 0,
+      NULL, "PEM file of the CAs to trust for rediss:// (absent: the system's default store)" },
+    { "tls_cert_file", RP_TYPE_BYTES, RP_TYPE_NONE, RP_KIND_NONE, 0, 0, 1, TLS_STRING_MAX, 0,
+      0, NULL, "PEM client certificate for rediss:// (with tls_key_file)" },
+    { "tls_key_file", RP_TYPE_BYTES, RP_TYPE_NONE, RP_KIND_NONE, 0, 0, 1, TLS_STRING_MAX, 0, 0,
+      NULL, "PEM private key of tls_cert_file (unencrypted)" },
+    { "tls_server_name", RP_TYPE_BYTES, RP_TYPE_NONE, RP_KIND_NONE, 0, 0, 1, TLS_STRING_MAX, 0,
+      0, NULL, "name sent as SNI and checked against the server's certificate (absent: the "
+      "url's host)" },
+    { "tls_verify", RP_TYPE_BOOL, RP_TYPE_NONE, RP_KIND_NONE, 0, 1, 0, 1, 0, 0, NULL,
+      "check the server's certificate (false: no check at all)" },
 };
 
 static int client_make(void **out, const rp_value *a, const rp_naming *nm, rp_error *err)
@@ -44,7 +58,10 @@ static int client_make(void **out, const rp_value *a, const rp_naming *nm, rp_er
     rp_client_options o = RP_CLIENT_OPTIONS_INIT;
     char ns[NAMESPACE_MAX + 1];
     char *url = NULL;
-    int rc;
+    char *tls[TLS_STRING_ARGS] = { NULL, NULL, NULL, NULL };
+    const char **tls_to[TLS_STRING_ARGS] = { &o.tls_ca_file, &o.tls_cert_file, &o.tls_key_file,
+                                             &o.tls_server_name };
+    int rc = RP_OK, i;
     if (a[NEW_NAMESPACE].type == RP_TYPE_BYTES) {
         if (memchr(a[NEW_NAMESPACE].bytes, '\0', a[NEW_NAMESPACE].len))
             return rp_error__set(err, RP_EINVAL, "%s must not contain NUL bytes",
@@ -72,8 +89,25 @@ static int client_make(void **out, const rp_value *a, const rp_naming *nm, rp_er
     o.command_timeout_ms = (uint32_t)a[NEW_COMMAND_TIMEOUT].i;
     o.tcp_keepalive = (int)a[NEW_KEEPALIVE].i;
     o.max_reply_size = (size_t)a[NEW_MAX_REPLY_SIZE].i;
-    rc = rp_client_new((rp_client **)out, &o, err);
+    o.tls_verify = (int)a[NEW_TLS_VERIFY].i;
+    for (i = 0; i < TLS_STRING_ARGS && rc == RP_OK; i++) {
+        const rp_value *v = &a[NEW_TLS_CA_FILE + i];
+        if (v->type != RP_TYPE_BYTES)
+            continue;
+        if (memchr(v->bytes, '\0', v->len))
+            rc = rp_error__set(err, RP_EINVAL, "%s must not contain NUL bytes",
+                               rp_desc__arg_name(nm, self, (size_t)(NEW_TLS_CA_FILE + i)));
+        else if (!(tls[i] = rp_alloc__malloc(al, v->len + 1)))
+            rc = rp_error__set(err, RP_ENOMEM, "out of memory copying the tls options");
+        else
+            memcpy(tls[i], v->bytes, v->len), tls[i][v->len] = '\0';
+        *tls_to[i] = tls[i];
+    }
+    if (rc == RP_OK)
+        rc = rp_client_new((rp_client **)out, &o, err);
     rp_alloc__free(al, url);
+    for (i = 0; i < TLS_STRING_ARGS; i++)
+        rp_alloc__free(al, tls[i]);
     return rc;
 }
 

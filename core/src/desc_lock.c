@@ -83,7 +83,8 @@ enum { ACQ_WAIT = 1, ACQ_RETRY_MIN, ACQ_RETRY_MAX, ACQ_TOKEN };
 static const rp_arg_desc acquire_args[] = {
     SELF_LOCK,
     { "wait", RP_TYPE_MS, RP_TYPE_NONE, RP_KIND_NONE, 0, 0, 0, RP_WAIT_FOREVER, 0, 0, NULL,
-      "0: try once; else retry until this long has passed (forever: until acquired)" },
+      "0: try once; else retry while the next attempt comes within this long (forever: until "
+      "acquired)" },
     { "retry_min", RP_TYPE_MS, RP_TYPE_NONE, RP_KIND_NONE, 0, RP_LOCK_RETRY_MIN_MS_DEFAULT, 1,
       RP_DESC_EXACT_MAX, 0, 0,
       NULL, "first retry delay; doubles up to retry_max, each jittered to [d/2, d]" },

@@ -18,7 +18,7 @@ static const rp_arg_desc using_args[] = {
     { "fn", RP_TYPE_CALLBACK, RP_TYPE_NONE, RP_KIND_NONE, RP_ARG_REQUIRED, 0, 0, 0, 0, 0, NULL,
       "the function to run while holding the lock (called with no arguments)" },
     { "wait", RP_TYPE_MS, RP_TYPE_NONE, RP_KIND_NONE, 0, 0, 0, RP_WAIT_FOREVER, 0, 0, NULL,
-      "0: try once; else retry the acquire until this long has passed" },
+      "0: try once; else retry the acquire while the next attempt comes within this long" },
     { "retry_min", RP_TYPE_MS, RP_TYPE_NONE, RP_KIND_NONE, 0, RP_LOCK_RETRY_MIN_MS_DEFAULT, 1,
       RP_DESC_EXACT_MAX, 0, 0, NULL, "first retry delay of the acquire (as lock.acquire)" },
     { "retry_max", RP_TYPE_MS, RP_TYPE_NONE, RP_KIND_NONE, 0, RP_LOCK_RETRY_MAX_MS_DEFAULT, 1,

@@ -214,7 +214,7 @@ static int run_call(const driver *d, rp_op *op)
 
 static int drive(const driver *d, rp_op *op, rp_error *err)
 {
-    int no_hook = 0;
+    int no_hook = 0, rc;
     for (;;) {
         rp_error e;
         switch (rp_op_step(op, rp_monotonic_ms())) {
@@ -227,7 +227,14 @@ static int drive(const driver *d, rp_op *op, rp_error *err)
             if (ms == RP_SLEEP_UNTIL_RESUMED) /* only while a CALL runs: never here */
                 return rp_error__set(err, RP_ESTATE, "%s waits for a callback that is not running",
                                      rp_op_name(op));
-            if (driver_sleep(d, ms) != 0)
+            rc = driver_sleep(d, ms);
+            if (rc == RP_DRIVE_PAUSE && !no_hook) {
+                rp_error_clear(err);
+                return RP_DRIVE_PAUSED; /* the caller waits, and drives the op on later */
+            }
+            if (rc == RP_DRIVE_PAUSE)
+                nap(ms); /* the missing hook's failure would be forgotten on the way out */
+            else if (rc != 0)
                 rp_op_cancel(op); /* it cleans up (if it must) and fails: keep stepping */
             break;
         }

@@ -19,6 +19,7 @@ const char *rp_status_name(int code)
     case RP_ECANCELED: return "cancelled";
     case RP_ECALLBACK: return "callback";
     case RP_ELOST: return "lost";
+    case RP_EAUTH: return "auth";
     default: return "unknown";
     }
 }

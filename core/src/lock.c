@@ -318,7 +318,7 @@ static int acquire_advance(rp_op *op, void *state, uint64_t now_ms)
 {
     acquire_state *s = state;
     uint64_t elapsed;
-    int64_t left;
+    int64_t left, delay;
     int got;
     if (rp_op__cancelled(op))
         return acquire_cancelled(op, s);
@@ -358,11 +358,13 @@ static int acquire_advance(rp_op *op, void *state, uint64_t now_ms)
         return RP_OK;
     }
     elapsed = now_ms - s->start_ms;
-    if (rp_lock__wait_over(&s->o, elapsed)) {
+    if (rp_lock__wait_over(&s->o, elapsed)
+        || (delay = rp_lock__next_delay(&s->backoff_ms, &s->o, elapsed, s->busy_pttl))
+               == RP_LOCK_GIVE_UP) {
         rp_op__done(op);
         return RP_OK;
     }
-    rp_op__sleep(op, (uint64_t)rp_lock__next_delay(&s->backoff_ms, &s->o, elapsed, s->busy_pttl));
+    rp_op__sleep(op, (uint64_t)delay);
     return RP_OK;
 }
 
@@ -374,19 +376,21 @@ int rp_lock__wait_over(const rp_lock_acquire_options *o, uint64_t elapsed_ms)
 int64_t rp_lock__next_delay(int64_t *backoff_ms, const rp_lock_acquire_options *o,
                             uint64_t elapsed_ms, int64_t busy_pttl)
 {
-    int64_t delay, left, b = *backoff_ms;
-    /* jittered exponential backoff, never past the holder's expiry or our deadline */
+    int64_t delay, b = *backoff_ms;
+    /* jittered exponential backoff, never past the holder's expiry */
     delay = rp_random__between(b / 2 > 0 ? b / 2 : 1, b);
     if (b < o->retry_max_ms)
         *backoff_ms = b > o->retry_max_ms / 2 ? o->retry_max_ms : b * 2;
-    if (busy_pttl > 0 && busy_pttl < delay)
-        delay = busy_pttl;
-    if (o->wait_ms != RP_WAIT_FOREVER) {
-        left = o->wait_ms - (int64_t)elapsed_ms;
-        if (left < delay)
-            delay = left;
-    }
-    return delay > 0 ? delay : 1;
+    if (busy_pttl >= 0 && busy_pttl < delay)
+        delay = busy_pttl; /* 0: the key goes within this millisecond (Redis keeps it
+                              through the millisecond its PTTL reads 0): retry in 1 */
+    if (delay < 1)
+        delay = 1;
+    /* an attempt after the deadline would not count: give up now rather than sleep for it
+     * (wait_ms > elapsed_ms here: rp_lock__wait_over said so) */
+    if (o->wait_ms != RP_WAIT_FOREVER && delay > o->wait_ms - (int64_t)elapsed_ms)
+        return RP_LOCK_GIVE_UP;
+    return delay;
 }
 
 static void acquire_destroy(rp_op *op, void *state)
@@ -500,6 +504,7 @@ int rp_lock_acquire(rp_lock *lock, const rp_lock_acquire_options *options,
 typedef struct owner_state {
     rp_lock *lock;
     int sent;
+    int resent; /* release: cancelled with its request in doubt, the script sent again */
 } owner_state;
 
 static int not_owned(rp_op *op, rp_lock *l, const char *what)
@@ -509,18 +514,60 @@ static int not_owned(rp_op *op, rp_lock *l, const char *what)
                        "(it expired or another holder has it)", what);
 }
 
+static int send_release(rp_op *op, owner_state *s)
+{
+    const char *argv[] = { s->lock->key.data, s->lock->token };
+    size_t lens[] = { s->lock->key.len, s->lock->token_len };
+    s->sent = 1;
+    return rp_op__script(op, 0, "lock_release", 1, 1, argv, lens);
+}
+
+/* Cancelled (the class handles it), so that the handle says what became of the lock:
+ * - nothing was written (not started, or the request never left): still held, token kept;
+ * - the reply is in: applied as usual (released, or not held any more: token forgotten);
+ * - in doubt (written, unanswered: Redis may have run it): the script is sent again with
+ *   the same token over a fresh connection. Whatever the first one did, once the second
+ *   has answered this token holds nothing: the token is forgotten. (Should the second
+ *   fail too, the token stays: the lock may still be held, and the message says so.)
+ * Ends RP_ECANCELED saying which. */
+static int release_cancelled(rp_op *op, owner_state *s)
+{
+    const rp_reply *r;
+    char why[RP_ERROR_MESSAGE_MAX / 2];
+    if (!s->sent || (rp_op__node_status(op, 0) != RP_OK && !rp_op__in_doubt(op, 0)))
+        return rp_op__fail(op, RP_ECANCELED, "lock.release: cancelled before its request "
+                           "went out: this handle still holds the lock");
+    if (rp_op__node_status(op, 0) != RP_OK) { /* in doubt */
+        if (s->resent) /* (the token stays: a release later may still find the lock) */
+            return rp_op__fail(op, RP_ECANCELED, "lock.release: cancelled with its request "
+                               "in flight, and asking again failed (%.*s): the lock may stay "
+                               "held up to its ttl (%" PRId64 " ms)", END_WHY_QUOTE_MAX,
+                               rp_op__node_why(op, 0), s->lock->ttl_ms);
+        s->resent = 1;
+        return send_release(op, s);
+    }
+    r = rp_op__reply(op, 0, 0);
+    if (rp_reply__is_int(r, "the release's answer", 0, 1, why, sizeof why) != RP_OK)
+        return rp_op__fail(op, RP_ECANCELED, "lock.release: cancelled; the lock may stay "
+                           "held up to its ttl: %s", why);
+    rp_lock__forget_token(s->lock);
+    return rp_op__fail(op, RP_ECANCELED, "lock.release: cancelled; %s",
+                       r->integer == 1 ? "the lock was released"
+                       : s->resent ? "this handle's token holds nothing any more (the "
+                                     "cancelled request had run, or the lock had expired)"
+                       : "the lock was no longer owned by this handle");
+}
+
 static int release_advance(rp_op *op, void *state, uint64_t now_ms)
 {
     owner_state *s = state;
     const rp_reply *r;
     int rc;
     (void)now_ms;
-    if (!s->sent) {
-        const char *argv[] = { s->lock->key.data, s->lock->token };
-        size_t lens[] = { s->lock->key.len, s->lock->token_len };
-        s->sent = 1;
-        return rp_op__script(op, 0, "lock_release", 1, 1, argv, lens);
-    }
+    if (rp_op__cancelled(op))
+        return release_cancelled(op, s);
+    if (!s->sent)
+        return send_release(op, s);
     r = rp_op__reply(op, 0, 0);
     /* lock_release: DEL's count (1), or 0 when not held with this token */
     if ((rc = rp_op__expect_int(op, r, NULL, 0, 1)))
@@ -565,8 +612,9 @@ static int extend_advance(rp_op *op, void *state, uint64_t now_ms)
     return RP_OK;
 }
 
+/* It handles its cancellation (release_cancelled): the token follows what happened. */
 static const rp_op_class release_class = {
-    "lock.release", sizeof(owner_state), release_advance, NULL, 0, NULL, 0, 0
+    "lock.release", sizeof(owner_state), release_advance, NULL, 0, NULL, 1, 0
 };
 static const rp_op_class extend_class = {
     "lock.extend", sizeof(extend_state), extend_advance, NULL, 0, NULL, 0, 0

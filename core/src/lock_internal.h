@@ -35,9 +35,13 @@ RP_INTERNAL void rp_lock__forget_token(rp_lock *l);
 RP_INTERNAL int rp_lock__make_token(const rp_allocator *a, const rp_lock_acquire_options *o,
                                     char **token, size_t *len, rp_error *err);
 RP_INTERNAL int rp_lock__check_acquire_options(const rp_lock_acquire_options *o, rp_error *err);
+/* rp_lock__next_delay's answer when sleeping the next delay would pass the wait's end. */
+#define RP_LOCK_GIVE_UP (-1)
 /* The next retry delay of a busy acquire (jittered exponential backoff: [d/2, d], d
- * doubling from retry_min up to retry_max), never past busy_pttl (> 0: when the holder's
- * key expires) nor past the wait's end; advances *backoff_ms. >= 1. */
+ * doubling from retry_min up to retry_max), never past busy_pttl (>= 0: when the holder's
+ * key expires; -1: unknown); advances *backoff_ms. >= 1; RP_LOCK_GIVE_UP when the attempt after it
+ * would come after the wait's end (as redis-py's Lock: a wait gives up rather than sleep
+ * past its blocking_timeout). */
 RP_INTERNAL int64_t rp_lock__next_delay(int64_t *backoff_ms, const rp_lock_acquire_options *o,
                                         uint64_t elapsed_ms, int64_t busy_pttl);
 /* 1 when a busy acquire that began elapsed_ms ago must give up now (its wait ran out). */

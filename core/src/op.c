@@ -699,7 +699,7 @@ int rp_op_feed(rp_op *op, size_t node, const char *buf, size_t len)
             c->reply = obj;
             if (closes_connection(obj)) {
                 /* a failed node's connection is closed by every driver, never pooled */
-                rc = node_fail(n, RP_EREPLY, c->reply->str);
+                rc = node_fail(n, rp_reply_error_status(c->reply), c->reply->str);
                 check_enough(op);
                 return rc;
             }

@@ -567,7 +567,8 @@ static int parse_push(rp_op *op, const rp_reply *r, rp_pubsub_message *m, int *i
     memset(m, 0, sizeof *m);
     if (r->type == RP_REPLY_ERROR) {
         int n = (int)(r->len > RP_REPLY_QUOTE_MAX ? RP_REPLY_QUOTE_MAX : r->len);
-        return rp_op__fail(op, RP_EREPLY, "subscription.listen: %.*s", n, r->str);
+        return rp_op__fail(op, rp_reply_error_status(r), "subscription.listen: %.*s", n,
+                           r->str);
     }
     /* PING's answer: "+PONG" before any subscription, ["pong", ""] in subscribed mode */
     if (r->type == RP_REPLY_STATUS && r->len == 4 && memcmp(r->str, "PONG", 4) == 0) {

@@ -183,7 +183,7 @@ static int first_failure(const rp_op *op, const rl_common *c, const rl_tally *t,
     r = rp_op__reply(op, pick, 0);
     answer_of(op, c, pick, NULL, why, sizeof why);
     snprintf(buf, size, "node %zu (%s): %s", pick, ep.address, why);
-    return r && r->type == RP_REPLY_ERROR ? RP_EREPLY : RP_EPROTOCOL;
+    return r && r->type == RP_REPLY_ERROR ? rp_reply_error_status(r) : RP_EPROTOCOL;
 }
 
 /* The op fails as its unreachable nodes did: neither a quorum for nor one against. */
@@ -288,6 +288,7 @@ static int acquire_send(rp_op *op, rl_acquire *s, uint64_t now_ms)
 static int acquire_retry(rp_op *op, rl_acquire *s, uint64_t now_ms)
 {
     uint64_t elapsed = now_ms - s->start_ms;
+    int64_t delay;
     if (rp_op__cancelled(op))
         return rp_op__fail(op, RP_ECANCELED, "lock.acquire: cancelled");
     if (s->relearned) {
@@ -298,12 +299,13 @@ static int acquire_retry(rp_op *op, rl_acquire *s, uint64_t now_ms)
     }
     if (!s->answered)
         return rp_op__fail(op, s->fail_code, "%s", s->fail_why);
-    if (rp_lock__wait_over(&s->o, elapsed)) {
+    if (rp_lock__wait_over(&s->o, elapsed)
+        || (delay = rp_lock__next_delay(&s->backoff_ms, &s->o, elapsed, -1)) == RP_LOCK_GIVE_UP) {
         rp_op__done(op);
         return RP_OK;
     }
     s->stage = ACQ_SLEEPING;
-    rp_op__sleep(op, (uint64_t)rp_lock__next_delay(&s->backoff_ms, &s->o, elapsed, -1));
+    rp_op__sleep(op, (uint64_t)delay);
     return RP_OK;
 }
 

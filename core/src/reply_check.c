@@ -78,6 +78,22 @@ const char *rp_reply__describe(const rp_reply *r, char *out, size_t size)
     return out;
 }
 
+static int starts_with(const char *s, size_t len, const char *prefix);
+
+int rp_reply_error_status(const rp_reply *r)
+{
+    if (!r || r->type != RP_REPLY_ERROR)
+        return RP_OK;
+    /* NOAUTH answers any command sent before AUTH (the URL has no password for a server
+     * that requires one), WRONGPASS an AUTH it refused: the same failure wherever it shows
+     * up, as redis-py's AuthenticationError is for both. Redis 7 answers a large request
+     * before AUTH with "ERR Protocol error: unauthenticated bulk length" (and closes): the
+     * same missing password. */
+    return starts_with(r->str, r->len, "NOAUTH") || starts_with(r->str, r->len, "WRONGPASS")
+        || starts_with(r->str, r->len, "ERR Protocol error: unauthenticated")
+        ? RP_EAUTH : RP_EREPLY;
+}
+
 int rp_reply__expected(const rp_reply *r, const char *what, char *why, size_t size)
 {
     char d[RP_REPLY_DESCRIBE_MAX];
@@ -86,7 +102,7 @@ int rp_reply__expected(const rp_reply *r, const char *what, char *why, size_t si
         if (why && size)
             snprintf(why, size, "%.*s", (int)(r->len > RP_REPLY_QUOTE_MAX ? RP_REPLY_QUOTE_MAX : r->len),
                      r->str ? r->str : "");
-        return RP_EREPLY;
+        return rp_reply_error_status(r);
     }
     if (why && size)
         snprintf(why, size, "expected %s, got %s", what, rp_reply__describe(r, d, sizeof d));
@@ -132,6 +148,35 @@ int rp_reply__is_status(const rp_reply *r, const char *status, char *why, size_t
         return RP_OK;
     snprintf(what, sizeof what, "the status \"%s\"", status);
     return rp_reply__expected(r, what, why, size);
+}
+
+static int starts_with(const char *s, size_t len, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    return len >= n && memcmp(s, prefix, n) == 0;
+}
+
+static int contains(const char *s, size_t len, const char *word)
+{
+    size_t i, n = strlen(word);
+    for (i = 0; i + n <= len; i++)
+        if (memcmp(s + i, word, n) == 0)
+            return 1;
+    return 0;
+}
+
+int rp_reply__handshake_status(const rp_reply *r, char *why, size_t size)
+{
+    int rc = rp_reply__is_status(r, "OK", why, size);
+    /* Redis refuses credentials with WRONGPASS (6+), NOAUTH (a command before AUTH), or an
+     * ERR about the password (< 6: "invalid password"; no requirepass: "AUTH <password>
+     * called without any password configured", older "no password is set"). Any other
+     * error (LOADING, a proxy's) stays a reply error. */
+    if (rc == RP_EREPLY && r && r->type == RP_REPLY_ERROR
+        && (starts_with(r->str, r->len, "WRONGPASS") || starts_with(r->str, r->len, "NOAUTH")
+            || contains(r->str, r->len, "password")))
+        rc = RP_EAUTH;
+    return rc;
 }
 
 

@@ -19,7 +19,8 @@
  * "an array of 3 elements", "no reply" (strings: their first bytes, printable, quoted,
  * "..." when cut). Writes out (NUL-terminated, cut to size) and returns it. */
 RP_INTERNAL const char *rp_reply__describe(const rp_reply *r, char *out, size_t size);
-/* r is not what was expected: RP_EREPLY (error replies) or RP_EPROTOCOL, why filled. */
+/* r is not what was expected: rp_reply_error_status (error replies: RP_EREPLY, or RP_EAUTH
+ * for NOAUTH) or RP_EPROTOCOL, why filled. */
 RP_INTERNAL int rp_reply__expected(const rp_reply *r, const char *what, char *why, size_t size);
 /* An integer in [min, max] (LLONG_MIN / LLONG_MAX: unbounded); what names it (may be NULL). */
 RP_INTERNAL int rp_reply__is_int(const rp_reply *r, const char *what, long long min,
@@ -27,6 +28,11 @@ RP_INTERNAL int rp_reply__is_int(const rp_reply *r, const char *what, long long 
 /* Exactly the status reply status (e.g. "OK"). */
 RP_INTERNAL int rp_reply__is_status(const rp_reply *r, const char *status, char *why,
                                     size_t size);
+/* A handshake command's reply (AUTH, SELECT): RP_OK for exactly +OK; RP_EAUTH when the
+ * server refused the connection's credentials (WRONGPASS, NOAUTH, "invalid password", "AUTH
+ * ... called without any password configured": why gets Redis' message); else as
+ * rp_reply__is_status. */
+RP_INTERNAL int rp_reply__handshake_status(const rp_reply *r, char *why, size_t size);
 /* An array of exactly strlen(types) elements, element i of type types[i]: 'i' integer, 's'
  * bulk string, 'n' nil, 'S' string or nil, 'a' array, '?' anything. what names it (may be
  * NULL). Ranges of elements are checked after, with rp_reply__is_int on each. */

@@ -8,6 +8,11 @@
  * waits either (name resolution does: getaddrinfo blocks, and is fast for the addresses
  * Redis deployments use).
  *
+ * rediss:// endpoints speak TLS over that same socket (tls.c: OpenSSL with a BIO of our own
+ * sends and receives, never blocking): the TLS handshake is one more phase between connect
+ * and AUTH, inside the exchange's deadline, and every read and write of the connection goes
+ * through its session, which may ask to wait for the other direction (conn.tls_wait).
+ *
  * Any failure closes the connection: a late reply can never be read as the answer to the
  * next request. The early end of a quorum round leaves targets whose replies are still on
  * their way (a Redlock minority that was merely a little slower): closing those would cost
@@ -40,6 +45,7 @@
 
 #include "reply_check.h"
 #include "reply_internal.h"
+#include "tls.h"
 #include "transport_hiredis.h"
 
 /* A connection idle at least this long is probed before use (see looks_dead). Back-to-back
@@ -60,6 +66,8 @@ typedef struct conn {
     int blocking;          /* the socket is in blocking mode (see read_target) */
     size_t owed;           /* replies of an abandoned request still to come (parked) */
     redisReader *drain;    /* parses them, to be thrown away (NULL until needed) */
+    rp_tls_conn *tls;      /* rediss://: the TLS session over ctx's socket (NULL: plain) */
+    short tls_wait;        /* what the session waits for (POLLIN / POLLOUT), 0: the phase's */
 } conn;
 
 /* A pool slot: the idle connection of one address. */
@@ -72,6 +80,7 @@ typedef struct slot {
 /* Where a target of the round is. */
 enum {
     T_CONNECT,  /* non-blocking connect in progress: wait for POLLOUT */
+    T_TLS,      /* the TLS handshake (rediss://), within the exchange's deadline */
     T_HS_WRITE, /* writing the handshake (AUTH / SELECT) */
     T_HS_READ,  /* reading its replies */
     T_WRITE,    /* writing the op's request */
@@ -107,6 +116,9 @@ typedef struct hiredis_transport {
     uint32_t command_timeout_ms;
     int keepalive;
     size_t max_reply;      /* rp_client_options.max_reply_size, for the handshake's reader */
+    const rp_client_options *options; /* borrowed from the client: its tls_* strings */
+    rp_tls *tls;           /* TLS configuration, made at creation when tls_* options are
+                              given, else at the first rediss:// connect (NULL: none yet) */
     slot *slots;
     size_t nslots;
     /* per-round scratch, kept between rounds so a round allocates nothing */
@@ -121,6 +133,7 @@ typedef struct hiredis_transport {
 
 static void conn_close(conn *c)
 {
+    rp_tls__conn_free(c->tls); /* before the socket closes; writes nothing */
     if (c->ctx)
         redisFree(c->ctx);
     if (c->drain)
@@ -278,6 +291,7 @@ static const char *phase_doing(int phase)
 {
     switch (phase) {
     case T_CONNECT: return "connecting";
+    case T_TLS: return "in the TLS handshake";
     case T_HS_WRITE: case T_HS_READ: return "in the handshake (AUTH / SELECT)";
     case T_WRITE: return "writing the request";
     default: return "waiting for the reply";
@@ -369,9 +383,10 @@ static int feed_handshake(hiredis_transport *t, rp_op *op, target *tg, const cha
         r = obj;
         tg->hs_got++;
         {
-            /* exactly +OK: anything else (an error, +QUEUED) is not a done AUTH / SELECT */
+            /* exactly +OK: anything else (an error, +QUEUED) is not a done AUTH / SELECT;
+             * refused credentials are RP_EAUTH */
             char why[RP_ERROR_MESSAGE_MAX - 32];
-            int st = rp_reply__is_status(r, "OK", why, sizeof why);
+            int st = rp_reply__handshake_status(r, why, sizeof why);
             rp_reply_free(r);
             if (st != RP_OK) {
                 target_fail(t, op, tg, st, "%s failed: %s", tg->hs_names[tg->hs_got - 1], why);
@@ -394,23 +409,50 @@ typedef struct round_ctx {
     uint64_t op_timeout_ms;
 } round_ctx;
 
+/* TLS says what it waits for: the poll events (0 when it waits for nothing). */
+static short tls_wait_of(ssize_t n)
+{
+    return n == RP_TLS_WANT_READ ? POLLIN : n == RP_TLS_WANT_WRITE ? POLLOUT : 0;
+}
+
+/* Sends what it can of the target's remaining bytes (through TLS when the connection has
+ * it): > 0 bytes sent, 0 it must wait (for tg->c.tls_wait, or POLLOUT), -1 it failed
+ * (reported). */
+static ssize_t send_some(hiredis_transport *t, rp_op *op, target *tg)
+{
+    ssize_t n;
+    if (tg->c.tls) {
+        char why[RP_ERROR_MESSAGE_MAX / 2];
+        n = rp_tls__write(tg->c.tls, tg->out + tg->sent, tg->outlen - tg->sent, why, sizeof why);
+        tg->c.tls_wait = tls_wait_of(n); /* 0 once it moved: the phase says what is next */
+        if (n > 0 || tg->c.tls_wait)
+            return n > 0 ? n : 0;
+        target_fail(t, op, tg, RP_ETRANSPORT, "connection lost %s: %s", phase_doing(tg->phase), why);
+        return -1;
+    }
+    for (;;) {
+        n = send(tg->c.ctx->fd, tg->out + tg->sent, tg->outlen - tg->sent,
+                 MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0)
+            return n;
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return 0;
+        target_fail(t, op, tg, RP_ETRANSPORT, "connection lost %s: %s", phase_doing(tg->phase),
+                    n < 0 ? strerror(errno) : "closed by peer");
+        return -1;
+    }
+}
+
 /* Writes what the target has to write; 1 if it must wait for POLLOUT. */
 static int write_target(hiredis_transport *t, rp_op *op, target *tg)
 {
     while (tg->sent < tg->outlen) {
-        ssize_t n = send(tg->c.ctx->fd, tg->out + tg->sent, tg->outlen - tg->sent,
-                         MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (n > 0) {
-            tg->sent += (size_t)n;
-            continue;
-        }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            return 1;
-        target_fail(t, op, tg, RP_ETRANSPORT, "connection lost %s: %s", phase_doing(tg->phase),
-                    n < 0 ? strerror(errno) : "closed by peer");
-        return 0;
+        ssize_t n = send_some(t, op, tg);
+        if (n <= 0)
+            return n == 0;
+        tg->sent += (size_t)n;
     }
     if (tg->phase == T_HS_WRITE) {
         tg->phase = T_HS_READ;
@@ -457,14 +499,26 @@ static void drain(hiredis_transport *t, rp_op *op, target *tg, const char *buf, 
 }
 
 /* Reads once and feeds the bytes. blocking: wait inside recv, whose SO_RCVTIMEO is the
- * time left (read_lone). */
-static void read_target(hiredis_transport *t, rp_op *op, target *tg, int blocking)
+ * time left (read_lone; never with TLS). */
+static void read_once(hiredis_transport *t, rp_op *op, target *tg, int blocking)
 {
     char buf[RP_READ_CHUNK];
     ssize_t n;
-    do
-        n = recv(tg->c.ctx->fd, buf, sizeof buf, blocking ? 0 : MSG_DONTWAIT);
-    while (n < 0 && errno == EINTR && !blocking); /* blocking: back to the loop's clock */
+    if (tg->c.tls) {
+        char why[RP_ERROR_MESSAGE_MAX / 2];
+        n = rp_tls__read(tg->c.tls, buf, sizeof buf, why, sizeof why);
+        if ((tg->c.tls_wait = tls_wait_of(n)) != 0)
+            return;
+        if (n < 0) {
+            target_fail(t, op, tg, RP_ETRANSPORT, "connection lost %s: %s",
+                        phase_doing(tg->phase), why);
+            return;
+        }
+    } else {
+        do
+            n = recv(tg->c.ctx->fd, buf, sizeof buf, blocking ? 0 : MSG_DONTWAIT);
+        while (n < 0 && errno == EINTR && !blocking); /* blocking: back to the loop's clock */
+    }
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
         /* SO_RCVTIMEO rounds to the kernel's tick: allow a millisecond */
         if (blocking && errno != EINTR && rp_monotonic_ms() + 1 >= tg->deadline)
@@ -488,6 +542,18 @@ static void read_target(hiredis_transport *t, rp_op *op, target *tg, int blockin
     feed_op(t, op, tg, buf, (size_t)n);
 }
 
+/* Reads and feeds; with TLS, also what the session holds already decrypted (poll cannot
+ * see it). */
+static void read_target(hiredis_transport *t, rp_op *op, target *tg, int blocking)
+{
+    int phase;
+    do {
+        phase = tg->phase;
+        read_once(t, op, tg, blocking);
+    } while (tg->c.tls && tg->phase == phase && (phase == T_HS_READ || phase == T_READ) &&
+             rp_tls__pending(tg->c.tls));
+}
+
 /* Bytes of the op's own replies. */
 static void feed_op(hiredis_transport *t, rp_op *op, target *tg, const char *buf, size_t n)
 {
@@ -502,6 +568,59 @@ static void feed_op(hiredis_transport *t, rp_op *op, target *tg, const char *buf
         lose(t, tg);
         tg->phase = T_DONE;
     }
+}
+
+/* After the TLS handshake: the AUTH / SELECT handshake or the request, within what is left
+ * of the exchange's deadline (it began when the socket connected). */
+static void after_tls(target *tg)
+{
+    if (tg->hs_expected > 0) {
+        tg->out = tg->hs.data;
+        tg->outlen = tg->hs.len;
+        tg->sent = 0;
+        tg->phase = T_HS_WRITE;
+    } else {
+        continue_request(tg);
+    }
+}
+
+/* rediss://: a TLS session over the connected socket; its handshake shares the exchange's
+ * deadline with the AUTH handshake and the request, as the AUTH handshake does. */
+static void start_tls(hiredis_transport *t, rp_op *op, target *tg, const rp_endpoint *ep,
+                      const round_ctx *rc)
+{
+    char why[RP_ERROR_MESSAGE_MAX / 2];
+    int st;
+    if (!t->tls) {
+        rp_error e;
+        rp_error_clear(&e);
+        if ((st = rp_tls__new(&t->tls, t->options, &t->alloc, &e)) != RP_OK) {
+            target_fail(t, op, tg, st, "%s", e.message);
+            return;
+        }
+    }
+    if ((st = rp_tls__conn_new(&tg->c.tls, t->tls, tg->c.ctx->fd, ep->host, why, sizeof why))) {
+        target_fail(t, op, tg, st, "%s", why);
+        return;
+    }
+    tg->c.blocking = 0; /* reads go through the session, never a blocking recv */
+    tg->c.tls_wait = POLLOUT;
+    tg->phase = T_TLS;
+    phase_deadline(tg, rp_monotonic_ms(), rc->tmo, rc->overall, rc->op_timeout_ms);
+}
+
+/* Moves the TLS handshake on. */
+static void tls_step(hiredis_transport *t, rp_op *op, target *tg)
+{
+    char why[RP_ERROR_MESSAGE_MAX / 2];
+    int r = rp_tls__handshake(tg->c.tls, why, sizeof why);
+    if ((tg->c.tls_wait = tls_wait_of(r)) != 0)
+        return;
+    if (r != 0) {
+        target_fail(t, op, tg, RP_ETRANSPORT, "TLS handshake failed: %s", why);
+        return;
+    }
+    after_tls(tg);
 }
 
 /* The socket of a T_CONNECT target is writable: did the connect succeed? */
@@ -522,6 +641,10 @@ static void finish_connect(hiredis_transport *t, rp_op *op, target *tg, const ro
     }
     if (connected(t, tg, &ep) != RP_OK) {
         target_fail(t, op, tg, RP_ENOMEM, "out of memory preparing the handshake");
+        return;
+    }
+    if (ep.tls) {
+        start_tls(t, op, tg, &ep, rc);
         return;
     }
     if (tg->hs_expected > 0) {
@@ -548,6 +671,14 @@ static void progress(hiredis_transport *t, rp_op *op, target *tg, short revents,
             finish_connect(t, op, tg, rc);
             revents = POLLOUT; /* a fresh socket has room: write at once */
             break;
+        case T_TLS:
+            if (!(revents & (tg->c.tls_wait | POLLERR | POLLHUP)))
+                return;
+            tls_step(t, op, tg);
+            if (tg->phase == before)
+                return; /* the server's answer is not there yet: poll again */
+            revents = POLLOUT;
+            break;
         case T_HS_WRITE:
         case T_WRITE:
             if (write_target(t, op, tg))
@@ -556,7 +687,7 @@ static void progress(hiredis_transport *t, rp_op *op, target *tg, short revents,
             break;
         case T_HS_READ:
         case T_READ:
-            if (!(revents & (POLLIN | POLLERR | POLLHUP)))
+            if (!(revents & ((tg->c.tls_wait ? tg->c.tls_wait : POLLIN) | POLLERR | POLLHUP)))
                 return;
             read_target(t, op, tg, 0);
             if (tg->phase == before)
@@ -745,7 +876,8 @@ static int round_all(rp_transport *base, rp_op *op, uint64_t listen_wait_ms, rp_
             if (tg->phase == T_DONE)
                 continue;
             t->pfd[np].fd = tg->c.ctx->fd;
-            t->pfd[np].events = tg->phase == T_HS_READ || tg->phase == T_READ ? POLLIN : POLLOUT;
+            t->pfd[np].events = tg->c.tls_wait ? tg->c.tls_wait
+                                : tg->phase == T_HS_READ || tg->phase == T_READ ? POLLIN : POLLOUT;
             t->pfd[np].revents = 0;
             t->pfd_tg[np++] = i;
             wake = min_u64(wake, tg->listening && tg->phase == T_READ ? listen_deadline
@@ -819,7 +951,10 @@ static void quit_subscriber(conn *c)
     char buf[4096];
     if (!c->ctx || c->pid != getpid())
         return;
-    if (send(c->ctx->fd, quit, sizeof quit - 1, MSG_NOSIGNAL | MSG_DONTWAIT) != (ssize_t)(sizeof quit - 1))
+    char why[RP_ERROR_MESSAGE_MAX / 2];
+    if ((c->tls ? rp_tls__write(c->tls, quit, sizeof quit - 1, why, sizeof why)
+                : send(c->ctx->fd, quit, sizeof quit - 1, MSG_NOSIGNAL | MSG_DONTWAIT)) !=
+        (ssize_t)(sizeof quit - 1))
         return;
     for (;;) {
         uint64_t now = rp_monotonic_ms();
@@ -827,6 +962,12 @@ static void quit_subscriber(conn *c)
         ssize_t n;
         if (now >= deadline || poll(&p, 1, (int)(deadline - now)) <= 0)
             return;
+        if (c->tls) {
+            n = rp_tls__read(c->tls, buf, sizeof buf, why, sizeof why);
+            if (n == 0 || n == RP_TLS_FAILED)
+                return;
+            continue;
+        }
         n = recv(c->ctx->fd, buf, sizeof buf, MSG_DONTWAIT);
         if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK))
             return; /* EOF (or the connection is gone anyway) */
@@ -852,6 +993,7 @@ static void destroy(rp_transport *base)
     rp_allocator a = t->alloc;
     size_t i;
     drop_all(t);
+    rp_tls__free(t->tls); /* after its sessions */
     for (i = 0; i < t->nslots; i++)
         rp_alloc__free(&a, t->slots[i].address);
     for (i = 0; i < t->captg; i++)
@@ -879,6 +1021,17 @@ int rp_transport__hiredis_new(rp_transport **out,
     t->command_timeout_ms = o->command_timeout_ms;
     t->keepalive = o->tcp_keepalive;
     t->max_reply = o->max_reply_size ? o->max_reply_size : RP_CLIENT_MAX_REPLY_SIZE_DEFAULT;
+    t->options = o;
+    /* options given: read their files now, so a bad one fails rp_client_new (without any,
+     * the system's store is loaded at the first rediss:// connect) */
+    if (o->tls_ca_file || o->tls_cert_file || o->tls_key_file || o->tls_server_name ||
+        !o->tls_verify) {
+        int rc = rp_tls__new(&t->tls, o, a, err);
+        if (rc) {
+            rp_alloc__free(a, t);
+            return rc;
+        }
+    }
     *out = &t->base;
     return RP_OK;
 }

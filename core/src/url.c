@@ -198,8 +198,10 @@ static int parse_tcp(rp_url *u, const char *rest, const rp_allocator *a, rp_erro
         end = dbend;
     }
     if (*end == '?' || *end == '#') /* checked after the db: "/0?x=1" is about the query */
-        return invalid(u, a, err, "query strings are not supported in redis:// URLs "
-                                  "(redis://[[user]:password@]host[:port][/db])");
+        return invalid(u, a, err, u->tls ? "query strings are not supported in rediss:// URLs "
+                                           "(rediss://[[user]:password@]host[:port][/db])"
+                                         : "query strings are not supported in redis:// URLs "
+                                           "(redis://[[user]:password@]host[:port][/db])");
     return RP_OK;
 }
 
@@ -227,10 +229,13 @@ static int parse_one(rp_url *out, const char *url, const rp_allocator *a, rp_err
         return parse_tcp(out, url + 8, a, err);
     if (strncmp(url, "unix://", 7) == 0)
         return parse_unix(out, url + 7, a, err);
-    if (strncmp(url, "rediss://", 9) == 0)
-        return rp_error__set(err, RP_EINVAL, "url: TLS (rediss://) is not supported yet");
+    if (strncmp(url, "rediss://", 9) == 0) {
+        out->tls = 1;
+        return parse_tcp(out, url + 9, a, err);
+    }
     return rp_error__set(err, RP_EINVAL,
-                         "url: must start with redis:// or unix:// (got \"%.60s\")", url);
+                         "url: must start with redis://, rediss:// or unix:// (got \"%.60s\")",
+                         url);
 }
 
 int rp_url__parse(rp_url *out, const char *url, const rp_allocator *a, rp_error *err)
@@ -294,6 +299,7 @@ void rp_url__endpoint(const rp_url *u, rp_endpoint *out)
 {
     out->address = u->address;
     out->is_unix = u->is_unix;
+    out->tls = u->tls;
     out->host = u->host;
     out->port = u->port;
     out->path = u->path;

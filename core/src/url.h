@@ -6,6 +6,7 @@
 
 typedef struct rp_url {
     int is_unix;
+    int tls;        /* rediss:// (TCP only) */
     char *host;     /* TCP */
     int port;
     char *path;     /* unix socket */
@@ -15,7 +16,7 @@ typedef struct rp_url {
     char *address;  /* canonical, the pool key (rp_endpoint.address) */
 } rp_url;
 
-/* Parses redis://[[user]:password@]host[:port][/db] and
+/* Parses redis://[[user]:password@]host[:port][/db] (rediss://: the same over TLS) and
  * unix://[[user]:password@]/path[?db=N][&password=...] (user and password may be %-encoded). RP_EINVAL names what is wrong. */
 RP_INTERNAL int rp_url__parse(rp_url *out, const char *url, const rp_allocator *a,
                               rp_error *err);

@@ -10,6 +10,12 @@
 --   password when there is one, and "#<pool_size>" when a size is set: nginx fixes a pool's
 --   size when it is first used). A fresh connection runs its target's handshake first
 --   (AUTH / SELECT: op:handshake).
+-- * TLS (rediss:// targets). A fresh connection's TLS handshake (tcpsock:sslhandshake, with
+--   the client certificate through tcpsock:setclientcert) comes before the AUTH one, within
+--   the same deadline. nginx gives cosockets no per-connection CA: the CAs trusted are
+--   nginx.conf's lua_ssl_trusted_certificate (and lua_ssl_verify_depth), so tls_ca_file is
+--   refused with that advice. TLS connections pool apart from plain ones, and apart per
+--   server name, verify setting and client certificate ("#tls:<digest>" in the pool name).
 -- * Parallel rounds. An op of one target is served inline, in the calling light thread. An
 --   op of several (Redlock) gets one light thread per target with a request
 --   (ngx.thread.spawn), each connecting, sending and feeding replies back, so the round
@@ -77,10 +83,63 @@ local function failure(name, message)
         core.metatables.error)
 end
 
---- The driver's state for one client: timeouts, pool settings and the pool of each target
--- address seen so far.
+local function read_file(path)
+    local f, err = io.open(path, "rb")
+    if not f then
+        return nil, err
+    end
+    local data = f:read("*a")
+    f:close()
+    return data
+end
+
+-- The client's tls_* options as cosockets take them (the core checked their types, that
+-- the files are readable, both-or-neither and that some URL is rediss://): the client
+-- certificate parsed once (ngx.ssl), the pool digest. nil, err, detail for what nginx
+-- cannot do per connection.
+local function tls_settings(opts)
+    if opts.tls_ca_file ~= nil then
+        return failure("invalid_argument", "tls_ca_file is not supported by the cosocket "
+            .. "driver: nginx takes the CAs cosockets trust from nginx.conf only; set "
+            .. "`lua_ssl_trusted_certificate <PEM file>;` (and `lua_ssl_verify_depth N;` "
+            .. "for intermediate CAs) in the http block and leave tls_ca_file out")
+    end
+    local tls = { server_name = opts.tls_server_name, verify = opts.tls_verify ~= false }
+    if opts.tls_cert_file ~= nil then
+        local okssl, ssl = pcall(require, "ngx.ssl")
+        if not okssl or not ssl.parse_pem_cert then
+            return failure("invalid_argument", "tls_cert_file needs lua-resty-core's ngx.ssl "
+                .. "(parse_pem_cert) and tcpsock:setclientcert (lua-nginx-module >= 0.10.22)")
+        end
+        for _, o in ipairs({ { "tls_cert_file", "chain", ssl.parse_pem_cert },
+                             { "tls_key_file", "pkey", ssl.parse_pem_priv_key } }) do
+            local path = opts[o[1]]
+            local pem, err = read_file(path)
+            local parsed
+            if pem then
+                parsed, err = o[3](pem)
+            end
+            if not parsed then
+                return failure("invalid_argument", ("%s: cannot load \"%s\": %s")
+                    :format(o[1], tostring(path), tostring(err)))
+            end
+            tls[o[2]] = parsed
+        end
+    end
+    tls.pool = "#tls:" .. ngx.md5(table.concat({ tls.server_name or "", tls.verify and "1" or "0",
+                                                 opts.tls_cert_file or "" }, "\0"))
+    return tls
+end
+
+--- The driver's state for one client: timeouts, pool settings, TLS settings and the pool
+-- of each target address seen so far. nil, err, detail for options it cannot honour.
 function M.endpoint(opts)
+    local tls, err, detail = tls_settings(opts)
+    if not tls then
+        return nil, err, detail
+    end
     return {
+        tls = tls,
         connect_timeout = opts.connect_timeout or 2000,
         command_timeout = opts.command_timeout or 2000,
         keepalive_timeout = opts.keepalive_timeout or 60000,
@@ -117,8 +176,8 @@ local function target(st, op, node, address)
     if t ~= nil then
         return t
     end
-    local host, port, path, password
-    address, host, port, path, password = op:target(node)
+    local host, port, path, password, tls
+    address, host, port, path, password, tls = op:target(node)
     t = address and st.targets[address]
     if t == nil then
         if not address then
@@ -128,11 +187,15 @@ local function target(st, op, node, address)
         if password ~= nil then -- connections authenticated otherwise never share a pool
             name = name .. "#" .. ngx.md5(password)
         end
+        if tls then -- never a plain connection, nor one checked otherwise
+            name = name .. st.tls.pool
+        end
         if st.pool_size then
             name = name .. "#" .. st.pool_size
         end
         t = { address = address, host = host, port = port, unix = path and ("unix:" .. path),
-              opts = { pool = name, pool_size = st.pool_size, backlog = st.backlog } }
+              opts = { pool = name, pool_size = st.pool_size, backlog = st.backlog },
+              tls = tls and (st.tls.server_name or host) or nil } -- the name checked
         st.targets[address] = t
     end
     return t
@@ -246,6 +309,86 @@ local function read_replies(sock, op, node, ctl, deadline)
     end
 end
 
+-- A failed sslhandshake's err worded as the blocking transport words it (core/src/tls.c):
+-- "20: unable to get local issuer certificate" is a verify result code and its text.
+local function tls_why(err, name)
+    local code, text = tostring(err):match("^(%d+): (.*)$")
+    if code then
+        return ("certificate verify failed (%s; the cosocket driver trusts nginx.conf's "
+                .. "lua_ssl_trusted_certificate)"):format(text)
+    elseif err == "certificate host mismatch" then
+        return ("certificate verify failed (the certificate is not valid for '%s'%s)"):format(name,
+            (name:find("^[%d.]+$") or name:find(":", 1, true))
+            and "; nginx checks a certificate's DNS names, never its IP addresses: give "
+                .. "tls_server_name, the name the certificate has" or "")
+    elseif err == "closed" then
+        return "connection closed by the server (does it speak TLS on this port?)"
+    end
+    return tostring(err)
+end
+
+-- The verify error a handshake that returned true may still hold. lua-nginx-module before
+-- openresty/lua-nginx-module#2506 (2026-06; Debian 12 has 0.10.23) loses it when the
+-- handshake completes at once: sslhandshake(false, ...) answers true although the
+-- certificate failed verification, and nginx closes the connection. The error is still in
+-- the socket's state: ask for it (as the fixed lua-resty-core does), before any byte of
+-- the request (an AUTH password) is written. nil: no error (or no way to ask).
+local handshake_error
+do
+    local okf, ffi = pcall(require, "ffi")
+    local okb, base = pcall(require, "resty.core.base")
+    local C = okf and ffi.C
+    local function declared() return C.ngx_http_lua_ffi_socket_tcp_get_sslhandshake_result end
+    if okb and pcall(declared) then
+        local sess, errmsg, code = ffi.new("void *[1]"), ffi.new("char *[1]"), ffi.new("int[1]")
+        handshake_error = function(sock)
+            local r, u = base.get_request(), sock[1] -- [1]: the socket's upstream (resty.core)
+            if r == nil or u == nil then
+                return nil
+            end
+            code[0], errmsg[0] = 0, nil
+            if C.ngx_http_lua_ffi_socket_tcp_get_sslhandshake_result(r, u, sess, errmsg, code)
+                    ~= base.FFI_ERROR then
+                return nil
+            end
+            local text = errmsg[0] ~= nil and ffi.string(errmsg[0]) or "handshake failed"
+            return code[0] ~= 0 and (code[0] .. ": " .. text) or text
+        end
+    end
+end
+
+-- The TLS handshake of a fresh socket to t, by deadline (the exchange's, as the AUTH
+-- handshake after it). true, or nil, why, status.
+local function tls_handshake(st, sock, t, deadline, timeout)
+    local left = deadline - now_ms()
+    if left >= 1 then
+        local tls = st.tls
+        -- sslhandshake waits with the connect timeout; bound every wait by the deadline
+        sock:settimeouts(left, left, left)
+        local ok, err = true, nil
+        if tls.chain then
+            ok, err = sock:setclientcert(tls.chain, tls.pkey)
+        end
+        if ok then
+            ok, err = sock:sslhandshake(false, t.tls, tls.verify)
+            if ok and tls.verify and handshake_error then
+                err = handshake_error(sock)
+                ok = err == nil
+            end
+        elseif err then
+            return nil, ("%s: TLS client certificate: %s"):format(t.address, err), STATUS.transport
+        end
+        if ok then
+            return true
+        elseif err ~= "timeout" then
+            return nil, ("%s: TLS handshake failed: %s"):format(t.address, tls_why(err, t.tls)),
+                STATUS.transport
+        end
+    end
+    return nil, ("%s: timed out after %d ms in the TLS handshake"):format(t.address,
+        floor(timeout)), STATUS.timeout
+end
+
 -- Runs a handshake op (one target: the socket's) over a fresh socket, by deadline (the
 -- exchange's: the request after it gets what is left). true, or nil, why, status.
 local function handshake(sock, hs, deadline, t, timeout)
@@ -316,8 +459,15 @@ local function connect(st, op, node, timeout, ctl, address)
             sock:close()
             return nil, "abandoned", STATUS.transport, t
         end
-        local hs, herr, hdetail = op:handshake(node)
         local why, status
+        if t.tls then
+            ok, why, status = tls_handshake(st, sock, t, deadline, timeout)
+            if not ok then
+                sock:close()
+                return nil, why, status, t
+            end
+        end
+        local hs, herr, hdetail = op:handshake(node)
         if hs then
             ok, why, status = handshake(sock, hs, deadline, t, timeout)
         else

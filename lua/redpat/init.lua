@@ -27,7 +27,8 @@
 -- the core allows it). Expected failures return `nil, err, detail`, as lua-resty-*
 -- libraries do: err is the core's status name, a plain string ("timeout", "not_owned",
 -- "invalid_argument", "transport", "reply", "protocol", "no_memory", "state",
--- "cancelled", "callback", "lost"; and "busy" from lock:using), so `err == "timeout"`
+-- "cancelled", "callback", "lost", "auth" (the server refused the password); and "busy"
+-- from lock:using), so `err == "timeout"`
 -- works; detail is {name = err, message = <text>, code = <rp_status>}, which prints and
 -- concatenates as "name: message". Normal outcomes (a busy lock, a refused fencing token, a
 -- refused rate limit check) are results, not errors. A value of the wrong Lua type and an
@@ -421,14 +422,16 @@ local connect_spec = spec(core.descriptors["client.new"], 1,
     { "driver", "pool", "pool_size", "backlog", "keepalive_timeout" })
 
 --- redpat.connect(url, opts) -> client | nil, err, detail
--- url: "redis://[[user]:password@]host[:port][/db]" or
+-- url: "redis://[[user]:password@]host[:port][/db]" (rediss://: over TLS) or
 --      "unix://[[user]:password@]/path[?db=N][&password=...]";
 --      default "redis://127.0.0.1:6379/0".
 -- opts: namespace (key prefix, default "redpat"), connect_timeout and command_timeout
 --       (ms, default 2000; command_timeout bounds each exchange with a server: a new
 --       connection's handshake, the request and its whole reply), tcp_keepalive (bool),
 --       max_reply_size (bytes, default 512 MiB, at least 1024: a larger reply, or a header
---       announcing one, fails "protocol" naming max_reply_size), driver ("blocking" | "cosocket";
+--       announcing one, fails "protocol" naming max_reply_size), for rediss:// URLs (TLS)
+--       tls_ca_file, tls_cert_file + tls_key_file, tls_server_name, tls_verify (default
+--       true), driver ("blocking" | "cosocket";
 --       default: cosocket inside nginx), and for the cosocket driver pool (pool name),
 --       pool_size (fixed when a pool is first used; by default each URL and pool_size
 --       gets its own pool), backlog, keepalive_timeout (ms idle in the pool, default 60000).
@@ -446,7 +449,11 @@ function M.connect(url, opts)
     made_with[client] = { url = url, opts = opts }
     if driver == "cosocket" then
         cosocket = cosocket or require "redpat.cosocket"
-        driver_of[client] = cosocket.endpoint(opts or {})
+        local st, serr, sdetail = cosocket.endpoint(opts or {}) -- nil: an option it cannot do
+        if not st then
+            return nil, serr, sdetail
+        end
+        driver_of[client] = st
     end
     return client
 end

@@ -28,9 +28,10 @@ from ._sync.client import Client
 from ._sync.lock import Lock
 from ._sync.pubsub import PubSub
 from ._sync.ratelimit import RateLimiter
-from .errors import (CallbackError, ConnectionError, InvalidArgument, LockError, LockLostError,
-                     LockNotOwnedError, OperationCancelled, OutOfMemoryError, ProtocolError,
-                     RateLimited, RedpatError, ResponseError, StateError, TimeoutError)
+from .errors import (AuthenticationError, CallbackError, ConnectionError, InvalidArgument,
+                     LockError, LockLostError, LockNotOwnedError, OperationCancelled,
+                     OutOfMemoryError, ProtocolError, RateLimited, RedpatError, ResponseError,
+                     StateError, TimeoutError)
 
 __version__ = "0.1.0"
 #: The version of the C core the extension was built from.
@@ -39,7 +40,7 @@ core_version: str = _core.VERSION
 __all__ = [
     "Client", "Lock", "PubSub", "RateLimiter", "Decision", "FenceResult", "LockInfo",
     "LockRenewal", "RateLimiterInfo", "BytesLike", "Seconds", "RedpatError", "ConnectionError",
-    "TimeoutError", "ResponseError", "ProtocolError", "InvalidArgument", "OutOfMemoryError",
+    "AuthenticationError", "TimeoutError", "ResponseError", "ProtocolError", "InvalidArgument", "OutOfMemoryError",
     "StateError", "OperationCancelled", "CallbackError", "LockError", "LockNotOwnedError",
     "LockLostError", "RateLimited", "__version__", "core_version",
 ]

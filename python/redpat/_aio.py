@@ -7,7 +7,17 @@ connections: no thread pool, nothing blocks the event loop. The driver contract
 (redpat/op.h), as asyncio does it:
 
 - Targets: an op names where each node's requests go (_core.target); connections are pooled
-  by that address, opened and handshaken (AUTH / SELECT) on first need.
+  by that address, opened and handshaken (AUTH / SELECT) on first need. max_connections
+  bounds the connections open to each address (pooled, in use, and a subscription's, whose
+  place is held from its first connection to its close, across reconnects): a round
+  that finds none free waits for one (up to the command timeout: then that target fails
+  with "too many connections"), taking its targets' connections in node order, so that two
+  rounds never wait on each other. Connections are held only during IO rounds: an op's
+  SLEEP (a lock acquire between attempts) holds none. The pool belongs to one event loop:
+  under another (a second asyncio.run) the first loop's connections are dropped, and new
+  ones opened. A rediss:// target's connection does its TLS handshake first (one
+  ssl.SSLContext per Executor, from the tls_* options: _ssl_context), within the same
+  deadline as the AUTH handshake.
 - Parallel rounds: connections first (new ones opened concurrently), then every target's
   request is written, then all are read concurrently (one task per target; a single-target
   round, the usual case, runs inline), each within the round's per-target timeout
@@ -37,12 +47,13 @@ import collections
 import inspect
 import os
 import socket
+import ssl
 import sys
 from typing import (Any, Awaitable, Callable, Coroutine, Deque, Dict, List, Optional, Set,
                     Tuple, TypeVar)
 
 from . import _core
-from ._common import BytesLike, Seconds, seconds
+from ._common import NO_TLS, BytesLike, Seconds, TlsConfig, check_max_connections, seconds
 from .errors import RedpatError, StateError, error_for
 
 #: The functions the asyncio decorators take.
@@ -71,6 +82,7 @@ else:  # pragma: no cover - exercised on older Pythons only
 # every frontend.
 _WAITING = "waiting for the reply"
 _IN_HANDSHAKE = "in the handshake (AUTH / SELECT)"
+_IN_TLS = "in the TLS handshake"
 
 
 def _ms(seconds: float) -> str:
@@ -78,10 +90,66 @@ def _ms(seconds: float) -> str:
 
 
 def _why(exc: BaseException) -> str:
-    """An OSError as strerror says it ("Connection refused"), else its text or type."""
+    """An OSError as strerror says it ("Connection refused"), a TLS error as OpenSSL's
+    reason ("tlsv13 alert certificate required"), else its text or type."""
+    if isinstance(exc, ssl.SSLError) and exc.reason:
+        return str(exc.reason).lower().replace("_", " ")
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return str(exc) or type(exc).__name__
+
+
+def _tls_why(exc: BaseException) -> str:
+    """A failed TLS handshake worded as the blocking transport words it (core/src/tls.c):
+    "certificate verify failed (<why>)", OpenSSL's reason ("wrong version number"), not
+    Python's "[SSL: X] ... (_ssl.c:N)" decoration."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return "certificate verify failed (%s)" % (exc.verify_message or exc.reason)
+    if isinstance(exc, (ssl.SSLEOFError, ConnectionResetError, asyncio.IncompleteReadError)):
+        return "connection closed by the server (does it speak TLS on this port?)"
+    return _why(exc)
+
+
+async def _tcp_socket(host: str, port: int) -> socket.socket:
+    """A connected non-blocking TCP socket to host:port (the addresses getaddrinfo gives,
+    in turn, as asyncio.open_connection tries them), for a TLS handshake timed apart from
+    the connect."""
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    error: Optional[OSError] = None
+    for family, kind, proto, _, addr in infos:
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setblocking(False)
+            await loop.sock_connect(sock, addr)
+            return sock
+        except OSError as exc:
+            sock.close()
+            error = exc
+        except BaseException:
+            sock.close()
+            raise
+    raise error or OSError("%s: no address to connect to" % host)
+
+
+def _ssl_context(tls: TlsConfig) -> ssl.SSLContext:
+    """The ssl.SSLContext of a client's tls_* options (checked by the core at client.new);
+    a file that does not load is named as the option."""
+    ca_file, cert_file, key_file, _, verify = tls
+    try:
+        what, path = "tls_ca_file", ca_file
+        # a CA file replaces the system's store (load_default_certs only without one)
+        ctx = ssl.create_default_context(cafile=ca_file)
+        if cert_file:
+            what, path = "tls_cert_file", cert_file
+            ctx.load_cert_chain(cert_file, key_file)
+    except (ssl.SSLError, OSError) as exc:
+        raise error_for(_core.EINVAL, "%s: cannot load \"%s\": %s"
+                        % (what, path, _tls_why(exc))) from None
+    if not verify:  # explicit only: no chain, no name check
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
 
 
 def _resp_end(buf: bytes, pos: int) -> Optional[int]:
@@ -116,7 +184,8 @@ class _Connection:
     goes to an op. deadline: the loop time by which the current exchange must end (one
     deadline for a new connection's handshake and its first request together)."""
 
-    __slots__ = ("reader", "writer", "address", "clean", "owed", "deadline", "_skipped")
+    __slots__ = ("reader", "writer", "address", "clean", "owed", "deadline", "_skipped",
+                 "pool")
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                  address: str) -> None:
@@ -127,6 +196,8 @@ class _Connection:
         self.owed = 0
         self.deadline = 0.0
         self._skipped = b""
+        # (executor, generation) whose max_connections count it is in; None: not counted
+        self.pool: "Optional[Tuple[Executor, int]]" = None
 
     def skip(self, data: bytes) -> bytes:
         """data with the replies still owed dropped from its front (b"": all of it was
@@ -150,6 +221,35 @@ class _Connection:
     def close(self) -> None:
         self.clean = False
         self.writer.close()
+        pool, self.pool = self.pool, None
+        if pool is not None:
+            pool[0]._closed(self.address, pool[1])
+
+    def drop(self) -> None:
+        """Closes a connection of an event loop that is gone (closed: its transport cannot
+        close itself any more): the socket is shut down and closed here."""
+        self.clean = False
+        self.pool = None
+        transport = self.writer.transport
+        try:
+            transport.abort()
+            return
+        except RuntimeError:  # "Event loop is closed"
+            pass
+        sock = transport.get_extra_info("socket")
+        try:
+            if sock is not None:
+                sock.shutdown(socket.SHUT_RDWR)  # the server lets go of it at once
+        except OSError:
+            pass
+        # What the transport's own close would do (a selector transport's socket; under
+        # TLS, the one of the transport beneath): else it is closed when collected.
+        beneath = getattr(getattr(transport, "_ssl_protocol", None), "_transport", None)
+        for owner in (transport, beneath):
+            raw = getattr(owner, "_sock", None)
+            if isinstance(raw, socket.socket):
+                raw.close()
+                setattr(owner, "_sock", None)
 
 
 async def _replies(conn: _Connection, op: _core.Op, node: int,
@@ -187,52 +287,96 @@ class Executor:
     their targets through its endpoints) makes handles and ops; each new connection runs its
     target's handshake first."""
 
+    _ssl: Optional[ssl.SSLContext] = None  # made from _tls on the first TLS connection
+
     def __init__(self, url: str, namespace: BytesLike, connect_timeout: Seconds,
                  command_timeout: Seconds, tcp_keepalive: bool, max_idle: int,
-                 max_reply_size: int) -> None:
+                 max_reply_size: int, *, tls: TlsConfig = NO_TLS,
+                 max_connections: Optional[int] = None) -> None:
         self.template = _core.make("client.new", url, namespace, connect_timeout,
                                    command_timeout, tcp_keepalive,
-                                   max_reply_size)  # checks every option
+                                   max_reply_size, *tls)  # checks every option
+        self._tls = tls  # (ca_file, cert_file, key_file, server_name, verify)
         self._connect_timeout = seconds(connect_timeout)
         self._command_timeout = seconds(command_timeout)
         self._keepalive = tcp_keepalive
         self._max_idle = max_idle
         self._idle: Dict[str, List[_Connection]] = {}
         self._pid = os.getpid()
+        self._max = check_max_connections(max_connections)
+        # Under max_connections: connections open per address, and the futures of the
+        # rounds waiting for one (woken one at a time as one comes back or closes). They
+        # belong to _loop; _gen tells the connections counted under an earlier loop.
+        self._open_at: Dict[str, int] = {}
+        self._waiting: "Dict[str, Deque[asyncio.Future[None]]]" = {}
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._gen = 0
 
     # -- connections ---------------------------------------------------------------------
 
     async def _open(self, op: _core.Op, node: int, timeout: Optional[float] = None) -> _Connection:
         """A new connection to node's target, handshaken; timeout bounds the connect (the
         connect timeout when None) and, from the moment the socket connected, the handshake
-        and the round's request together (the command timeout when None): conn.deadline.
+        and the round's request together (the command timeout when None): conn.deadline;
+        a TLS handshake (rediss://) is part of that exchange, as in the blocking transport.
         Raises the RedpatError to report."""
-        address, unix, host, port, path = _core.target(op, node)
+        address, unix, host, port, path, tls = _core.target(op, node)
         limit = self._connect_timeout if timeout is None else min(timeout, self._connect_timeout)
+        tcp: Optional[socket.socket] = None
+        ctx: Optional[ssl.SSLContext] = None
         try:
             if unix:
-                opening = asyncio.open_unix_connection(path)
+                reader, writer = await _within(asyncio.open_unix_connection(path), limit)
+            elif tls:
+                # made once per Executor, before any socket is opened
+                ctx = self._ssl = self._ssl or _ssl_context(self._tls)
+                tcp = await _within(_tcp_socket(host or "", port), limit)
             else:
-                opening = asyncio.open_connection(host, port)
-            reader, writer = await _within(opening, limit)
+                reader, writer = await _within(asyncio.open_connection(host, port), limit)
         except asyncio.TimeoutError:
             raise error_for(_core.ETIMEOUT, "%s: timed out after %s connecting"
                             % (address, _ms(limit))) from None
         except OSError as exc:
             raise error_for(_core.ETRANSPORT, "%s: cannot connect: %s"
                             % (address, _why(exc))) from None
+        exchange = self._command_timeout if timeout is None else timeout
+        deadline = asyncio.get_running_loop().time() + exchange
+        if tcp is not None and ctx is not None:
+            reader, writer = await self._start_tls(tcp, ctx, host or "", address, exchange)
         sock = writer.get_extra_info("socket")
         if sock is not None and self._keepalive and sock.family != socket.AF_UNIX:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         conn = _Connection(reader, writer, address)
-        exchange = self._command_timeout if timeout is None else timeout
-        conn.deadline = asyncio.get_running_loop().time() + exchange
+        conn.deadline = deadline
         try:
             await self._handshake(_core.handshake(op, node, self.template), conn, exchange)
         except BaseException:
             conn.close()
             raise
         return conn
+
+    async def _start_tls(self, tcp: socket.socket, ctx: ssl.SSLContext, host: str, address: str,
+                         exchange: float) -> Tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """The TLS handshake over the connected tcp socket (owned: closed on failure), within
+        exchange seconds, with the client's context ctx; the certificate is checked against
+        tls_server_name, else the URL's host (an IP address as one)."""
+        # asyncio's own handshake timeout only as a backstop: _within ends it first
+        opening = asyncio.open_connection(sock=tcp, ssl=ctx,
+                                          server_hostname=self._tls[3] or host,
+                                          ssl_handshake_timeout=exchange + 1.0)
+        try:
+            return await _within(opening, exchange)
+        except asyncio.TimeoutError:
+            tcp.close()  # (asyncio closes it too once a transport was made: a no-op then)
+            raise error_for(_core.ETIMEOUT, "%s: timed out after %s %s"
+                            % (address, _ms(exchange), _IN_TLS)) from None
+        except OSError as exc:  # ssl.SSLError is one
+            tcp.close()
+            raise error_for(_core.ETRANSPORT, "%s: TLS handshake failed: %s"
+                            % (address, _tls_why(exc))) from None
+        except BaseException:
+            tcp.close()
+            raise
 
     async def _handshake(self, hs: _core.Op, conn: _Connection, exchange: float) -> None:
         """Runs hs on conn within what is left of conn.deadline (exchange: its length)."""
@@ -251,12 +395,29 @@ class Executor:
                 _core.fail_node(hs, 0, _core.ETRANSPORT, "%s: connection lost %s: %s"
                                 % (conn.address, _IN_HANDSHAKE, _why(exc)))
 
-    def _pooled(self, op: _core.Op, node: int) -> Optional[_Connection]:
-        """An idle connection to node's target, or None."""
+    def _here(self) -> None:
+        """Makes the pool the running loop's: a forked child's, or another loop's (a second
+        asyncio.run) starts afresh."""
+        loop = asyncio.get_running_loop()
         if self._pid != os.getpid():
             # A forked child must not talk over its parent's sockets (nor close them).
             self._idle = {}
             self._pid = os.getpid()
+            self._loop = None
+        if loop is not self._loop:
+            if self._loop is not None:  # its connections cannot serve this loop
+                idle, self._idle = self._idle, {}
+                for conns in idle.values():
+                    for conn in conns:
+                        conn.drop()
+            self._loop = loop
+            self._gen += 1
+            self._open_at = {}
+            self._waiting = {}
+
+    def _pooled(self, op: _core.Op, node: int) -> Optional[_Connection]:
+        """An idle connection to node's target, or None."""
+        self._here()
         idle = self._idle.get(_core.target(op, node)[0])
         while idle:
             conn = idle.pop()
@@ -269,16 +430,106 @@ class Executor:
         idle = self._idle.setdefault(conn.address, [])
         if conn.usable() and len(idle) < self._max_idle:
             idle.append(conn)
+            if self._max is not None:
+                self._wake(conn.address)
         else:
             conn.close()
+
+    # -- max_connections -----------------------------------------------------------------
+
+    def _closed(self, address: str, gen: int) -> None:
+        """A counted connection to address closed: its place is free."""
+        if gen == self._gen:
+            self._open_at[address] -= 1
+            self._wake(address)
+
+    def _wake(self, address: str) -> None:
+        """Wakes the first round still waiting for a connection to address."""
+        waiting = self._waiting.get(address)
+        while waiting:
+            fut = waiting.popleft()
+            if not fut.done():
+                fut.set_result(None)
+                return
+
+    async def _lease(self, address: str, take_idle: bool) -> Optional[_Connection]:
+        """Under max_connections: an idle connection to address (take_idle), or None once a
+        place for a new one is counted (an idle one is closed to make room if need be);
+        waits up to the command timeout for either, then raises ConnectionError."""
+        assert self._max is not None
+        loop = asyncio.get_running_loop()
+        end = None
+        while True:
+            idle = self._idle.get(address)
+            while take_idle and idle:
+                conn = idle.pop()
+                if conn.usable():
+                    return conn
+                conn.close()  # (its place frees at once)
+            if self._open_at.get(address, 0) < self._max:
+                self._open_at[address] = self._open_at.get(address, 0) + 1
+                return None
+            if idle:
+                idle.pop().close()  # makes room
+                continue
+            now = loop.time()
+            end = now + self._command_timeout if end is None else end
+            if now >= end:
+                raise error_for(_core.ETRANSPORT, "too many connections: all %d of the "
+                                "client's connections to %s (max_connections=%d) stayed in "
+                                "use for %s (command_timeout)" % (
+                                    self._max, address, self._max,
+                                    _ms(self._command_timeout)))
+            fut = loop.create_future()
+            self._waiting.setdefault(address, collections.deque()).append(fut)
+            try:
+                await asyncio.wait((fut,), timeout=end - now)
+            except BaseException:
+                if fut.done() and not fut.cancelled():
+                    self._wake(address)  # woken, but cancelled: the next one's turn
+                fut.cancel()
+                raise
+            fut.cancel()  # (timed out: a no-op once woken)
+
+    async def _hold(self, op: _core.Op, node: int, held: Dict[int, Tuple[str, int]]) -> None:
+        """A long-lived op's node gets a place under max_connections for its first
+        connection (waiting for one: see _lease), kept across its reconnects until it is
+        closed, as the sync Listener's connected client is: held, node -> (address,
+        generation). Its connections themselves are not counted."""
+        self._here()
+        if self._max is not None and (node not in held or held[node][1] != self._gen):
+            address = _core.target(op, node)[0]
+            await self._lease(address, False)
+            held[node] = (address, self._gen)
+
+    async def _new(self, op: _core.Op, node: int, timeout: Optional[float],
+                   slots: Set[int]) -> _Connection:
+        """A new connection for node (see _open), counted under max_connections: its place
+        was counted already if node is in slots (taken out of it here, at once), else it
+        waits for one."""
+        if self._max is None:
+            return await self._open(op, node, timeout)
+        address, gen = _core.target(op, node)[0], self._gen
+        if node in slots:
+            slots.discard(node)
+        else:
+            await self._lease(address, False)
+        try:
+            conn = await self._open(op, node, timeout)
+        except BaseException:
+            self._closed(address, gen)
+            raise
+        conn.pool = (self, gen)
+        return conn
 
     # -- rounds --------------------------------------------------------------------------
 
     async def _connect(self, op: _core.Op, node: int, timeout: float,
-                       into: Dict[int, _Connection]) -> None:
-        """A new connection for node, into into[node]; a failure goes to the op."""
+                       into: Dict[int, _Connection], slots: Set[int]) -> None:
+        """A new connection for node, into into[node] (slots: see _new); a failure goes to
+        the op."""
         try:
-            into[node] = await self._open(op, node, timeout)
+            into[node] = await self._new(op, node, timeout, slots)
         except RedpatError as exc:
             # connect or handshake: nothing of the round's request was written
             _core.fail_node_unsent(op, node, exc.code if exc.code is not None
@@ -316,7 +567,8 @@ class Executor:
         timeout = _core.timeout_ms(op) / 1000.0 or self._command_timeout
         conns: Dict[int, _Connection] = {}
         tasks: "List[asyncio.Future[None]]" = []
-        started = asyncio.get_running_loop().time()
+        slots: Set[int] = set()  # nodes whose new connection's place is counted already
+        gen = self._gen
         try:
             fresh = []
             for node, request in enumerate(requests):
@@ -324,15 +576,27 @@ class Executor:
                 # only the pending ones are the round's)
                 if request and _core.pending(op, node):
                     conn = self._pooled(op, node)
+                    gen = self._gen
+                    if conn is None and self._max is not None:
+                        # in node order: a round waits holding only lower nodes' ones
+                        try:
+                            conn = await self._lease(_core.target(op, node)[0], True)
+                        except RedpatError as exc:
+                            _core.fail_node_unsent(op, node, _core.ETRANSPORT, str(exc))
+                            continue
+                        if conn is None:
+                            slots.add(node)
                     if conn is None:
                         fresh.append(node)
                     else:
-                        conn.deadline = started + timeout  # a pooled one: from the start
                         conns[node] = conn
+            started = asyncio.get_running_loop().time()
+            for conn in conns.values():
+                conn.deadline = started + timeout  # a pooled one: from the start
             if len(fresh) == 1:
-                await self._connect(op, fresh[0], timeout, conns)
+                await self._connect(op, fresh[0], timeout, conns, slots)
             elif fresh:
-                await asyncio.gather(*(self._connect(op, node, timeout, conns)
+                await asyncio.gather(*(self._connect(op, node, timeout, conns, slots)
                                        for node in fresh))
             for node, conn in conns.items():
                 conn.clean = False
@@ -377,6 +641,9 @@ class Executor:
                 if _core.pending(op, node):
                     _core.fail_node(op, node, _core.ECANCELED, "cancelled")
             raise
+        finally:
+            for node in slots:  # counted, but never opened (cancelled first)
+                self._closed(_core.target(op, node)[0], gen)
 
     # -- driving -------------------------------------------------------------------------
 
@@ -438,6 +705,7 @@ class Executor:
         return Listener(self, _begin(op, *args))
 
     async def close(self) -> None:
+        self._here()  # (another loop's connections are dropped there)
         idle, self._idle = self._idle, {}
         conns = [conn for pool in idle.values() for conn in pool]
         for conn in conns:
@@ -494,6 +762,8 @@ class Listener:
         self._kicked = False
         self._kick: "Optional[asyncio.Future[None]]" = None
         self._queue: Deque[Any] = collections.deque()
+        # under max_connections, the places its nodes hold: node -> (address, generation)
+        self._held: Dict[int, Tuple[str, int]] = {}
 
     def _lock(self) -> asyncio.Lock:
         if self._reading is None:
@@ -576,6 +846,12 @@ class Listener:
             if not _core.pending(op, node):
                 continue
             conn = self._conns.get(node)
+            if conn is None:
+                try:
+                    await self._x._hold(op, node, self._held)
+                except RedpatError as exc:  # none free for its first connection: as sync
+                    _core.fail_node_unsent(op, node, _core.ETRANSPORT, str(exc))
+                    raise
             try:
                 # A connection of the op's is its own: if it dropped, the read below says so
                 # to the op (which then reconnects, re-subscribing); only a target with none
@@ -663,11 +939,15 @@ class Listener:
             conn.close()
 
     async def close(self) -> None:
-        """Frees the op and closes its connections."""
+        """Frees the op and closes its connections (their places under max_connections
+        are free again)."""
         conns = list(self._conns.values())
         for node in list(self._conns):
             self._drop(node)
         self._op = None
+        held, self._held = self._held, {}
+        for address, gen in held.values():
+            self._x._closed(address, gen)
         for conn in conns:
             try:
                 await conn.writer.wait_closed()
@@ -748,3 +1028,13 @@ def check_callback(fn: Callable[..., Any], what: str) -> None:
             getattr(fn, "__call__", None)):
         raise TypeError("%s is not a coroutine function: run it with redpat.Client, or make it "
                         "`async def`" % getattr(fn, "__qualname__", fn))
+
+
+AcquireFn = TypeVar("AcquireFn", bound=Callable[..., Awaitable[bool]])
+
+
+def acquire_order(acquire: AcquireFn) -> AcquireFn:
+    """Lock.acquire's positional order here: redis-py's asyncio Lock takes (blocking,
+    blocking_timeout, token), as the one source (redpat/_async/lock.py) is written. The
+    sync flavour's own decorator (_blocking.acquire_order) puts sleep first instead."""
+    return acquire

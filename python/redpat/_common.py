@@ -19,6 +19,10 @@ DEFAULT_TTL = 30.0
 DEFAULT_MAX_HOLD = 300.0
 #: The most memory one reply may take (bytes): Redis' own proto-max-bulk-len.
 DEFAULT_MAX_REPLY_SIZE = 512 * 1024 * 1024
+#: A Client's TLS options as the executors get them, in client.new's order: tls_ca_file,
+#: tls_cert_file, tls_key_file, tls_server_name, tls_verify.
+TlsConfig = Tuple[Optional[str], Optional[str], Optional[str], Optional[str], bool]
+NO_TLS: TlsConfig = (None, None, None, None, True)
 #: A decorator's subject: a function of the decorated call's arguments.
 KeyFunc = Callable[..., BytesLike]
 #: A decorator's cost: a fixed one, or a function of the decorated call's arguments.
@@ -53,6 +57,17 @@ def check_max_hold(max_hold: Optional[Seconds]) -> Optional[float]:
     value = seconds(max_hold)
     if not value > 0:
         raise InvalidArgument("max_hold must be > 0 seconds (got %g)" % value, _core.EINVAL)
+    return value
+
+
+def check_max_connections(value: Optional[int]) -> Optional[int]:
+    """A Client's max_connections: None (unbounded) or an int >= 1, checked before any I/O."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError("max_connections must be an int or None, not %s" % type(value).__name__)
+    if value < 1:
+        raise InvalidArgument("max_connections must be >= 1 (got %d)" % value, _core.EINVAL)
     return value
 
 

@@ -107,7 +107,7 @@ class Decision(NamedTuple):
     ``allowed``: the request is allowed (and its cost consumed)
     ``limit``: the limit that decided (the burst for token_bucket and gcra)
     ``remaining``: requests of cost 1 still allowed now
-    ``retry_after`` (seconds): 0 when allowed; else when this request would be allowed
+    ``retry_after`` (seconds): 0 when allowed; else when this request would be allowed (a peek, cost 0, answers for a request of cost 1)
     ``reset_after`` (seconds): until the limiter is back to its full allowance
     ``refused_by``: multi-limit: the index of the limit that refused; else -1
     ``degraded``: Redis failed and the on_error policy decided

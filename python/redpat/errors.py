@@ -2,6 +2,7 @@
 
     RedpatError
     +-- ConnectionError      (also builtins.ConnectionError) connect/read/write failed
+    |   +-- AuthenticationError  the server refused the password (WRONGPASS, NOAUTH, ...)
     +-- TimeoutError         (also builtins.TimeoutError)    connect or command timeout
     +-- ResponseError        Redis answered with an error reply (WRONGTYPE, OOM, ...)
     +-- ProtocolError        a reply could not be parsed or had an unexpected shape
@@ -13,7 +14,7 @@
     +-- CallbackError        a user callback of an op failed (the callback's own exception
     |                        is what the caller sees: this one only stands in for it)
     +-- LockError            a lock could not be acquired (context manager, using) or was
-    |   |                    misused
+    |   |                    misused; ``lock_name`` is the lock's name (bytes)
     |   +-- LockNotOwnedError  release/extend of a lock this handle does not hold
     |   +-- LockLostError      a renewal failed (watchdog, using): the lock may be gone
     +-- RateLimited          a rate-limited function was called over its limit (decorators)
@@ -34,8 +35,8 @@ if TYPE_CHECKING:
     from ._records import Decision
 
 __all__ = [
-    "RedpatError", "ConnectionError", "TimeoutError", "ResponseError", "ProtocolError",
-    "InvalidArgument", "OutOfMemoryError", "StateError", "OperationCancelled", "CallbackError",
+    "RedpatError", "ConnectionError", "AuthenticationError", "TimeoutError", "ResponseError",
+    "ProtocolError", "InvalidArgument", "OutOfMemoryError", "StateError", "OperationCancelled", "CallbackError",
     "LockError",
     "LockNotOwnedError", "LockLostError", "RateLimited", "error_for",
 ]
@@ -62,6 +63,12 @@ class RedpatError(Exception):
 
 class ConnectionError(RedpatError, builtins.ConnectionError):
     """Connecting to Redis, or writing or reading, failed; the connection was dropped."""
+
+
+class AuthenticationError(ConnectionError):
+    """The server refused the connection's credentials (a wrong password or user, a
+    password the server does not require, or none where it requires one), as redis-py's
+    AuthenticationError; the message is Redis' own."""
 
 
 class TimeoutError(RedpatError, builtins.TimeoutError):
@@ -98,7 +105,16 @@ class CallbackError(RedpatError):
 
 
 class LockError(RedpatError):
-    """A lock could not be acquired where it had to be, or was misused."""
+    """A lock could not be acquired where it had to be, or was misused. ``lock_name``: the
+    name of the lock (bytes; None when raised outside a Lock), as redis-py's."""
+
+    def __init__(self, message: str = "", code: Optional[int] = None,
+                 lock_name: Optional[bytes] = None) -> None:
+        super().__init__(message, code)
+        self.lock_name = lock_name
+
+    def __reduce__(self) -> Tuple[Any, ...]:
+        return (type(self), (self.message, self.code, self.lock_name))
 
 
 class LockNotOwnedError(LockError):
@@ -150,6 +166,7 @@ _BY_STATUS: Dict[int, Type[RedpatError]] = {
     _core.ECANCELED: OperationCancelled,
     _core.ECALLBACK: CallbackError,
     _core.ELOST: LockLostError,
+    _core.EAUTH: AuthenticationError,
 }
 
 _core.set_error_classes(RedpatError, _BY_STATUS)

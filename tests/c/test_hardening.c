@@ -1,5 +1,5 @@
 /* Causes kept (issue 10, finding 3) against a real server with requirepass: a check whose
- * handshake was refused (a wrong password) reports Redis' WRONGPASS with RP_EREPLY -- the
+ * handshake was refused (a wrong password) reports Redis' WRONGPASS with RP_EAUTH -- the
  * blocking transport's own handshake -- never "missing reply"; so do a degraded decision,
  * a batch, a lock acquire; a connection without AUTH reports NOAUTH. The matrix cannot
  * express these (its servers' URLs carry no password, and requirepass set by one case
@@ -39,10 +39,10 @@ static rp_ratelimit *limiter_of(rp_client *c, const char *name, rp_ratelimit_on_
     return rl;
 }
 
-/* The failure is the handshake's: RP_EREPLY with Redis' words. */
+/* The failure is the handshake's: RP_EAUTH (issue 11, item 6) with Redis' words. */
 static void expect_wrongpass(const char *what, int rc, const rp_error *e)
 {
-    RP_CHECK(rc == RP_EREPLY, "%s: wanted reply, got %s: %s", what, rp_status_name(rc), e->message);
+    RP_CHECK(rc == RP_EAUTH, "%s: wanted auth, got %s: %s", what, rp_status_name(rc), e->message);
     RP_CHECK(strstr(e->message, "WRONGPASS") != NULL, "%s: %s", what, e->message);
     RP_CHECK(strstr(e->message, "AUTH") != NULL, "%s: %s", what, e->message);
     RP_CHECK(strstr(e->message, "missing reply") == NULL, "%s: %s", what, e->message);
@@ -71,11 +71,11 @@ static void test_wrong_password(const rp_hserver *s)
     expect_wrongpass("check", rc, &e);
 
     RP_CHECK(rp_ratelimit_check(open, "u", 1, 1, &d, &e) == RP_OK, "%s", e.message);
-    RP_CHECK(d.degraded && d.allowed && d.error_code == RP_EREPLY &&
+    RP_CHECK(d.degraded && d.allowed && d.error_code == RP_EAUTH &&
              strstr(d.error_message, "WRONGPASS"), "fail_open: %d %d %s: %s", d.degraded,
              d.allowed, rp_status_name(d.error_code), d.error_message);
     RP_CHECK(rp_ratelimit_check(closed, "u", 1, 1, &d, &e) == RP_OK, "%s", e.message);
-    RP_CHECK(d.degraded && !d.allowed && d.error_code == RP_EREPLY &&
+    RP_CHECK(d.degraded && !d.allowed && d.error_code == RP_EAUTH &&
              strstr(d.error_message, "WRONGPASS"), "fail_closed: %s", d.error_message);
 
     RP_CHECK(rp_ratelimit_batch_op(&op, report, 2, subjects, lens, NULL, &e) == RP_OK, "%s", e.message);
@@ -111,7 +111,8 @@ static void test_right_password(const rp_hserver *s)
     rp_client_free(c);
 }
 
-/* No password at all: Redis answers the request itself with NOAUTH (an error reply). */
+/* No password at all: Redis answers the request itself with NOAUTH, an authentication
+ * failure like a refused AUTH (RP_EAUTH, as redis-py's AuthenticationError). */
 static void test_no_password(const rp_hserver *s)
 {
     rp_client *c = client_of(s->url);
@@ -121,7 +122,7 @@ static void test_no_password(const rp_hserver *s)
     int rc;
     RP_CHECK(rp_lock_new(&l, c, "k", 1, NULL, &e) == RP_OK, "%s", e.message);
     rc = rp_lock_acquire(l, NULL, &a, &e);
-    RP_CHECK(rc == RP_EREPLY && strstr(e.message, "NOAUTH"), "acquire: %s: %s",
+    RP_CHECK(rc == RP_EAUTH && strstr(e.message, "NOAUTH"), "acquire: %s: %s",
              rp_status_name(rc), e.message);
     rp_lock_free(l);
     rp_client_free(c);
@@ -144,7 +145,8 @@ static void test_protocol_error_closes(const rp_hserver *s)
     both[1] = b;
     for (i = 0; i < 3; i++) {
         rc = rp_ratelimit_multi(both, 2, "u", 1, 1, &d, &e);
-        RP_CHECK(rc == RP_EREPLY && strstr(e.message, "Protocol error"), "multi %d: %s: %s", i,
+        /* "unauthenticated multibulk length": the missing password, so RP_EAUTH */
+        RP_CHECK(rc == RP_EAUTH && strstr(e.message, "Protocol error"), "multi %d: %s: %s", i,
                  rp_status_name(rc), e.message);
     }
     rp_ratelimit_free(a);

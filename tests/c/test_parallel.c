@@ -734,6 +734,48 @@ static void test_sleep_hook_cancels(void)
     rp_client_free(c);
 }
 
+/* A sleep hook that pauses the drive (RP_DRIVE_PAUSE): the caller waits itself. */
+static int pause_sleep(void *ud, uint64_t ms)
+{
+    uint64_t *asked = ud;
+    *asked = ms;
+    return RP_DRIVE_PAUSE;
+}
+
+/* A paused acquire goes on later over another client's connections (a pool lends its
+ * connection out while the op waits between attempts). */
+static void test_sleep_hook_pauses(void)
+{
+    rp_client *c = client_over(1, 2000), *c2 = client_over(1, 2000);
+    rp_lock *a = NULL, *b = NULL;
+    rp_lock_acquisition res;
+    rp_lock_acquire_options o = RP_LOCK_ACQUIRE_OPTIONS_INIT;
+    rp_op *op;
+    rp_error e;
+    uint64_t asked = 0;
+    int rc;
+    RP_CHECK(rp_lock_new(&a, c, "par-pause", 10, NULL, &e) == RP_OK, "lock a");
+    RP_CHECK(rp_lock_new(&b, c, "par-pause", 10, NULL, &e) == RP_OK, "lock b");
+    RP_CHECK(rp_lock_acquire(a, NULL, &res, &e) == RP_OK && res.acquired, "a holds it");
+    o.wait_ms = 10000;
+    RP_CHECK(rp_lock_acquire_op(&op, b, &o, &e) == RP_OK, "acquire op");
+    rc = rp_client_run_sleeping(c, op, pause_sleep, &asked, &e);
+    RP_CHECK(rc == RP_DRIVE_PAUSED && asked > 0, "paused at its first sleep: %d (%llu ms)", rc,
+             (unsigned long long)asked);
+    RP_CHECK(rp_lock_release(a, &e) == RP_OK, "release");
+    rp_harness_sleep_ms(asked);
+    rc = rp_client_run(c2, op, &e); /* on over c2's connection, nanosleeps from here */
+    RP_CHECK(rc == RP_OK, "the paused acquire ends: %s", e.message);
+    RP_CHECK(rp_lock_acquire_result(op, &res) == RP_OK && res.acquired && res.attempts == 2,
+             "acquired at its second attempt (%d)", (int)res.attempts);
+    rp_op_free(op);
+    RP_CHECK(rp_lock_release(b, &e) == RP_OK, "release b");
+    rp_lock_free(a);
+    rp_lock_free(b);
+    rp_client_free(c2);
+    rp_client_free(c);
+}
+
 /* --- 7. handshakes, unix sockets, refused connects, all in one round ------------------ */
 
 /* A redis-server on a unix socket only (the harness's servers are TCP), killed at exit. */
@@ -824,7 +866,7 @@ static void test_handshakes(void)
     c = client_of(url, 2000);
     ms = run_each(c, 2, client_id, 0, 0, &s);
     RP_CHECK(ms < 1000, "failures are quick: %llu ms", (unsigned long long)ms);
-    RP_CHECK(s.status[0] == RP_EREPLY && strstr(s.why[0], "AUTH failed") &&
+    RP_CHECK(s.status[0] == RP_EAUTH && strstr(s.why[0], "AUTH failed") &&
              strstr(s.why[0], "rpuser@127.0.0.1:"), "wrong password: %s %s",
              rp_status_name(s.status[0]), s.why[0]);
     RP_CHECK(s.status[1] == RP_EREPLY && strstr(s.why[1], "SELECT failed"), "bad db: %s %s",
@@ -850,6 +892,7 @@ int main(void)
     test_listening_rounds();
     test_call_runs_beside_the_op();
     test_sleep_hook_cancels();
+    test_sleep_hook_pauses();
     test_handshakes();
     for (i = 0; i < NSERVERS; i++)
         rp_hserver_destroy(&srv[i]);

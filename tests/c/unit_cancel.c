@@ -291,6 +291,83 @@ static void test_ratelimit(void)
     rp_client_free(c);
 }
 
+/* A held lock (acquired by hand) for the release tests. */
+static rp_lock *held_lock(rp_client *c)
+{
+    rp_lock *l = lock1(c, 0);
+    rp_op *op = acquire(l, 0);
+    CHECK(rp_op_step(op, T0) == RP_STEP_IO);
+    CHECK(feed(op, 0, acquired_reply(op, 0)) == RP_OK);
+    CHECK(rp_op_step(op, T0) == RP_STEP_DONE && rp_lock_token(l, NULL) != NULL);
+    rp_op_free(op);
+    return l;
+}
+
+static rp_op *release(rp_lock *l)
+{
+    rp_op *op = NULL;
+    CHECK(rp_lock_release_op(&op, l, NULL) == RP_OK);
+    return op;
+}
+
+/* A release cancelled with its request in flight (issue 11, item 5): the handle's token
+ * follows what became of the lock. */
+static void test_release(void)
+{
+    rp_client *c = unit_client(NULL);
+    rp_lock *l = held_lock(c);
+    rp_op *op = release(l);
+    /* in doubt: asked again with the same token; afterwards it holds nothing */
+    CHECK(rp_op_step(op, T0) == RP_STEP_IO && releases_with_token(op, c, 0));
+    cancel_mid_round(op);
+    CHECK(rp_op_step(op, T0 + 1) == RP_STEP_IO && releases_with_token(op, c, 0));
+    CHECK(feed(op, 0, ":0\r\n") == RP_OK); /* the first one had run */
+    CHECK(ended_cancelled(op, T0 + 2));
+    CHECK(message_has(op, "lock.release: cancelled; this handle's token holds nothing"));
+    CHECK(rp_lock_token(l, NULL) == NULL);
+    rp_op_free(op);
+    rp_lock_free(l);
+
+    l = held_lock(c); /* in doubt, and the second ask is the one that deletes it */
+    op = release(l);
+    CHECK(rp_op_step(op, T0) == RP_STEP_IO);
+    cancel_mid_round(op);
+    CHECK(rp_op_step(op, T0 + 1) == RP_STEP_IO && releases_with_token(op, c, 0));
+    CHECK(feed(op, 0, ":1\r\n") == RP_OK);
+    CHECK(ended_cancelled(op, T0 + 2) && message_has(op, "the lock was released"));
+    CHECK(rp_lock_token(l, NULL) == NULL);
+    rp_op_free(op);
+
+    l = (rp_lock_free(l), held_lock(c)); /* the reply was in: applied, nothing asked again */
+    op = release(l);
+    CHECK(rp_op_step(op, T0) == RP_STEP_IO);
+    CHECK(feed(op, 0, ":1\r\n") == RP_OK);
+    rp_op_cancel(op);
+    CHECK(ended_cancelled(op, T0 + 1) && message_has(op, "the lock was released"));
+    CHECK(rp_lock_token(l, NULL) == NULL);
+    rp_op_free(op);
+
+    l = (rp_lock_free(l), held_lock(c)); /* cancelled before anything went out: still held */
+    op = release(l);
+    rp_op_cancel(op);
+    CHECK(ended_cancelled(op, T0) && message_has(op, "this handle still holds the lock"));
+    CHECK(rp_lock_token(l, NULL) != NULL);
+    rp_op_free(op);
+
+    op = release(l); /* in doubt, and asking again fails: the token stays (may be held) */
+    CHECK(rp_op_step(op, T0) == RP_STEP_IO);
+    cancel_mid_round(op);
+    CHECK(rp_op_step(op, T0 + 1) == RP_STEP_IO);
+    rp_op_fail_node(op, 0, RP_ETRANSPORT, "connection refused");
+    CHECK(ended_cancelled(op, T0 + 2));
+    CHECK(message_has(op, "and asking again failed (connection refused): the lock may stay "
+                          "held up to its ttl (30000 ms)"));
+    CHECK(rp_lock_token(l, NULL) != NULL);
+    rp_op_free(op);
+    rp_lock_free(l);
+    rp_client_free(c);
+}
+
 int main(void)
 {
     test_unanswered_attempt_is_released(0);
@@ -302,6 +379,7 @@ int main(void)
     test_redlock();
     test_using();
     test_ratelimit();
+    test_release();
     printf("unit_cancel: %d checks, %d failures\n", checks, failures);
     return failures ? 1 : 0;
 }

@@ -275,16 +275,27 @@ static void test_acquire_retries(void)
     /* the wait runs out: acquired 0 */
     l = redlock(c, 10000, 50);
     o.wait_ms = 30;
+    o.retry_min_ms = o.retry_max_ms = 20; /* a delay of [10, 20] ms: within the wait */
     CHECK(rp_lock_acquire_op(&op, l, &o, NULL) == RP_OK);
     CHECK(rp_op_step(op, T0) == RP_STEP_IO);
     for (size_t i = 0; i < N; i++)
         feed(op, i, "$5\r\nother\r\n");
-    CHECK(rp_op_step(op, T0 + 1) == RP_STEP_SLEEP && rp_op_sleep_ms(op) <= 29);
+    CHECK(rp_op_step(op, T0 + 1) == RP_STEP_SLEEP && rp_op_sleep_ms(op) <= 20);
     CHECK(rp_op_step(op, T0 + 30) == RP_STEP_IO);
     for (size_t i = 0; i < N; i++)
         feed(op, i, "$5\r\nother\r\n");
     CHECK(rp_op_step(op, T0 + 31) == RP_STEP_DONE);
     CHECK(rp_lock_acquire_result(op, &res) == RP_OK && !res.acquired && res.attempts == 2);
+    rp_op_free(op);
+
+    /* a delay that would end past the wait: it gives up at once (issue 11, item 4) */
+    o.retry_min_ms = o.retry_max_ms = 60; /* [30, 60] ms > the 29 left */
+    CHECK(rp_lock_acquire_op(&op, l, &o, NULL) == RP_OK);
+    CHECK(rp_op_step(op, T0) == RP_STEP_IO);
+    for (size_t i = 0; i < N; i++)
+        feed(op, i, "$5\r\nother\r\n");
+    CHECK(rp_op_step(op, T0 + 1) == RP_STEP_DONE);
+    CHECK(rp_lock_acquire_result(op, &res) == RP_OK && !res.acquired && res.attempts == 1);
     rp_op_free(op);
     rp_lock_free(l);
     rp_client_free(c);

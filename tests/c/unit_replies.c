@@ -148,9 +148,13 @@ static void test_plain_acquire(void)
         { "-WRONGTYPE Operation against a key holding the wrong kind of value", RP_EREPLY,
           "lock.acquire: WRONGTYPE", NULL, 0 },
         { "-OOM command not allowed", RP_EREPLY, "OOM", NULL, 0 },
-        /* Redis closes the connection after it: the node fails (no driver pools it) */
-        { "-ERR Protocol error: unauthenticated multibulk length", RP_EREPLY,
+        /* Redis closes the connection after it: the node fails (no driver pools it); said
+         * before AUTH, it is the missing password (RP_EAUTH), as NOAUTH is */
+        { "-ERR Protocol error: unauthenticated multibulk length", RP_EAUTH,
           "ERR Protocol error: unauthenticated multibulk length", NULL, 0 },
+        { "-ERR Protocol error: invalid multibulk length", RP_EREPLY,
+          "ERR Protocol error: invalid multibulk length", NULL, 0 },
+        { "-NOAUTH Authentication required.", RP_EAUTH, "NOAUTH", NULL, 0 },
     };
     size_t i;
     for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -166,7 +170,7 @@ static void test_plain_acquire(void)
         CHECK(unit_request_has(op, 0, "$3\r\nSET\r\n") && unit_request_has(op, 0, "$2\r\nNX\r\n") &&
               unit_request_has(op, 0, "$4\r\n1000\r\n$3\r\nGET\r\n"));
         CHECK(feed(op, 0, resp(cases[i].spec)) ==
-              (strstr(cases[i].spec, "Protocol error") ? RP_EREPLY : RP_OK));
+              (strstr(cases[i].spec, "Protocol error") ? cases[i].code : RP_OK));
         expect_end(label, op, rp_op_step(op, T0 + 1), cases[i].code, cases[i].s1, cases[i].s2);
         if (cases[i].code == RP_OK) {
             CHECK(rp_lock_acquire_result(op, &a) == RP_OK && a.acquired == cases[i].acquired);
@@ -781,7 +785,13 @@ static void test_handshake(void)
         { "+OK\r\n+O?\r\n", RP_EPROTOCOL, "SELECT failed: expected the status \"OK\"", "\"O?\"" },
         { "+OK\r\n:1\r\n", RP_EPROTOCOL, "expected", "got the integer 1" },
         { "$2\r\nOK\r\n+OK\r\n", RP_EPROTOCOL, "expected", "got the string \"OK\"" },
-        { "-WRONGPASS invalid username-password pair\r\n+OK\r\n", RP_EREPLY, "handshake: AUTH failed: WRONGPASS", NULL },
+        { "-WRONGPASS invalid username-password pair\r\n+OK\r\n", RP_EAUTH, "handshake: AUTH failed: WRONGPASS", NULL },
+        { "-NOAUTH Authentication required.\r\n+OK\r\n", RP_EAUTH, "AUTH failed: NOAUTH", NULL },
+        { "-ERR invalid password\r\n+OK\r\n", RP_EAUTH, "AUTH failed: ERR invalid password", NULL },
+        { "-ERR AUTH <password> called without any password configured for the default user. "
+          "Are you sure your configuration is correct?\r\n+OK\r\n", RP_EAUTH,
+          "without any password configured", NULL },
+        { "-LOADING Redis is loading the dataset in memory\r\n+OK\r\n", RP_EREPLY, "AUTH failed: LOADING", NULL },
         { "+OK\r\n-ERR DB index is out of range\r\n", RP_EREPLY, "DB index", NULL },
     };
     size_t i;

@@ -1148,8 +1148,9 @@ static void feed_target(fz *z, rp_op *op, size_t round, size_t node, fz_target *
         fz_violation(z->opname, "rp_op_feed said all replies are in, but the stream holds only "
                      "%zu of the %zu owed", got, want);
     /* a "-ERR Protocol error" reply fails its node (Redis closes the connection after it),
-     * yet it is a whole reply: the command did not run */
-    t->complete = rc == RP_OK || (rc == RP_EREPLY && got == want && got > 0 &&
+     * yet it is a whole reply: the command did not run (RP_EAUTH when it says
+     * "unauthenticated") */
+    t->complete = rc == RP_OK || ((rc == RP_EREPLY || rc == RP_EAUTH) && got == want && got > 0 &&
                                   fzr_is(parsed[got - 1], RP_REPLY_ERROR));
     if (rc == RP_MORE) {
         t->failed = 1;

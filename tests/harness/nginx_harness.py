@@ -51,7 +51,8 @@ class NginxServer:
     def __init__(self, tree: str, lua_dirs: Sequence[str], app: str = "app",
                  workers: int = 2, env: Sequence[str] = DEFAULT_ENV,
                  port: Optional[int] = None, worker_connections: int = 4096,
-                 cpus: Optional[Sequence[int]] = None) -> None:
+                 cpus: Optional[Sequence[int]] = None,
+                 http_extra: Sequence[str] = ()) -> None:
         self.tree = os.path.abspath(tree)
         self.lua_dirs = [os.path.abspath(d) for d in lua_dirs]
         self.app = app
@@ -60,6 +61,8 @@ class NginxServer:
         self.port = port or free_port()
         self.worker_connections = worker_connections
         self.cpus = set(cpus) if cpus else None  # CPU affinity of nginx and its workers
+        # more http-block directives, e.g. the TLS tests' lua_ssl_trusted_certificate
+        self.http_extra = list(http_extra)
         self.prefix = tempfile.mkdtemp(prefix="redpat-nginx-")
         self.proc: Optional[subprocess.Popen[bytes]] = None
 
@@ -102,6 +105,7 @@ class NginxServer:
             "  lua_package_cpath \"%s\";" % lua_cpath,
             "  lua_socket_log_errors off;",
             "  lua_check_client_abort on;",  # redpat.cancel_on_abort (tests/openresty)
+            *("  %s" % line for line in self.http_extra),
             "  init_by_lua_block {",
             "    local app = require \"%s\"" % self.app,
             "    if app.init then app.init() end",

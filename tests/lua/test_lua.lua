@@ -325,7 +325,8 @@ test("an unknown option name raises, naming it and the valid ones", function()
     eq(raises(c.lock, c, "x", { tll = 5 }), "unknown option 'tll' (valid: ttl, fenced)", "lock")
     eq(raises(redpat.connect, url, { namepsace = "x" }),
         "unknown option 'namepsace' (valid: namespace, connect_timeout, command_timeout, "
-        .. "tcp_keepalive, max_reply_size, driver, pool, pool_size, backlog, keepalive_timeout)",
+        .. "tcp_keepalive, max_reply_size, tls_ca_file, tls_cert_file, tls_key_file, "
+        .. "tls_server_name, tls_verify, driver, pool, pool_size, backlog, keepalive_timeout)",
         "connect")
     local l = assert(c:lock("unknown-opt"))
     eq(raises(l.acquire, l, { wiat = 100 }),
@@ -504,6 +505,26 @@ test("transport and reply failures are nil, err, detail", function()
     eq(arr[2].name, "reply", "array[2].name")
     assert(arr[2].message:find("boom", 1, true), arr[2].message)
     eq(tostring(arr[2]), "reply: " .. arr[2].message, "array[2] prints")
+end)
+
+test("a refused password is nil, \"auth\", detail with Redis' words (issue 11, item 6)", function()
+    assert(admin:command("ACL", "SETUSER", "lt-user", "on", ">right", "~*", "+@all"))
+    local cases = {
+        { url:gsub("^redis://", "redis://:nope@"), "without any password configured" },
+        { url:gsub("^redis://", "redis://lt-user:wrong@"), "WRONGPASS" },
+    }
+    for _, case in ipairs(cases) do
+        local c = assert(redpat.connect(case[1], { namespace = "lt" }))
+        local d = failed("auth", "command with " .. case[2], c:command("PING"))
+        assert(d.message:find(case[2], 1, true), d.message)
+        assert(not d.message:find("nope", 1, true) and not d.message:find("wrong", 1, true),
+               "the password is not in the message: " .. d.message)
+        local l = assert(c:lock("x"))
+        failed("auth", "acquire with " .. case[2], l:acquire())
+    end
+    local ok = assert(redpat.connect((url:gsub("^redis://", "redis://lt-user:right@")), { namespace = "lt" }))
+    eq(ok:command("PING"), "PONG", "the right password")
+    assert(admin:command("ACL", "DELUSER", "lt-user"))
 end)
 
 test("a reply slower than command_timeout is a timeout; the client reconnects", function()

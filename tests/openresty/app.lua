@@ -241,6 +241,11 @@ routes["/errors"] = function()
     local lok, lerr, ldetail = lost:release()
     out.lost = failure(lok, lerr, ldetail)
     out.lost.equal = lerr == "not_owned"
+    -- a refused password (cosockets run the core's handshake op): nil, "auth", detail
+    local bad = assert(redpat.connect((test_url():gsub("^redis://", "redis://:nope@")),
+                                      { namespace = "er", pool = "redpat-test-auth" }))
+    out.auth = failure(bad:command("PING"))
+    out.auth_lock = failure(assert(bad:lock("x")):acquire())
     -- an error reply from a raw command
     c:command("SET", "er:str", "x")
     out.reply_error = failure(c:command("LPUSH", "er:str", "y"))

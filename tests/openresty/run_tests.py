@@ -7,6 +7,11 @@ tests use them):
 
 Prints `matrix[openresty]: N passed, F failed, S skipped`, then
 `openresty-tests: N passed, F failed`; exits non-zero on any failure.
+
+The TLS cases (rediss://, cosockets' sslhandshake) run apart, beside TLS-only servers:
+    python3 tests/harness/harness.py run --tls -- python3 tests/openresty/run_tests.py --tls [--tree T]
+(their own nginx, with lua_ssl_trusted_certificate set to the harness's CA; prints
+`openresty-tls-tests: N passed, F failed`).
 """
 from __future__ import annotations
 
@@ -26,7 +31,7 @@ from typing import Any, Callable, Dict, List, Tuple
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tests", "harness"))
-from nginx_harness import NginxServer  # noqa: E402
+from nginx_harness import DEFAULT_ENV, NginxServer  # noqa: E402
 
 
 def get(base: str, path: str, timeout: float = 60.0, **params: Any) -> Tuple[int, Dict[str, Any]]:
@@ -176,6 +181,10 @@ def test_errors(base: str, port: int) -> None:
     lost = check_failure(body, "lost", "not_owned")
     assert lost["equal"] is True and "no longer owned" in lost["message"], lost
     assert "WRONGTYPE" in check_failure(body, "reply_error", "reply")["message"], body
+    for case in ("auth", "auth_lock"):  # a refused password (issue 11, item 6)
+        auth = check_failure(body, case, "auth")
+        assert "without any password configured" in auth["message"], auth
+        assert "nope" not in auth["message"], auth
     assert body["select"] == {"acquired": True, "exists_db0": 0, "exists_db3": 1}, body
     assert body["binary"] == {"acquired": True, "token_roundtrip": True}, body
     assert check_failure(body, "timeout", "timeout")["ping_after"] == "PONG", body
@@ -450,6 +459,92 @@ def test_hostile(base: str, port: int) -> None:
     assert not problems, "\n  ".join([""] + problems)
 
 
+def tls_checks(body: Dict[str, Any]) -> List[Tuple[str, Callable[[], bool]]]:
+    """What each case of tls_app.lua's /tls answer must be."""
+    def failed(case: str, err: Any, *words: str) -> bool:
+        f = body[case]
+        errs = err if isinstance(err, tuple) else (err,)
+        return "ok" not in f and f["err"] in errs and all(w in f["message"] for w in words)
+
+    def ok(case: str) -> bool:
+        return body[case].get("ok") is True
+
+    return [
+        ("a lock and a limiter over TLS", lambda: body["lock"] == {
+            "acquired": True, "busy": False, "released": True, "limiter": [True, True, False]}),
+        ("a Redlock over the TLS servers (parallel rounds)",
+         lambda: body["redlock"] == {"acquired": True, "released": True}),
+        ("TLS connections are pooled (one connection, handshaken once)",
+         lambda: body["pooled"]["first"] == body["pooled"]["second"]),
+        ("an IP address URL fails verification under nginx, saying to give tls_server_name",
+         lambda: failed("by_ip", "transport", "not valid for '127.0.0.1'", "tls_server_name")),
+        ("tls_server_name names the certificate's name", lambda: ok("server_name")),
+        ("a wrong tls_server_name fails verification, named",
+         lambda: failed("wrong_name", "transport", "TLS handshake failed", "wrong.example")),
+        ("tls_verify = false connects whatever the name", lambda: ok("verify_off")),
+        ("a verify-off connection is not pooled for a verifying client",
+         lambda: failed("wrong_name_after", "transport", "TLS handshake failed")),
+        ("a certificate the trusted CA did not sign fails verification",
+         lambda: failed("foreign", "transport", "TLS handshake failed",
+                        "certificate verify failed", "lua_ssl_trusted_certificate")),
+        ("plaintext to a TLS port fails cleanly (and gets no pooled TLS connection)",
+         lambda: failed("plain_to_tls", "transport", "connection lost")),
+        ("TLS to a plaintext port fails within the timeout",
+         lambda: failed("tls_to_plain", ("transport", "timeout"), "TLS handshake")),
+        ("a server requiring client certificates refuses a client without one",
+         lambda: "ok" not in body["strict_without"]),
+        ("tls_cert_file + tls_key_file: the client certificate is sent",
+         lambda: ok("strict_with") and body["strict_lock"] == {"acquired": True,
+                                                               "released": True}),
+        ("tls_ca_file is refused, pointing at lua_ssl_trusted_certificate",
+         lambda: failed("ca_file", "invalid_argument", "tls_ca_file",
+                        "lua_ssl_trusted_certificate")),
+        ("a client certificate file that does not parse is named",
+         lambda: failed("bad_cert", "invalid_argument", "tls_cert_file")),
+    ]
+
+
+def run_tls(tree: str) -> int:
+    """The TLS cases, beside harness.py run --tls's servers (REDPAT_TEST_TLS_DIR) and three
+    of their own: one requiring client certificates, a plaintext one, and one whose
+    certificate another CA signed."""
+    from harness import RedisServer, TlsFiles, make_tls_files
+    tls_dir = os.environ.get("REDPAT_TEST_TLS_DIR")
+    if not tls_dir or not os.environ.get("REDPAT_TEST_URL", "").startswith("rediss://"):
+        print("run_tests.py --tls: run it under tests/harness/harness.py run --tls",
+              file=sys.stderr)
+        return 2
+    files, foreign_files = TlsFiles(tls_dir), make_tls_files()
+    passed = failed = 0
+    try:
+        with RedisServer(tls=files, tls_auth_clients="yes") as strict, RedisServer() as plain, \
+                RedisServer(tls=foreign_files) as foreign, \
+                NginxServer(tree, [HERE], app="tls_app", workers=1,
+                            env=DEFAULT_ENV + ("REDPAT_TEST_TLS_DIR",),
+                            http_extra=["lua_ssl_trusted_certificate %s;" % files.ca]) as srv:
+            status, body = get(srv.url, "/tls", strict=strict.url, plain=plain.url,
+                               foreign=foreign.url)
+            if status != 200:
+                print("FAIL tls: /tls answered %s %s" % (status, body))
+                failed += 1
+            else:
+                for name, check in tls_checks(body):
+                    try:
+                        good = check()
+                    except (KeyError, TypeError) as e:
+                        good, name = False, "%s (%r)" % (name, e)
+                    passed, failed = passed + good, failed + (not good)
+                    print("%s tls: %s" % ("ok  " if good else "FAIL", name))
+                if failed:
+                    print("the /tls answer: %s" % json.dumps(body, sort_keys=True, indent=1))
+            if failed:
+                print("--- nginx error log (tail) ---\n" + srv.log_tail(), file=sys.stderr)
+    finally:
+        foreign_files.cleanup()
+    print("openresty-tls-tests: %d passed, %d failed" % (passed, failed), flush=True)
+    return 1 if failed else 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tree", default=os.environ.get("REDPAT_LUAJIT_TREE",
@@ -457,7 +552,11 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--only", default=None,
                     help="run just the tests whose description contains this (no matrix)")
+    ap.add_argument("--tls", action="store_true",
+                    help="run the TLS cases only (under harness.py run --tls)")
     args = ap.parse_args()
+    if args.tls:
+        return run_tls(args.tree)
     port = int(os.environ["REDPAT_TEST_PORT"])
     os.environ.setdefault("REDPAT_MATRIX_DIR", os.path.join(ROOT, "tests", "matrix"))
     os.environ.setdefault("REDPAT_SCRIPTS_DIR", os.path.join(ROOT, "core", "scripts"))

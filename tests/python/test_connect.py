@@ -75,7 +75,8 @@ def test_wrong_password_is_an_error(secured: Tuple[RedisServer, str], password: 
     srv, _ = secured
     with pytest.raises(redpat.RedpatError) as info:
         roundtrip("redis://:wrong@127.0.0.1:%d/0" % srv.port)
-    assert info.value.status in ("reply", "transport")
+    assert isinstance(info.value, redpat.AuthenticationError)  # issue 11, item 6
+    assert info.value.status == "auth"
     assert "WRONGPASS" in str(info.value) or "invalid" in str(info.value)
 
 

@@ -6,8 +6,11 @@ import builtins
 import datetime
 import math
 import socket
+import os
+import re
+import sys
 import time
-from typing import Callable
+from typing import Callable, List, Tuple
 
 import pytest
 
@@ -15,11 +18,15 @@ import redpat
 from redpat import _core
 from redpat.errors import _BY_STATUS, error_for
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                "harness"))
+from harness import RedisServer  # noqa: E402
+
 
 def test_every_core_status_has_one_class() -> None:
     codes = [_core.EINVAL, _core.ENOMEM, _core.ETRANSPORT, _core.ETIMEOUT, _core.EPROTOCOL,
              _core.EREPLY, _core.ENOTOWNED, _core.ESTATE, _core.ECANCELED, _core.ECALLBACK,
-             _core.ELOST]
+             _core.ELOST, _core.EAUTH]
     assert sorted(_BY_STATUS) == sorted(codes)
     names = {code: error_for(code, "x").status for code in codes}
     assert names == {
@@ -27,7 +34,7 @@ def test_every_core_status_has_one_class() -> None:
         _core.ETRANSPORT: "transport", _core.ETIMEOUT: "timeout",
         _core.EPROTOCOL: "protocol", _core.EREPLY: "reply",
         _core.ENOTOWNED: "not_owned", _core.ESTATE: "state", _core.ECANCELED: "cancelled",
-        _core.ECALLBACK: "callback", _core.ELOST: "lost",
+        _core.ECALLBACK: "callback", _core.ELOST: "lost", _core.EAUTH: "auth",
     }
     for code in codes:
         assert isinstance(error_for(code, "x"), redpat.RedpatError)
@@ -37,6 +44,7 @@ def test_hierarchy_fits_python_habits() -> None:
     assert issubclass(redpat.InvalidArgument, ValueError)
     assert issubclass(redpat.TimeoutError, builtins.TimeoutError)
     assert issubclass(redpat.ConnectionError, builtins.ConnectionError)
+    assert issubclass(redpat.AuthenticationError, redpat.ConnectionError)  # as redis-py
     assert issubclass(redpat.LockNotOwnedError, redpat.LockError)
     assert issubclass(redpat.LockLostError, redpat.LockError)
     assert issubclass(redpat.LockError, redpat.RedpatError)
@@ -189,3 +197,72 @@ def test_errors_pickle_with_their_status() -> None:
     err = pickle.loads(pickle.dumps(error_for(_core.ENOTOWNED, "gone")))
     assert type(err) is redpat.LockNotOwnedError
     assert err.status == "not_owned" and str(err) == "gone"
+
+
+# -- a refused password is AuthenticationError (issue 11, item 6) ------------------------------
+
+def _wrong_passwords(url: str, srv_url: str) -> List[Tuple[str, str]]:
+    """(url, a word of Redis' refusal): a password the server does not require; a wrong one
+    for an ACL user; a wrong one for a server with requirepass; none where one is required
+    (the handshake's SELECT meets NOAUTH; with db 0 there is no handshake: the op's own
+    command meets NOAUTH, or Redis 7's "Protocol error: unauthenticated bulk length" for a
+    request as large as a script load)."""
+    host = url.split("://", 1)[1].split("/", 1)[0]
+    own = srv_url.split("://", 1)[1].split("/", 1)[0]
+    return [("redis://:nope@%s" % host, "without any password configured"),
+            ("redis://pylock-user:wrong@%s" % host, "WRONGPASS"),
+            ("redis://:wrong@%s" % own, "WRONGPASS"),
+            ("redis://%s/1" % own, "NOAUTH"),
+            ("redis://%s/0" % own, "NOAUTH|Protocol error: unauthenticated")]
+
+
+@pytest.fixture
+def password_server(server: RedisServer) -> RedisServer:
+    """A server of the test's own that requires the password "right"."""
+    redpat.Client(server.url).execute_command("CONFIG", "SET", "requirepass", "right")
+    return server
+
+
+def test_wrong_password_is_authentication_error(url: str, password_server: RedisServer) -> None:
+    admin = redpat.Client(url)
+    admin.execute_command("ACL", "SETUSER", "pylock-user", "on", ">right", "~*", "+@all")
+    try:
+        for bad, word in _wrong_passwords(url, password_server.url):
+            client = redpat.Client(bad)
+            for call in (client.ping, lambda: client.lock("r").acquire(blocking=False),
+                         lambda: client.ratelimiter("l", limit=1, window=1).check("s")):
+                with pytest.raises(redpat.AuthenticationError) as info:
+                    call()
+                assert isinstance(info.value, redpat.ConnectionError)
+                assert info.value.status == "auth" and re.search(word, str(info.value))
+                assert "nope" not in str(info.value) and "wrong" not in str(info.value)
+        host = password_server.url.split("://", 1)[1].split("/", 1)[0]
+        assert redpat.Client("redis://:right@%s" % host).ping()
+    finally:
+        admin.execute_command("ACL", "DELUSER", "pylock-user")
+
+
+def test_wrong_password_is_authentication_error_asyncio(url: str,
+                                                        password_server: RedisServer) -> None:
+    import asyncio
+
+    import redpat.asyncio as rpa
+
+    async def main() -> None:
+        admin = rpa.Client(url)
+        await admin.execute_command("ACL", "SETUSER", "pylock-user", "on", ">right", "~*",
+                                    "+@all")
+        try:
+            for bad, word in _wrong_passwords(url, password_server.url):
+                client = rpa.Client(bad)
+                for call in (client.ping, lambda: client.lock("r").acquire(blocking=False)):
+                    with pytest.raises(redpat.AuthenticationError) as info:
+                        await call()
+                    assert info.value.status == "auth" and re.search(word, str(info.value))
+                await client.close()
+            host = password_server.url.split("://", 1)[1].split("/", 1)[0]
+            assert await rpa.Client("redis://:right@%s" % host).ping()
+        finally:
+            await admin.execute_command("ACL", "DELUSER", "pylock-user")
+            await admin.close()
+    asyncio.run(main())

@@ -32,7 +32,7 @@ def url_with(server: RedisServer, password: str) -> str:
 
 
 def assert_wrongpass(exc: BaseException) -> None:
-    assert isinstance(exc, redpat.ResponseError), repr(exc)
+    assert isinstance(exc, redpat.AuthenticationError), repr(exc)  # issue 11, item 6
     assert "WRONGPASS" in str(exc) and "AUTH" in str(exc), str(exc)
     assert "missing reply" not in str(exc)
 

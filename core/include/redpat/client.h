@@ -22,7 +22,7 @@ typedef struct rp_client rp_client;
 #define RP_CLIENT_ENDPOINTS_MAX 16  /* URLs in one client (Redlock deployments use 3..7) */
 
 typedef struct rp_client_options {
-    /* redis://[[user]:password@]host[:port][/db] or
+    /* redis://[[user]:password@]host[:port][/db] (rediss://...: the same over TLS) or
      * unix://[[user]:password@]/path/to.sock[?db=N][&password=...]; several of them separated by ',' make a client over independent endpoints (Redlock: at most
      * RP_CLIENT_ENDPOINTS_MAX; patterns of one instance use the first). NULL: no endpoint
      * at all; the client then only makes ops that need none (local ones). No I/O either
@@ -41,6 +41,16 @@ typedef struct rp_client_options {
      * max_reply_size (N bytes): <what came>". 0: the default, 512 MiB (Redis' own
      * proto-max-bulk-len, so anything Redis can hold is readable); else >= 1024. */
     size_t max_reply_size;
+    /* TLS, for the endpoints whose URL is rediss:// (giving any of these without one is
+     * RP_EINVAL). Files are PEM, read at rp_client_new (a missing or bad one fails there,
+     * naming the option). */
+    const char *tls_ca_file;     /* CA bundle to trust; NULL: the system's default store */
+    const char *tls_cert_file;   /* client certificate; with tls_key_file, both or neither */
+    const char *tls_key_file;    /* its private key (unencrypted) */
+    const char *tls_server_name; /* sent as SNI and checked against the certificate; NULL:
+                                    the URL's host (an IP address is checked as one) */
+    int tls_verify;              /* non-zero (the default): check the server's certificate
+                                    chain and name; 0: no check at all (explicit only) */
 } rp_client_options;
 
 #define RP_CLIENT_TIMEOUT_MS_DEFAULT 2000
@@ -48,7 +58,7 @@ typedef struct rp_client_options {
 #define RP_CLIENT_MAX_REPLY_SIZE_MIN ((size_t)1024)
 #define RP_CLIENT_OPTIONS_INIT \
     { NULL, NULL, RP_CLIENT_TIMEOUT_MS_DEFAULT, RP_CLIENT_TIMEOUT_MS_DEFAULT, 1, NULL, \
-      RP_CLIENT_MAX_REPLY_SIZE_DEFAULT }
+      RP_CLIENT_MAX_REPLY_SIZE_DEFAULT, NULL, NULL, NULL, NULL, 1 }
 
 /* Creates a client. Validates the options and the URL; does no I/O (the connection is
  * opened on first use, and opened afresh after a broken one or after fork()).
@@ -71,7 +81,8 @@ const char *rp_client_namespace(const rp_client *client);
 int rp_client_run(rp_client *client, rp_op *op, rp_error *err);
 
 /* A driver's own wait, for rp_client_run_sleeping: sleep ms milliseconds and return 0, or
- * return non-zero to cancel the op (e.g. a signal arrived). */
+ * return non-zero to cancel the op (e.g. a signal arrived), or RP_DRIVE_PAUSE (drive.h) to
+ * have rp_client_run_sleeping return RP_DRIVE_PAUSED there and wait itself. */
 typedef int (*rp_sleep_fn)(void *ud, uint64_t ms);
 
 /* As rp_client_run, but SLEEP steps (retry backoff) call sleep(ud, ms) instead of
@@ -92,6 +103,7 @@ typedef struct rp_endpoint {
     const char *user;     /* NULL: none (AUTH with password only, or no AUTH) */
     const char *password; /* NULL: no AUTH */
     int db;               /* 0: no SELECT needed */
+    int tls;              /* 1: rediss:// (speak TLS, with the client's tls_* options) */
 } rp_endpoint;
 
 /* Fills out from the client's (first) URL. RP_EINVAL if the client was made without one. */

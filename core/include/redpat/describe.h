@@ -146,7 +146,7 @@ struct rp_op_desc {
 };
 
 /* The most arguments / result fields any op has: size stack arrays with these. */
-#define RP_DESC_ARGS_MAX 8
+#define RP_DESC_ARGS_MAX 12
 #define RP_DESC_FIELDS_MAX 12
 
 /* How a frontend's users name arguments, so errors speak their words: arg_name returns the

@@ -40,8 +40,8 @@ extern "C" {
 #endif
 
 typedef struct rp_drive_hooks {
-    /* Waits ms milliseconds between retries: return 0, or non-zero to cancel the op (a
-     * signal arrived). NULL: nanosleep. */
+    /* Waits ms milliseconds between retries: return 0, RP_DRIVE_PAUSE (see below), or
+     * any other non-zero value to cancel the op (a signal arrived). NULL: nanosleep. */
     int (*sleep)(void *ud, uint64_t ms);
     /* Runs the callback argument arg of op's descriptor with values[0..count). Fills
      * *result as rp_op_resume takes it (NONE, BYTES, or STATUS RP_ECALLBACK / RP_ECANCELED
@@ -52,9 +52,22 @@ typedef struct rp_drive_hooks {
     void *ud;
 } rp_drive_hooks;
 
+/* What hooks->sleep returns to stop a drive at the op's SLEEP instead of waiting there:
+ * rp_client_drive returns RP_DRIVE_PAUSED at once, the op untouched (no request of it is in
+ * flight during a SLEEP). The caller waits the ms the hook was given, then drives the op
+ * on with rp_client_drive, over this client or another: a pool lends the connection to
+ * other ops meanwhile (a lock acquire waiting between attempts holds none). After a
+ * CALL that found no call hook it naps instead (that failure is still to be reported). In
+ * rp_client_pump it cancels, as any other non-zero value. */
+#define RP_DRIVE_PAUSE 2
+/* rp_client_drive's (and rp_client_run_sleeping's) return after RP_DRIVE_PAUSE: > 0, not
+ * an error status. */
+#define RP_DRIVE_PAUSED 1
+
 /* Drives op to DONE or ERROR over client's connections, running CALLs and sleeps through
  * hooks (NULL: no callbacks, nanosleep). An EMIT fails the op (RP_ESTATE): long-lived ops
- * go through rp_client_pump. Returns RP_OK when DONE, else the op's error code. */
+ * go through rp_client_pump. Returns RP_OK when DONE, RP_DRIVE_PAUSED when the sleep hook
+ * paused it, else the op's error code. */
 int rp_client_drive(rp_client *client, rp_op *op, const rp_drive_hooks *hooks,
                     rp_error *err);
 

@@ -21,7 +21,9 @@ typedef enum rp_status {
     RP_ECANCELED = -9,  /* the driver cancelled the op (a signal, a cancelled task); no request
                            was left in flight */
     RP_ECALLBACK = -10, /* the user's callback (a CALL) failed; frontends re-raise its own error */
-    RP_ELOST = -11      /* a held lock was lost (a renewal failed) while its holder worked */
+    RP_ELOST = -11,     /* a held lock was lost (a renewal failed) while its holder worked */
+    RP_EAUTH = -12      /* the server refused the connection's AUTH (a wrong or missing password:
+                           WRONGPASS, NOAUTH, ...); the connection is dropped */
 } rp_status;
 
 #define RP_ERROR_MESSAGE_MAX 256
@@ -33,7 +35,8 @@ typedef struct rp_error {
 } rp_error;
 
 /* A stable machine name for a status: "ok", "invalid_argument", "no_memory", "transport",
- * "timeout", "protocol", "reply", "not_owned", "state", "cancelled", "callback", "lost"; "unknown" otherwise.
+ * "timeout", "protocol", "reply", "not_owned", "state", "cancelled", "callback", "lost", "auth";
+ * "unknown" otherwise.
  * The returned string is static. The test matrix and every frontend use these names. */
 const char *rp_status_name(int code);
 

@@ -137,8 +137,9 @@ void rp_lock_free(rp_lock *lock);
 #define RP_WAIT_FOREVER INT64_MAX
 
 typedef struct rp_lock_acquire_options {
-    int64_t wait_ms;       /* 0: try once; > 0: retry until this long has passed;
-                              RP_WAIT_FOREVER: until acquired */
+    int64_t wait_ms;       /* 0: try once; > 0: retry while the next attempt comes within
+                              this long (one that would come later is not made: the acquire
+                              gives up at once); RP_WAIT_FOREVER: until acquired */
     int64_t retry_min_ms;  /* first retry delay (> 0); doubles up to retry_max_ms */
     int64_t retry_max_ms;  /* >= retry_min_ms; each delay is jittered to [d/2, d] */
     const void *token;     /* owner token to use (1..512 bytes); NULL: 128 random bits from

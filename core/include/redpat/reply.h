@@ -28,6 +28,11 @@ typedef struct rp_reply {
     struct rp_reply **element;  /* ARRAY */
 } rp_reply;
 
+/* What an error reply stands for, as a status of error.h: RP_EAUTH when Redis wants other
+ * credentials (NOAUTH: a command before AUTH; WRONGPASS), RP_EREPLY for any other error,
+ * RP_OK when reply is not an error (or NULL). Frontends use it for raw commands' replies. */
+int rp_reply_error_status(const rp_reply *reply);
+
 /* Frees a reply tree that the caller owns (see the function that handed it out).
  * NULL is a no-op. */
 void rp_reply_free(rp_reply *reply);

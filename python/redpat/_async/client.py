@@ -8,7 +8,10 @@ shared by many threads (sync: the GIL is released while a call waits on Redis) o
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Iterable, List, Optional, Sequence, TypeVar, Union, cast
+import os
+import re
+from typing import (Any, Callable, Iterable, List, Optional, Sequence, Type, TypeVar, Union,
+                    cast)
 
 from .. import _core
 from .._aio import Executor, Func
@@ -26,6 +29,35 @@ F = TypeVar("F", bound=Func)
 #: A client's URL: one, or several (a list, or one string with ',' between them) for a
 #: Redlock over independent servers.
 Url = Union[str, Sequence[str]]
+
+
+#: A file name for the tls_* options.
+StrPath = Union[str, "os.PathLike[str]"]
+
+
+def _path(p: Optional[StrPath]) -> Optional[str]:
+    return None if p is None else os.fspath(p)
+
+
+def hide_passwords(urls: str) -> str:
+    """urls (','-joined) with each password replaced by ***, where the core finds it: the
+    user info ends at the last '@' before the host's end (redis://) or before the path's
+    first '/' (unix://); unix:// also takes ?password=."""
+    out = []
+    for url in urls.split(","):
+        scheme, sep, rest = url.partition("://")
+        if sep:
+            unix = scheme.lower() == "unix"
+            end = rest.find("/") if unix else min(
+                [i for i in (rest.find(c) for c in "/?#") if i >= 0] or [len(rest)])
+            at = rest.rfind("@", 0, end if end >= 0 else len(rest))
+            if at >= 0 and ":" in rest[:at]:
+                rest = rest[:rest.index(":")] + ":***" + rest[at:]
+            if unix:
+                rest = re.sub(r"([?&]password=)[^&]*", r"\1***", rest)
+            url = scheme + sep + rest
+        out.append(url)
+    return ",".join(out)
 
 
 def join_urls(url: Url) -> str:
@@ -52,16 +84,32 @@ class Client:
     connection, the request and its whole reply) on each server. ``max_reply_size`` (bytes,
     default 512 MiB, at least 1024) is the most memory one reply may take: a larger one (or
     a reply header announcing one) fails with ProtocolError naming max_reply_size.
+    TLS: a ``rediss://`` URL (same syntax as ``redis://``) speaks TLS, verifying the
+    server's certificate and name by default; ``tls_ca_file`` (PEM CAs to trust; default:
+    the system's store), ``tls_cert_file`` + ``tls_key_file`` (a client certificate),
+    ``tls_server_name`` (SNI and the name checked; default: the URL's host) and
+    ``tls_verify=False`` (no check at all) configure it; they are refused without a
+    ``rediss://`` URL.
+    ``max_connections`` (None: unbounded, the default) bounds the connections the client
+    has open to each server at once, its subscriptions' included; a call that finds them
+    all in use waits up to ``command_timeout`` for one, then raises ConnectionError ("too
+    many connections"). A lock acquire waiting between attempts holds none.
     Under redpat.asyncio every operation is awaited.
     """
 
     def __init__(self, url: Url = DEFAULT_URL, *, namespace: BytesLike = "redpat",
                  connect_timeout: Seconds = 2.0, command_timeout: Seconds = 2.0,
                  tcp_keepalive: bool = True, max_idle: int = 64,
-                 max_reply_size: int = DEFAULT_MAX_REPLY_SIZE) -> None:
+                 max_reply_size: int = DEFAULT_MAX_REPLY_SIZE,
+                 tls_ca_file: Optional[StrPath] = None, tls_cert_file: Optional[StrPath] = None,
+                 tls_key_file: Optional[StrPath] = None, tls_server_name: Optional[str] = None,
+                 tls_verify: bool = True, max_connections: Optional[int] = None) -> None:
         self.url: str = join_urls(url)
+        tls = (_path(tls_ca_file), _path(tls_cert_file), _path(tls_key_file), tls_server_name,
+               tls_verify)
         self._x = Executor(self.url, namespace, connect_timeout, command_timeout,
-                           tcp_keepalive, max_idle, max_reply_size)
+                           tcp_keepalive, max_idle, max_reply_size, tls=tls,
+                           max_connections=max_connections)
         self._namespace = to_bytes(namespace)
 
     @classmethod
@@ -72,6 +120,11 @@ class Client:
     @property
     def namespace(self) -> bytes:
         return self._namespace
+
+    def __repr__(self) -> str:
+        """The URL (each password shown as ***) and the namespace."""
+        return "<%s %s namespace=%r>" % (type(self).__name__, hide_passwords(self.url),
+                                         self._namespace)
 
     async def close(self) -> None:
         """Closes idle connections. The client stays usable (it reconnects on use)."""
@@ -87,18 +140,27 @@ class Client:
 
     def lock(self, name: BytesLike, timeout: Seconds = DEFAULT_TTL,
              sleep: Optional[Seconds] = None, blocking: bool = True,
-             blocking_timeout: Optional[Seconds] = None, *, fenced: bool = False,
+             blocking_timeout: Optional[Seconds] = None,
+             lock_class: Optional[Type[Lock]] = None, thread_local: bool = True,
+             raise_on_release_error: bool = True, *, fenced: bool = False,
              retry_min: Optional[Seconds] = None, retry_max: Optional[Seconds] = None,
              auto_renew: bool = False, max_hold: Optional[Seconds] = DEFAULT_MAX_HOLD,
              on_lost: Optional[LostCallback] = None) -> Lock:
-        """A Lock handle for ``name`` (see Lock). No I/O; its options are checked here."""
-        return Lock(self, name, timeout, sleep, blocking, blocking_timeout, fenced=fenced,
-                    retry_min=retry_min, retry_max=retry_max, auto_renew=auto_renew,
-                    max_hold=max_hold, on_lost=on_lost)
+        """A Lock handle for ``name`` (see Lock), with redis-py's arguments in its order.
+        No I/O; its options are checked here. ``lock_class``: the class to make instead of
+        Lock (a subclass of it; called as Lock is, with keyword arguments)."""
+        return (Lock if lock_class is None else lock_class)(
+            self, name, timeout=timeout, sleep=sleep, blocking=blocking,
+            blocking_timeout=blocking_timeout, thread_local=thread_local,
+            raise_on_release_error=raise_on_release_error, fenced=fenced,
+            retry_min=retry_min, retry_max=retry_max, auto_renew=auto_renew,
+            max_hold=max_hold, on_lost=on_lost)
 
     def redlock(self, name: BytesLike, timeout: Seconds = DEFAULT_TTL,
                 sleep: Optional[Seconds] = None, blocking: bool = True,
-                blocking_timeout: Optional[Seconds] = None, *,
+                blocking_timeout: Optional[Seconds] = None,
+                lock_class: Optional[Type[Lock]] = None, thread_local: bool = True,
+                raise_on_release_error: bool = True, *,
                 node_timeout: Optional[Seconds] = None, retry_min: Optional[Seconds] = None,
                 retry_max: Optional[Seconds] = None, auto_renew: bool = False,
                 max_hold: Optional[Seconds] = DEFAULT_MAX_HOLD,
@@ -118,10 +180,12 @@ class Client:
         on it, use a fenced single-server lock (``client.lock(name, fenced=True)``) and have
         the storage check the fence.
         """
-        return Lock(self, name, timeout, sleep, blocking, blocking_timeout,
-                    retry_min=retry_min, retry_max=retry_max, auto_renew=auto_renew,
-                    max_hold=max_hold, on_lost=on_lost, redlock=True,
-                    node_timeout=node_timeout)
+        return (Lock if lock_class is None else lock_class)(
+            self, name, timeout=timeout, sleep=sleep, blocking=blocking,
+            blocking_timeout=blocking_timeout, thread_local=thread_local,
+            raise_on_release_error=raise_on_release_error, retry_min=retry_min,
+            retry_max=retry_max, auto_renew=auto_renew, max_hold=max_hold, on_lost=on_lost,
+            redlock=True, node_timeout=node_timeout)
 
     def locked(self, name: BytesLike, **lock_options: Any) -> Callable[[F], F]:
         """A decorator: each call of the function runs holding the lock ``name`` (a fresh

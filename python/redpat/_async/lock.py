@@ -6,14 +6,17 @@ watchdog (a thread under redpat.Client, a task under redpat.asyncio) that follow
 renewal plan."""
 from __future__ import annotations
 
+import contextlib
+import datetime
 import functools
 import logging
+import threading
 import weakref
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Callable, List, Optional, Type, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterator, List, Optional, Type, TypeVar
 
 from .. import _core
-from .._aio import Fn, Mutex, Worker, check_callback, settle
+from .._aio import Fn, Mutex, Worker, acquire_order, check_callback, settle
 from .._common import (DEFAULT_MAX_HOLD, DEFAULT_TTL, BytesLike, Seconds, check_max_hold,
                        wait_arg)
 from .._records import LockInfo, LockRemaining, LockRenewal
@@ -29,16 +32,60 @@ log = logging.getLogger("redpat")
 LostCallback = Callable[["Lock", BaseException], Any]
 T = TypeVar("T")
 
+#: The shortest retry delay the core takes (1 ms), in seconds.
+_SLEEP_MIN = 0.001
+
+
+def check_sleep(sleep: Optional[Seconds]) -> None:
+    """A Lock's or an acquire's sleep, checked in the user's words (it becomes the core's
+    retry_min and retry_max, which would be named in the core's errors)."""
+    if sleep is None:
+        return
+    if isinstance(sleep, bool) or not isinstance(sleep, (int, float, datetime.timedelta)):
+        raise TypeError("sleep must be a number of seconds, not %s" % type(sleep).__name__)
+    value = sleep.total_seconds() if isinstance(sleep, datetime.timedelta) else float(sleep)
+    if not value >= _SLEEP_MIN:  # (NaN too)
+        raise InvalidArgument("sleep must be >= %g seconds (got %g)" % (_SLEEP_MIN, value),
+                              _core.EINVAL)
+
+
+def check_blocking(blocking: Optional[bool]) -> None:
+    if blocking is not None and not isinstance(blocking, bool):
+        raise TypeError("blocking must be a bool, not %s" % type(blocking).__name__)
+
 
 class Lock:
     """A distributed lock called ``name``, held for ``timeout`` seconds (the TTL: redpat
     has no lock without one) unless extended.
 
-    Like redis-py's Lock: ``acquire(blocking, blocking_timeout, token) -> bool``,
-    ``release()``, ``extend(additional_time, replace_ttl=False)``, ``reacquire()``,
-    ``locked()``, ``owned()``, and ``with lock:`` (raises LockError if it cannot acquire);
-    under redpat.asyncio each is awaited and ``async with lock:`` is the context manager.
-    A Lock object holds one owner token: share the Client, not the Lock.
+    Like redis-py's Lock, with its arguments in its order: ``Lock(client, name, timeout,
+    sleep, blocking, blocking_timeout, thread_local, raise_on_release_error)``,
+    ``acquire(...) -> bool`` in redis-py's order for each flavour (redpat.Client:
+    ``acquire(sleep, blocking, blocking_timeout, token)``; redpat.asyncio:
+    ``acquire(blocking, blocking_timeout, token, *, sleep)``), ``release()``,
+    ``extend(additional_time, replace_ttl=False)``, ``reacquire()``, ``locked()``,
+    ``owned()``, and ``with lock:`` (raises LockError if it cannot acquire); under
+    redpat.asyncio each is awaited and ``async with lock:`` is the context manager. Every
+    LockError it raises has ``lock_name``. A Lock object holds one owner token: share the
+    Client, not the Lock.
+
+    ``timeout`` is required to be a duration: redpat locks always expire (redis-py's
+    ``timeout=None``, held until released, is refused; ``auto_renew`` or ``using`` keep a
+    lock for as long as the work takes). A blocking acquire tries, then sleeps ``sleep``
+    seconds between attempts (each delay jittered to [sleep/2, sleep], so that waiters
+    spread out; None, the default: 10 ms doubling up to 200 ms, as ``retry_min`` and
+    ``retry_max`` set), and gives up (returns False) as soon as the next attempt would come
+    after ``blocking_timeout`` seconds (None: waits until acquired): with ``sleep=60,
+    blocking_timeout=1`` a busy lock returns False at once, as redis-py's does. A fenced lock
+    never sleeps past the moment its holder's key expires.
+
+    ``thread_local=True`` (the default, as redis-py's): the token is seen only by the
+    thread whose acquire took it, so another thread sharing this Lock object cannot
+    release, extend or own it (``owned()`` is False there, ``token`` None, release raises
+    LockError without asking Redis). Under redpat.asyncio, as redis-py's asyncio Lock, tasks
+    of one event loop share a thread and so the token. ``raise_on_release_error=False``:
+    leaving a ``with`` block whose lock was no longer held logs a warning instead of raising
+    (LockNotOwnedError, or LockLostError after a failed renewal).
 
     ``fenced=True``: each acquire also hands out ``lock.fence``, a strictly increasing
     integer, for storage to check with ``client.fence_check(resource, fence)``.
@@ -62,13 +109,21 @@ class Lock:
 
     def __init__(self, client: "Client", name: BytesLike, timeout: Seconds = DEFAULT_TTL,
                  sleep: Optional[Seconds] = None, blocking: bool = True,
-                 blocking_timeout: Optional[Seconds] = None, *, fenced: bool = False,
+                 blocking_timeout: Optional[Seconds] = None, thread_local: bool = True,
+                 raise_on_release_error: bool = True, *, fenced: bool = False,
                  retry_min: Optional[Seconds] = None, retry_max: Optional[Seconds] = None,
                  auto_renew: bool = False, max_hold: Optional[Seconds] = DEFAULT_MAX_HOLD,
                  on_lost: Optional[LostCallback] = None, redlock: bool = False,
                  node_timeout: Optional[Seconds] = None) -> None:
         self._client = client
         self._x = client._x
+        self.thread_local = bool(thread_local)
+        self._owner: Optional[int] = None  # thread_local: the thread whose acquire took it
+        if timeout is None:
+            raise InvalidArgument("timeout must be a number of seconds (got None): redpat "
+                                  "locks always expire; to hold one for as long as the work "
+                                  "takes, use auto_renew=True or lock.using(fn)", _core.EINVAL)
+        check_sleep(sleep)
         if redlock:
             if fenced:
                 raise InvalidArgument("fenced is not offered for a Redlock (its N servers "
@@ -88,6 +143,8 @@ class Lock:
         self._renewals = 0
         self.blocking = blocking
         self.blocking_timeout = blocking_timeout
+        self.sleep = sleep
+        self.raise_on_release_error = raise_on_release_error
         self._wait = wait_arg(blocking, blocking_timeout)
         # redis-py's sleep is a fixed delay between attempts: both bounds, unless given
         self._retry_min = sleep if retry_min is None else retry_min
@@ -101,10 +158,10 @@ class Lock:
     # -- what the handle knows (no I/O) --------------------------------------------------
 
     def info(self) -> LockInfo:
-        """What the handle knows: name, ttl (seconds), fenced, token (None when not held),
-        fence."""
+        """What the handle knows: name, ttl (seconds), fenced, token (None when not held; with
+        thread_local, in every thread but the acquiring one), fence."""
         info: LockInfo = self._x.peek(self._mutex, "lock.info", self._h)
-        return info
+        return info if self._visible() else info._replace(token=None)
 
     @property
     def name(self) -> bytes:
@@ -121,7 +178,8 @@ class Lock:
 
     @property
     def token(self) -> Optional[bytes]:
-        """The owner token of the last successful acquire (None when not holding)."""
+        """The owner token of the last successful acquire (None when not holding; with
+        thread_local, also in every thread but the one whose acquire took it)."""
         return self.info().token
 
     @property
@@ -162,31 +220,99 @@ class Lock:
             raise StateError("lock %r is in use by using(): only using may touch it until it "
                              "returns" % self._name, _core.ESTATE)
 
+    def _visible(self) -> bool:
+        """Whether this thread sees the token (thread_local: only the acquiring thread)."""
+        return not self.thread_local or self._owner in (None, threading.get_ident())
+
+    def _check_visible(self, what: str) -> None:
+        if not self._visible():
+            # redis-py's words: the token is another thread's, so this one holds nothing
+            raise LockNotOwnedError("Cannot %s lock %r: this thread does not hold it (another "
+                                    "thread's acquire took it; thread_local=True)"
+                                    % (what, self._name), _core.ENOTOWNED, self._name)
+
+    @contextlib.contextmanager
+    def _naming(self) -> Iterator[None]:
+        """Every LockError out of an operation names the lock (lock_name, as redis-py)."""
+        try:
+            yield
+        except LockError as exc:
+            if exc.lock_name is None:
+                exc.lock_name = self._name
+            raise
+
+    def _info_now(self) -> Optional[LockInfo]:
+        """lock.info unless an operation is using the handle (then None), never waiting for
+        one (a blocking acquire may hold it for long)."""
+        mutex: Any = self._mutex  # sync: a threading.Lock; asyncio: no acquire (not needed)
+        if not hasattr(mutex, "acquire"):  # asyncio: one thread, and lock.info never waits
+            info: LockInfo = _core.call(None, "lock.info", self._h)
+            return info
+        if not mutex.acquire(False):
+            return None
+        try:
+            info = _core.call(None, "lock.info", self._h)
+            return info
+        finally:
+            mutex.release()
+
+    def __repr__(self) -> str:
+        """What the handle knows (no I/O): name, TTL, kind, and whether it holds the lock
+        (never its token)."""
+        info = self._info_now()
+        if self._in_use:
+            state = "in use by using()"
+        elif info is None:
+            state = "busy (an operation is running)"
+        elif info.token is None:
+            state = "not held"
+        else:
+            state = "held" if self._visible() else "held by another thread"
+        kind = ("Redlock over %d servers " % self._nodes if self._nodes > 1
+                else "fenced " if info is not None and info.fenced else "")
+        return "<%s %r timeout=%gs %s%s%s>" % (
+            type(self).__name__, self._name, self._ttl, kind, state,
+            ", lost" if self._lost is not None else "")
+
     # -- operations ----------------------------------------------------------------------
 
+    @acquire_order
     async def acquire(self, blocking: Optional[bool] = None,
                       blocking_timeout: Optional[Seconds] = None,
-                      token: Optional[BytesLike] = None, *,
+                      token: Optional[BytesLike] = None, *, sleep: Optional[Seconds] = None,
                       retry_min: Optional[Seconds] = None,
                       retry_max: Optional[Seconds] = None) -> bool:
-        """Takes the lock: once (``blocking=False``), or retrying with jittered backoff for
-        up to ``blocking_timeout`` seconds (None: until acquired). ``token`` replaces the
-        random owner token. Returns whether the lock is now held."""
+        """Takes the lock: once (``blocking=False``), or trying again after each retry
+        delay while the next attempt comes within ``blocking_timeout`` seconds (None: until
+        acquired); it gives up as soon as the next attempt would come later. The delay is
+        ``sleep`` seconds, each jittered to [sleep/2, sleep] (None: the Lock's; see Lock),
+        never longer than a fenced lock's holder has left. ``token`` replaces the random
+        owner token. Each argument left None is the Lock's. Returns whether the lock is now
+        held. Positional order as redis-py's: under redpat.Client ``(sleep, blocking,
+        blocking_timeout, token)``, under redpat.asyncio ``(blocking, blocking_timeout,
+        token)`` with ``sleep`` a keyword."""
+        check_blocking(blocking)
+        check_sleep(sleep)
         if blocking is None and blocking_timeout is None:
             wait = self._wait
         else:
             wait = wait_arg(self.blocking if blocking is None else blocking,
                             self.blocking_timeout if blocking_timeout is None
                             else blocking_timeout)
+        if sleep is not None:
+            retry_min = sleep if retry_min is None else retry_min
+            retry_max = sleep if retry_max is None else retry_max
         async with self._mutex:
             self._check_free()
-            got = await self._x.call(
-                "lock.acquire", self._h, wait,
-                self._retry_min if retry_min is None else retry_min,
-                self._retry_max if retry_max is None else retry_max, token)
+            with self._naming():
+                got = await self._x.call(
+                    "lock.acquire", self._h, wait,
+                    self._retry_min if retry_min is None else retry_min,
+                    self._retry_max if retry_max is None else retry_max, token)
             acquired: bool = got.acquired
             self._validity, self._attempts = got.validity, got.attempts
             if acquired:
+                self._owner = threading.get_ident()
                 self._lost = None
                 if self.auto_renew:
                     self._start_watchdog()
@@ -194,19 +320,29 @@ class Lock:
 
     async def release(self) -> None:
         """Releases the lock if this handle still holds it; LockNotOwnedError if it does
-        not (expired, or taken by another owner, whose key is left alone)."""
+        not (expired, or taken by another owner, whose key is left alone; with
+        thread_local, another thread's acquire took it). Cancelled (an asyncio task) with
+        its request in flight, it still finds out whether the key went before the
+        CancelledError goes on (asking Redis again, over a fresh connection, if the reply
+        never came), so that ``token`` says what became of the lock: None once the lock is
+        gone; kept if the request never went out, or asking again failed (the lock may
+        then stay held up to its TTL)."""
+        self._check_visible("release")
         if self._watchdog is not None:
             self._stop_watchdog()
         async with self._mutex:
             self._check_free()
-            await self._x.call("lock.release", self._h)
+            with self._naming():
+                await self._x.call("lock.release", self._h)
 
     async def extend(self, additional_time: Seconds, replace_ttl: bool = False) -> bool:
         """Adds ``additional_time`` seconds to the remaining TTL (or sets the TTL to it with
         ``replace_ttl=True``). LockNotOwnedError if the lock is not held any more."""
+        self._check_visible("extend")
         async with self._mutex:
             self._check_free()
-            await self._x.call("lock.extend", self._h, additional_time, replace_ttl)
+            with self._naming():
+                await self._x.call("lock.extend", self._h, additional_time, replace_ttl)
         return True
 
     async def reacquire(self) -> bool:
@@ -221,7 +357,9 @@ class Lock:
         return value
 
     async def owned(self) -> bool:
-        """Whether this handle holds the lock."""
+        """Whether this handle holds the lock (with thread_local: this thread's acquire)."""
+        if not self._visible():
+            return False
         async with self._mutex:
             self._check_free()
             value: bool = (await self._x.call("lock.owned", self._h)).value
@@ -230,7 +368,9 @@ class Lock:
     async def remaining(self) -> LockRemaining:
         """How long the lock has left if this handle still holds it: ``owned`` and
         ``remaining`` (seconds; 0.0 when not owned). One script; the owner check is the
-        server's."""
+        server's. With thread_local, another thread's hold is not owned here."""
+        if not self._visible():
+            return LockRemaining(False, 0.0)
         async with self._mutex:
             self._check_free()
             left: LockRemaining = await self._x.call("lock.remaining", self._h)
@@ -290,7 +430,8 @@ class Lock:
             self._in_use = False
         self._renewals = got.renewals
         if not got.acquired:
-            raise LockError("Unable to acquire lock %r within the time specified" % self.name)
+            raise LockError("Unable to acquire lock %r within the time specified" % self.name,
+                            None, self._name)
         return returned[0]
 
     # -- context manager -----------------------------------------------------------------
@@ -298,18 +439,27 @@ class Lock:
     async def __aenter__(self) -> "Lock":
         if await self.acquire():
             return self
-        raise LockError("Unable to acquire lock %r within the time specified" % self.name)
+        raise LockError("Unable to acquire lock %r within the time specified" % self.name,
+                        None, self._name)
 
     async def __aexit__(self, exc_type: Optional[Type[BaseException]],
                         exc: Optional[BaseException], tb: Optional[TracebackType]) -> None:
         lost = self._lost
         try:
-            await self.release()
-        except LockNotOwnedError:
-            if lost is None:
+            try:
+                await self.release()
+            except LockNotOwnedError:
+                if lost is None:
+                    raise
+            if lost is not None:
+                if lost.lock_name is None:
+                    lost.lock_name = self._name
+                raise lost
+        except LockError as err:
+            if self.raise_on_release_error:
                 raise
-        if lost is not None:
-            raise lost
+            log.warning("redpat: lock %r was no longer held when the with block ended: %s",
+                        self._name, err)
 
     # -- watchdog ------------------------------------------------------------------------
 
