@@ -16,7 +16,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tests", "harness"))
 
-from harness import RedisServer, RedisServers  # noqa: E402
+from harness import RedisServer, RedisServers, TlsFiles, make_tls_files  # noqa: E402
 
 import redpat  # noqa: E402
 
@@ -87,3 +87,36 @@ def servers(five: Servers) -> Iterator[Servers]:
         yield five
     finally:
         five.cont()
+
+
+# -- TLS (issue 11, item 8): test_tls.py (sync) and test_tls_asyncio.py --------------------
+
+class Tls(NamedTuple):
+    files: TlsFiles
+    urls: List[str]  # rediss:// URLs of five TLS-only servers
+
+    @property
+    def url(self) -> str:
+        return self.urls[0]
+
+
+@pytest.fixture(scope="session")
+def tls() -> Iterator[Tls]:
+    env_dir = os.environ.get("REDPAT_TEST_TLS_DIR")
+    urls = [u for u in os.environ.get("REDPAT_TEST_URLS", "").split(",") if u]
+    if env_dir and len(urls) >= 5 and all(u.startswith("rediss://") for u in urls):
+        yield Tls(TlsFiles(env_dir), urls[:5])
+        return
+    files = make_tls_files()
+    try:
+        with RedisServers(5, tls=files) as servers:
+            yield Tls(files, [s.url for s in servers])
+    finally:
+        files.cleanup()
+
+
+@pytest.fixture(scope="session")
+def strict(tls: Tls) -> Iterator[RedisServer]:
+    """A TLS server that refuses clients without a certificate (--tls-auth-clients yes)."""
+    with RedisServer(tls=tls.files, tls_auth_clients="yes") as srv:
+        yield srv

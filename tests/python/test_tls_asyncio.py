@@ -7,12 +7,12 @@ otherwise, it makes its certificates and servers itself (tests/harness: make_tls
 from __future__ import annotations
 
 import asyncio
-import os
-from typing import Any, Awaitable, Callable, Iterator, List, NamedTuple, TypeVar
+from typing import Any, Awaitable, Callable, TypeVar
 
 import pytest
 
-from harness import RedisServer, RedisServers, TlsFiles, make_tls_files
+from conftest import Tls
+from harness import RedisServer
 
 import redpat
 import redpat.asyncio as rpa
@@ -24,37 +24,6 @@ def run(coro_fn: Callable[[], Awaitable[T]]) -> T:
     async def wrapper() -> T:
         return await coro_fn()
     return asyncio.run(wrapper())
-
-
-class Tls(NamedTuple):
-    files: TlsFiles
-    urls: List[str]  # rediss:// URLs of five TLS-only servers
-
-    @property
-    def url(self) -> str:
-        return self.urls[0]
-
-
-@pytest.fixture(scope="module")
-def tls() -> Iterator[Tls]:
-    env_dir = os.environ.get("REDPAT_TEST_TLS_DIR")
-    urls = [u for u in os.environ.get("REDPAT_TEST_URLS", "").split(",") if u]
-    if env_dir and len(urls) >= 5 and all(u.startswith("rediss://") for u in urls):
-        yield Tls(TlsFiles(env_dir), urls[:5])
-        return
-    files = make_tls_files()
-    try:
-        with RedisServers(5, tls=files) as servers:
-            yield Tls(files, [s.url for s in servers])
-    finally:
-        files.cleanup()
-
-
-@pytest.fixture(scope="module")
-def strict(tls: Tls) -> Iterator[RedisServer]:
-    """A TLS server that refuses clients without a certificate (--tls-auth-clients yes)."""
-    with RedisServer(tls=tls.files, tls_auth_clients="yes") as srv:
-        yield srv
 
 
 def client(tls: Tls, namespace: str, url: Any = None, **options: Any) -> rpa.Client:
