@@ -77,11 +77,12 @@ static long long evalsha_calls(redisContext *c)
     return n;
 }
 
-/* The floor's arguments for one check: exactly what redpat sends for a single limit (the
+/* The floor's arguments for one check: exactly what redpat sends for a single limit of
+ * cost 1 (core/scripts/ratelimit.lua's ARGV: the algorithm's letter, limit, window; the
  * sequence key only for a sliding log, the burst only for a bucket whose burst is not its
- * limit). */
+ * limit), answered by one integer (>= 0: allowed). */
 typedef struct raw_check {
-    char key[120], seq[128], args[6][24];
+    char key[120], seq[128], args[3][24];
     const char *argv[11];
     size_t lens[11];
     int argc;
@@ -92,12 +93,9 @@ static void raw_prepare(raw_check *rc, const char *sha, int algo, const char *su
     int i;
     snprintf(rc->key, sizeof rc->key, "bench:rl:raw-%s:{%s}", algos[algo], subject);
     snprintf(rc->seq, sizeof rc->seq, "%s:seq", rc->key);
-    snprintf(rc->args[0], 24, "1");
-    snprintf(rc->args[1], 24, "1");
-    snprintf(rc->args[2], 24, "%d", algo);
-    snprintf(rc->args[3], 24, "1000000000");
-    snprintf(rc->args[4], 24, "60000");
-    snprintf(rc->args[5], 24, "1000000000");
+    snprintf(rc->args[0], 24, "%c", "?flctg"[algo]);
+    snprintf(rc->args[1], 24, "1000000000");
+    snprintf(rc->args[2], 24, "60000");
     rc->argc = 0;
     rc->argv[rc->argc++] = "EVALSHA";
     rc->argv[rc->argc++] = sha;
@@ -105,7 +103,7 @@ static void raw_prepare(raw_check *rc, const char *sha, int algo, const char *su
     rc->argv[rc->argc++] = rc->key;
     if (algo == 2)
         rc->argv[rc->argc++] = rc->seq;
-    for (i = 0; i < 5; i++) /* (the burst, 6th, is the limit here: not sent) */
+    for (i = 0; i < 3; i++) /* (the burst is the limit here: not sent) */
         rc->argv[rc->argc++] = rc->args[i];
     for (i = 0; i < rc->argc; i++)
         rc->lens[i] = strlen(rc->argv[i]);
@@ -217,8 +215,8 @@ int main(int argc, char **argv)
                 t1 = now_us();
                 for (i = 0; i < chunk; i++) {
                     redisReply *x = redisCommandArgv(raw, rc.argc, rc.argv, rc.lens);
-                    if (!x || x->type != REDIS_REPLY_ARRAY)
-                        die("raw check failed");
+                    if (!x || x->type != REDIS_REPLY_INTEGER || x->integer < 0)
+                        die("raw check failed (not an allowed decision's integer)");
                     freeReplyObject(x);
                 }
                 t2 = now_us();

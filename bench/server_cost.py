@@ -29,7 +29,16 @@ bucket / gcra: burst 100), cost 1.
 redpat's requests are built as core/src/ratelimit.c builds them (redpat_request below: keep
 the two in step); the scripts are the files of core/scripts/ as embed.sh ships them.
 
-    python bench/server_cost.py [--out bench/results]
+    python bench/server_cost.py [--out bench/results] [--baseline DIR]
+
+--baseline DIR measures a second copy of the scripts in the same run, as "baseline
+<algorithm>" rows (e.g. `git show HEAD:core/scripts/ratelimit.lua > DIR/ratelimit.lua`, to
+compare a change side by side on a noisy machine); scripts of the earlier request format
+(cost, N, algorithm number) are sent that format.
+
+What the scripts answer: the whole decision on the server clock, for one limit as one
+integer the core decodes with the limit and window it sent (ratelimit.lua's header; the
+probe below accepts it or the 6-field table).
 
 Needs REDPAT_TEST_URL (run it under tests/harness/harness.py run --), redis-py and limits
 (mk/bench_server.mk installs them into a venv of its own). REDPAT_BENCH_CALLS (default
@@ -61,6 +70,8 @@ MANY = 200
 PIPELINE = 500
 ALGORITHMS = {"fixed_window": 1, "sliding_log": 2, "sliding_window": 3, "token_bucket": 4,
               "gcra": 5}
+LETTERS = {"fixed_window": "f", "sliding_log": "l", "sliding_window": "c", "token_bucket": "t",
+           "gcra": "g"}
 # algorithm -> (reference row, most allowed ratio)
 TARGETS = {"fixed_window": ("INCR+EXPIRE", 1.3), "token_bucket": ("HMGET/HMSET bucket", 1.0),
            "sliding_log": ("limits moving window", 1.0)}
@@ -71,12 +82,18 @@ SAME_REPLY = {"fixed_window": "INCR+EXPIRE+PTTL (same reply)",
 Queue = Callable[[Any, int], None]  # queue(pipeline, i): queues check number i
 
 
-def redpat_request(algorithm: str, subject: str, cost: int) -> Tuple[str, List[str], List[Any]]:
-    """(script name, KEYS, ARGV) of one single-limit check, as core/src/ratelimit.c sends it."""
+def redpat_request(algorithm: str, subject: str, cost: int,
+                   counted: bool = False) -> Tuple[str, List[str], List[Any]]:
+    """(script name, KEYS, ARGV) of one single-limit check, as core/src/ratelimit.c sends it
+    (counted: as the scripts before the letter took it, cost, N = 1, the algorithm's number:
+    a --baseline of those scripts). One limit: the algorithm's letter, then the cost unless
+    it is 1, the limit, the window (a burst only when it is not the limit: here it is)."""
     key = "redpat:rl:bench:{%s}" % subject
     keys = [key, key + ":seq"] if algorithm == "sliding_log" else [key]
-    args = [cost, 1, ALGORITHMS[algorithm], LIMIT, WINDOW_MS]
-    # (a token bucket's or GCRA's burst is sent only when it is not the limit: here it is)
+    head = LETTERS[algorithm] + ("" if cost == 1 else str(cost))
+    args: List[Any] = [head, LIMIT, WINDOW_MS]
+    if counted:
+        args[0:1] = [cost, 1, ALGORITHMS[algorithm]]
     return "ratelimit", keys, args
 
 
@@ -90,6 +107,7 @@ class Bench:
         self.url = url
         self.shas: Dict[str, str] = {}
         self.scripts = SCRIPTS
+        self.baseline = ""
         self.priority = self.raise_priority()
 
     def raise_priority(self) -> str:
@@ -127,12 +145,16 @@ class Bench:
 
     # --- the contenders ---------------------------------------------------------------------
 
-    def redpat(self, algorithm: str, pattern: str) -> Queue:
+    def redpat(self, algorithm: str, pattern: str, scripts: str = "") -> Queue:
         name = redpat_request(algorithm, "x", 1)[0]
-        sha = self.sha(name, os.path.join(self.scripts, name + ".lua"))
+        scripts = scripts or self.scripts
+        path = os.path.join(scripts, name + ".lua")
+        sha = self.sha(scripts + ":" + name, path)
+        with open(path) as f:  # a script of the earlier request format
+            counted = "ARGV[2] == '1'" in f.read()
 
         def queue(pipe: Any, i: int) -> None:
-            _, keys, args = redpat_request(algorithm, subject_of(pattern, i), 1)
+            _, keys, args = redpat_request(algorithm, subject_of(pattern, i), 1, counted)
             pipe.evalsha(sha, len(keys), *keys, *args)
         return queue
 
@@ -188,6 +210,9 @@ class Bench:
         c: Dict[str, Callable[[str], Queue]] = {}
         for a in ALGORITHMS:
             c["redpat " + a] = lambda p, a=a: self.redpat(a, p)
+        if self.baseline:  # another copy of the scripts, side by side (--baseline)
+            for a in ALGORITHMS:
+                c["baseline " + a] = lambda p, a=a: self.redpat(a, p, self.baseline)
         c["INCR+EXPIRE"] = self.ref_fixed_window
         c["INCR+EXPIRE+PTTL (same reply)"] = self.ref_fixed_window_decision
         c["HMGET/HMSET bucket"] = self.ref_token_bucket
@@ -206,6 +231,9 @@ def main() -> int:
     ap.add_argument("--strict", action="store_true",
                     default=os.environ.get("REDPAT_BENCH_STRICT") == "1",
                     help="exit with status 1 when a target is missed")
+    ap.add_argument("--baseline", default="",
+                    help="another script directory measured in the same run, as 'baseline "
+                         "<algorithm>' rows (e.g. the committed scripts, to compare a change)")
     ns = ap.parse_args()
     url = os.environ.get("REDPAT_TEST_URL")
     if not url:
@@ -216,6 +244,7 @@ def main() -> int:
     rounds = int(os.environ.get("REDPAT_BENCH_ROUNDS", "15"))
     b = Bench(url)
     b.scripts = ns.scripts
+    b.baseline = ns.baseline
     contenders = b.contenders()
     if ns.only:
         contenders = {k: v for k, v in contenders.items() if k in ns.only.split(",")}
@@ -226,9 +255,13 @@ def main() -> int:
         b.measure(queues[(k, p)], 100)
     for a in ALGORITHMS:  # what is measured answers a whole decision (ratelimit.c's reader)
         name, keys, args = redpat_request(a, "probe-" + a, 1)
-        reply = b.r.evalsha(b.sha(name, os.path.join(b.scripts, name + ".lua")), len(keys),
-                            *keys, *args)
-        if len(reply) != 6 or not all(isinstance(x, int) for x in reply) or reply[:2] != [1, 0]:
+        reply = b.r.evalsha(b.sha(b.scripts + ":" + name, os.path.join(b.scripts, name + ".lua")),
+                            len(keys), *keys, *args)
+        # a whole decision: the 6 fields, or the compact integer (allowed: >= 0) from which
+        # the core computes them with the limit and window it sent
+        full = isinstance(reply, list) and len(reply) == 6 and reply[:2] == [1, 0] and \
+            all(isinstance(x, int) for x in reply)
+        if not full and not (isinstance(reply, int) and reply >= 0):
             raise SystemExit("server_cost.py: redpat %s answered %r" % (a, reply))
     for _ in range(rounds):
         for (k, p), q in queues.items():

@@ -572,7 +572,9 @@ static void test_ratelimit_check(void)
         { "*6 1 0 $5 4 0 1000", RP_EPROTOCOL, "element 3 is the string \"5\"", NULL },
         { "*6 1 0 5 4 0 $-", RP_EPROTOCOL, "element 6 is nil", NULL },
         { "+OK", RP_EPROTOCOL, "expected", "got the status \"OK\"" },
-        { "3", RP_EPROTOCOL, "expected", "got the integer 3" },
+        /* one limit: the compact integer (ratelimit.lua; test_ratelimit_compact) */
+        { "3", RP_OK, NULL, NULL },
+        { "-1", RP_OK, NULL, NULL },
         { "-ERR Error running script: boom", RP_EREPLY, "ratelimit.check: ERR Error running script", NULL },
     };
     size_t i;
@@ -587,6 +589,55 @@ static void test_ratelimit_check(void)
         one_round(label, op, resp(cases[i].spec), cases[i].code, cases[i].s1, cases[i].s2);
         if (cases[i].code == RP_OK)
             CHECK(rp_ratelimit_check_result(op, &d) == RP_OK && !d.degraded);
+        rp_op_free(op);
+        rp_ratelimit_free(rl);
+        rp_client_free(c);
+    }
+}
+
+/* The compact reply of one limit decodes to the decision the 6-field reply would say:
+ * L = limit + 1 = 6 here, R = window_ms + 2 = 1002; v >= 0 allowed (remaining v % L, reset
+ * v / L), v < 0 refused (u = -1 - v, remaining u % L, q = u / L: a fixed window's retry =
+ * reset = q, another's retry q % R, reset q / R). */
+static void test_ratelimit_compact(void)
+{
+    static const struct {
+        rp_ratelimit_algorithm algo;
+        const char *spec;
+        int allowed;
+        int64_t remaining, retry, reset;
+    } cases[] = {
+        { RP_RATELIMIT_FIXED_WINDOW, "6009", 1, 3, 0, 1001 },
+        { RP_RATELIMIT_FIXED_WINDOW, "0", 1, 0, 0, 0 },
+        { RP_RATELIMIT_FIXED_WINDOW, "5", 1, 5, 0, 0 },
+        { RP_RATELIMIT_FIXED_WINDOW, "-1", 0, 0, 0, 0 },
+        { RP_RATELIMIT_FIXED_WINDOW, "-6007", 0, 0, 1001, 1001 },
+        { RP_RATELIMIT_FIXED_WINDOW, "-6012", 0, 5, 1001, 1001 },
+        { RP_RATELIMIT_TOKEN_BUCKET, "4805", 1, 5, 0, 800 },
+        { RP_RATELIMIT_TOKEN_BUCKET, "-4810802", 0, 1, 200, 800 },
+        { RP_RATELIMIT_SLIDING_LOG, "-1", 0, 0, 0, 0 },
+        { RP_RATELIMIT_SLIDING_LOG, "-6013", 0, 0, 0, 1 },
+        { RP_RATELIMIT_GCRA, "-7", 0, 0, 1, 0 },
+    };
+    size_t i;
+    for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        rp_client *c = unit_client(NULL);
+        rp_ratelimit_options o = RP_RATELIMIT_OPTIONS_INIT;
+        rp_ratelimit *rl = NULL;
+        rp_op *op;
+        char label[96];
+        rp_ratelimit_decision d;
+        o.algorithm = cases[i].algo;
+        o.limit = 5;
+        o.window_ms = 1000;
+        CHECK(rp_ratelimit_new(&rl, c, "a", 1, &o, NULL) == RP_OK);
+        snprintf(label, sizeof label, "compact %d %s", (int)cases[i].algo, cases[i].spec);
+        CHECK(rp_ratelimit_check_op(&op, rl, "s", 1, 1, NULL) == RP_OK);
+        one_round(label, op, resp(cases[i].spec), RP_OK, NULL, NULL);
+        CHECK(rp_ratelimit_check_result(op, &d) == RP_OK && !d.degraded);
+        CHECK(d.allowed == cases[i].allowed && d.limit == 5 && d.remaining == cases[i].remaining &&
+              d.retry_after_ms == cases[i].retry && d.reset_after_ms == cases[i].reset &&
+              d.refused_by == -1);
         rp_op_free(op);
         rp_ratelimit_free(rl);
         rp_client_free(c);
@@ -856,6 +907,7 @@ int main(void)
     test_redlock_pre7();
     test_redlock_queries();
     test_ratelimit_check();
+    test_ratelimit_compact();
     test_ratelimit_degraded_keeps_cause();
     test_ratelimit_node_failure_kept();
     test_ratelimit_multi_and_batch();

@@ -446,6 +446,7 @@ typedef struct fz {
     size_t nrounds;
     int64_t fence_token;     /* fence.check's argument */
     int64_t capacity[3];     /* ratelimit: each limit's capacity (limit, or the burst) */
+    size_t algo[3];          /* ratelimit: each limit's algorithm (index in algorithms) */
     size_t nlimits;
     /* listen: the pushes fed, in order, consumed as messages are emitted */
     fzr *fifo[FZ_FIFO_MAX];
@@ -631,6 +632,9 @@ static int classify(const fz *z, const fzr *cmd, const fzr *r, int64_t *value)
                      (allowed == 0 || retry == 0);
             }
             c = ok ? (allowed ? C_YES : C_NO) : C_BAD;
+        } else if (n == 1 && fzr_is(r, RP_REPLY_INTEGER)) {
+            /* one limit's compact decision (ratelimit.lua): every integer is one */
+            c = r->integer >= 0 ? C_YES : C_NO;
         }
     }
     if (value)
@@ -836,6 +840,25 @@ static void check_decision(const fz *z, size_t index, const rp_value *f)
         return;
     }
     r = v->rep[0][index];
+    if (fzr_is(r, RP_REPLY_INTEGER)) { /* compact: L = capacity + 1, R = window (1000) + 2 */
+        long long l = (long long)z->capacity[0] + 1, u = r->integer >= 0 ? r->integer : -1 - r->integer;
+        long long q = u / l, want_retry = 0, want_reset = q;
+        if (r->integer < 0 && z->algo[0] != 0) { /* (0: fixed window, retry = reset) */
+            want_retry = q % 1002;
+            want_reset = q / 1002;
+        } else if (r->integer < 0) {
+            want_retry = q;
+        }
+        if (allowed != (r->integer >= 0) || limit != z->capacity[0] || remaining != u % l ||
+            retry != want_retry || reset != want_reset) {
+            report_view(v, z->nodes, "the deciding round");
+            fz_violation(z->opname, "decision %zu (allowed %" PRId64 ", limit %" PRId64 ", remaining %"
+                         PRId64 ", retry_after %" PRId64 ", reset_after %" PRId64 ") is not what the "
+                         "compact reply %lld said", index, allowed, limit, remaining, retry, reset,
+                         r->integer);
+        }
+        return;
+    }
     /* the fields are one limit's entry of that reply, as it said them */
     for (i = 0; i < z->nlimits; i++) {
         const fzr *const *e = (const fzr *const *)r->el + 2 + 4 * i;
@@ -1335,6 +1358,7 @@ static void *limiter(fz *z, const char *name, size_t algo, int64_t limit, int64_
     a[5] = rp_value_int(RP_TYPE_INT, algo >= 3 ? burst : 0);
     a[6] = bytes_v(policies[policy]);
     z->capacity[slot] = algo >= 3 && burst > 0 ? burst : limit;
+    z->algo[slot] = algo;
     return make(z, "ratelimit.new", a);
 }
 

@@ -130,6 +130,14 @@ for algo, name in enumerate(["fixed", "log", "sliding", "bucket", "gcra"]):
     T["check_allowed_" + name] = hdr(0, a=algo, b=4, c=1) + ints(1, 0, 5, 4, 0, 1000)
     T["check_refused_" + name] = hdr(0, a=algo, b=4, c=1) + ints(0, 1, 5, 0, 250, 1000)
 T["check_peek"] = hdr(0, b=4, c=0) + ints(1, 0, 5, 5, 0, 0)
+# one limit's compact integer (ratelimit.lua): L = limit + 1 = 6, R = window + 2 = 1002
+for algo, name in enumerate(["fixed", "log", "sliding", "bucket", "gcra"]):
+    T["check_compact_allowed_" + name] = hdr(0, a=algo, b=4, c=1) + b":6009\r\n"
+    T["check_compact_refused_" + name] = hdr(0, a=algo, b=4, c=1) + b":-4810802\r\n"
+T["check_compact_zero"] = hdr(0, b=4, c=1) + b":0\r\n:-1\r\n"
+T["check_compact_huge"] = hdr(0, a=3, b=4, c=1) + b":-9223372036854775808\r\n"
+T["batch_compact"] = hdr(2, a=1, b=4, c=5) + b":6009\r\n" + ints(0, 1, 5, 0, 250, 1000)
+T["multi_compact_not_one"] = hdr(1, a=0, b=0x24, c=1) + b":6009\r\n"
 T["check_limit_negative"] = hdr(0, b=4, c=1) + ints(1, 0, -5, 4, 0, 1000)
 T["check_remaining_over"] = hdr(0, b=4, c=1) + ints(1, 0, 5, 999, 0, 1000)
 T["check_reset_negative"] = hdr(0, b=4, c=1) + ints(1, 0, 5, 4, 0, -1)
@@ -299,11 +307,14 @@ def capture():
         L["real_noscript"] = hdr(1, KNOWN) + r.call("EVALSHA", "0" * 40, 1, key, "tok") + rel
         L["real_fence_accepted"] = hdr(6, b=2) + r.call("EVAL", script("fence_check"), 1, b"t:fence:{res}", 3)
         L["real_fence_refused"] = hdr(6, b=0) + r.call("EVAL", script("fence_check"), 1, b"t:fence:{res}", 1)
-        # ratelimit: cost, N, then algorithm, limit, window, burst per limit (queue_check)
+        # ratelimit (queue_check): one limit: the algorithm's letter then the cost unless 1,
+        # limit, window (a burst only when it is not the limit); N limits: cost, N, then
+        # algorithm, limit, window, burst per limit
         for algo, name in enumerate(["fixed", "log", "sliding", "bucket", "gcra"], 1):
-            burst = 5 if algo >= 4 else 0
             k = [b"t:ratelimit:api:{%s}" % name.encode(), b"t:ratelimit:api:{%s}:seq" % name.encode()]
-            replies = [r.call("EVAL", script("ratelimit"), 2, *k, 1, 1, algo, 5, 1000, burst) for _ in range(6)]
+            nk = 2 if algo == 2 else 1
+            replies = [r.call("EVAL", script("ratelimit"), nk, *k[:nk], "flctg"[algo - 1], 5, 1000)
+                       for _ in range(6)]
             T["real_check_%s_allowed" % name] = hdr(0, a=algo - 1, b=4, c=1) + replies[0]
             T["real_check_%s_refused" % name] = hdr(0, a=algo - 1, b=4, c=1) + replies[5]
             T["real_batch_%s" % name] = hdr(2, a=algo - 1, b=4, c=5) + replies[1] + replies[5]
