@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cluster_map.h"
 #include "op_internal.h"
 #include "script.h"
 #include "transport_hiredis.h"
@@ -21,7 +22,24 @@ struct rp_client {
     char *tls_strings[RP_CLIENT_TLS_STRINGS]; /* owned copies */
     rp_url *urls;            /* the endpoints, one per URL */
     size_t nurls;
+    rp_cluster_map **maps;   /* per URL: its slot map when it is a cluster, else NULL */
 };
+
+rp_cluster_map *rp_client__cluster(const rp_client *c, size_t endpoint)
+{
+    return c && c->maps && endpoint < c->nurls ? c->maps[endpoint] : NULL;
+}
+
+static int make_maps(rp_client *c)
+{
+    size_t i;
+    if (!(c->maps = rp_alloc__calloc(&c->alloc, c->nurls, sizeof *c->maps)))
+        return RP_ENOMEM;
+    for (i = 0; i < c->nurls; i++)
+        if (c->urls[i].cluster && !(c->maps[i] = rp_cluster_map__new(&c->urls[i], &c->alloc)))
+            return RP_ENOMEM;
+    return RP_OK;
+}
 
 const rp_allocator *rp_client__allocator(const rp_client *c) { return &c->alloc; }
 const rp_script_registry *rp_client__scripts(const rp_client *c) { return &c->scripts; }
@@ -157,6 +175,10 @@ static int client_new(rp_client **out, const rp_client_options *options, rp_tran
             rp_client_free(c);
             return rc;
         }
+        if (make_maps(c) != RP_OK) {
+            rp_client_free(c);
+            return rp_error__set(err, RP_ENOMEM, "out of memory creating the client");
+        }
     }
     if ((rc = check_tls(o, c->urls, c->nurls, err))) {
         rp_client_free(c);
@@ -188,6 +210,9 @@ void rp_client_free(rp_client *c)
     rp_script__registry_free(&c->scripts, &a);
     for (size_t i = 0; i < RP_CLIENT_TLS_STRINGS; i++)
         rp_alloc__free(&a, c->tls_strings[i]);
+    for (size_t i = 0; c->maps && i < c->nurls; i++)
+        rp_cluster_map__free(c->maps[i]);
+    rp_alloc__free(&a, c->maps);
     for (size_t i = 0; i < c->nurls; i++)
         rp_url__free(&c->urls[i], &a);
     rp_alloc__free(&a, c->urls);
@@ -272,7 +297,7 @@ static void handshake_destroy(rp_op *op, void *state)
 }
 
 static const rp_op_class handshake_class = {
-    "handshake", sizeof(handshake_state), handshake_advance, handshake_destroy, 0, NULL, 0, 0
+    "handshake", sizeof(handshake_state), handshake_advance, handshake_destroy, 0, NULL, 0, 0, 1
 };
 
 /* Copies the strings of ep the handshake needs into one block. */

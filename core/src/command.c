@@ -28,11 +28,17 @@ static void command_destroy(rp_op *op, void *state)
 }
 
 static const rp_op_class command_class = {
-    "command", sizeof(command_state), command_advance, command_destroy, 0, NULL, 0, 0
+    "command", sizeof(command_state), command_advance, command_destroy, 0, NULL, 0, 0, 0
 };
 
 int rp_command_op(rp_op **out, rp_client *client, int argc, const char *const *argv,
                   const size_t *argvlen, rp_error *err)
+{
+    return rp_command_op_key(out, client, argc, argv, argvlen, NULL, 0, err);
+}
+
+int rp_command_op_key(rp_op **out, rp_client *client, int argc, const char *const *argv,
+                      const size_t *argvlen, const char *key, size_t keylen, rp_error *err)
 {
     void *state;
     int rc, i;
@@ -46,7 +52,8 @@ int rp_command_op(rp_op **out, rp_client *client, int argc, const char *const *a
             return rp_error__set(err, RP_EINVAL, "argv[%d] is NULL", i);
     if ((rc = rp_op__new(out, client, &command_class, 1, &state, err)))
         return rc;
-    if ((rc = rp_op__command(*out, 0, argc, argv, argvlen))) {
+    if ((key && (rc = rp_op__route_key(*out, 0, key, keylen))) ||
+        (rc = rp_op__command(*out, 0, argc, argv, argvlen))) {
         rp_error__copy(err, rp_op_error(*out));
         rp_op_free(*out);
         *out = NULL;

@@ -127,6 +127,9 @@ static const rp_arg_desc command_args[] = {
     SELF_CLIENT,
     { "argv", RP_TYPE_LIST, RP_TYPE_BYTES, RP_KIND_NONE, RP_ARG_REQUIRED, 0, 1, INT_MAX, 0,
       INT64_MAX, NULL, "the command and its arguments (binary-safe)" },
+    { "key", RP_TYPE_BYTES, RP_TYPE_NONE, RP_KIND_NONE, 0, 0, 0, INT64_MAX, 0, 0, NULL,
+      "on a cluster: send the command to the master of this key's hash slot (absent: the "
+      "command's own keys decide; a command without keys needs one); no effect on one node" },
 };
 
 static const rp_field_desc command_fields[] = {
@@ -149,7 +152,9 @@ static int command_begin(rp_op **out, const rp_value *a, const rp_naming *nm, rp
             argv[i] = items[i].bytes ? items[i].bytes : "";
             lens[i] = items[i].len;
         }
-        rc = rp_command_op(out, a[0].handle, (int)n, argv, lens, err);
+        rc = rp_command_op_key(out, a[0].handle, (int)n, argv, lens,
+                               a[2].type == RP_TYPE_BYTES ? (a[2].bytes ? a[2].bytes : "") : NULL,
+                               a[2].len, err);
     }
     rp_alloc__free(al, argv);
     rp_alloc__free(al, lens);

@@ -3,8 +3,10 @@
  * between IO, SLEEP, DONE and ERROR for whichever driver is stepping it. */
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
+#include "cluster_map.h"
 #include "op_internal.h"
 #include "reply_internal.h"
 #include "script.h"
@@ -18,6 +20,10 @@ typedef struct rp_cmd {
     size_t *argvlen;
     void *mem;
     rp_reply *reply;
+    /* Redis Cluster (the node's endpoint is a cluster) */
+    long slot;               /* the hash slot of its keys; -1: none (goes with the others) */
+    long ask;                /* the node an ASK sent it to (-1: none): ASKING first */
+    unsigned redirects;      /* MOVED / ASK followed for it */
 } rp_cmd;
 
 typedef struct rp_node_io {
@@ -36,10 +42,32 @@ typedef struct rp_node_io {
     int listening;       /* the current round listens */
     rp_reply **msgs;     /* a listening round's replies, in arrival order */
     size_t nmsgs, capmsgs;
+    /* Redis Cluster: the node's endpoint is the cluster of map (NULL: a plain endpoint).
+     * Each round goes to one node of the map (target); the engine's own commands of the
+     * round (CLUSTER SHARDS, ASKING) are in sys, marked in inflight with RP_SYS_CMD. */
+    rp_cluster_map *map;
+    long target;            /* the map's node this round goes to (-1: none yet) */
+    int refreshing;         /* this round reads the topology; the op's commands wait */
+    int relisten;           /* a listening round waits for that read (its commands held) */
+    uint64_t refresh_since; /* monotonic ms the read began: all its tries share one
+                               command timeout */
+    uint64_t own_timeout;   /* the op's per-target timeout, while a read overrides it */
+    int timeout_overridden;
+    int want_refresh;       /* read the topology before sending them again */
+    size_t refresh_attempt; /* nodes asked for it so far */
+    unsigned retries;       /* TRYAGAIN / CLUSTERDOWN / unsent failures retried */
+    int wake;               /* its commands go again when the retry sleep ends */
+    rp_cmd *sys;
+    size_t nsys, capsys;
+    rp_buf route_key;       /* given: the key whose slot routes the node's commands */
+    int has_route_key;
 } rp_node_io;
 
+/* An inflight entry naming one of the node's sys commands instead of one of its cmds. */
+#define RP_SYS_CMD ((size_t)1 << (sizeof(size_t) * 8 - 1))
+
 enum { PHASE_START, PHASE_IO, PHASE_SLEEP, PHASE_CALL, PHASE_EMIT, PHASE_CHILD, PHASE_DONE,
-       PHASE_ERROR };
+       PHASE_ERROR, PHASE_RETRY_SLEEP /* the engine's own wait (TRYAGAIN, CLUSTERDOWN) */ };
 
 /* A CALL's life: none, asked (CALL step pending), running (driver started it), ended. */
 enum { CALL_NONE, CALL_ASKED, CALL_RUNNING, CALL_ENDED };
@@ -113,6 +141,9 @@ int rp_op__new(rp_op **out, rp_client *client, const rp_op_class *cls, size_t no
         op->nodes[i].reader = rp_reply__reader_new(a, max_reply(client));
         if (!op->nodes[i].reader)
             goto oom;
+        /* a handshake talks to the connection it is given: never routed */
+        op->nodes[i].map = cls->direct ? NULL : rp_client__cluster(client, i);
+        op->nodes[i].target = -1;
     }
     *state_out = op->state;
     *out = op;
@@ -149,6 +180,10 @@ void rp_op_free(rp_op *op)
         for (j = 0; j < n->nmsgs; j++)
             rp_reply_free(n->msgs[j]);
         rp_alloc__free(op->alloc, n->msgs);
+        for (j = 0; j < n->nsys; j++)
+            cmd_clear(op->alloc, &n->sys[j]);
+        rp_alloc__free(op->alloc, n->sys);
+        rp_buf__free(op->alloc, &n->route_key);
     }
     rp_buf__free(op->alloc, &op->call_bytes);
     rp_alloc__free(op->alloc, op->nodes);
@@ -158,24 +193,26 @@ void rp_op_free(rp_op *op)
 
 /* --- queueing --------------------------------------------------------------------- */
 
-static int push_cmd(rp_op *op, size_t node, const rp_script *script, int argc,
-                    const char *const *argv, const size_t *argvlen)
+/* Makes room for one more command in *cmds (of *n, capacity *cap). */
+static int grow_cmds(rp_op *op, rp_cmd **cmds, size_t n, size_t *cap)
 {
-    rp_node_io *n;
-    rp_cmd *c;
-    size_t total = 0, fixed, i;
-    char *bytes;
-    if (node >= op->nnodes || argc <= 0)
-        return rp_op__fail(op, RP_ESTATE, "%s: bad command slot", op->cls->name);
-    n = &op->nodes[node];
-    if (n->ncmds == n->capcmds) {
-        size_t cap = n->capcmds ? n->capcmds * 2 : 4;
-        rp_cmd *p = rp_alloc__realloc(op->alloc, n->cmds, cap * sizeof *p);
+    if (n == *cap) {
+        size_t c = *cap ? *cap * 2 : 4;
+        rp_cmd *p = rp_alloc__realloc(op->alloc, *cmds, c * sizeof *p);
         if (!p)
             return rp_op__fail(op, RP_ENOMEM, "out of memory queueing a command");
-        n->cmds = p;
-        n->capcmds = cap;
+        *cmds = p;
+        *cap = c;
     }
+    return RP_OK;
+}
+
+/* Fills c with a copy of argv. */
+static int fill_cmd(rp_op *op, rp_cmd *c, const rp_script *script, int argc,
+                    const char *const *argv, const size_t *argvlen)
+{
+    size_t total = 0, fixed, i;
+    char *bytes;
     for (i = 0; i < (size_t)argc; i++) {
         size_t len = argvlen ? argvlen[i] : strlen(argv[i]);
         if (!rp_size__add(total, len, &total) || !rp_size__add(total, 1, &total))
@@ -184,7 +221,6 @@ static int push_cmd(rp_op *op, size_t node, const rp_script *script, int argc,
     fixed = (size_t)argc * (sizeof(char *) + sizeof(size_t));
     if (!rp_size__add(total, fixed, &total))
         return rp_op__fail(op, RP_ENOMEM, "command too large");
-    c = &n->cmds[n->ncmds];
     memset(c, 0, sizeof *c);
     c->mem = rp_alloc__malloc(op->alloc, total);
     if (!c->mem)
@@ -202,7 +238,36 @@ static int push_cmd(rp_op *op, size_t node, const rp_script *script, int argc,
     }
     c->argc = argc;
     c->script = script;
+    c->slot = -1;
+    c->ask = -1;
+    return RP_OK;
+}
+
+static int push_cmd(rp_op *op, size_t node, const rp_script *script, int argc,
+                    const char *const *argv, const size_t *argvlen)
+{
+    rp_node_io *n;
+    int rc;
+    if (node >= op->nnodes || argc <= 0)
+        return rp_op__fail(op, RP_ESTATE, "%s: bad command slot", op->cls->name);
+    n = &op->nodes[node];
+    if ((rc = grow_cmds(op, &n->cmds, n->ncmds, &n->capcmds)) ||
+        (rc = fill_cmd(op, &n->cmds[n->ncmds], script, argc, argv, argvlen)))
+        return rc;
     n->ncmds++;
+    return RP_OK;
+}
+
+int rp_op__route_key(rp_op *op, size_t node, const char *key, size_t len)
+{
+    rp_node_io *n;
+    if (node >= op->nnodes)
+        return rp_op__fail(op, RP_ESTATE, "%s: bad node", op->cls->name);
+    n = &op->nodes[node];
+    n->route_key.len = 0;
+    if (rp_buf__append(op->alloc, &n->route_key, key, len))
+        return rp_op__fail(op, RP_ENOMEM, "out of memory keeping the routing key");
+    n->has_route_key = 1;
     return RP_OK;
 }
 
@@ -235,8 +300,10 @@ int rp_op__script(rp_op *op, size_t node, const char *script, int nkeys, int nar
     }
     if ((rc = push_cmd(op, node, s, total + 3, full, lens)))
         return rc;
-    /* a target not known to have the script gets its source at once (EVAL) */
-    op->nodes[node].cmds[op->nodes[node].ncmds - 1].as_eval = !rp_script__known(s, node);
+    /* a target not known to have the script gets its source at once (EVAL); a cluster's
+     * node is known once the command is routed (cluster_dispatch) */
+    op->nodes[node].cmds[op->nodes[node].ncmds - 1].as_eval =
+        !op->nodes[node].map && !rp_script__known(s, node);
     return RP_OK;
 }
 
@@ -297,14 +364,8 @@ static void clear_msgs(rp_node_io *n)
     n->nmsgs = 0;
 }
 
-static int reset_round(rp_op *op, rp_node_io *n)
+static int reset_status(rp_op *op, rp_node_io *n)
 {
-    n->out.len = 0;
-    n->ninflight = 0;
-    n->received = 0;
-    n->listening = n->listen;
-    n->listen = 0;
-    clear_msgs(n);
     if (n->status != RP_OK) {
         /* the reader may hold half a reply from the failed connection */
         rp_reply__reader_free(n->reader);
@@ -316,6 +377,48 @@ static int reset_round(rp_op *op, rp_node_io *n)
             return rp_op__fail(op, RP_ENOMEM, "out of memory creating a reader");
     }
     return RP_OK;
+}
+
+static int reset_round(rp_op *op, rp_node_io *n)
+{
+    n->out.len = 0;
+    n->ninflight = 0;
+    n->received = 0;
+    n->listening = n->listen;
+    n->listen = 0;
+    clear_msgs(n);
+    return reset_status(op, n);
+}
+
+static int cmd_slot(rp_op *op, const rp_node_io *n, rp_cmd *c);
+static int cluster_dispatch(rp_op *op, rp_node_io *n);
+static int is_noscript(const rp_cmd *c);
+
+/* The index of c's script in the client's registry. */
+static size_t script_index(const rp_op *op, const rp_cmd *c)
+{
+    return (size_t)(c->script - rp_client__scripts(op->client)->scripts);
+}
+
+/* Records what node's target said of c's script: per endpoint, or per cluster node. */
+static void learn_script(const rp_op *op, const rp_node_io *n, size_t node, const rp_cmd *c)
+{
+    if (n->map && n->target >= 0)
+        rp_cluster_map__script_learn(n->map, (size_t)n->target, script_index(op, c),
+                                     !is_noscript(c));
+    else if (!n->map)
+        rp_script__learn(c->script, node, !is_noscript(c));
+}
+
+/* What a listening round sends owes no reply of its own (pub/sub answers with messages):
+ * nothing is kept to match replies to. */
+static void forget_listened(rp_op *op, rp_node_io *n)
+{
+    size_t j;
+    for (j = 0; j < n->ncmds; j++)
+        cmd_clear(op->alloc, &n->cmds[j]);
+    n->ncmds = n->first_new = 0;
+    n->ninflight = 0;
 }
 
 /* After advance: drop the completed round's commands, send the new ones. */
@@ -335,18 +438,30 @@ static int start_round(rp_op *op, int *any)
         n->first_new = fresh;
         if ((rc = reset_round(op, n)))
             return rc;
-        for (j = 0; j < fresh; j++) {
+        if (n->map && fresh > 0) {
+            /* a new request: its commands' slots, then the node serving them */
+            n->retries = 0;
+            n->refresh_attempt = 0;
+            n->want_refresh = rp_cluster_map__claim_refresh(n->map, rp_monotonic_ms());
+            if (n->want_refresh && n->listening) {
+                /* the read is a plain round; the listening one follows it */
+                n->listening = 0;
+                n->relisten = 1;
+            }
+            for (j = 0; j < fresh; j++)
+                if ((rc = cmd_slot(op, n, &n->cmds[j])))
+                    return rc;
+            if ((rc = cluster_dispatch(op, n)))
+                return rc;
+            *any = 1;
+        }
+        for (j = 0; !n->map && j < fresh; j++) {
             if ((rc = encode_cmd(op, n, &n->cmds[j])) || (rc = mark_inflight(op, n, j)))
                 return rc;
             *any = 1;
         }
         if (n->listening) {
-            /* what a listening round sends owes no reply of its own (pub/sub answers with
-             * messages): nothing is kept to match replies to */
-            for (j = 0; j < fresh; j++)
-                cmd_clear(op->alloc, &n->cmds[j]);
-            n->ncmds = n->first_new = 0;
-            n->ninflight = 0;
+            forget_listened(op, n);
             *any = 1;
         }
     }
@@ -393,10 +508,10 @@ static int retry_noscript(rp_op *op, int *rc)
     for (i = 0; i < op->nnodes; i++) {
         rp_node_io *n = &op->nodes[i];
         size_t k = 0, *redo;
-        if (n->status != RP_OK || n->listening)
+        if (n->status != RP_OK || n->listening || n->map)
             continue;
         for (j = 0; j < n->ninflight; j++)
-            if (needs_resend(&n->cmds[n->inflight[j]]))
+            if (!(n->inflight[j] & RP_SYS_CMD) && needs_resend(&n->cmds[n->inflight[j]]))
                 n->inflight[k++] = n->inflight[j];
         if (k == 0)
             continue;
@@ -422,6 +537,474 @@ static int retry_noscript(rp_op *op, int *rc)
 }
 
 static int node_fail(rp_node_io *n, int status, const char *why);
+
+/* --- Redis Cluster: routing, topology reads, redirects --------------------------------
+ * A node whose endpoint is a cluster sends each command to the master of its keys' slot,
+ * as the client's shared map says. Commands of one round going to several masters go in
+ * consecutive internal rounds, one master each; MOVED (map updated), ASK (ASKING first,
+ * map unchanged), NOSCRIPT and, after a sleep, TRYAGAIN / CLUSTERDOWN and failures before
+ * anything was written send the commands concerned again. advance() sees none of it: the
+ * replies it reads are the final ones, in queue order. */
+
+/* Where classic pub/sub goes on a cluster (see cmd_slot). */
+#define RP_PUBSUB_SLOT 0
+/* MOVED / ASK followed for one command: a reshard moves a slot once, more is a loop. */
+#define RP_CLUSTER_REDIRECTS_MAX 5
+/* TRYAGAIN, CLUSTERDOWN and failures before sending retried per request, waiting 10, 20,
+ * 40, ... up to 500 ms (about 1.6 s in all): a migration's keys move in milliseconds, a
+ * failover takes the cluster's node timeout (1-2 s is usual) plus an election. */
+#define RP_CLUSTER_RETRIES_MAX 8
+#define RP_CLUSTER_RETRY_MIN_MS 10
+#define RP_CLUSTER_RETRY_MAX_MS 500
+
+/* A key or command name quoted in a message: printable ASCII, others as '?', cut. */
+static const char *quote(char *out, size_t size, const char *s, size_t len)
+{
+    size_t i, n = len < RP_ARG_QUOTE_MAX ? len : RP_ARG_QUOTE_MAX;
+    if (n + 4 > size)
+        n = size - 4;
+    for (i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        out[i] = ch >= 0x20 && ch < 0x7f ? (char)ch : '?';
+    }
+    if (n < len) {
+        memcpy(out + n, "...", 3);
+        n += 3;
+    }
+    out[n] = '\0';
+    return out;
+}
+
+/* The hash slot c's keys share (c->slot; -1 for none), or RP_EINVAL when they span slots
+ * or the command's keys are not known: refused before any I/O. */
+static int cmd_slot(rp_op *op, const rp_node_io *n, rp_cmd *c)
+{
+    char q1[RP_ARG_QUOTE_MAX + 4], q2[RP_ARG_QUOTE_MAX + 4];
+    rp_cmd_keys k;
+    size_t i, first = 0;
+    c->slot = -1;
+    c->ask = -1;
+    c->redirects = 0;
+    if (n->has_route_key) {
+        c->slot = (long)rp_cluster__slot(n->route_key.data, n->route_key.len);
+        return RP_OK;
+    }
+    k = rp_cluster__command_keys(c->argc, c->argv, c->argvlen);
+    switch (k.kind) {
+    case RP_CMD_KEYS_UNKNOWN:
+        return rp_op__fail(op, RP_EINVAL,
+                           "%s: cannot tell the keys of %s on a cluster: give the key to route "
+                           "it by (key)", rp_op_name(op),
+                           quote(q1, sizeof q1, c->argv[0], c->argvlen[0]));
+    case RP_CMD_KEYS_NONE:
+        if (op->cls->long_lived) /* a subscription's PING: its own connection */
+            return RP_OK;
+        return rp_op__fail(op, RP_EINVAL,
+                           "%s: %s has no key to route it by on a cluster: give one (key)",
+                           rp_op_name(op), quote(q1, sizeof q1, c->argv[0], c->argvlen[0]));
+    case RP_CMD_KEYS_CHANNEL:
+        /* classic pub/sub reaches every node, but what PUBLISH, PUBSUB NUMSUB and CLIENT
+         * LIST count is one node's: all of it goes to one master, slot 0's (the slot of
+         * the key ""), so publishers and subscribers meet there (a live subscription
+         * stays where it is) */
+        if (!(op->cls->long_lived && n->target >= 0))
+            c->slot = RP_PUBSUB_SLOT;
+        return RP_OK;
+    case RP_CMD_KEYS_LIST:
+        break;
+    }
+    for (i = k.first; i <= k.last && i < (size_t)c->argc; i += k.step ? k.step : 1) {
+        long s = (long)rp_cluster__slot(c->argv[i], c->argvlen[i]);
+        if (c->slot < 0) {
+            c->slot = s;
+            first = i;
+        } else if (s != c->slot) {
+            return rp_op__fail(op, RP_EINVAL,
+                               "%s: keys in different hash slots: '%s' (slot %ld) and '%s' "
+                               "(slot %ld); the keys of one command must share a {hash tag} "
+                               "on a cluster", rp_op_name(op),
+                               quote(q1, sizeof q1, c->argv[first], c->argvlen[first]),
+                               c->slot, quote(q2, sizeof q2, c->argv[i], c->argvlen[i]), s);
+        }
+    }
+    return RP_OK;
+}
+
+static void clear_sys(rp_op *op, rp_node_io *n)
+{
+    size_t j;
+    for (j = 0; j < n->nsys; j++)
+        cmd_clear(op->alloc, &n->sys[j]);
+    n->nsys = 0;
+}
+
+/* Queues one of the engine's own commands in the node's round. */
+static int push_sys(rp_op *op, rp_node_io *n, int argc, const char *const *argv)
+{
+    int rc;
+    if ((rc = grow_cmds(op, &n->sys, n->nsys, &n->capsys)) ||
+        (rc = fill_cmd(op, &n->sys[n->nsys], NULL, argc, argv, NULL)) ||
+        (rc = encode_cmd(op, n, &n->sys[n->nsys])))
+        return rc;
+    return mark_inflight(op, n, RP_SYS_CMD | n->nsys++);
+}
+
+/* A command of the round still without its final reply (a listening round's all are). */
+static int cmd_pending(const rp_node_io *n, const rp_cmd *c)
+{
+    return n->listening || !c->reply;
+}
+
+/* Where c goes now; -1: the map does not know (read it first). */
+static long cmd_target(rp_node_io *n, const rp_cmd *c, long keyless)
+{
+    if (c->ask >= 0)
+        return c->ask;
+    return c->slot >= 0 ? rp_cluster_map__owner(n->map, (unsigned)c->slot) : keyless;
+}
+
+/* Builds the node's next round: the topology read when it is wanted, else the pending
+ * commands bound for one master (the first pending command's; the others wait). */
+static int cluster_dispatch(rp_op *op, rp_node_io *n)
+{
+    long target = -1, keyless;
+    size_t j;
+    int rc;
+    n->out.len = 0;
+    n->ninflight = 0;
+    n->received = 0;
+    n->refreshing = 0;
+    clear_sys(op, n);
+    keyless = n->target >= 0 ? n->target : rp_cluster_map__source(n->map, 0);
+    for (j = 0; !n->want_refresh && target < 0 && j < n->first_new; j++) {
+        const rp_cmd *c = &n->cmds[j];
+        if (!cmd_pending(n, c) || (c->slot < 0 && c->ask < 0))
+            continue;
+        if ((target = cmd_target(n, c, keyless)) < 0) {
+            char q[RP_ARG_QUOTE_MAX + 4];
+            n->want_refresh = n->retries < RP_CLUSTER_RETRIES_MAX; /* read the map (again) */
+            if (!n->want_refresh)
+                return rp_op__fail(op, RP_ETRANSPORT,
+                                   "%s: no master of the cluster serves hash slot %ld (of "
+                                   "'%s'): the cluster is down or the slot is unassigned",
+                                   rp_op_name(op), c->slot,
+                                   quote(q, sizeof q, c->argc > 1 ? c->argv[1] : c->argv[0],
+                                         c->argc > 1 ? c->argvlen[1] : c->argvlen[0]));
+        }
+    }
+    if (n->want_refresh && !n->listening) {
+        static const char *const shards[2] = { "CLUSTER", "SHARDS" };
+        static const char *const slots[2] = { "CLUSTER", "SLOTS" };
+        long src = rp_cluster_map__source(n->map, n->refresh_attempt);
+        if (src < 0)
+            return rp_op__fail(op, RP_ETRANSPORT, "%s: no node of the cluster to ask for its "
+                                                  "topology", rp_op_name(op));
+        if (n->refresh_attempt == 0) {
+            n->refresh_since = rp_monotonic_ms();
+        } else {
+            /* the next node gets what is left of one command timeout, not one more */
+            uint64_t budget = rp_client__options(op->client)->command_timeout_ms;
+            uint64_t spent = rp_monotonic_ms() - n->refresh_since;
+            if (!n->timeout_overridden) {
+                n->own_timeout = op->timeout_ms;
+                n->timeout_overridden = 1;
+            }
+            op->timeout_ms = spent < budget ? budget - spent : 1;
+        }
+        n->target = src;
+        n->refreshing = 1;
+        return push_sys(op, n, 2, rp_cluster_map__use_slots(n->map) ? slots : shards);
+    }
+    if (target < 0)
+        target = keyless;
+    if (target < 0)
+        return rp_op__fail(op, RP_ETRANSPORT, "%s: no node of the cluster to send to",
+                           rp_op_name(op));
+    n->target = target;
+    for (j = 0; j < n->first_new; j++) {
+        static const char *const asking[1] = { "ASKING" };
+        rp_cmd *c = &n->cmds[j];
+        if (!cmd_pending(n, c) || cmd_target(n, c, target) != target)
+            continue;
+        if (c->ask >= 0 && (rc = push_sys(op, n, 1, asking)))
+            return rc;
+        if (c->script && !c->as_eval)
+            c->as_eval = !rp_cluster_map__script_known(n->map, (size_t)target, script_index(op, c));
+        if ((rc = encode_cmd(op, n, c)) || (rc = mark_inflight(op, n, j)))
+            return rc;
+    }
+    return RP_OK;
+}
+
+static int contains(const rp_reply *r, const char *what)
+{
+    size_t n = strlen(what), i;
+    for (i = 0; r->len >= n && i + n <= r->len; i++)
+        if (strncasecmp(r->str + i, what, n) == 0)
+            return 1;
+    return 0;
+}
+
+/* 1 when every pending command of n has a master in the map. */
+static int all_served(rp_node_io *n)
+{
+    size_t j;
+    for (j = 0; j < n->first_new; j++)
+        if (cmd_pending(n, &n->cmds[j]) && cmd_target(n, &n->cmds[j], 0) < 0)
+            return 0;
+    return 1;
+}
+
+/* The topology read is over: the op's own timeout again, its listening round next. */
+static void refresh_over(rp_op *op, rp_node_io *n)
+{
+    if (n->timeout_overridden) {
+        op->timeout_ms = n->own_timeout;
+        n->timeout_overridden = 0;
+    }
+    if (n->relisten) {
+        n->listening = 1;
+        n->relisten = 0;
+    }
+}
+
+/* The topology read of node i came back: apply it (and wait when it still leaves a slot
+ * of the request unserved: a failover under way), or ask the next node. */
+static int after_refresh(rp_op *op, size_t i, rp_node_io *n, int *again, int *wait)
+{
+    const rp_url *u = rp_cluster_map__url(n->map);
+    const rp_cluster_node *asked = rp_cluster_map__node(n->map, (size_t)n->target);
+    const rp_reply *r = n->nsys > 0 ? n->sys[0].reply : NULL;
+    char why[RP_ERROR_MESSAGE_MAX];
+    rp_cluster_topology t;
+    int rc;
+    (void)i;
+    *again = 1;
+    if (n->status != RP_OK || !r) {
+        snprintf(why, sizeof why, "%s", n->status != RP_OK ? n->why : "no reply");
+    } else if (r->type == RP_REPLY_ERROR && !rp_cluster_map__use_slots(n->map) &&
+               contains(r, "unknown subcommand")) {
+        rp_cluster_map__set_use_slots(n->map); /* Redis < 7.0: ask the same node again */
+        return RP_OK;
+    } else if (r->type == RP_REPLY_ERROR && contains(r, "cluster support disabled")) {
+        return rp_op__fail(op, RP_EINVAL, "%s: %s:%d is not a Redis Cluster node (%.*s): a "
+                           "redis+cluster:// url needs one", rp_op_name(op),
+                           asked ? asked->host : "?", asked ? asked->port : 0,
+                           RP_REPLY_QUOTE_MAX, r->str);
+    } else if (r->type == RP_REPLY_ERROR) {
+        snprintf(why, sizeof why, "%.*s", RP_REPLY_QUOTE_MAX, r->str);
+    } else {
+        rc = rp_cluster_map__use_slots(n->map)
+                 ? rp_cluster__parse_slots(r, asked ? asked->host : "", op->alloc, &t, why,
+                                           sizeof why)
+                 : rp_cluster__parse_shards(r, u->tls, asked ? asked->host : "", op->alloc, &t,
+                                            why, sizeof why);
+        if (rc == RP_ENOMEM)
+            return rp_op__fail(op, RP_ENOMEM, "out of memory reading the cluster's topology");
+        if (rc == RP_OK && t.nranges == 0) {
+            snprintf(why, sizeof why, "it serves no slots");
+            rc = RP_EPROTOCOL;
+        } else if (rc == RP_OK) {
+            rc = rp_cluster_map__apply(n->map, &t);
+            rp_cluster__topology_free(&t, op->alloc);
+            if (rc)
+                return rp_op__fail(op, RP_ENOMEM, "out of memory keeping the cluster's topology");
+            n->want_refresh = 0;
+            n->refresh_attempt = 0;
+            refresh_over(op, n);
+            if (!all_served(n) && n->retries < RP_CLUSTER_RETRIES_MAX) {
+                n->want_refresh = 1;
+                *again = 0;
+                *wait = 1;
+            }
+            return RP_OK;
+        }
+        rp_cluster__topology_free(&t, op->alloc);
+    }
+    if (op->cls->tolerates_node_failures) {
+        /* a quorum op does not wait for a second try: the node failed this round, none of
+         * its own commands sent (its cluster is asked again next time) */
+        if (n->target >= 0 && n->status != RP_ECANCELED)
+            rp_cluster_map__node_failed(n->map, (size_t)n->target);
+        refresh_over(op, n);
+        n->listening = 0;
+        n->refreshing = 0;
+        node_fail(n, n->status != RP_OK ? n->status : RP_EPROTOCOL, why);
+        n->unsent = 1;
+        *again = 0;
+        return RP_OK;
+    }
+    /* that node could not say: the next one, within one command timeout in all */
+    n->refresh_attempt++;
+    if (rp_cluster_map__source(n->map, n->refresh_attempt) < 0 ||
+        rp_monotonic_ms() - n->refresh_since >=
+            rp_client__options(op->client)->command_timeout_ms)
+        return rp_op__fail(op, n->status != RP_OK ? n->status : RP_EPROTOCOL,
+                           "%s: no node of the cluster told its topology (asked %zu; the "
+                           "last, %s:%d: %s)", rp_op_name(op), n->refresh_attempt,
+                           asked ? asked->host : "?", asked ? asked->port : 0, why);
+    return RP_OK;
+}
+
+/* Node i's connection failed: the map is read again before the next request; a request
+ * that never left is sent again after a pause (the failover may be under way). */
+static int after_failure(rp_op *op, rp_node_io *n, int *wait)
+{
+    if (n->status == RP_ECANCELED)
+        return RP_OK; /* not waited for (a quorum had its answers): nothing is wrong there */
+    if (n->target >= 0)
+        rp_cluster_map__node_failed(n->map, (size_t)n->target);
+    if (op->cls->long_lived)
+        n->target = -1; /* it reconnects wherever the map says then */
+    if (!n->unsent || op->cls->tolerates_node_failures || n->retries >= RP_CLUSTER_RETRIES_MAX)
+        return RP_OK;
+    n->want_refresh = 1;
+    n->refresh_attempt = 0;
+    *wait = 1;
+    return RP_OK;
+}
+
+/* Node i answered: its redirected commands go again (at once, or after a pause). */
+static int after_replies(rp_op *op, size_t i, rp_node_io *n, int *again, int *wait)
+{
+    size_t j;
+    for (j = 0; j < n->first_new; j++) {
+        rp_cmd *c = &n->cmds[j];
+        rp_redirect rd;
+        if (!c->reply) {
+            *again = 1; /* bound for another master: its round comes */
+            continue;
+        }
+        if (needs_resend(c)) {
+            if (is_shebang_refused(c))
+                rp_script__learn_pre7(rp_client__scripts(op->client), i);
+            c->as_eval = 1;
+            rp_reply_free(c->reply);
+            c->reply = NULL;
+            *again = 1;
+            continue;
+        }
+        rd = rp_cluster__redirect(c->reply);
+        if (rd.kind == RP_REDIRECT_MOVED || rd.kind == RP_REDIRECT_ASK) {
+            const rp_cluster_node *from = rp_cluster_map__node(n->map, (size_t)n->target);
+            long to;
+            if (++c->redirects > RP_CLUSTER_REDIRECTS_MAX)
+                return rp_op__fail(op, RP_EREPLY, "%s: more than %d cluster redirects for "
+                                   "one command (the last: %.*s)", rp_op_name(op),
+                                   RP_CLUSTER_REDIRECTS_MAX, RP_REPLY_QUOTE_MAX, c->reply->str);
+            to = rp_cluster_map__intern(n->map, rd.host[0] || !from ? rd.host : from->host,
+                                        rd.port);
+            if (to < 0)
+                return rp_op__fail(op, RP_ENOMEM, "out of memory following a cluster redirect");
+            if (rd.kind == RP_REDIRECT_MOVED) {
+                rp_cluster_map__moved(n->map, rd.slot, (size_t)to);
+                c->ask = -1;
+            } else {
+                c->ask = to;
+            }
+        } else if ((rd.kind == RP_REDIRECT_TRYAGAIN || rd.kind == RP_REDIRECT_CLUSTERDOWN) &&
+                   n->retries < RP_CLUSTER_RETRIES_MAX) {
+            *wait = 1;
+            if (rd.kind == RP_REDIRECT_CLUSTERDOWN) {
+                n->want_refresh = 1;
+                n->refresh_attempt = 0;
+                c->ask = -1;
+            }
+        } else {
+            continue; /* a final answer (TRYAGAIN past the retries: Redis' words stand) */
+        }
+        rp_reply_free(c->reply);
+        c->reply = NULL;
+        *again = 1;
+    }
+    return RP_OK;
+}
+
+/* After every round: what the cluster nodes need before advance() may read their replies.
+ * Returns 0 (nothing: go on), RP_STEP_IO (a new round is ready), RP_STEP_SLEEP (the
+ * engine's own wait) or a negative status (the op failed). */
+static int cluster_after_round(rp_op *op)
+{
+    uint64_t delay = 0;
+    size_t i;
+    int io = 0, rc;
+    if (op->cancelled)
+        return 0; /* the op's own clean-up reads the round as it is */
+    for (i = 0; i < op->nnodes; i++) {
+        rp_node_io *n = &op->nodes[i];
+        int again = 0, wait = 0;
+        if (!n->map || n->listening || n->ninflight == 0)
+            continue;
+        if (n->refreshing)
+            rc = after_refresh(op, i, n, &again, &wait);
+        else if (n->status != RP_OK)
+            rc = after_failure(op, n, &wait);
+        else
+            rc = after_replies(op, i, n, &again, &wait);
+        if (rc < 0)
+            return rc;
+        if (wait) {
+            uint64_t d = (uint64_t)RP_CLUSTER_RETRY_MIN_MS << n->retries;
+            n->retries++;
+            n->wake = 1;
+            d = d > RP_CLUSTER_RETRY_MAX_MS ? RP_CLUSTER_RETRY_MAX_MS : d;
+            delay = d > delay ? d : delay;
+        } else if (again) {
+            if ((rc = reset_status(op, n)) || (rc = cluster_dispatch(op, n)))
+                return rc;
+            if (n->listening)
+                forget_listened(op, n);
+            io = 1;
+        }
+    }
+    if (io) {
+        /* a node waiting for its pause goes now too (the others' round is due anyway) */
+        for (i = 0; i < op->nnodes; i++)
+            if (op->nodes[i].wake) {
+                op->nodes[i].wake = 0;
+                if ((rc = reset_status(op, &op->nodes[i])) ||
+                    (rc = cluster_dispatch(op, &op->nodes[i])))
+                    return rc;
+            }
+        op->enough = 0; /* the new round is waited for */
+        return RP_STEP_IO;
+    }
+    if (delay) {
+        op->sleep_ms = delay;
+        op->phase = PHASE_RETRY_SLEEP;
+        return RP_STEP_SLEEP;
+    }
+    return 0;
+}
+
+/* The engine's pause is over: the nodes that waited send again. Returns RP_STEP_IO, or
+ * 0 when the op was cancelled meanwhile (their commands then count as never sent). */
+static int cluster_wake(rp_op *op)
+{
+    size_t i;
+    int rc;
+    op->phase = PHASE_IO;
+    for (i = 0; i < op->nnodes; i++) {
+        rp_node_io *n = &op->nodes[i];
+        if (!n->wake)
+            continue;
+        n->wake = 0;
+        if (op->cancelled) {
+            if (n->status == RP_OK) {
+                node_fail(n, RP_ECANCELED, "cancelled while waiting to retry on the cluster");
+                n->unsent = 1; /* what was refused (TRYAGAIN, CLUSTERDOWN) did not run */
+            }
+            continue;
+        }
+        if ((rc = reset_status(op, n)) || (rc = cluster_dispatch(op, n)))
+            return rc;
+    }
+    if (op->cancelled)
+        return 0;
+    op->enough = 0;
+    return RP_STEP_IO;
+}
+
 
 static int fail_op(rp_op *op, int code, const char *why)
 {
@@ -526,7 +1109,7 @@ static int any_noscript(const rp_op *op)
     for (i = 0; i < op->nnodes; i++) {
         const rp_node_io *n = &op->nodes[i];
         for (j = 0; !n->listening && j < n->received; j++)
-            if (needs_resend(&n->cmds[n->inflight[j]]))
+            if (!(n->inflight[j] & RP_SYS_CMD) && needs_resend(&n->cmds[n->inflight[j]]))
                 return 1;
     }
     return 0;
@@ -539,6 +1122,43 @@ static void check_enough(rp_op *op)
 {
     if (!op->enough && op->cls->enough && !any_noscript(op) && op->cls->enough(op, op->state))
         op->enough = 1;
+}
+
+/* A round is complete: resend what needs it (cluster redirects, NOSCRIPT), or hand the
+ * replies to advance(). */
+static rp_step end_of_round(rp_op *op, uint64_t now_ms)
+{
+    size_t i;
+    int rc, cluster = cluster_after_round(op), again;
+    if (cluster < 0) {
+        op->phase = PHASE_ERROR;
+        return RP_STEP_ERROR;
+    }
+    again = retry_noscript(op, &rc);
+    if (rc < 0) {
+        op->phase = PHASE_ERROR;
+        return RP_STEP_ERROR;
+    }
+    if (again) {
+        /* the plain nodes' retry round goes now: a cluster node's pause is cut short */
+        if (cluster == RP_STEP_SLEEP && (rc = cluster_wake(op)) < 0) {
+            op->phase = PHASE_ERROR;
+            return RP_STEP_ERROR;
+        }
+        op->phase = PHASE_IO;
+        op->enough = 0; /* the retried targets are waited for in their new round */
+        return RP_STEP_IO;
+    }
+    if (cluster == RP_STEP_IO || cluster == RP_STEP_SLEEP)
+        return (rp_step)cluster;
+    /* a cancelled op that handles cancel reads its broken round itself: a request may
+     * have been sent and left unanswered (rp_op__in_doubt), and it may compensate */
+    if (!op->cls->tolerates_node_failures && !(op->cancelled && op->cls->handles_cancel)) {
+        for (i = 0; i < op->nnodes; i++)
+            if (op->nodes[i].status != RP_OK)
+                return (rp_step)fail_op(op, op->nodes[i].status, op->nodes[i].why);
+    }
+    return run_advance(op, now_ms);
 }
 
 rp_step rp_op_step(rp_op *op, uint64_t now_ms)
@@ -570,22 +1190,13 @@ rp_step rp_op_step(rp_op *op, uint64_t now_ms)
                                         "stepped before every reply was fed");
             node_fail(n, RP_ECANCELED, "not waited for: the round had enough answers");
         }
-        if (retry_noscript(op, &rc)) {
-            op->enough = 0; /* the retried targets are waited for in their new round */
-            return RP_STEP_IO;
-        }
-        if (rc < 0) {
+        return end_of_round(op, now_ms);
+    case PHASE_RETRY_SLEEP:
+        if ((rc = cluster_wake(op)) < 0) {
             op->phase = PHASE_ERROR;
             return RP_STEP_ERROR;
         }
-        /* a cancelled op that handles cancel reads its broken round itself: a request may
-         * have been sent and left unanswered (rp_op__in_doubt), and it may compensate */
-        if (!op->cls->tolerates_node_failures && !(op->cancelled && op->cls->handles_cancel)) {
-            for (i = 0; i < op->nnodes; i++)
-                if (op->nodes[i].status != RP_OK)
-                    return (rp_step)fail_op(op, op->nodes[i].status, op->nodes[i].why);
-        }
-        return run_advance(op, now_ms);
+        return rc == RP_STEP_IO ? RP_STEP_IO : end_of_round(op, now_ms);
     case PHASE_CALL:
         /* the driver has started the callback and steps on meanwhile */
         return run_advance(op, now_ms);
@@ -695,7 +1306,8 @@ int rp_op_feed(rp_op *op, size_t node, const char *buf, size_t len)
         if (!obj)
             return RP_MORE;
         {
-            rp_cmd *c = &n->cmds[n->inflight[n->received++]];
+            size_t at = n->inflight[n->received++];
+            rp_cmd *c = at & RP_SYS_CMD ? &n->sys[at & ~RP_SYS_CMD] : &n->cmds[at];
             c->reply = obj;
             if (closes_connection(obj)) {
                 /* a failed node's connection is closed by every driver, never pooled */
@@ -704,7 +1316,7 @@ int rp_op_feed(rp_op *op, size_t node, const char *buf, size_t len)
                 return rc;
             }
             if (c->script) /* what the target knows of the script, for the next calls */
-                rp_script__learn(c->script, node, !is_noscript(c));
+                learn_script(op, n, node, c);
         }
     }
     if (n->reader->pos < n->reader->len)
@@ -786,9 +1398,23 @@ int rp_op_listening(const rp_op *op, size_t node)
 
 int rp_op_target(const rp_op *op, size_t node, rp_endpoint *out)
 {
+    const rp_node_io *n;
+    const rp_cluster_node *cn;
     op = live_c(op);
     if (node >= op->nnodes)
         return RP_EINVAL;
+    n = &op->nodes[node];
+    if (n->map && n->target >= 0 && (cn = rp_cluster_map__node(n->map, (size_t)n->target))) {
+        const rp_url *u = rp_cluster_map__url(n->map);
+        memset(out, 0, sizeof *out);
+        out->address = cn->address;
+        out->host = cn->host;
+        out->port = cn->port;
+        out->user = u->user;
+        out->password = u->password;
+        out->tls = u->tls;
+        return RP_OK;
+    }
     return rp_client_endpoint_at(op->client, node, out);
 }
 
@@ -799,7 +1425,8 @@ void rp_op_cancel(rp_op *op)
     /* a child's wait is abandoned too; its I/O is not (a clean-up may be running), unless
      * the child handles cancel itself (an acquire releases what its attempt may have
      * taken) */
-    if (op->child_active && (live(op)->phase == PHASE_SLEEP || live(op)->cls->handles_cancel))
+    if (op->child_active && (live(op)->phase == PHASE_SLEEP ||
+                             live(op)->phase == PHASE_RETRY_SLEEP || live(op)->cls->handles_cancel))
         rp_op_cancel(op->child);
     op->cancelled = 1;
     if (op->call == CALL_RUNNING) {
@@ -863,7 +1490,7 @@ int rp_op_resume(rp_op *op, const rp_value *result)
 uint64_t rp_op_sleep_ms(const rp_op *op)
 {
     op = live_c(op);
-    return op->phase == PHASE_SLEEP ? op->sleep_ms : 0;
+    return op->phase == PHASE_SLEEP || op->phase == PHASE_RETRY_SLEEP ? op->sleep_ms : 0;
 }
 
 /* The phase as the last step reported it (describe.c reads EMIT messages only then). */

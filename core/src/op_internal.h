@@ -30,6 +30,9 @@ typedef struct rp_op_class {
     int handles_cancel;
     /* non-zero: the op is long-lived (rp_op_long_lived) */
     int long_lived;
+    /* non-zero: the op talks to the connection its driver gives it (a handshake), never
+     * routed to a cluster's nodes */
+    int direct;
 } rp_op_class;
 
 /* Creates an op of cls for client over nodes nodes; *state_out is zeroed state. */
@@ -46,6 +49,10 @@ RP_INTERNAL void rp_op__set_desc(rp_op *op, const rp_op_desc *desc);
 /* Queue a command for node in the next round. argv is copied. */
 RP_INTERNAL int rp_op__command(rp_op *op, size_t node, int argc, const char *const *argv,
                                const size_t *argvlen);
+/* On a cluster, node's commands go to the master of key's slot (the key is copied),
+ * whatever keys they have: raw commands the core cannot read the keys of. No effect on a
+ * plain endpoint. */
+RP_INTERNAL int rp_op__route_key(rp_op *op, size_t node, const char *key, size_t len);
 /* Queue an embedded script (by file name) with keys then args, as EVALSHA. */
 RP_INTERNAL int rp_op__script(rp_op *op, size_t node, const char *script, int nkeys,
                               int nargs, const char *const *argv, const size_t *argvlen);

@@ -66,6 +66,10 @@ void rp_url__free(rp_url *u, const rp_allocator *a)
     rp_alloc__free(a, u->user);
     rp_alloc__free(a, u->password);
     rp_alloc__free(a, u->address);
+    for (size_t i = 0; u->seed_hosts && i < u->nseeds; i++)
+        rp_alloc__free(a, u->seed_hosts[i]);
+    rp_alloc__free(a, u->seed_hosts);
+    rp_alloc__free(a, u->seed_ports);
     memset(u, 0, sizeof *u);
 }
 
@@ -205,6 +209,80 @@ static int parse_tcp(rp_url *u, const char *rest, const rp_allocator *a, rp_erro
     return RP_OK;
 }
 
+/* One seed "host[:port]" or "[v6]:port" of a cluster URL, [s, end). */
+static int parse_seed(rp_url *u, const char *s, const char *end, const rp_allocator *a,
+                      rp_error *err)
+{
+    const char *hend, *p;
+    size_t i = u->nseeds;
+    int port = 6379;
+    if (s == end)
+        return invalid(u, a, err, "redis+cluster:// has an empty host in its list "
+                                  "(redis+cluster://host:port,host:port)");
+    if (*s == '[') {
+        hend = memchr(s, ']', (size_t)(end - s));
+        if (!hend || hend == s + 1)
+            return invalid(u, a, err, "bad [IPv6] host");
+        p = hend + 1;
+        s++;
+    } else {
+        hend = memchr(s, ':', (size_t)(end - s));
+        p = hend ? hend : end;
+        hend = p;
+        if (p == s)
+            return invalid(u, a, err, "missing host");
+    }
+    if (p < end && (*p != ':' || !parse_int(p + 1, (size_t)(end - p - 1), 1, 65535, &port)))
+        return invalid(u, a, err, "port must be 1..65535");
+    if (!(u->seed_hosts[i] = rp_alloc__memdup(a, s, (size_t)(hend - s))))
+        return oom(u, a, err);
+    u->seed_ports[i] = port;
+    u->nseeds++;
+    return RP_OK;
+}
+
+/* redis+cluster://[[user]:password@]host[:port][,host[:port]...][/0]: the seeds a client
+ * learns the cluster's topology from. */
+static int parse_cluster(rp_url *u, const char *rest, const rp_allocator *a, rp_error *err)
+{
+    const char *end = rest + strcspn(rest, "/?#"), *at = NULL, *p, *host;
+    size_t n = 1;
+    int rc;
+    u->cluster = 1;
+    for (p = rest; p < end; p++)
+        if (*p == '@')
+            at = p;
+    if (at && (rc = parse_userinfo(u, rest, (size_t)(at - rest), a, err)))
+        return rc;
+    host = at ? at + 1 : rest;
+    for (p = host; p < end; p++)
+        n += *p == ',';
+    u->seed_hosts = rp_alloc__calloc(a, n, sizeof *u->seed_hosts);
+    u->seed_ports = rp_alloc__calloc(a, n, sizeof *u->seed_ports);
+    if (!u->seed_hosts || !u->seed_ports)
+        return oom(u, a, err);
+    for (p = host; p <= end;) {
+        const char *comma = memchr(p, ',', (size_t)(end - p));
+        const char *stop = comma ? comma : end;
+        if ((rc = parse_seed(u, p, stop, a, err)))
+            return rc;
+        p = stop + 1;
+    }
+    if (*end == '/') {
+        const char *db = end + 1, *dbend = db + strcspn(db, "?#");
+        if (dbend > db && (!parse_int(db, (size_t)(dbend - db), 0, 1000000, &u->db) || u->db))
+            return invalid(u, a, err, "a cluster has database 0 only (redis+cluster://host:port[/0])");
+        end = dbend;
+    }
+    if (*end == '?' || *end == '#')
+        return invalid(u, a, err, "query strings are not supported in redis+cluster:// URLs "
+                                  "(redis+cluster://[[user]:password@]host:port[,host:port...])");
+    if (!(u->host = rp_alloc__memdup(a, u->seed_hosts[0], strlen(u->seed_hosts[0]))))
+        return oom(u, a, err);
+    u->port = u->seed_ports[0];
+    return RP_OK;
+}
+
 /* "user@host:port/db" / "user@unix:path/db": one pool per server, database and user. */
 static int make_address(rp_url *u, const rp_allocator *a, rp_error *err)
 {
@@ -233,8 +311,15 @@ static int parse_one(rp_url *out, const char *url, const rp_allocator *a, rp_err
         out->tls = 1;
         return parse_tcp(out, url + 9, a, err);
     }
+    if (strncmp(url, "redis+cluster://", 16) == 0)
+        return parse_cluster(out, url + 16, a, err);
+    if (strncmp(url, "rediss+cluster://", 17) == 0) {
+        out->tls = 1;
+        return parse_cluster(out, url + 17, a, err);
+    }
     return rp_error__set(err, RP_EINVAL,
-                         "url: must start with redis://, rediss:// or unix:// (got \"%.60s\")",
+                         "url: must start with redis://, rediss://, unix://, redis+cluster:// or "
+                         "rediss+cluster:// (got \"%.60s\")",
                          url);
 }
 
@@ -249,25 +334,46 @@ int rp_url__parse(rp_url *out, const char *url, const rp_allocator *a, rp_error 
     return make_address(out, a, err);
 }
 
+/* Where the URL starting at p ends: at the first ',' followed by a piece with a scheme
+ * (a ',' inside a cluster URL separates its seeds). */
+static size_t url_length(const char *p)
+{
+    size_t len = strcspn(p, ",");
+    while (p[len] == ',') {
+        const char *next = p + len + 1;
+        size_t piece = strcspn(next, ",");
+        const char *scheme = strstr(next, "://");
+        if (scheme && (size_t)(scheme - next) < piece)
+            break;
+        len += 1 + piece;
+    }
+    return len;
+}
+
 int rp_url__parse_list(rp_url **out, size_t *count, size_t max, const char *urls,
                        const rp_allocator *a, rp_error *err)
 {
-    size_t n = 1, i;
+    size_t n = 0, i;
     const char *p;
     rp_url *list;
     *out = NULL;
     *count = 0;
     if (!urls || !*urls)
         return rp_error__set(err, RP_EINVAL, "url: must not be empty");
-    for (p = urls; *p; p++)
-        n += *p == ',';
+    for (p = urls;; p++) {
+        size_t len = url_length(p);
+        n++;
+        p += len;
+        if (!*p)
+            break;
+    }
     if (n > max)
         return rp_error__set(err, RP_EINVAL, "url: at most %zu URLs (got %zu)", max, n);
     list = rp_alloc__calloc(a, n, sizeof *list);
     if (!list)
         return rp_error__set(err, RP_ENOMEM, "out of memory parsing the URL");
     for (i = 0, p = urls; i < n; i++) {
-        size_t len = strcspn(p, ",");
+        size_t len = url_length(p);
         char *one = rp_alloc__memdup(a, p, len);
         rp_error e;
         int rc;

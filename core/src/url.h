@@ -14,16 +14,26 @@ typedef struct rp_url {
     char *password; /* NULL: none */
     int db;
     char *address;  /* canonical, the pool key (rp_endpoint.address) */
+    /* redis+cluster:// (rediss+cluster://): host and port above are the first seed */
+    int cluster;
+    size_t nseeds;
+    char **seed_hosts; /* all the seeds, the first included */
+    int *seed_ports;
 } rp_url;
 
-/* Parses redis://[[user]:password@]host[:port][/db] (rediss://: the same over TLS) and
- * unix://[[user]:password@]/path[?db=N][&password=...] (user and password may be %-encoded). RP_EINVAL names what is wrong. */
+/* Parses redis://[[user]:password@]host[:port][/db] (rediss://: the same over TLS),
+ * unix://[[user]:password@]/path[?db=N][&password=...] and the cluster form
+ * redis+cluster://[[user]:password@]host:port[,host:port...][/0] (rediss+cluster://: TLS;
+ * the hosts are seeds; a cluster has database 0 only). User and password may be
+ * %-encoded. RP_EINVAL names what is wrong. */
 RP_INTERNAL int rp_url__parse(rp_url *out, const char *url, const rp_allocator *a,
                               rp_error *err);
 RP_INTERNAL void rp_url__free(rp_url *u, const rp_allocator *a);
 /* Parses a ','-separated list of URLs into *out (an array of *count, at most max; the
- * caller frees each with rp_url__free and the array with the allocator). Errors name the
- * URL's position when there are several ("url 3 of 5: ..."). */
+ * caller frees each with rp_url__free and the array with the allocator). A ',' starts a new
+ * URL only when what follows it has a scheme ("...://"); otherwise it continues a cluster
+ * URL's list of seeds. Errors name the URL's position when there are several ("url 3 of
+ * 5: ..."). */
 RP_INTERNAL int rp_url__parse_list(rp_url **out, size_t *count, size_t max, const char *urls,
                                    const rp_allocator *a, rp_error *err);
 /* Fills an endpoint from u (borrowing its strings). */

@@ -22,8 +22,14 @@ typedef struct rp_client rp_client;
 #define RP_CLIENT_ENDPOINTS_MAX 16  /* URLs in one client (Redlock deployments use 3..7) */
 
 typedef struct rp_client_options {
-    /* redis://[[user]:password@]host[:port][/db] (rediss://...: the same over TLS) or
-     * unix://[[user]:password@]/path/to.sock[?db=N][&password=...]; several of them separated by ',' make a client over independent endpoints (Redlock: at most
+    /* redis://[[user]:password@]host[:port][/db] (rediss://...: the same over TLS),
+     * unix://[[user]:password@]/path/to.sock[?db=N][&password=...], or a Redis Cluster:
+     * redis+cluster://[[user]:password@]host:port[,host:port...] (rediss+cluster://: TLS),
+     * whose hosts are seeds: the client reads the topology from one of them (CLUSTER
+     * SHARDS; CLUSTER SLOTS before Redis 7), sends each op to the master of its keys' hash
+     * slot, follows MOVED / ASK, retries TRYAGAIN / CLUSTERDOWN and reads the topology
+     * again after a failure. Several URLs separated by ',' (a ',' followed by a scheme
+     * starts the next) make a client over independent endpoints (Redlock: at most
      * RP_CLIENT_ENDPOINTS_MAX; patterns of one instance use the first). NULL: no endpoint
      * at all; the client then only makes ops that need none (local ones). No I/O either
      * way: connections are opened on first use. */
@@ -136,6 +142,13 @@ void rp_client_disconnect(rp_client *client);
  * error reply is a normal result here (type RP_REPLY_ERROR), not an op failure. */
 int rp_command_op(rp_op **out, rp_client *client, int argc, const char *const *argv,
                   const size_t *argvlen, rp_error *err);
+/* The same, routed on a cluster by key (keylen bytes, binary-safe): to the master of its
+ * hash slot, whatever keys the command has. NULL key: as rp_command_op, which on a cluster
+ * routes by the command's own keys (a built-in table of Redis commands) and refuses, before
+ * any I/O (RP_EINVAL), a command whose keys span hash slots, one without keys and one the
+ * table does not know. On a single node the key changes nothing. */
+int rp_command_op_key(rp_op **out, rp_client *client, int argc, const char *const *argv,
+                      const size_t *argvlen, const char *key, size_t keylen, rp_error *err);
 /* The reply of a DONE command op; borrowed until rp_op_free. */
 int rp_command_result(const rp_op *op, const rp_reply **reply);
 /* Blocking: runs a raw command; *reply belongs to the caller (rp_reply_free). */
