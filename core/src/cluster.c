@@ -835,9 +835,10 @@ static int add_shard_master(topo_build *b, const shard_node *m, int tls, const c
     if (m->endpoint && m->endpoint->len > 0 && !text_is(m->endpoint, "?")) {
         host = m->endpoint->str;
         hlen = m->endpoint->len;
-    } else if (!m->endpoint && m->ip && m->ip->len > 0) {
-        /* (an endpoint "" or "?" means: the host the client reached the cluster by, as
-         * CLUSTER SLOTS and MOVED say it; only without one is the ip the address) */
+    } else if ((!m->endpoint || m->endpoint->len > 0) && m->ip && m->ip->len > 0) {
+        /* "?" (a hostname preferred, none announced): the ip still reaches it. An empty
+         * endpoint (unknown-endpoint) means the host the client reached the cluster by, as
+         * CLUSTER SLOTS and MOVED say it */
         host = m->ip->str;
         hlen = m->ip->len;
     } else {

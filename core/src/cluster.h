@@ -76,7 +76,8 @@ typedef struct rp_cluster_topology {
  * key/value array with "slots" (a flat list of start, end pairs) and "nodes" (each a flat
  * key/value array with "ip", "endpoint", "hostname", "port", "tls-port", "role", "health"))
  * into the masters serving slots and their ranges. For each master the address is its
- * "endpoint" unless that is "?" or empty, then its "ip"; the port is "tls-port" when tls
+ * "endpoint"; "?" (a hostname preferred, none announced): its "ip"; empty (unknown-endpoint:
+ * the address the client reached the cluster by): unknown_host; the port is "tls-port" when tls
  * is non-zero and the node has one, else "port". Shards with no slots, or whose master's
  * health is not "online", are left out; replicas are ignored. unknown_host replaces an
  * empty address (the node that was asked). RP_EPROTOCOL (why filled: what was wrong) on

@@ -23,6 +23,7 @@ struct rp_cluster_map {
     int stale;     /* read it again before the next op */
     int use_slots; /* CLUSTER SHARDS unknown there */
     int claimed;   /* a request is reading the topology (since claimed_ms) */
+    unsigned moved; /* MOVED answers seen */
     uint64_t claimed_ms;
 };
 
@@ -146,7 +147,9 @@ void rp_cluster_map__moved(rp_cluster_map *m, unsigned slot, size_t node)
     pthread_mutex_lock(&m->mu);
     if (slot < RP_CLUSTER_SLOTS && node < m->nnodes) {
         set_owner(m, slot, node);
-        m->stale = 1;
+        /* one slot moved is fixed here; many moving (a reshard) are read at once */
+        if (++m->moved % RP_CLUSTER_MOVED_REFRESH == 0)
+            m->stale = 1;
     }
     pthread_mutex_unlock(&m->mu);
 }

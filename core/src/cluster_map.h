@@ -31,8 +31,9 @@ RP_INTERNAL long rp_cluster_map__owner(rp_cluster_map *m, unsigned slot);
 RP_INTERNAL const rp_cluster_node *rp_cluster_map__node(rp_cluster_map *m, size_t index);
 /* The index of host:port, added when new; -1 on no memory or RP_CLUSTER_NODES_MAX nodes. */
 RP_INTERNAL long rp_cluster_map__intern(rp_cluster_map *m, const char *host, int port);
-/* A MOVED: slot is served by node now. The rest of the map is read again before the next
- * op's first request (rp_cluster_map__stale). */
+/* A MOVED: slot is served by node now. After every RP_CLUSTER_MOVED_REFRESH of them the
+ * whole map is read again (rp_cluster_map__stale): a reshard moves many slots. */
+#define RP_CLUSTER_MOVED_REFRESH 16
 RP_INTERNAL void rp_cluster_map__moved(rp_cluster_map *m, unsigned slot, size_t node);
 /* Replaces the map by what a topology reply said. RP_OK, RP_ENOMEM. */
 RP_INTERNAL int rp_cluster_map__apply(rp_cluster_map *m, const rp_cluster_topology *t);

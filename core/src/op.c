@@ -643,10 +643,12 @@ static int push_sys(rp_op *op, rp_node_io *n, int argc, const char *const *argv)
 {
     int rc;
     if ((rc = grow_cmds(op, &n->sys, n->nsys, &n->capsys)) ||
-        (rc = fill_cmd(op, &n->sys[n->nsys], NULL, argc, argv, NULL)) ||
-        (rc = encode_cmd(op, n, &n->sys[n->nsys])))
+        (rc = fill_cmd(op, &n->sys[n->nsys], NULL, argc, argv, NULL)))
         return rc;
-    return mark_inflight(op, n, RP_SYS_CMD | n->nsys++);
+    n->nsys++; /* owned from here: freed with the others even if the rest fails */
+    if ((rc = encode_cmd(op, n, &n->sys[n->nsys - 1])))
+        return rc;
+    return mark_inflight(op, n, RP_SYS_CMD | (n->nsys - 1));
 }
 
 /* A command of the round still without its final reply (a listening round's all are). */
@@ -856,8 +858,16 @@ static int after_failure(rp_op *op, rp_node_io *n, int *wait)
         rp_cluster_map__node_failed(n->map, (size_t)n->target);
     if (op->cls->long_lived)
         n->target = -1; /* it reconnects wherever the map says then */
-    if (!n->unsent || op->cls->tolerates_node_failures || n->retries >= RP_CLUSTER_RETRIES_MAX)
+    /* only a connection that could not be made is worth another try (a refused handshake,
+     * RP_EAUTH, or no memory stay); quorum ops (enough) and subscriptions decide themselves */
+    if (!n->unsent || (n->status != RP_ETRANSPORT && n->status != RP_ETIMEOUT) ||
+        op->cls->enough || op->cls->long_lived || n->retries >= RP_CLUSTER_RETRIES_MAX)
         return RP_OK;
+    {
+        size_t j; /* an ASK is good for one try: after the read, by the map */
+        for (j = 0; j < n->first_new; j++)
+            n->cmds[j].ask = -1;
+    }
     n->want_refresh = 1;
     n->refresh_attempt = 0;
     *wait = 1;
@@ -990,10 +1000,11 @@ static int cluster_wake(rp_op *op)
             continue;
         n->wake = 0;
         if (op->cancelled) {
-            if (n->status == RP_OK) {
-                node_fail(n, RP_ECANCELED, "cancelled while waiting to retry on the cluster");
-                n->unsent = 1; /* what was refused (TRYAGAIN, CLUSTERDOWN) did not run */
-            }
+            /* whatever the round ended with (an unsent failure too): it was cancelled */
+            if ((rc = reset_status(op, n)))
+                return rc;
+            node_fail(n, RP_ECANCELED, "cancelled while waiting to retry on the cluster");
+            n->unsent = 1; /* what was refused (TRYAGAIN, CLUSTERDOWN) did not run */
             continue;
         }
         if ((rc = reset_status(op, n)) || (rc = cluster_dispatch(op, n)))
@@ -1101,15 +1112,29 @@ static int node_in_round(const rp_node_io *n)
     return n->ninflight > 0 || n->listening;
 }
 
-/* A node answered NOSCRIPT (or rejected a shebang) in this round: its real answer comes
- * in a retry round. */
+/* A cluster node's reply that the engine follows (a redirect, or a retryable refusal
+ * while retries remain): not the node's answer. */
+static int cluster_resend(const rp_node_io *n, const rp_cmd *c)
+{
+    rp_redirect_kind k;
+    if (!n->map || !c->reply || c->reply->type != RP_REPLY_ERROR)
+        return 0;
+    k = rp_cluster__redirect(c->reply).kind;
+    return k == RP_REDIRECT_MOVED || k == RP_REDIRECT_ASK ||
+           ((k == RP_REDIRECT_TRYAGAIN || k == RP_REDIRECT_CLUSTERDOWN) &&
+            n->retries < RP_CLUSTER_RETRIES_MAX);
+}
+
+/* A node answered NOSCRIPT (or rejected a shebang) in this round, or a cluster node's
+ * reply is to be followed: its real answer comes in a later round. */
 static int any_noscript(const rp_op *op)
 {
     size_t i, j;
     for (i = 0; i < op->nnodes; i++) {
         const rp_node_io *n = &op->nodes[i];
         for (j = 0; !n->listening && j < n->received; j++)
-            if (!(n->inflight[j] & RP_SYS_CMD) && needs_resend(&n->cmds[n->inflight[j]]))
+            if (!(n->inflight[j] & RP_SYS_CMD) && (needs_resend(&n->cmds[n->inflight[j]]) ||
+                                                  cluster_resend(n, &n->cmds[n->inflight[j]])))
                 return 1;
     }
     return 0;

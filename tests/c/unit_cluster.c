@@ -1012,7 +1012,14 @@ static void test_real_replies(void)
         { 5461, 10922, "node-49286.example", 49286 },
         { 10923, 16383, "node-35319.example", 35319 },
     };
-    /* "?" (as "" and a nil): the node that was asked, in SHARDS as in SLOTS */
+    /* "?": the shard's ip, or (SLOTS has no other) the node that was asked */
+    static const want_range m3q_shards[] = {
+        { 0, 99, LO, 33581 },
+        { 100, 100, "node-49286.example", 49286 },
+        { 101, 5460, LO, 33581 },
+        { 5461, 10922, "node-49286.example", 49286 },
+        { 10923, 16383, "node-35319.example", 35319 },
+    };
     static const want_range m3q_slots[] = {
         { 0, 99, "seed.example", 33581 },
         { 100, 100, "node-49286.example", 49286 },
@@ -1046,7 +1053,7 @@ static void test_real_replies(void)
     PARSE_RESP(parse_slots, M3H_SLOTS, 0, m3h, 3);
     PARSE_RESP(parse_shards, M3HN_SHARDS, 0, m3hn, 3);
     PARSE_RESP(parse_slots, M3HN_SLOTS, 0, m3hn, 3);
-    PARSE_RESP(parse_shards, M3Q_SHARDS, 0, m3q_slots, 3); /* "?": the node asked, as SLOTS */
+    PARSE_RESP(parse_shards, M3Q_SHARDS, 0, m3q_shards, 3);
     PARSE_RESP(parse_slots, M3Q_SLOTS, 0, m3q_slots, 3);
     PARSE_RESP(parse_shards, M3U_SHARDS, 0, m3u_slots, 3); /* endpoint "": the node asked, as SLOTS */
     PARSE_RESP(parse_slots, M3U_SLOTS, 0, m3u_slots, 3);
