@@ -78,6 +78,9 @@ TARGETS = {"fixed_window": ("INCR+EXPIRE", 1.3), "token_bucket": ("HMGET/HMSET b
 # algorithm -> the reference answering the same decision (ratios for the record)
 SAME_REPLY = {"fixed_window": "INCR+EXPIRE+PTTL (same reply)",
               "sliding_log": "limits moving window + stats"}
+# algorithm -> the floor: the least a script deciding on the server clock can do
+# (floor_*.lua: the calls it cannot avoid, nothing else), beside the target's reference
+FLOORS = {"fixed_window": "floor: GET+PTTL", "sliding_log": "floor: TIME+LINDEX"}
 
 Queue = Callable[[Any, int], None]  # queue(pipeline, i): queues check number i
 
@@ -175,6 +178,13 @@ class Bench:
             pipe.evalsha(sha, 1, "redpat:rl:ref_d:{%s}" % subject_of(pattern, i), seconds, 1, LIMIT)
         return queue
 
+    def floor(self, algorithm: str, pattern: str) -> Queue:
+        sha = self.sha("floor_" + algorithm, os.path.join(HERE, "floor_%s.lua" % algorithm))
+
+        def queue(pipe: Any, i: int) -> None:
+            pipe.evalsha(sha, 1, "redpat:rl:floor:{%s}" % subject_of(pattern, i), LIMIT, WINDOW_MS)
+        return queue
+
     def ref_token_bucket(self, pattern: str, client_clock: bool = False) -> Queue:
         sha = self.sha("ref_token_bucket", os.path.join(HERE, "ref_token_bucket.lua"))
         rate = LIMIT / WINDOW_MS
@@ -219,6 +229,8 @@ class Bench:
         c["HMGET/HMSET bucket (client clock)"] = lambda p: self.ref_token_bucket(p, True)
         c["limits moving window"] = lambda p: self.limits_moving_window(p, False)
         c["limits moving window + stats"] = lambda p: self.limits_moving_window(p, True)
+        for a, row in FLOORS.items():
+            c[row] = lambda p, a=a: self.floor(a, p)
         return c
 
 
@@ -306,6 +318,16 @@ def main() -> int:
         for p in patterns:
             lines.append("%-14s %-4s %6.2f us vs %-30s %6.2f us: %5.2fx"
                          % (a, p, med[mine][p], ref, med[ref][p], med[mine][p] / med[ref][p]))
+    lines.append("")
+    lines.append("the floor (the calls a decision on the server clock cannot avoid, nothing else)"
+                 " against the target's reference:")
+    for a, row in FLOORS.items():
+        ref = TARGETS[a][0]
+        if row not in med or ref not in med:
+            continue
+        for p in patterns:
+            lines.append("%-14s %-4s %-20s %6.2f us vs %-22s %6.2f us: %5.2fx"
+                         % (a, p, row, med[row][p], ref, med[ref][p], med[row][p] / med[ref][p]))
     os.makedirs(ns.out, exist_ok=True)
     with open(os.path.join(ns.out, "server_cost.json"), "w") as f:
         json.dump(result, f, indent=1)
