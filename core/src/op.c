@@ -56,6 +56,7 @@ typedef struct rp_node_io {
     int want_refresh;       /* read the topology before sending them again */
     size_t refresh_attempt; /* nodes asked for it so far */
     unsigned retries;       /* TRYAGAIN / CLUSTERDOWN / unsent failures retried */
+    uint64_t retry_since;   /* monotonic ms of the request's first retry pause */
     int wake;               /* its commands go again when the retry sleep ends */
     rp_cmd *sys;
     size_t nsys, capsys;
@@ -630,6 +631,18 @@ static int cmd_slot(rp_op *op, const rp_node_io *n, rp_cmd *c)
     return RP_OK;
 }
 
+/* The key c is routed by, quoted into out (the routing key, else its first key). */
+static const char *first_key(const rp_node_io *n, const rp_cmd *c, char *out, size_t size)
+{
+    rp_cmd_keys k;
+    if (n->has_route_key)
+        return quote(out, size, n->route_key.data, n->route_key.len);
+    k = rp_cluster__command_keys(c->argc, c->argv, c->argvlen);
+    if ((k.kind == RP_CMD_KEYS_LIST || k.kind == RP_CMD_KEYS_CHANNEL) && k.first < (size_t)c->argc)
+        return quote(out, size, c->argv[k.first], c->argvlen[k.first]);
+    return quote(out, size, c->argv[0], c->argvlen[0]);
+}
+
 static void clear_sys(rp_op *op, rp_node_io *n)
 {
     size_t j;
@@ -689,9 +702,7 @@ static int cluster_dispatch(rp_op *op, rp_node_io *n)
                 return rp_op__fail(op, RP_ETRANSPORT,
                                    "%s: no master of the cluster serves hash slot %ld (of "
                                    "'%s'): the cluster is down or the slot is unassigned",
-                                   rp_op_name(op), c->slot,
-                                   quote(q, sizeof q, c->argc > 1 ? c->argv[1] : c->argv[0],
-                                         c->argc > 1 ? c->argvlen[1] : c->argvlen[0]));
+                                   rp_op_name(op), c->slot, first_key(n, c, q, sizeof q));
         }
     }
     if (n->want_refresh && !n->listening) {
@@ -793,6 +804,11 @@ static int after_refresh(rp_op *op, size_t i, rp_node_io *n, int *again, int *wa
                            "redis+cluster:// url needs one", rp_op_name(op),
                            asked ? asked->host : "?", asked ? asked->port : 0,
                            RP_REPLY_QUOTE_MAX, r->str);
+    } else if (r->type == RP_REPLY_ERROR && rp_reply_error_status(r) == RP_EAUTH) {
+        /* the url's credentials are every node's: no other node will take them either */
+        return rp_op__fail(op, RP_EAUTH, "%s: %s:%d: %.*s", rp_op_name(op),
+                           asked ? asked->host : "?", asked ? asked->port : 0,
+                           RP_REPLY_QUOTE_MAX, r->str);
     } else if (r->type == RP_REPLY_ERROR) {
         snprintf(why, sizeof why, "%.*s", RP_REPLY_QUOTE_MAX, r->str);
     } else {
@@ -823,7 +839,7 @@ static int after_refresh(rp_op *op, size_t i, rp_node_io *n, int *again, int *wa
         }
         rp_cluster__topology_free(&t, op->alloc);
     }
-    if (op->cls->tolerates_node_failures) {
+    if (op->cls->enough) {
         /* a quorum op does not wait for a second try: the node failed this round, none of
          * its own commands sent (its cluster is asked again next time) */
         if (n->target >= 0 && n->status != RP_ECANCELED)
@@ -954,12 +970,23 @@ static int cluster_after_round(rp_op *op)
         if (rc < 0)
             return rc;
         if (wait) {
-            uint64_t d = (uint64_t)RP_CLUSTER_RETRY_MIN_MS << n->retries;
-            n->retries++;
-            n->wake = 1;
+            uint64_t d = (uint64_t)RP_CLUSTER_RETRY_MIN_MS << n->retries, now = rp_monotonic_ms();
             d = d > RP_CLUSTER_RETRY_MAX_MS ? RP_CLUSTER_RETRY_MAX_MS : d;
-            delay = d > delay ? d : delay;
-        } else if (again) {
+            if (n->retries == 0)
+                n->retry_since = now;
+            /* the pauses of one request stay within one command timeout */
+            if (now - n->retry_since + d > rp_client__options(op->client)->command_timeout_ms)
+                d = 0;
+            n->retries++;
+            if (d == 0) {
+                wait = 0; /* out of time: what the node said (or how it failed) stands */
+                n->retries = RP_CLUSTER_RETRIES_MAX;
+            } else {
+                n->wake = 1;
+                delay = d > delay ? d : delay;
+            }
+        }
+        if (!wait && again) {
             if ((rc = reset_status(op, n)) || (rc = cluster_dispatch(op, n)))
                 return rc;
             if (n->listening)

@@ -10,9 +10,17 @@
  * cases, not runner code. Ops are driven by rp_client_drive (redpat/drive.h): a CALL runs
  * the step's "call" steps inside the callback; long-lived ops (descriptor long_lived) are
  * pumped by `messages` steps with rp_client_pump and read with rp_op_message, compared by
- * the descriptor's message fields. Raw `redis` steps and FLUSHALL go through the generic
- * "client.command" op (one client per server), and `reply_token_of` reads a lock's token
- * through "lock.info". */
+ * the descriptor's message fields. Raw `redis` steps go through rp_command_op_key (one
+ * client per server, routed by the step's "key" on a cluster), and `reply_token_of` reads
+ * a lock's token through "lock.info".
+ *
+ * Cluster mode (REDPAT_TEST_CLUSTER=1, `harness.py run --cluster --servers 5`): each
+ * server is a Redis Cluster; REDPAT_TEST_URLS holds their cluster URLs (a ',' followed by
+ * "<scheme>://" starts the next URL, any other ',' continues a URL's seed list),
+ * REDPAT_TEST_NODES and REDPAT_TEST_PIDS each server's master nodes and their pids
+ * (servers by ',', nodes by ' '). The per-case reset (CONFIG SET maxmemory 0, FLUSHALL)
+ * then goes to every master of the case's servers directly, stop / cont signal every pid
+ * of a server, and the closing line says matrix[c-cluster]. */
 #define _POSIX_C_SOURCE 200809L /* kill, strtok_r, strdup, scandir */
 #include <cjson/cJSON.h>
 #include <ctype.h>
@@ -37,6 +45,7 @@
 #define SHOW_MAX 200     /* bytes of a value shown in a failure */
 #define JSON_INT_MAX 9007199254740992.0 /* 2^53: JSON integers beyond it are not exact */
 #define SERVERS_MAX 5    /* a case's "servers": 1..5 (the matrix's contract) */
+#define NODES_MAX 16     /* nodes (and pids) of one server in cluster mode */
 
 typedef struct handle {
     char label[LABEL_MAX]; /* "" for a handle made without "as" */
@@ -54,17 +63,23 @@ typedef struct live {
 
 typedef struct runner {
     /* the test servers, from the environment (the harness) */
+    int cluster;    /* REDPAT_TEST_CLUSTER=1: every server is a Redis Cluster */
     const char *urls[SERVERS_MAX];
     size_t nurls;
-    pid_t pids[SERVERS_MAX];
-    size_t npids;
-    char *env_urls; /* owned copy of REDPAT_TEST_URLS, which urls[] point into */
+    pid_t pids[SERVERS_MAX][NODES_MAX]; /* each server's pids (one, or a cluster's) */
+    size_t npids[SERVERS_MAX];
+    size_t npidservers;                 /* servers REDPAT_TEST_PIDS names */
+    const char *nodes[SERVERS_MAX][NODES_MAX]; /* cluster mode: each server's nodes */
+    size_t nnodes[SERVERS_MAX];
+    char *env_urls;  /* owned copy of REDPAT_TEST_URLS, which urls[] point into */
+    char *env_nodes; /* owned copy of REDPAT_TEST_NODES, which nodes[][] point into */
     /* the current case */
     const char *ns;
     size_t servers;         /* how many servers the case runs on */
     char *url;              /* owned: the first `servers` URLs joined with ',' */
     rp_client *client;      /* the case's client, over url */
     rp_client *raw[SERVERS_MAX]; /* raw-command clients, one per server (made on first use) */
+    rp_client *node[SERVERS_MAX][NODES_MAX]; /* cluster mode: a client per node (resets) */
     handle handles[MAX_HANDLES];
     size_t nhandles;
     live lives[MAX_LIVE];
@@ -1117,50 +1132,44 @@ static int run_op(runner *r, const cJSON *step)
     return rc;
 }
 
-/* --- raw commands, through the generic "client.command" op ---------------------------- */
+/* --- raw commands, routed by a key on a cluster ----------------------------------------- */
 
-/* Runs argv (a JSON list of byte strings) on test server `server`; *reply borrows from *op. */
-static int raw_command(runner *r, arena *a, const cJSON *argv, size_t server, rp_op **op,
+/* Runs argv (a JSON list of byte strings) over client, routed by key (a matrix byte string,
+ * or NULL: the keys the core finds in argv) on a cluster; where names the server in
+ * failures. *reply borrows from *op. */
+static int raw_command(runner *r, arena *a, const cJSON *argv, const cJSON *key,
+                       rp_client *client, const char *where, rp_op **op,
                        const rp_reply **reply)
 {
-    const rp_op_desc *d = need_desc(r, "client.command");
-    rp_value vals[RP_DESC_ARGS_MAX], fields[RP_DESC_FIELDS_MAX];
-    rp_client *client;
     const cJSON *item;
+    const char **args, *k = NULL;
+    size_t *lens, klen = 0;
     rp_error err;
-    int self, arg, field, rc;
+    int argc, i = 0, rc;
     *op = NULL;
-    if (!d)
-        return -1;
-    self = rp_desc_arg_index(d, "client");
-    arg = rp_desc_arg_index(d, "argv");
-    field = rp_desc_field_index(d, "reply");
-    if (self < 0 || arg < 0 || field < 0 || d->nargs > RP_DESC_ARGS_MAX ||
-        d->nfields > RP_DESC_FIELDS_MAX)
-        return failf(r, "client.command is not described as (client, argv) -> reply");
-    if (!cJSON_IsArray(argv))
-        return failf(r, "\"redis\" is a list of byte strings");
+    if (!cJSON_IsArray(argv) || (argc = cJSON_GetArraySize(argv)) < 1)
+        return failf(r, "\"redis\" is a non-empty list of byte strings");
+    args = arena_alloc(a, (size_t)argc * sizeof *args);
+    lens = arena_alloc(a, (size_t)argc * sizeof *lens);
+    if (!args || !lens)
+        return failf(r, "out of memory");
     cJSON_ArrayForEach(item, argv) {
-        if (!is_bytes(item))
+        if (get_bytes(a, item, &args[i], &lens[i]))
             return failf(r, "\"redis\" is a list of byte strings");
+        i++;
     }
-    if (!(client = raw_client(r, server)))
+    if (key && get_bytes(a, key, &k, &klen))
+        return failf(r, "\"key\" is a byte string");
+    if (!client)
         return -1;
-    memset(vals, 0, sizeof vals);
-    memset(fields, 0, sizeof fields);
-    vals[self] = rp_value_handle(RP_KIND_CLIENT, client);
-    if (json_value(r, a, "argv", argv, RP_TYPE_LIST, RP_TYPE_BYTES, &vals[arg]))
-        return -1;
-    rc = rp_desc_begin(op, d, vals, NULL, &err);
+    rc = rp_command_op_key(op, client, argc, args, lens, k, klen, &err);
     if (rc == RP_OK)
         rc = rp_client_run(client, *op, &err);
     if (rc != RP_OK)
-        return failf(r, "raw command to server %zu failed: %s: %s", server,
-                     rp_status_name(err.code), err.message);
-    if (rp_op_result(*op, 0, fields) != RP_OK || fields[field].type != RP_TYPE_REPLY ||
-        !fields[field].reply)
-        return failf(r, "client.command gave no reply");
-    *reply = fields[field].reply;
+        return failf(r, "raw command to %s failed: %s: %s", where, rp_status_name(rc),
+                     err.message);
+    if (rp_command_result(*op, reply) != RP_OK || !*reply)
+        return failf(r, "the command op gave no reply");
     return 0;
 }
 
@@ -1199,12 +1208,12 @@ static int lock_token(runner *r, const char *label, rp_op **op, rp_value *token)
 
 static int run_redis(runner *r, const cJSON *step)
 {
-    static const char *const keys[] = { "redis", "server", "expect", NULL };
-    const cJSON *expect = get(step, "expect"), *item;
+    static const char *const keys[] = { "redis", "server", "key", "expect", NULL };
+    const cJSON *expect = get(step, "expect"), *item, *key = get(step, "key");
     const rp_reply *reply = NULL;
     rp_op *op = NULL, *info = NULL;
     arena a = { NULL };
-    char what[SHOW_MAX + 32];
+    char what[SHOW_MAX + 32], where[32];
     const char *bad;
     size_t server = 0;
     int rc = 0, mismatch = 0;
@@ -1212,7 +1221,11 @@ static int run_redis(runner *r, const cJSON *step)
         return failf(r, "a redis step has no key \"%s\"", bad);
     if ((item = get(step, "server")) && server_index(r, item, "redis", &server))
         return -1;
-    if ((rc = raw_command(r, &a, get(step, "redis"), server, &op, &reply)))
+    if (key && !is_bytes(key))
+        return failf(r, "a redis step's \"key\" is a byte string");
+    snprintf(where, sizeof where, "server %zu", server);
+    if ((rc = raw_command(r, &a, get(step, "redis"), key, raw_client(r, server), where, &op,
+                          &reply)))
         goto out;
     show_reply(reply, what, sizeof what);
     if (!expect) {
@@ -1263,22 +1276,24 @@ out:
 
 /* --- stop / cont, sleep ------------------------------------------------------------------ */
 
-/* {"stop": [I, ...]} / {"cont": [I, ...]}: sends sig to those servers of the case. */
+/* {"stop": [I, ...]} / {"cont": [I, ...]}: sends sig to those servers of the case (every
+ * pid of a server: a cluster's nodes). */
 static int run_signal(runner *r, const cJSON *step, const char *key, int sig)
 {
     const cJSON *list = get(step, key), *item;
-    size_t i;
+    size_t i, j;
     if (cJSON_GetArraySize(step) != 1 || !cJSON_IsArray(list))
         return failf(r, "a %s step is {\"%s\": [SERVER, ...]}", key, key);
     cJSON_ArrayForEach(item, list) {
         if (server_index(r, item, key, &i))
             return -1;
-        if (i >= r->npids)
+        if (i >= r->npidservers || r->npids[i] == 0)
             return failf(r, "%s: no pid for server %zu in REDPAT_TEST_PIDS (run under "
                          "tests/harness/harness.py run --servers N)", key, i);
-        if (kill(r->pids[i], sig) != 0)
-            return failf(r, "%s: signalling server %zu (pid %ld): %s", key, i,
-                         (long)r->pids[i], strerror(errno));
+        for (j = 0; j < r->npids[i]; j++)
+            if (kill(r->pids[i][j], sig) != 0)
+                return failf(r, "%s: signalling server %zu (pid %ld): %s", key, i,
+                             (long)r->pids[i][j], strerror(errno));
     }
     return 0;
 }
@@ -1287,9 +1302,10 @@ static int run_signal(runner *r, const cJSON *step, const char *key, int sig)
  * stopped one, and the next case needs them all). */
 static void cont_all(runner *r)
 {
-    size_t i;
-    for (i = 0; i < r->npids; i++)
-        kill(r->pids[i], SIGCONT);
+    size_t i, j;
+    for (i = 0; i < r->npidservers; i++)
+        for (j = 0; j < r->npids[i]; j++)
+            kill(r->pids[i][j], SIGCONT);
 }
 
 static void sleep_ms(int64_t ms)
@@ -1392,22 +1408,45 @@ static int set_up(runner *r, const cJSON *c)
     r->servers = (size_t)n;
     if (case_url(r) || open_client(r, r->url, &r->client))
         return -1;
-    for (i = 0; i < r->servers * RESET_COMMANDS; i++) {
-        cJSON *argv = cJSON_Parse(reset_commands[i % RESET_COMMANDS]);
-        const rp_reply *reply;
-        rp_op *op = NULL;
-        arena a = { NULL };
-        size_t server = i / RESET_COMMANDS;
-        int rc = argv ? raw_command(r, &a, argv, server, &op, &reply) : failf(r, "out of memory");
-        if (rc == 0 && reply->type == RP_REPLY_ERROR)
-            rc = failf(r, "%s on server %zu: %.*s", reset_commands[i % RESET_COMMANDS], server,
-                       (int)reply->len, reply->str);
-        rp_op_free(op);
-        arena_free(&a);
-        cJSON_Delete(argv);
-        if (rc) {
-            prefix_why(r, "setting up: ");
-            return -1;
+    for (i = 0; i < r->servers; i++) {
+        size_t nodes = r->cluster ? r->nnodes[i] : 1, j, k;
+        if (nodes == 0)
+            return failf(r, "setting up: REDPAT_TEST_NODES names no node of server %zu", i);
+        for (j = 0; j < nodes; j++) {
+            rp_client *client;
+            char where[SHOW_MAX];
+            if (r->cluster) {
+                if (!r->node[i][j] && open_client(r, r->nodes[i][j], &r->node[i][j])) {
+                    prefix_why(r, "setting up: ");
+                    return -1;
+                }
+                client = r->node[i][j];
+                snprintf(where, sizeof where, "server %zu node %.100s", i, r->nodes[i][j]);
+            } else {
+                client = raw_client(r, i);
+                snprintf(where, sizeof where, "server %zu", i);
+            }
+            for (k = 0; k < RESET_COMMANDS; k++) {
+                cJSON *argv = cJSON_Parse(reset_commands[k]);
+                const rp_reply *reply;
+                rp_op *op = NULL;
+                arena a = { NULL };
+                int rc = argv ? raw_command(r, &a, argv, NULL, client, where, &op, &reply)
+                              : failf(r, "out of memory");
+                /* a replica (REDPAT_TEST_NODES may list them after the masters) refuses
+                 * FLUSHALL with READONLY: its master's FLUSHALL reaches it */
+                if (rc == 0 && reply->type == RP_REPLY_ERROR &&
+                    !(r->cluster && strncmp(reply->str, "READONLY", 8) == 0))
+                    rc = failf(r, "%s on %s: %.*s", reset_commands[k], where, (int)reply->len,
+                               reply->str);
+                rp_op_free(op);
+                arena_free(&a);
+                cJSON_Delete(argv);
+                if (rc) {
+                    prefix_why(r, "setting up: ");
+                    return -1;
+                }
+            }
         }
     }
     return 0;
@@ -1426,8 +1465,13 @@ static void tear_down(runner *r)
         rp_handle_free(h->kind, h->ptr);
     }
     for (i = 0; i < SERVERS_MAX; i++) {
+        size_t j;
         rp_client_free(r->raw[i]);
         r->raw[i] = NULL;
+        for (j = 0; j < NODES_MAX; j++) {
+            rp_client_free(r->node[i][j]);
+            r->node[i][j] = NULL;
+        }
     }
     rp_client_free(r->client);
     r->client = NULL;
@@ -1514,12 +1558,105 @@ static void run_file(runner *r, const char *path, const char *filter, int *passe
     cJSON_Delete(doc);
 }
 
+/* Whether p starts a URL ("<scheme>://", scheme as RFC 3986: a letter, then letters,
+ * digits, '+', '-', '.'): in a URL list, a ',' before it starts the next URL. */
+static int starts_url(const char *p)
+{
+    if (!isalpha((unsigned char)*p))
+        return 0;
+    while (isalnum((unsigned char)*p) || *p == '+' || *p == '-' || *p == '.')
+        p++;
+    return strncmp(p, "://", 3) == 0;
+}
+
+/* Splits REDPAT_TEST_URLS (copied into r->env_urls) at each ',' that starts a URL; the
+ * other ',' belong to a cluster URL's seed list. */
+static void split_urls(runner *r)
+{
+    char *p;
+    r->urls[r->nurls++] = r->env_urls;
+    for (p = r->env_urls; *p; p++) {
+        if (*p == ',' && starts_url(p + 1)) {
+            *p = '\0'; /* past SERVERS_MAX URLs, the rest is cut off */
+            if (r->nurls == SERVERS_MAX)
+                break;
+            r->urls[r->nurls++] = p + 1;
+        }
+    }
+}
+
+/* REDPAT_TEST_PIDS: servers separated by ',', a server's pids (a cluster's nodes) by ' '. */
+static int read_pids(runner *r, const char *pids)
+{
+    const char *p = pids;
+    size_t server = 0;
+    if (!p || !*p)
+        return 0;
+    while (*p) {
+        char *end;
+        long pid;
+        while (*p == ' ')
+            p++;
+        if (*p == ',' || !*p) { /* a server with no pid (or trailing spaces) */
+            if (*p == ',' && ++server >= SERVERS_MAX)
+                break;
+            if (*p)
+                p++;
+            continue;
+        }
+        pid = strtol(p, &end, 10);
+        if (end == p || pid <= 0 || (*end && *end != ',' && *end != ' ')) {
+            fprintf(stderr, "REDPAT_TEST_PIDS: not a list of pids: %s\n", pids);
+            return -1;
+        }
+        if (r->npids[server] == NODES_MAX) {
+            fprintf(stderr, "REDPAT_TEST_PIDS: more than %d pids for server %zu\n", NODES_MAX,
+                    server);
+            return -1;
+        }
+        r->pids[server][r->npids[server]++] = (pid_t)pid;
+        if (server + 1 > r->npidservers)
+            r->npidservers = server + 1;
+        p = end;
+    }
+    return 0;
+}
+
+/* REDPAT_TEST_NODES (cluster mode): each server's master node URLs, servers by ',', nodes
+ * by ' ' (a node URL has no ',' in it). */
+static int read_nodes(runner *r, const char *nodes)
+{
+    char *p, *server, *save = NULL;
+    size_t i = 0;
+    if (!nodes || !*nodes) {
+        fprintf(stderr, "REDPAT_TEST_CLUSTER=1 but REDPAT_TEST_NODES is not set (run under "
+                "tests/harness/harness.py run --cluster --servers %d --)\n", SERVERS_MAX);
+        return -1;
+    }
+    if (!(r->env_nodes = strdup(nodes)))
+        return -1;
+    for (server = strtok_r(r->env_nodes, ",", &save); server && i < SERVERS_MAX;
+         server = strtok_r(NULL, ",", &save), i++) {
+        char *save2 = NULL;
+        for (p = strtok_r(server, " ", &save2); p; p = strtok_r(NULL, " ", &save2)) {
+            if (r->nnodes[i] == NODES_MAX) {
+                fprintf(stderr, "REDPAT_TEST_NODES: more than %d nodes for server %zu\n",
+                        NODES_MAX, i);
+                return -1;
+            }
+            r->nodes[i][r->nnodes[i]++] = p;
+        }
+    }
+    return 0;
+}
+
 /* The test servers from the harness's variables: REDPAT_TEST_URLS (else REDPAT_TEST_URL)
- * and REDPAT_TEST_PIDS (optional: without it stop / cont steps fail). */
+ * and REDPAT_TEST_PIDS (optional: without it stop / cont steps fail); in cluster mode
+ * (REDPAT_TEST_CLUSTER=1) REDPAT_TEST_NODES too. */
 static int read_servers(runner *r)
 {
-    const char *urls = getenv("REDPAT_TEST_URLS"), *pids = getenv("REDPAT_TEST_PIDS");
-    char *p, *save = NULL;
+    const char *urls = getenv("REDPAT_TEST_URLS"), *cluster = getenv("REDPAT_TEST_CLUSTER");
+    r->cluster = cluster && strcmp(cluster, "1") == 0;
     if (!urls || !*urls)
         urls = getenv("REDPAT_TEST_URL");
     if (!urls || !*urls) {
@@ -1529,20 +1666,10 @@ static int read_servers(runner *r)
     }
     if (!(r->env_urls = strdup(urls)))
         return -1;
-    for (p = strtok_r(r->env_urls, ",", &save); p && r->nurls < SERVERS_MAX;
-         p = strtok_r(NULL, ",", &save))
-        r->urls[r->nurls++] = p;
-    while (pids && *pids && r->npids < SERVERS_MAX) {
-        char *end;
-        long pid = strtol(pids, &end, 10);
-        if (end == pids || pid <= 0 || (*end && *end != ',')) {
-            fprintf(stderr, "REDPAT_TEST_PIDS: not a list of pids: %s\n", getenv("REDPAT_TEST_PIDS"));
-            return -1;
-        }
-        r->pids[r->npids++] = (pid_t)pid;
-        pids = *end ? end + 1 : end;
-    }
-    return 0;
+    split_urls(r);
+    if (read_pids(r, getenv("REDPAT_TEST_PIDS")))
+        return -1;
+    return r->cluster ? read_nodes(r, getenv("REDPAT_TEST_NODES")) : 0;
 }
 
 int main(int argc, char **argv)
@@ -1554,12 +1681,14 @@ int main(int argc, char **argv)
     const char *filter = argc > 2 ? argv[2] : NULL;
     if (read_servers(&r)) {
         free(r.env_urls);
+        free(r.env_nodes);
         return 2;
     }
     nfiles = scandir(dir, &files, NULL, by_name);
     if (nfiles < 0) {
         perror(dir);
         free(r.env_urls);
+        free(r.env_nodes);
         return 2;
     }
     for (i = 0; i < nfiles; i++) {
@@ -1573,6 +1702,8 @@ int main(int argc, char **argv)
     }
     free(files);
     free(r.env_urls);
-    printf("matrix[c]: %d passed, %d failed, 0 skipped\n", passed, failed);
+    free(r.env_nodes);
+    printf("matrix[%s]: %d passed, %d failed, 0 skipped\n", r.cluster ? "c-cluster" : "c",
+           passed, failed);
     return failed || passed == 0 ? 1 : 0;
 }
