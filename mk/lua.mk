@@ -21,6 +21,12 @@ LUA_MATRIX_DIRS ?= $(ROOT)/tests/matrix
 LUA_GLUE_MAX_LINES := 920
 # The matrix's multi-server cases, the Redlock and the parallel-round tests need five.
 LUA_HARNESS := python3 $(ROOT)/tests/harness/harness.py run --servers 5 --
+# Redis Cluster (issue 12): the matrix against five independent 3-master clusters (server I
+# of a case = cluster I; see tests/harness/harness.py run --cluster).
+LUA_CLUSTER_HARNESS := python3 $(ROOT)/tests/harness/harness.py run --cluster --servers 5 --
+# The fault tests (a reshard, a master killed): one cluster with a replica per master, a
+# fresh one per run (the failover leaves it changed).
+LUA_FAILOVER_HARNESS := python3 $(ROOT)/tests/harness/harness.py run --cluster --servers 1 --replicas 1 --
 # TLS (issue 11 item 8): TLS-only servers, certificates made at test time (tests/lua/test_tls.lua).
 LUA_TLS_HARNESS := python3 $(ROOT)/tests/harness/harness.py run --tls --servers 3 --
 
@@ -30,10 +36,12 @@ LUA_ENV_54 := LUA_PATH_5_4="$(LUA_TREE_54)/share/lua/5.4/?.lua;$(LUA_TREE_54)/sh
 LUA_ENV_JIT := LUA_PATH="$(LUA_TREE_JIT)/share/lua/5.1/?.lua;$(LUA_TREE_JIT)/share/lua/5.1/?/init.lua;;" \
 	LUA_CPATH="$(LUA_TREE_JIT)/lib/lua/5.1/?.so;;"
 
-TEST_TARGETS += test-lua test-lua-rock
+TEST_TARGETS += test-lua test-lua-rock test-lua-cluster
 BENCH_TARGETS += bench-lua
 
-.PHONY: lua-rock lua-rock-5.4 lua-rock-luajit test-lua test-lua-rock bench-lua
+.PHONY: lua-rock lua-rock-5.4 lua-rock-luajit test-lua test-lua-rock bench-lua \
+	test-lua-cluster test-lua-cluster-5.4 test-lua-cluster-luajit test-lua-cluster-openresty \
+	test-lua-cluster-faults
 
 lua-rock: lua-rock-5.4 lua-rock-luajit
 
@@ -85,6 +93,34 @@ test-lua: lua-rock
 	python3 $(ROOT)/tests/harness/hostile_server.py run -- env $(LUA_ENV_JIT) luajit $(ROOT)/tests/lua/test_hostile.lua luajit 2>&1 | tee $(LOGS)/test-lua-hostile-luajit.log
 	$(LUA_TLS_HARNESS) env $(LUA_ENV_54) lua5.4 $(ROOT)/tests/lua/test_tls.lua lua5.4 2>&1 | tee $(LOGS)/test-lua-tls-lua5.4.log
 	$(LUA_TLS_HARNESS) env $(LUA_ENV_JIT) luajit $(ROOT)/tests/lua/test_tls.lua luajit 2>&1 | tee $(LOGS)/test-lua-tls-luajit.log
+
+# The matrix on clusters, each frontend beside its own five clusters: matrix[lua5.4-cluster],
+# matrix[luajit-cluster], matrix[openresty-cluster] (the same cases, so the same N, as the
+# single-node lines). The rock is lua-rock's, built once per make run.
+test-lua-cluster: test-lua-cluster-5.4 test-lua-cluster-luajit test-lua-cluster-openresty \
+	test-lua-cluster-faults
+
+test-lua-cluster-5.4: lua-rock
+	@mkdir -p $(LOGS)
+	$(LUA_CLUSTER_HARNESS) env $(LUA_ENV_54) REDPAT_MATRIX_DIR=$(LUA_MATRIX_DIRS) lua5.4 $(ROOT)/tests/lua/run_matrix.lua lua5.4 2>&1 | tee $(LOGS)/test-lua-matrix-lua5.4-cluster.log
+
+test-lua-cluster-luajit: lua-rock
+	@mkdir -p $(LOGS)
+	$(LUA_CLUSTER_HARNESS) env $(LUA_ENV_JIT) REDPAT_MATRIX_DIR=$(LUA_MATRIX_DIRS) luajit $(ROOT)/tests/lua/run_matrix.lua luajit 2>&1 | tee $(LOGS)/test-lua-matrix-luajit-cluster.log
+
+test-lua-cluster-openresty: lua-rock
+	@mkdir -p $(LOGS)
+	$(LUA_CLUSTER_HARNESS) env REDPAT_MATRIX_DIR=$(LUA_MATRIX_DIRS) python3 $(ROOT)/tests/openresty/run_tests.py --tree $(LUA_TREE_JIT) 2>&1 | tee $(LOGS)/test-lua-openresty-cluster.log
+
+# AUTH on every node, a live reshard of a held lock's and a limiter subject's slots, then a
+# master SIGKILLed and its replica promoted: tests/lua/test_cluster.lua (blocking driver:
+# lua-cluster-tests[lua5.4|luajit]) and run_tests.py --cluster-faults (cosockets, and a
+# subscription's target: openresty-cluster-tests).
+test-lua-cluster-faults: lua-rock
+	@mkdir -p $(LOGS)
+	$(LUA_FAILOVER_HARNESS) env $(LUA_ENV_54) lua5.4 $(ROOT)/tests/lua/test_cluster.lua lua5.4 2>&1 | tee $(LOGS)/test-lua-cluster-faults-lua5.4.log
+	$(LUA_FAILOVER_HARNESS) env $(LUA_ENV_JIT) luajit $(ROOT)/tests/lua/test_cluster.lua luajit 2>&1 | tee $(LOGS)/test-lua-cluster-faults-luajit.log
+	$(LUA_FAILOVER_HARNESS) python3 $(ROOT)/tests/openresty/run_tests.py --cluster-faults --tree $(LUA_TREE_JIT) 2>&1 | tee $(LOGS)/test-lua-cluster-faults-openresty.log
 
 # Starts its own pinned redis-servers and nginx (see bench/lua_bench.py); needs the C
 # bench binary from `build`.

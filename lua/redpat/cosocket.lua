@@ -5,11 +5,14 @@
 -- It knows no op: any op the core describes runs through M.run (long-lived ones through
 -- M.listener). The driver contract (core/include/redpat/op.h) as done here:
 --
--- * Targets and pools. Each of an op's targets names its address (op:target); connections
---   are pooled per address (the nginx pool "<pool prefix>:<address>", with a digest of the
---   password when there is one, and "#<pool_size>" when a size is set: nginx fixes a pool's
---   size when it is first used). A fresh connection runs its target's handshake first
---   (AUTH / SELECT: op:handshake).
+-- * Targets and pools. Each of an op's targets names its address (op:target), asked afresh
+--   every round (on a cluster one target may go to another node from one round to the
+--   next: a topology read from a seed, then the master of the keys' slot, a MOVED or ASK
+--   destination; a listener follows it too); connections are pooled per address (the
+--   nginx pool "<pool prefix>:<address>", with a digest of the password when there is one,
+--   and "#<pool_size>" when a size is set: nginx fixes a pool's size when it is first
+--   used). A fresh connection runs its target's handshake first (AUTH / SELECT:
+--   op:handshake; on a cluster AUTH only, on every node).
 -- * TLS (rediss:// targets). A fresh connection's TLS handshake (tcpsock:sslhandshake, with
 --   the client certificate through tcpsock:setclientcert) comes before the AUTH one, within
 --   the same deadline. nginx gives cosockets no per-connection CA: the CAs trusted are
@@ -833,9 +836,10 @@ end
 
 -- ---- long-lived ops
 
---- A listener for long-lived op: its own sockets, read with the user's waits (M.next).
+--- A listener for long-lived op: its own sockets (and each one's address), read with the
+-- user's waits (M.next).
 function M.listener(st, op)
-    return { st = st, op = op, socks = {}, wake_at = nil }
+    return { st = st, op = op, socks = {}, addrs = {}, wake_at = nil }
 end
 
 local function drop(l, node, status, why)
@@ -847,8 +851,8 @@ local function drop(l, node, status, why)
     l.op:fail_node(node, status, why)
 end
 
--- Sends node's request of this round, if any, over the listener's socket (opened when
--- there is none). false when the node failed.
+-- Sends node's request of this round, if any, over the listener's socket to the round's
+-- target (opened when there is none). false when the node failed.
 local function listen_send(l, node)
     local op = l.op
     local req = op:request(node)
@@ -856,6 +860,14 @@ local function listen_send(l, node)
         return true
     end
     local sock = l.socks[node]
+    local address = op:target(node)
+    if sock ~= nil and address ~= nil and address ~= l.addrs[node] then
+        -- the op's target moved (on a cluster: after reading the topology from a seed, the
+        -- subscription goes to the node the core picks): a socket of its own to the new one
+        l.socks[node] = nil
+        sock:close()
+        sock = nil
+    end
     if sock == nil then
         local why, status
         sock, why, status = connect(l.st, op, node, l.st.command_timeout)
@@ -863,7 +875,7 @@ local function listen_send(l, node)
             op:fail_node(node, status, why)
             return false
         end
-        l.socks[node] = sock
+        l.socks[node], l.addrs[node] = sock, address
     end
     local ok, err = sock:send(req)
     if not ok then

@@ -506,16 +506,24 @@ end
 -- client:close() (from the C glue): the handle is unusable from now on; the connection
 -- closes once no lock or limiter made from it is left.
 
-local run_command = performer(spec(core.descriptors["client.command"], 1), true)
+local command_spec = spec(core.descriptors["client.command"], 1)
+local run_command = performer(command_spec, true)
 
---- client:command(name, ...) -> reply | nil, err, detail
+--- client:command(name, ..., [opts]) -> reply | nil, err, detail
 -- A raw Redis command (binary-safe; numbers are sent as their decimal text). Replies:
 -- strings (bulk and status), integers, arrays (tables; a nil inside is redpat.null),
 -- redpat.null for nil. An error reply is nil, "reply", detail (detail.message: Redis's
--- text); an error reply inside an array is a detail table.
+-- text); an error reply inside an array is a detail table. On a cluster the command goes
+-- to the master of its keys' hash slot; a trailing table gives the key to route by
+-- instead, which a command without keys needs there (no effect on one node):
+--   client:command("DBSIZE", { key = "{orders}" })
 function Client:command(...)
     local n = select("#", ...)
     local argv = { ... }
+    local opts -- the descriptor's arguments after argv, by name (key)
+    if n > 0 and type(argv[n]) == "table" then
+        opts, argv[n], n = argv[n], nil, n - 1
+    end
     for i = 1, n do
         local a = argv[i]
         if type(a) == "number" then
@@ -524,7 +532,12 @@ function Client:command(...)
             error(("redpat: client:command: argument #%d is nil"):format(i), 2)
         end
     end
-    local v, err, detail = run_command(self, argv)
+    local v, err, detail
+    if opts then
+        v, err, detail = run_command(arguments(command_spec, self, argv, opts))
+    else
+        v, err, detail = run_command(self, argv)
+    end
     if v == nil then
         return nil, err, detail
     end

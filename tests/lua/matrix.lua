@@ -206,7 +206,7 @@ end
 -- The keys each step form may have (an op step also its handle argument's name).
 local STEP_KEYS = {
     op = { op = true, as = true, args = true, call = true, expect = true, elapsed_max = true },
-    redis = { redis = true, server = true, expect = true },
+    redis = { redis = true, server = true, key = true, expect = true },
     sleep = { sleep = true },
     stop = { stop = true },
     cont = { cont = true },
@@ -433,11 +433,40 @@ local function run_redis(ctx, step)
     if not client then
         return cwhy
     end
+    if type(step.redis) ~= "table" or #step.redis == 0 then
+        return "redis takes a command: a non-empty list"
+    end
     local argv = {}
     for i, a in ipairs(step.redis) do
-        argv[i] = bytes(a)
+        if type(a) == "number" then -- (cjson may give 5 as 5.0: sent as "5")
+            argv[i] = a % 1 == 0 and ("%d"):format(a) or tostring(a)
+        else
+            argv[i] = bytes(a)
+        end
     end
-    local value, err, detail = client:command(unpack(argv, 1, #argv))
+    -- client.command by its descriptor, with the step's key (routes the command on a
+    -- cluster: the hash slot of that key; a single node ignores it)
+    local redpat = ctx.env.redpat
+    local args = { argv = argv }
+    if step.key ~= nil then
+        local key = bytes(step.key)
+        if type(key) ~= "string" then
+            return "key must be bytes (a string, {\"hex\": ...} or {\"repeat\": ...})"
+        end
+        if redpat.descriptors["client.command"].arg.key ~= nil then
+            args.key = key
+        elseif ctx.env.cluster then
+            return "this core's client.command takes no key: it cannot route " .. show(argv[1])
+        end -- (a core without it: a single node needs none)
+    end
+    local called, r, err, detail = pcall(redpat.perform, "client.command", client, args)
+    if not called then
+        return "client.command raised: " .. tostring(r)
+    end
+    local value = r and r.reply
+    if r ~= nil and getmetatable(value) == redpat.core.metatables.error then
+        value, err, detail = nil, value.name, value -- an error reply
+    end
     local expect = step.expect
     local cmd = tostring(argv[1])
     if expect == nil then
@@ -485,7 +514,16 @@ local function run_redis(ctx, step)
     return nil
 end
 
--- SIGSTOP / SIGCONT the servers listed (0-based indexes).
+-- The pids of server i (0-based): on a cluster every node's, on a single node its one.
+local function server_pids(env, i)
+    local p = env.pids[i + 1]
+    if type(p) == "table" then
+        return p
+    end
+    return { p }
+end
+
+-- SIGSTOP / SIGCONT the servers listed (0-based indexes): every process of each.
 local function signal(ctx, step, kind)
     local bad = unknown_key(step, STEP_KEYS[kind])
     if bad then
@@ -499,11 +537,13 @@ local function signal(ctx, step, kind)
         if type(i) ~= "number" or i < 0 or i >= ctx.nservers or i % 1 ~= 0 then
             return "server " .. tostring(i) .. " is not one of the case's " .. ctx.nservers
         end
-        local pid = ctx.env.pids[i + 1]
-        if pid == nil then
+        local pids = server_pids(ctx.env, i)
+        if #pids == 0 then
             return "no pid for server " .. i .. " (REDPAT_TEST_PIDS)"
         end
-        ctx.env.signal(pid, kind == "stop" and "STOP" or "CONT")
+        for _, pid in ipairs(pids) do
+            ctx.env.signal(pid, kind == "stop" and "STOP" or "CONT")
+        end
     end
     return nil
 end
@@ -632,22 +672,126 @@ function M.signal(pid, sig)
     os.execute(("kill -%s %d"):format(sig, pid))
 end
 
---- The test servers from the harness's environment: urls, pids (lists, same order).
-function M.servers(getenv)
-    local urls, pids = {}, {}
-    for u in (getenv("REDPAT_TEST_URLS") or getenv("REDPAT_TEST_URL") or ""):gmatch("[^,]+") do
-        urls[#urls + 1] = u
+--- A ','-joined list of endpoint URLs split into its endpoints: a ',' starts a new one
+-- only when what follows it has a "://" (a scheme); otherwise it continues the current
+-- cluster URL's seed list ("redis+cluster://h:1,h:2,redis+cluster://h:3" is two).
+function M.split_urls(s)
+    local urls = {}
+    for piece in (s or ""):gmatch("[^,]+") do
+        if #urls == 0 or piece:find("://", 1, true) then
+            urls[#urls + 1] = piece
+        else
+            urls[#urls] = urls[#urls] .. "," .. piece
+        end
     end
+    return urls
+end
+
+-- Per server (',') its items (' '): REDPAT_TEST_NODES / REDPAT_TEST_PIDS on a cluster.
+local function groups(s, conv)
+    local out = {}
+    for group in (s or ""):gmatch("[^,]+") do
+        local g = {}
+        for item in group:gmatch("%S+") do
+            g[#g + 1] = conv and conv(item) or item
+        end
+        out[#out + 1] = g
+    end
+    return out
+end
+
+--- The test servers from the harness's environment: urls, pids (lists, same order), and
+-- on a cluster (REDPAT_TEST_CLUSTER=1) nodes: per server (a cluster) the list of its
+-- nodes' plain URLs (masters first, then any replicas); pids is then per server the list
+-- of its nodes' pids.
+function M.servers(getenv)
+    local urls = M.split_urls(getenv("REDPAT_TEST_URLS") or getenv("REDPAT_TEST_URL"))
+    if getenv("REDPAT_TEST_CLUSTER") == "1" then
+        return urls, groups(getenv("REDPAT_TEST_PIDS"), tonumber), groups(getenv("REDPAT_TEST_NODES"))
+    end
+    local pids = {}
     for p in (getenv("REDPAT_TEST_PIDS") or ""):gmatch("[^,]+") do
         pids[#pids + 1] = tonumber(p)
     end
-    return urls, pids
+    return urls, pids, nil
+end
+
+-- Clients of single cluster nodes (plain URLs), for the per-case reset: kept from case
+-- to case (in nginx: per worker).
+local node_clients = {}
+
+-- A command sent to one node (url) directly. A cached client's connection that broke
+-- meanwhile gets one more try on a fresh client. nil, why, err on failure.
+local function node_command(env, url, ...)
+    for attempt = 1, 2 do
+        local c = node_clients[url]
+        if c == nil then
+            local err, detail
+            c, err, detail = env.redpat.connect(url, env.connect_opts)
+            if not c then
+                return nil, "connect to " .. url .. ": " .. tostring(detail or err)
+            end
+            node_clients[url] = c
+        end
+        local v, err, detail = c:command(...)
+        if v ~= nil then
+            return v
+        end
+        if err == "reply" then
+            return nil, tostring(detail), err
+        end
+        node_clients[url] = nil
+        c:close()
+        if attempt == 2 then
+            return nil, tostring(detail or err), err
+        end
+    end
+end
+
+-- Every case starts from empty servers that accept writes (a failed case of oom.json may
+-- have left maxmemory below the memory in use). On a cluster: every node of every server,
+-- each directly (a replica, with --replicas, refuses FLUSHALL: its master's reaches it).
+local function reset_cluster(env)
+    for s, nodes in ipairs(env.nodes) do
+        for _, url in ipairs(nodes) do
+            for _, cmd in ipairs({ { "CONFIG", "SET", "maxmemory", "0" }, { "FLUSHALL" } }) do
+                local ok, why, err = node_command(env, url, unpack(cmd))
+                if not ok and not (err == "reply" and cmd[1] == "FLUSHALL"
+                                   and why:find("READONLY", 1, true)) then
+                    return ("%s on server %d's node %s failed: %s"):format(table.concat(cmd, " "),
+                        s - 1, url, why)
+                end
+            end
+        end
+    end
+    return nil
+end
+
+-- The same on single nodes: the case's servers, over its clients of them.
+local function reset_servers(ctx)
+    for i = 0, ctx.nservers - 1 do
+        local c, cwhy = server_client(ctx, i)
+        if not c then
+            return cwhy
+        end
+        local reset, _, rdetail = c:command("CONFIG", "SET", "maxmemory", "0")
+        if not reset then
+            return ("CONFIG SET maxmemory 0 on server %d failed: %s"):format(i, tostring(rdetail))
+        end
+        local flushed, _, fdetail = c:command("FLUSHALL")
+        if not flushed then
+            return ("FLUSHALL on server %d failed: %s"):format(i, tostring(fdetail))
+        end
+    end
+    return nil
 end
 
 local CASE_KEYS = { name = true, steps = true, servers = true, namespace = true, file = true }
 
---- Runs one case. env: redpat (the module), urls and pids (the test servers), sleep_ms(ms),
--- signal(pid, sig), now_ms(), connect_opts (table or nil). Returns true, or false and why.
+--- Runs one case. env: redpat (the module), urls and pids (the test servers, as
+-- M.servers gives them), cluster (true: the servers are clusters) and nodes (then: each
+-- one's master nodes, from M.servers), sleep_ms(ms), signal(pid, sig), now_ms(),
+-- connect_opts (table or nil). Returns true, or false and why.
 function M.run_case(case, env)
     for k in pairs(case) do
         if not CASE_KEYS[k] then
@@ -660,6 +804,9 @@ function M.run_case(case, env)
     end
     if n > #env.urls then
         return false, ("the case needs %d servers, the harness started %d"):format(n, #env.urls)
+    end
+    if env.cluster and (type(env.nodes) ~= "table" or #env.nodes ~= #env.urls) then
+        return false, "a cluster run needs the nodes of each of the servers (REDPAT_TEST_NODES)"
     end
     local opts = {}
     for k, v in pairs(env.connect_opts or {}) do
@@ -675,29 +822,24 @@ function M.run_case(case, env)
     local ctx = { env = env, client = client, nservers = n, opts = opts, handles = {},
                   streams = {}, server_clients = {} }
     local ok, why = pcall(function()
-        for i = 0, n - 1 do
-            local c, cwhy = server_client(ctx, i)
-            if not c then
-                return cwhy
-            end
-            -- every case starts from an empty server that accepts writes (a failed case
-            -- of oom.json may have left maxmemory below the memory in use)
-            local reset, _, rdetail = c:command("CONFIG", "SET", "maxmemory", "0")
-            if not reset then
-                return ("CONFIG SET maxmemory 0 on server %d failed: %s"):format(i, tostring(rdetail))
-            end
-            local flushed, _, fdetail = c:command("FLUSHALL")
-            if not flushed then
-                return ("FLUSHALL on server %d failed: %s"):format(i, tostring(fdetail))
-            end
+        local fail
+        if env.cluster then
+            fail = reset_cluster(env)
+        else
+            fail = reset_servers(ctx)
+        end
+        if fail then
+            return fail
         end
         return run_steps(ctx, case.steps, "")
     end)
     for _, l in pairs(ctx.streams) do
         l.stream:close()
     end
-    for _, pid in ipairs(env.pids) do -- a step may have stopped one
-        env.signal(pid, "CONT")
+    for i = 0, #env.pids - 1 do -- a step may have stopped one
+        for _, pid in ipairs(server_pids(env, i)) do
+            env.signal(pid, "CONT")
+        end
     end
     for _, c in pairs(ctx.server_clients) do
         c:close()

@@ -5,6 +5,9 @@
 -- Env: REDPAT_TEST_URLS and REDPAT_TEST_PIDS (the servers; REDPAT_TEST_URL alone runs the
 -- cases of one server), REDPAT_MATRIX_DIR (default tests/matrix; several
 -- directories separated by ':' run together, e.g. tests/matrix:/other/cases).
+-- On clusters (harness.py run --cluster --servers 5: REDPAT_TEST_CLUSTER=1, the cluster
+-- URLs, REDPAT_TEST_NODES and the pids per cluster) the line is matrix[<frontend>-cluster].
+-- REDPAT_MATRIX_ONLY=TEXT runs just the cases whose name contains TEXT (when debugging).
 local here = (arg and arg[0] or ""):match("^(.*)/[^/]*$") or "."
 package.path = here .. "/?.lua;" .. package.path
 
@@ -13,13 +16,26 @@ local redpat = require "redpat"
 local matrix = require "matrix"
 
 local frontend = arg[1] or (jit and "luajit" or "lua5.4")
-local urls, pids = matrix.servers(os.getenv)
+local urls, pids, nodes = matrix.servers(os.getenv)
 assert(#urls > 0, "REDPAT_TEST_URLS (or REDPAT_TEST_URL) is not set")
 local dir = os.getenv("REDPAT_MATRIX_DIR") or (here .. "/../matrix")
 
 local cases = matrix.load(dir, cjson)
-local env = { redpat = redpat, urls = urls, pids = pids, sleep_ms = matrix.sleep_ms,
-              signal = matrix.signal }
+local only = os.getenv("REDPAT_MATRIX_ONLY")
+if only and only ~= "" then
+    local picked = {}
+    for _, case in ipairs(cases) do
+        if case.name:find(only, 1, true) then
+            picked[#picked + 1] = case
+        end
+    end
+    cases = picked
+end
+local env = { redpat = redpat, urls = urls, pids = pids, cluster = nodes ~= nil, nodes = nodes,
+              sleep_ms = matrix.sleep_ms, signal = matrix.signal }
+if env.cluster then
+    frontend = frontend .. "-cluster"
+end
 local passed, failed = 0, 0
 for _, case in ipairs(cases) do
     local ok, why = matrix.run_case(case, env)

@@ -118,11 +118,13 @@ ffi.cdef [[ int kill(int pid, int sig); ]]
 local SIGNALS = { STOP = 19, CONT = 18 } -- Linux
 
 local function matrix_env()
-    local urls, pids = matrix.servers(os.getenv)
+    local urls, pids, nodes = matrix.servers(os.getenv)
     return {
         redpat = redpat,
         urls = urls,
         pids = pids,
+        cluster = nodes ~= nil, -- REDPAT_TEST_CLUSTER=1 (nginx.conf passes it and the nodes)
+        nodes = nodes,
         sleep_ms = function(ms)
             ngx.sleep(ms / 1000)
         end,

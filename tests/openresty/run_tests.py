@@ -8,6 +8,20 @@ tests use them):
 Prints `matrix[openresty]: N passed, F failed, S skipped`, then
 `openresty-tests: N passed, F failed`; exits non-zero on any failure.
 
+On clusters (harness.py run --cluster --servers 5: REDPAT_TEST_CLUSTER=1) it runs the
+matrix only, each case against the five clusters, and prints
+`matrix[openresty-cluster]: N passed, F failed, S skipped` (the nginx-specific tests are
+single-node ones).
+
+The cluster faults through the cosocket driver, beside one cluster with replicas:
+    python3 tests/harness/harness.py run --cluster --servers 1 --replicas 1 -- \
+        python3 tests/openresty/run_tests.py --cluster-faults [--tree T]
+(client:command's routing, AUTH on every node, a subscription over seeds listed in another
+order, a live reshard of a held lock's and a limiter subject's slots while a request loops
+on them, then a master SIGKILLed under a request's calls and its replica promoted; their
+own nginx, tests/openresty/cluster_app.lua; prints `openresty-cluster-tests: N passed, F
+failed`).
+
 The TLS cases (rediss://, cosockets' sslhandshake) run apart, beside TLS-only servers:
     python3 tests/harness/harness.py run --tls -- python3 tests/openresty/run_tests.py --tls [--tree T]
 (their own nginx, with lua_ssl_trusted_certificate set to the harness's CA; prints
@@ -90,22 +104,40 @@ def connections_received(port: int) -> int:
     raise RuntimeError("no total_connections_received in INFO")
 
 
-def run_matrix(base: str) -> int:
+def run_matrix(base: str, label: str = "openresty", only: str = "") -> int:
     status, body = get(base, "/matrix/list")
     if status != 200 or not body.get("cases"):
-        print("FAIL [openresty] cannot list the matrix: %s %s" % (status, body), file=sys.stderr)
-        print("matrix[openresty]: 0 passed, 1 failed, 0 skipped", flush=True)
+        print("FAIL [%s] cannot list the matrix: %s %s" % (label, status, body), file=sys.stderr)
+        print("matrix[%s]: 0 passed, 1 failed, 0 skipped" % label, flush=True)
         return 1
     passed = failed = 0
     for name in body["cases"]:
+        if only not in name:
+            continue
         status, res = get(base, "/matrix/case", name=name)
         if status == 200 and res.get("ok") is True:
             passed += 1
         else:
             failed += 1
-            print("FAIL [openresty] %s: %s" % (name, res.get("why") or res), file=sys.stderr)
-    print("matrix[openresty]: %d passed, %d failed, 0 skipped" % (passed, failed), flush=True)
+            print("FAIL [%s] %s: %s" % (label, name, res.get("why") or res), file=sys.stderr)
+    print("matrix[%s]: %d passed, %d failed, 0 skipped" % (label, passed, failed), flush=True)
     return failed
+
+
+def run_cluster_matrix(tree: str, workers: int) -> int:
+    """The matrix on the clusters of harness.py run --cluster (REDPAT_MATRIX_ONLY=TEXT: the
+    cases whose name contains TEXT, when debugging)."""
+    if not os.environ.get("REDPAT_TEST_NODES"):
+        print("run_tests.py: REDPAT_TEST_CLUSTER=1 without REDPAT_TEST_NODES: run it under "
+              "tests/harness/harness.py run --cluster", file=sys.stderr)
+        return 2
+    env = tuple(DEFAULT_ENV) + ("REDPAT_TEST_CLUSTER", "REDPAT_TEST_NODES")
+    with NginxServer(tree, [HERE, os.path.join(ROOT, "tests", "lua")], app="app",
+                     workers=workers, env=env) as srv:
+        failures = run_matrix(srv.url, "openresty-cluster", os.environ.get("REDPAT_MATRIX_ONLY", ""))
+        if failures:
+            print("--- nginx error log (tail) ---\n" + srv.log_tail(), file=sys.stderr)
+    return 1 if failures else 0
 
 
 def test_driver(base: str, port: int) -> None:
@@ -545,6 +577,165 @@ def run_tls(tree: str) -> int:
     return 1 if failed else 0
 
 
+def cluster_fault_tests(tree: str) -> int:
+    """The reshard and failover tests of cluster_app.lua (see the module's docstring)."""
+    from harness import attach_cluster, key_slot
+    if os.environ.get("REDPAT_TEST_CLUSTER") != "1" or \
+            int(os.environ.get("REDPAT_TEST_CLUSTER_REPLICAS", "0")) < 1:
+        print("run_tests.py --cluster-faults: run it under tests/harness/harness.py run "
+              "--cluster --servers 1 --replicas 1", file=sys.stderr)
+        return 2
+    cluster = attach_cluster(os.environ["REDPAT_TEST_URL"])
+    env = tuple(DEFAULT_ENV) + ("REDPAT_TEST_CLUSTER", "REDPAT_TEST_NODES")
+
+    def in_background(base: str, path: str, **params: Any) -> Tuple[Any, Dict[str, Any]]:
+        box: Dict[str, Any] = {}
+
+        def run() -> None:
+            box["status"], box["body"] = get(base, path, timeout=120, **params)
+        t = __import__("threading").Thread(target=run)
+        t.start()
+        return t, box
+
+    def other_master(slot: int) -> Any:
+        cluster.refresh()
+        src = cluster.slot_owner(slot)
+        return [m for m in cluster.masters() if m.addr != src.addr][0]
+
+    def reshard(base: str) -> None:
+        """Both slots move (ASK while their keys move, MOVED after) while the request loops;
+        no call fails, every limiter decision is counted once."""
+        ns = "or%d" % os.getpid()
+        slots = sorted({key_slot("%s:lock:{orders}" % ns), key_slot("%s:rl:api:{alice}" % ns)})
+        cluster.refresh()
+        for m in cluster.masters():
+            m.call("CONFIG", "RESETSTAT")
+        t, box = in_background(base, "/reshard", ms=3000, ns=ns)
+        time.sleep(0.5)
+        moved = [cluster.migrate_slot(slot, other_master(slot), pause=0.3) for slot in slots]
+        t.join()
+        seen = {"ASK": 0, "MOVED": 0, "TRYAGAIN": 0}  # the redirects the calls met
+        for m in cluster.masters():
+            for k, v in m.info("errorstats").items():
+                if k[len("errorstat_"):] in seen:
+                    seen[k[len("errorstat_"):]] += int(v.split("count=")[1].split(",")[0])
+        body = box.get("body", {})
+        assert box.get("status") == 200, box
+        assert all(m > 0 for m in moved), ("keys moved per slot", moved)
+        assert body["driver"] == "cosocket" and body["acquired"] is True, body
+        assert body["errors"] == [] or body["errors"] == {}, body  # cjson: {} for empty
+        assert body["rest"] is True and body["refused"] is True, body
+        assert body["released"] is True and body["rival_after"] is True, body
+        assert seen["ASK"] > 0 and seen["MOVED"] > 0, ("no redirect met", seen)
+        print("  reshard: %d rounds of calls over %d slots moving, redirected ASK %d, MOVED %d, "
+              "TRYAGAIN %d times" % (body["rounds"], len(slots), seen["ASK"], seen["MOVED"],
+                                     seen["TRYAGAIN"]))
+
+    def failover(base: str) -> None:
+        """The master of the lock's and the subject's slot SIGKILLed while a request checks:
+        the call in flight fails naming the node, later calls on the same client succeed once
+        the replica took over."""
+        ns = "of%d" % os.getpid()
+        cluster.refresh()
+        victim = cluster.slot_owner(key_slot("%s:lock:{fo}" % ns))
+        subject = next("s%d" % i for i in range(100000)
+                       if cluster.slot_owner(key_slot("%s:rl:fo:{s%d}" % (ns, i))).addr == victim.addr)
+        t, box = in_background(base, "/failover", ns=ns, subject=subject, wait_ms=30000)
+        time.sleep(0.5)
+        cluster.kill_master(victim)
+        new = cluster.wait_failover(victim, timeout=30)
+        t.join()
+        body = box.get("body", {})
+        assert box.get("status") == 200, box
+        assert body["checks"] > 0, body
+        assert body.get("first_err") in ("transport", "timeout"), body
+        assert victim.addr in (body.get("first_message") or ""), (victim.addr, body)
+        assert body.get("recovered_ms") is not None and body["released"] is True, body
+        assert body["after"] == 20, body
+        print("  failover: %s killed, %s promoted; first error %s: %s; success %d ms later after "
+              "%d failed calls" % (victim.addr, new.addr, body["first_err"], body["first_message"],
+                                   body["recovered_ms"], body["failed_calls"]))
+
+    def subscription(base: str) -> None:
+        """A subscription over seeds whose first is not the node the core subscribes on
+        (slot 0's master, where publishes go): the listener follows the target from the
+        topology read's seed to that node, so the publish reaches it."""
+        cluster.refresh()
+        home = cluster.slot_owner(0)
+        seeds = [m.addr for m in cluster.masters() if m.addr != home.addr] + [home.addr]
+        status, body = get(base, "/subscribe", url="redis+cluster://" + ",".join(seeds),
+                           nodes=" ".join("redis://" + a for a in seeds))
+        assert status == 200 and body["first"] == "subscribe", body
+        assert body["numsub"] == [0] * (len(seeds) - 1) + [1], (seeds, body)
+        assert body["receivers"] == 1 and body["message"] == "hi", body
+
+    def command(base: str) -> None:
+        """client:command over cosockets: routed by its keys, or by { key = ... }."""
+        cluster.refresh()
+        home = cluster.slot_owner(key_slot("{k}"))
+        other = next("{o%d}" % i for i in range(1000)
+                     if cluster.slot_owner(key_slot("{o%d}" % i)).addr != home.addr)
+        status, body = get(base, "/command", key="{k}", other=other)
+        assert status == 200, body
+        assert body["set"] == "OK" and body["get"] == "1", body
+        assert body["keyless"]["err"] == "invalid_argument" and \
+            "key" in body["keyless"]["message"], body
+        assert body["dbsize"] == 1 and body["dbsize_other"] == 0, body
+        assert body["unknown"] == {"ok": False, "why": "unknown option 'kee' (valid: key)"}, body
+
+    def auth(base: str) -> None:
+        """A password on every node (set for the test, then cleared): a cluster URL with it
+        reaches every master (each fresh connection ran AUTH); without it, or with a wrong
+        one, an acquire fails "auth"."""
+        pw = "or-cl-s3cret"
+        cluster.refresh()
+        masters = cluster.masters()
+        names: Dict[str, str] = {}  # a lock name per master
+        for i in range(10000):
+            owner = cluster.slot_owner(key_slot("ca:lock:{n%d}" % i)).addr
+            names.setdefault(owner, "n%d" % i)
+            if len(names) == len(masters):
+                break
+        done = []
+        try:
+            for n in cluster.live():  # replicas too, which keep syncing with masterauth
+                n.call("CONFIG", "SET", "masterauth", pw)
+                n.call("CONFIG", "SET", "requirepass", pw)
+                done.append(n)
+            status, body = get(base, "/auth", pw=pw, names=",".join(names.values()))
+        finally:
+            for n in done:
+                with n.conn() as c:
+                    c.call("AUTH", pw)
+                    c.call("CONFIG", "SET", "requirepass", "")
+                    c.call("CONFIG", "SET", "masterauth", "")
+        assert status == 200, body
+        assert body["cycles"] == [True] * len(masters), body
+        assert [r.get("err") for r in body["refused"]] == ["auth", "auth"], body
+
+    passed = failed = 0
+    with NginxServer(tree, [HERE], app="cluster_app", workers=1, env=env) as srv:
+        for name, fn in (("client:command: routed by its keys, a keyless one by { key = ... }",
+                          command),
+                         ("AUTH on every node: the cluster URL's password reaches every "
+                          "master; none, or a wrong one, fails \"auth\"", auth),("a subscription goes to the node the core picks, not the seed the "
+                          "topology came from", subscription),("a live reshard of a held lock's and a limiter subject's slots: "
+                          "every call succeeds, no decision lost or doubled", reshard),
+                         ("a master SIGKILLed under a request's calls: a clear error, then "
+                          "success on the same client after the failover", failover)):
+            try:
+                fn(srv.url)
+                passed += 1
+                print("ok   %s" % name)
+            except Exception as e:  # noqa: BLE001 - report every failure, keep going
+                failed += 1
+                print("FAIL %s: %r" % (name, e))
+        if failed:
+            print("--- nginx error log (tail) ---\n" + srv.log_tail(), file=sys.stderr)
+    print("openresty-cluster-tests: %d passed, %d failed" % (passed, failed), flush=True)
+    return 1 if failed else 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tree", default=os.environ.get("REDPAT_LUAJIT_TREE",
@@ -554,12 +745,19 @@ def main() -> int:
                     help="run just the tests whose description contains this (no matrix)")
     ap.add_argument("--tls", action="store_true",
                     help="run the TLS cases only (under harness.py run --tls)")
+    ap.add_argument("--cluster-faults", action="store_true",
+                    help="run the cluster fault tests only (under harness.py run --cluster "
+                         "--servers 1 --replicas 1)")
     args = ap.parse_args()
     if args.tls:
         return run_tls(args.tree)
-    port = int(os.environ["REDPAT_TEST_PORT"])
+    if args.cluster_faults:
+        return cluster_fault_tests(args.tree)
     os.environ.setdefault("REDPAT_MATRIX_DIR", os.path.join(ROOT, "tests", "matrix"))
     os.environ.setdefault("REDPAT_SCRIPTS_DIR", os.path.join(ROOT, "core", "scripts"))
+    if os.environ.get("REDPAT_TEST_CLUSTER") == "1":
+        return run_cluster_matrix(args.tree, args.workers)
+    port = int(os.environ["REDPAT_TEST_PORT"])
 
     tests: List[Tuple[str, Callable[[str, int], None]]] = [
         ("driver is cosocket inside nginx", test_driver),
