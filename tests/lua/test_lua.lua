@@ -315,6 +315,15 @@ local function raises(fn, ...)
     return err
 end
 
+test("command's trailing options table: key (routes on a cluster) changes nothing on one node", function()
+    local c = connect()
+    eq(c:command("SET", "lt:keyed", "v", { key = "{elsewhere}" }), "OK", "SET with a key")
+    eq(c:command("GET", "lt:keyed", { key = "lt:keyed" }), "v", "GET with its own key")
+    eq(c:command("EXISTS", "lt:keyed", { key = "" }), 1, "an empty key")
+    local msg = raises(c.command, c, "PING", { kee = "x" })
+    assert(msg:find("unknown option 'kee'", 1, true), msg)
+end)
+
 -- The message of an invalid_argument failure (nil, "invalid_argument", detail).
 local function message(...)
     return failed("invalid_argument", "bad input", ...).message
