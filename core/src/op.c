@@ -57,6 +57,8 @@ typedef struct rp_node_io {
     size_t refresh_attempt; /* nodes asked for it so far */
     unsigned retries;       /* TRYAGAIN / CLUSTERDOWN / unsent failures retried */
     uint64_t retry_since;   /* monotonic ms of the request's first retry pause */
+    int may_wait;           /* this pass: another pause still fits (retries and time) */
+    char last_why[RP_ERROR_MESSAGE_MAX]; /* the last failure retried, for when time runs out */
     int wake;               /* its commands go again when the retry sleep ends */
     rp_cmd *sys;
     size_t nsys, capsys;
@@ -442,6 +444,7 @@ static int start_round(rp_op *op, int *any)
         if (n->map && fresh > 0) {
             /* a new request: its commands' slots, then the node serving them */
             n->retries = 0;
+            n->last_why[0] = '\0';
             n->refresh_attempt = 0;
             n->want_refresh = rp_cluster_map__claim_refresh(n->map, rp_monotonic_ms());
             if (n->want_refresh && n->listening) {
@@ -830,10 +833,30 @@ static int after_refresh(rp_op *op, size_t i, rp_node_io *n, int *again, int *wa
             n->want_refresh = 0;
             n->refresh_attempt = 0;
             refresh_over(op, n);
-            if (!all_served(n) && n->retries < RP_CLUSTER_RETRIES_MAX) {
-                n->want_refresh = 1;
-                *again = 0;
-                *wait = 1;
+            if (!all_served(n)) {
+                if (n->may_wait) {
+                    n->want_refresh = 1;
+                    *again = 0;
+                    *wait = 1;
+                } else {
+                    /* out of pauses: the slot is still unserved (a failover not over) */
+                    char q[RP_ARG_QUOTE_MAX + 4];
+                    size_t j;
+                    for (j = 0; j < n->first_new && !cmd_pending(n, &n->cmds[j]); j++)
+                        ;
+                    if (j < n->first_new)
+                        first_key(n, &n->cmds[j], q, sizeof q);
+                    else
+                        snprintf(q, sizeof q, "?");
+                    node_fail(n, RP_ETRANSPORT, n->last_why[0] ? n->last_why : "the cluster is down");
+                    snprintf(n->why + strlen(n->why), sizeof n->why - strlen(n->why),
+                             " (no master of the cluster serves hash slot %ld (of '%s') after "
+                             "%u tries: the cluster is down, failing over, or the slot is "
+                             "unassigned)", j < n->first_new ? n->cmds[j].slot : -1L, q,
+                             n->retries);
+                    n->unsent = 1;
+                    *again = 0;
+                }
             }
             return RP_OK;
         }
@@ -877,8 +900,9 @@ static int after_failure(rp_op *op, rp_node_io *n, int *wait)
     /* only a connection that could not be made is worth another try (a refused handshake,
      * RP_EAUTH, or no memory stay); quorum ops (enough) and subscriptions decide themselves */
     if (!n->unsent || (n->status != RP_ETRANSPORT && n->status != RP_ETIMEOUT) ||
-        op->cls->enough || op->cls->long_lived || n->retries >= RP_CLUSTER_RETRIES_MAX)
+        op->cls->enough || op->cls->long_lived || !n->may_wait)
         return RP_OK;
+    snprintf(n->last_why, sizeof n->last_why, "%s", n->why);
     {
         size_t j; /* an ASK is good for one try: after the read, by the map */
         for (j = 0; j < n->first_new; j++)
@@ -929,7 +953,7 @@ static int after_replies(rp_op *op, size_t i, rp_node_io *n, int *again, int *wa
                 c->ask = to;
             }
         } else if ((rd.kind == RP_REDIRECT_TRYAGAIN || rd.kind == RP_REDIRECT_CLUSTERDOWN) &&
-                   n->retries < RP_CLUSTER_RETRIES_MAX) {
+                   n->may_wait) {
             *wait = 1;
             if (rd.kind == RP_REDIRECT_CLUSTERDOWN) {
                 n->want_refresh = 1;
@@ -959,8 +983,16 @@ static int cluster_after_round(rp_op *op)
     for (i = 0; i < op->nnodes; i++) {
         rp_node_io *n = &op->nodes[i];
         int again = 0, wait = 0;
+        uint64_t d = (uint64_t)RP_CLUSTER_RETRY_MIN_MS << (n->retries < 16 ? n->retries : 16);
+        uint64_t now = rp_monotonic_ms();
         if (!n->map || n->listening || n->ninflight == 0)
             continue;
+        /* the pauses of one request: at most RP_CLUSTER_RETRIES_MAX, within one command
+         * timeout */
+        d = d > RP_CLUSTER_RETRY_MAX_MS ? RP_CLUSTER_RETRY_MAX_MS : d;
+        n->may_wait = n->retries < RP_CLUSTER_RETRIES_MAX &&
+                      (n->retries ? now - n->retry_since : 0) + d <=
+                          rp_client__options(op->client)->command_timeout_ms;
         if (n->refreshing)
             rc = after_refresh(op, i, n, &again, &wait);
         else if (n->status != RP_OK)
@@ -970,23 +1002,12 @@ static int cluster_after_round(rp_op *op)
         if (rc < 0)
             return rc;
         if (wait) {
-            uint64_t d = (uint64_t)RP_CLUSTER_RETRY_MIN_MS << n->retries, now = rp_monotonic_ms();
-            d = d > RP_CLUSTER_RETRY_MAX_MS ? RP_CLUSTER_RETRY_MAX_MS : d;
             if (n->retries == 0)
                 n->retry_since = now;
-            /* the pauses of one request stay within one command timeout */
-            if (now - n->retry_since + d > rp_client__options(op->client)->command_timeout_ms)
-                d = 0;
             n->retries++;
-            if (d == 0) {
-                wait = 0; /* out of time: what the node said (or how it failed) stands */
-                n->retries = RP_CLUSTER_RETRIES_MAX;
-            } else {
-                n->wake = 1;
-                delay = d > delay ? d : delay;
-            }
-        }
-        if (!wait && again) {
+            n->wake = 1;
+            delay = d > delay ? d : delay;
+        } else if (again) {
             if ((rc = reset_status(op, n)) || (rc = cluster_dispatch(op, n)))
                 return rc;
             if (n->listening)
