@@ -25,10 +25,18 @@ PY_BENCH_HARNESS5 := python3 $(ROOT)/tests/harness/harness.py run --servers 5 --
 # (Redlock, the contract's) and the tests of parallel rounds use them.
 PY_TEST_HARNESS5 := python3 $(ROOT)/tests/harness/harness.py run --servers 5 --
 
-TEST_TARGETS += test-python
+# Redis Cluster (issue 12): both runners against five independent 3-master clusters
+# (matrix[python-cluster], matrix[python-asyncio-cluster]: the same N as single node), and
+# tests/python/test_cluster*.py (reshard, ASK window, failover, cross-slot refusals) on one
+# 3-master + 3-replica cluster they reshard and fail over (the main pytest run, over single
+# servers, leaves them out: see conftest.py).
+PY_CLUSTER_HARNESS5 := python3 $(ROOT)/tests/harness/harness.py run --cluster --servers 5 --
+PY_CLUSTER_HARNESS_REPLICAS := python3 $(ROOT)/tests/harness/harness.py run --cluster --servers 1 --replicas 1 --
+
+TEST_TARGETS += test-python test-python-cluster
 BENCH_TARGETS += bench-python
 
-.PHONY: python-venv test-python bench-python
+.PHONY: python-venv test-python test-python-cluster bench-python
 
 # A fresh virtualenv every time, with redpat built and installed from the checkout as a
 # user would (`pip install .`, not editable); stale setuptools output is removed first so
@@ -51,6 +59,13 @@ test-python: python-venv
 	cd / && $(PY) -m mypy --strict --no-incremental -p redpat 2>&1 | tee -a $(LOGS)/test-python-mypy.log
 	cd $(ROOT) && $(PY_TEST_HARNESS5) sh -c 'for f in $(ROOT)/examples/python/*.py; do \
 	  echo "== $$f"; REDPAT_URL=$$REDPAT_TEST_URL REDPAT_URLS=$$REDPAT_TEST_URLS $(PY) $$f || exit 1; done' 2>&1 | tee $(LOGS)/test-python-examples.txt
+
+test-python-cluster: python-venv
+	@mkdir -p $(LOGS)
+	cd $(ROOT) && $(PY_CLUSTER_HARNESS5) $(PY) $(ROOT)/tests/python/matrix_runner.py 2>&1 | tee $(LOGS)/matrix-python-cluster.log
+	cd $(ROOT) && $(PY_CLUSTER_HARNESS5) $(PY) $(ROOT)/tests/python/matrix_runner_asyncio.py 2>&1 | tee $(LOGS)/matrix-python-asyncio-cluster.log
+	cd $(ROOT) && $(PY_CLUSTER_HARNESS_REPLICAS) $(PY) -m pytest -p no:cacheprovider \
+	  $(ROOT)/tests/python/test_cluster.py $(ROOT)/tests/python/test_cluster_asyncio.py 2>&1 | tee $(LOGS)/test-python-cluster-pytest.log
 
 bench-python: python-venv build
 	@mkdir -p $(ROOT)/bench/results

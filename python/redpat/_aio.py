@@ -7,7 +7,10 @@ connections: no thread pool, nothing blocks the event loop. The driver contract
 (redpat/op.h), as asyncio does it:
 
 - Targets: an op names where each node's requests go (_core.target); connections are pooled
-  by that address, opened and handshaken (AUTH / SELECT) on first need. max_connections
+  by that address, opened and handshaken (AUTH / SELECT) on first need. On a cluster
+  (redis+cluster://) a node's target is the master of its keys' slot, a seed for a topology
+  read or a MOVED / ASK destination, so it is asked afresh every round, never kept; the
+  handshake is the target's (AUTH only). max_connections
   bounds the connections open to each address (pooled, in use, and a subscription's, whose
   place is held from its first connection to its close, across reconnects): a round
   that finds none free waits for one (up to the command timeout: then that target fails
@@ -503,15 +506,15 @@ class Executor:
             held[node] = (address, self._gen)
 
     async def _new(self, op: _core.Op, node: int, timeout: Optional[float],
-                   slots: Set[int]) -> _Connection:
+                   slots: Dict[int, str]) -> _Connection:
         """A new connection for node (see _open), counted under max_connections: its place
-        was counted already if node is in slots (taken out of it here, at once), else it
-        waits for one."""
+        was counted already if node is in slots (node -> the address it was counted for;
+        taken out of it here, at once), else it waits for one."""
         if self._max is None:
             return await self._open(op, node, timeout)
         address, gen = _core.target(op, node)[0], self._gen
         if node in slots:
-            slots.discard(node)
+            address = slots.pop(node)
         else:
             await self._lease(address, False)
         try:
@@ -525,7 +528,7 @@ class Executor:
     # -- rounds --------------------------------------------------------------------------
 
     async def _connect(self, op: _core.Op, node: int, timeout: float,
-                       into: Dict[int, _Connection], slots: Set[int]) -> None:
+                       into: Dict[int, _Connection], slots: Dict[int, str]) -> None:
         """A new connection for node, into into[node] (slots: see _new); a failure goes to
         the op."""
         try:
@@ -567,7 +570,9 @@ class Executor:
         timeout = _core.timeout_ms(op) / 1000.0 or self._command_timeout
         conns: Dict[int, _Connection] = {}
         tasks: "List[asyncio.Future[None]]" = []
-        slots: Set[int] = set()  # nodes whose new connection's place is counted already
+        # nodes whose new connection's place is counted already, with the address it was
+        # counted for (a cluster op's target may change once the op learns of a failure)
+        slots: Dict[int, str] = {}
         gen = self._gen
         try:
             fresh = []
@@ -579,13 +584,14 @@ class Executor:
                     gen = self._gen
                     if conn is None and self._max is not None:
                         # in node order: a round waits holding only lower nodes' ones
+                        address = _core.target(op, node)[0]
                         try:
-                            conn = await self._lease(_core.target(op, node)[0], True)
+                            conn = await self._lease(address, True)
                         except RedpatError as exc:
                             _core.fail_node_unsent(op, node, _core.ETRANSPORT, str(exc))
                             continue
                         if conn is None:
-                            slots.add(node)
+                            slots[node] = address
                     if conn is None:
                         fresh.append(node)
                     else:
@@ -642,8 +648,8 @@ class Executor:
                     _core.fail_node(op, node, _core.ECANCELED, "cancelled")
             raise
         finally:
-            for node in slots:  # counted, but never opened (cancelled first)
-                self._closed(_core.target(op, node)[0], gen)
+            for address in slots.values():  # counted, but never opened (cancelled first)
+                self._closed(address, gen)
 
     # -- driving -------------------------------------------------------------------------
 

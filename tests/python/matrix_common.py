@@ -17,6 +17,13 @@ over the first N test servers of REDPAT_TEST_URLS), `server` on raw commands, `s
 the user's callback: a plain function under redpat.Client, a coroutine function under
 redpat.asyncio), `elapsed_max`, and long-lived ops: `subscription.listen` is a PubSub's
 connect(), its `messages` are get_message()'s dicts read back as the core's fields.
+
+On a cluster (REDPAT_TEST_CLUSTER=1: `harness.py run --cluster --servers 5`) each test
+server is a 3-master cluster: REDPAT_TEST_URLS holds their redis+cluster:// URLs (split at a
+',' only where the next piece names a scheme), REDPAT_TEST_NODES / _PIDS each server's
+master nodes (servers by ',', nodes by ' '). A case's reset goes to every node of its
+servers directly, `stop` / `cont` signal every node of the server, raw commands route by the
+step's `"key"` (client.command's key), and the final line says `<frontend>-cluster`.
 """
 from __future__ import annotations
 
@@ -30,7 +37,7 @@ import signal
 import sys
 import time
 import traceback
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -73,14 +80,51 @@ def message_fields(message: Dict[str, Any]) -> Dict[str, Any]:
     return fields
 
 
-def test_servers() -> Tuple[List[str], List[int]]:
-    """The harness's servers: their URLs and pids (REDPAT_TEST_URLS / _PIDS; else the one
-    REDPAT_TEST_URL, with no pid known)."""
-    urls = [u for u in os.environ.get("REDPAT_TEST_URLS", "").split(",") if u]
-    pids = [int(p) for p in os.environ.get("REDPAT_TEST_PIDS", "").split(",") if p]
+def cluster_mode() -> bool:
+    return os.environ.get("REDPAT_TEST_CLUSTER") == "1"
+
+
+def split_urls(joined: str) -> List[str]:
+    """','-joined URLs as the core splits them: a ',' starts a new URL only where the piece
+    after it names a scheme ("://"); otherwise it goes on with the current URL (a cluster
+    URL's seed list: redis+cluster://h:p,h:p)."""
+    urls: List[str] = []
+    for piece in joined.split(","):
+        if not piece:
+            continue
+        if urls and "://" not in piece:
+            urls[-1] += "," + piece
+        else:
+            urls.append(piece)
+    return urls
+
+
+class HarnessServers(NamedTuple):
+    """The harness's servers: a URL each (a cluster's for a cluster), and per server its
+    nodes' plain redis:// URLs and pids (one of each for a single node; its masters for a
+    cluster)."""
+
+    urls: List[str]
+    nodes: List[List[str]]
+    pids: List[List[int]]
+    cluster: bool
+
+
+def _groups(value: str) -> List[List[str]]:
+    return [group.split() for group in value.split(",") if group.strip()]
+
+
+def test_servers() -> HarnessServers:
+    """REDPAT_TEST_URLS / _NODES / _PIDS (else the one REDPAT_TEST_URL, with no pid known)."""
+    urls = split_urls(os.environ.get("REDPAT_TEST_URLS", ""))
     if not urls and os.environ.get("REDPAT_TEST_URL"):
         urls = [os.environ["REDPAT_TEST_URL"]]
-    return urls, pids
+    cluster = cluster_mode()
+    pids = [[int(p) for p in group] for group in _groups(os.environ.get("REDPAT_TEST_PIDS", ""))]
+    nodes = _groups(os.environ.get("REDPAT_TEST_NODES", ""))
+    if not cluster and len(nodes) != len(urls):
+        nodes = [[u] for u in urls]  # a single node is its own node
+    return HarnessServers(urls, nodes, pids, cluster)
 
 
 def as_bytes(value: Any) -> bytes:
@@ -153,6 +197,32 @@ async def settle(value: Any) -> Any:
     return await value if inspect.isawaitable(value) else value
 
 
+def takes_key() -> bool:
+    """Whether the core's client.command has its cluster routing argument `key`."""
+    return any(a["name"] == "key" for a in BY_NAME["client.command"]["args"])
+
+
+async def raw_command(client: Any, argv: List[bytes], key: Optional[bytes] = None) -> Any:
+    """client.command through either API: argv, routed by key on a cluster (a key is no
+    more than accepted on a single node). The reply; an error reply raises ResponseError.
+    execute_command when it takes key= (or there is none to pass), else the generic op
+    client.command with its key argument."""
+    if key is None:
+        return await settle(client.execute_command(*argv))
+    if not takes_key():
+        if cluster_mode():
+            raise CaseFailed("the core's client.command takes no key: cannot route %r"
+                             % (argv,))
+        return await settle(client.execute_command(*argv))  # single node: no effect
+    if "key" in inspect.signature(client.execute_command).parameters:
+        return await settle(client.execute_command(*argv, key=key))
+    executor = client._x
+    reply = (await settle(executor.call("client.command", executor.template, argv, key))).reply
+    if isinstance(reply, BaseException):
+        raise reply
+    return reply
+
+
 def run_now(coro: Any) -> Any:
     """Runs a coroutine of this engine that never suspends (every step under the sync
     driver: its calls block, its sleeps are time.sleep) to its end, in this thread: how a
@@ -177,6 +247,7 @@ class Driver:
         self.client: Any = None
         self.url = ""
         self.servers: List[Any] = []  # a client per test server of the case, for raw commands
+        self.nodes: List[List[Any]] = []  # per server, a client per node (the reset's)
         self.handles: Dict[str, Any] = {}
 
     async def sleep(self, ms: int) -> None:
@@ -187,34 +258,48 @@ class Driver:
         the answer) the flavour's way."""
         raise NotImplementedError
 
-    async def open(self, urls: List[str], namespace: str) -> None:
+    async def open(self, urls: List[str], namespace: str,
+                   nodes: Optional[List[List[str]]] = None) -> None:
+        """The case's clients over urls (its servers); nodes: per server the URLs of its
+        nodes, each given a plain client of its own (a cluster's per-case reset goes to
+        every node directly); None: the servers are their own nodes."""
         self.url = ",".join(urls)
         self.servers = [self.client_class(u, namespace=namespace) for u in urls]
+        self.nodes = ([[self.client_class(u, namespace=namespace) for u in group]
+                       for group in nodes] if nodes is not None else
+                      [[one] for one in self.servers])
         self.client = self.client_class(self.url, namespace=namespace)
         self.handles = {}
 
     async def close(self) -> None:
-        for made in [self.client] + self.servers + list(self.handles.values()):
+        made_here = [self.client] + self.servers + [c for group in self.nodes for c in group
+                                                    if c not in self.servers]
+        for made in made_here + list(self.handles.values()):
             if isinstance(made, self.client_class) or isinstance(made, self.pubsub_class):
                 await settle(made.close())
         self.client = None
         self.servers = []
+        self.nodes = []
         self.handles = {}
 
     @property
     def pubsub_class(self) -> Any:
         return getattr(sys.modules[self.client_class.__module__], "PubSub")
 
-    async def command(self, argv: List[bytes], server: int = 0) -> Any:
-        """A raw command's reply from the case's server (an error reply is returned as an
-        exception instance)."""
-        if not 0 <= server < len(self.servers):
+    async def command(self, argv: List[bytes], server: int = 0,
+                      key: Optional[bytes] = None) -> Any:
+        """A raw command's reply from the case's server, routed by key on a cluster (an
+        error reply is returned as an exception instance)."""
+        if not (is_int(server) and 0 <= server < len(self.servers)):
             raise CaseFailed("no test server %r in this case (it has %d)"
                              % (server, len(self.servers)))
         try:
-            return await settle(self.servers[server].execute_command(*argv))
+            return await raw_command(self.servers[server], argv, key)
         except redpat.ResponseError as exc:
             return exc
+        except redpat.RedpatError as exc:  # refused (no key to route by), or no answer
+            raise CaseFailed("%r on server %d (key %r): %s: %s"
+                             % (b" ".join(argv), server, key, type(exc).__name__, exc))
 
     def handle(self, label: Any, where: str) -> Any:
         if not isinstance(label, str) or label not in self.handles:
@@ -445,14 +530,16 @@ async def run_messages(driver: Driver, i: int, step: Dict[str, Any]) -> None:
 
 
 def signal_servers(driver: Driver, which: Any, sig: int, where: str) -> None:
-    _, pids = test_servers()
+    """sig to every pid of each server in which (a cluster's: all its nodes)."""
+    pids = test_servers().pids
     if not isinstance(which, list):
         raise CaseFailed("%s: a list of server indexes, not %r" % (where, which))
     for index in which:
-        if not (is_int(index) and 0 <= index < len(pids)):
+        if not (is_int(index) and 0 <= index < len(pids) and pids[index]):
             raise CaseFailed("%s: no test server %r with a known pid (%d: REDPAT_TEST_PIDS)"
                              % (where, index, len(pids)))
-        os.kill(pids[index], sig)
+        for pid in pids[index]:
+            os.kill(pid, sig)
 
 
 async def run_step(driver: Driver, i: int, step: Dict[str, Any]) -> None:
@@ -480,7 +567,8 @@ async def run_step(driver: Driver, i: int, step: Dict[str, Any]) -> None:
         return
     expect = step.get("expect")
     argv = [as_bytes(a) for a in step["redis"]]
-    got = await driver.command(argv, step.get("server", 0))
+    key = as_bytes(step["key"]) if "key" in step else None
+    got = await driver.command(argv, step.get("server", 0), key)
     is_error = isinstance(got, redpat.ResponseError)
     where = "step %d (redis %r)" % (i, step["redis"])
     if expect is None:
@@ -514,22 +602,34 @@ async def run_case(driver: Driver, urls: List[str], namespace: str,
     if n > len(urls):
         raise CaseFailed("the case needs %d servers; the harness started %d (run it with "
                          "harness.py run --servers 5)" % (n, len(urls)))
-    await driver.open(urls[:n], namespace)
+    harness = test_servers()
+    if harness.cluster and len(harness.nodes) < n:
+        raise CaseFailed("the case needs %d servers; REDPAT_TEST_NODES names the nodes of %d"
+                         % (n, len(harness.nodes)))
+    await driver.open(urls[:n], namespace, harness.nodes[:n] if harness.cluster else None)
     try:
         # every case starts from an empty server that accepts writes (a failed case of
-        # oom.json may have left maxmemory below the memory in use)
+        # oom.json may have left maxmemory below the memory in use): on a cluster, every
+        # node of it, each over a client of its own
         for server in range(n):
-            for reset in ([b"CONFIG", b"SET", b"maxmemory", b"0"], [b"FLUSHALL"]):
-                done = await driver.command(reset, server)
-                if isinstance(done, Exception):
-                    raise CaseFailed("%s on server %d failed: %s"
-                                     % (b" ".join(reset).decode(), server, done))
+            for node, conn in enumerate(driver.nodes[server]):
+                for reset in ([b"CONFIG", b"SET", b"maxmemory", b"0"], [b"FLUSHALL"]):
+                    try:
+                        await raw_command(conn, reset)
+                    except redpat.ResponseError as exc:
+                        if not str(exc).startswith("READONLY"):  # (a replica follows)
+                            raise CaseFailed("%s on server %d (node %d) failed: %s"
+                                             % (b" ".join(reset).decode(), server, node, exc))
+                    except redpat.RedpatError as exc:
+                        raise CaseFailed("%s on server %d (node %d) failed: %s"
+                                         % (b" ".join(reset).decode(), server, node, exc))
         for i, step in enumerate(case["steps"]):
             await run_step(driver, i, step)
     finally:
         # A step may have stopped a server: every case starts with all of them running.
-        for pid in test_servers()[1]:
-            os.kill(pid, signal.SIGCONT)
+        for pids in harness.pids:
+            for pid in pids:
+                os.kill(pid, signal.SIGCONT)
         await driver.close()
 
 
@@ -573,11 +673,16 @@ async def run_all(driver: Driver, urls: List[str], only: Optional[str] = None,
 def main(driver: Driver) -> int:
     """Arguments: directories of matrix files (default tests/matrix), and/or one filter
     that is not a directory: run only cases whose name contains it. Servers: the harness's
-    (REDPAT_TEST_URLS, REDPAT_TEST_PIDS), else 5 private ones."""
+    (REDPAT_TEST_URLS, REDPAT_TEST_NODES, REDPAT_TEST_PIDS), else 5 private ones (single
+    node only: clusters come from `harness.py run --cluster --servers 5`)."""
     directories = [a for a in sys.argv[1:] if os.path.isdir(a)]
     filters = [a for a in sys.argv[1:] if not os.path.isdir(a)]
     only = filters[0] if filters else None
-    urls, _ = test_servers()
+    urls = test_servers().urls
+    if cluster_mode() and not urls:
+        print("REDPAT_TEST_CLUSTER=1 without REDPAT_TEST_URLS: run under "
+              "harness.py run --cluster --servers 5", file=sys.stderr, flush=True)
+        return 2
     if urls:
         passed, failed, skipped = asyncio.run(run_all(driver, urls, only, directories))
     else:
@@ -586,6 +691,7 @@ def main(driver: Driver) -> int:
             os.environ.update(server_env(servers))
             passed, failed, skipped = asyncio.run(
                 run_all(driver, [srv.url for srv in servers], only, directories))
-    print("matrix[%s]: %d passed, %d failed, %d skipped"
-          % (driver.frontend, passed, failed, skipped), flush=True)
+    print("matrix[%s%s]: %d passed, %d failed, %d skipped"
+          % (driver.frontend, "-cluster" if cluster_mode() else "", passed, failed, skipped),
+          flush=True)
     return 1 if failed or passed == 0 else 0

@@ -1,6 +1,7 @@
 """Runs the shared matrix (tests/matrix/*.json) through redpat.asyncio: Client, Lock,
 PubSub and RateLimiter with async/await (the core's ops over asyncio streams). Prints
-`matrix[python-asyncio]: N passed, F failed, S skipped`; exits non-zero on any failure.
+`matrix[python-asyncio]: N passed, F failed, S skipped` (`matrix[python-asyncio-cluster]` under
+harness.py run --cluster: see matrix_common.py); exits non-zero on any failure.
 Uses the harness's servers (harness.py run --servers 5), or starts private ones.
 Arguments: directories of matrix files (default tests/matrix), and/or a filter: run only
 cases whose name contains it."""

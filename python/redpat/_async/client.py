@@ -279,14 +279,25 @@ class Client:
 
     # -- raw commands --------------------------------------------------------------------
 
-    async def execute_command(self, *args: object) -> Any:
+    async def execute_command(self, *args: object, key: Optional[BytesLike] = None) -> Any:
         """A raw Redis command. Replies: bytes (bulk and status), int, None, list; an error
-        reply raises ResponseError (inside an array it is returned as an instance)."""
+        reply raises ResponseError (inside an array it is returned as an instance).
+
+        On a cluster (``redis+cluster://``) the command goes to the master of its keys'
+        hash slot; one whose keys span slots is refused (InvalidArgument, before any I/O),
+        and so is one without keys (DBSIZE, CONFIG, PING...) unless ``key`` says where it
+        goes: the master of that key's slot (``key="{orders}"``). No effect on one node."""
         argv: List[BytesLike] = [encode_arg(a) for a in args]
-        reply = (await self._x.call("client.command", self._x.template, argv)).reply
+        if key is None:
+            reply = (await self._x.call("client.command", self._x.template, argv)).reply
+        else:
+            reply = (await self._x.call("client.command", self._x.template, argv,
+                                        key)).reply
         if isinstance(reply, BaseException):
             raise reply
         return reply
 
     async def ping(self) -> bool:
-        return bool(await self.execute_command("PING") == b"PONG")
+        """PING; True when Redis answers PONG. On a cluster it asks the master of hash slot
+        0 (the key "", where the client's pub/sub goes too)."""
+        return bool(await self.execute_command("PING", key="") == b"PONG")
