@@ -555,8 +555,9 @@ static int node_fail(rp_node_io *n, int status, const char *why);
 /* MOVED / ASK followed for one command: a reshard moves a slot once, more is a loop. */
 #define RP_CLUSTER_REDIRECTS_MAX 5
 /* TRYAGAIN, CLUSTERDOWN and failures before sending retried per request, waiting 10, 20,
- * 40, ... up to 500 ms (about 1.6 s in all): a migration's keys move in milliseconds, a
- * failover takes the cluster's node timeout (1-2 s is usual) plus an election. */
+ * 40, ... up to 500 ms (about 1.6 s in all, and never past one command timeout): a
+ * migration's keys move in milliseconds, a failover takes the cluster's node timeout
+ * (1-2 s is usual) plus an election; past that the caller hears the error. */
 #define RP_CLUSTER_RETRIES_MAX 8
 #define RP_CLUSTER_RETRY_MIN_MS 10
 #define RP_CLUSTER_RETRY_MAX_MS 500
