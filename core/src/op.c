@@ -797,7 +797,10 @@ static int after_refresh(rp_op *op, size_t i, rp_node_io *n, int *again, int *wa
     int rc;
     (void)i;
     *again = 1;
-    if (n->status != RP_OK || !r) {
+    if (n->status == RP_EAUTH && !op->cls->enough) {
+        /* the url's credentials are every node's: no other node will take them either */
+        return rp_op__fail(op, RP_EAUTH, "%s: %s", rp_op_name(op), n->why);
+    } else if (n->status != RP_OK || !r) {
         snprintf(why, sizeof why, "%s", n->status != RP_OK ? n->why : "no reply");
     } else if (r->type == RP_REPLY_ERROR && !rp_cluster_map__use_slots(n->map) &&
                contains(r, "unknown subcommand")) {
