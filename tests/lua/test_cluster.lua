@@ -239,7 +239,9 @@ end)
 -- pause after each stage, so that the client's calls meet each. It writes "done" (or what
 -- failed) to marker at the end.
 local function reshard_script(moves, masters, marker, pause_s)
-    local lines = { "C='redis-cli -h 127.0.0.1'", "fail() { echo \"$*\" > " .. marker .. "; exit 1; }",
+    -- (the marker is written whole, then renamed: a reader never sees it half written)
+    local lines = { "C='redis-cli -h 127.0.0.1'",
+                    "fail() { echo \"$*\" > " .. marker .. ".tmp; mv " .. marker .. ".tmp " .. marker .. "; exit 1; }",
                     "expect() { want=$1; shift; out=$($C \"$@\" 2>&1); "
                     .. "[ \"$out\" = \"$want\" ] || fail \"$* answered: $out\"; }" }
     for _, m in ipairs(moves) do
@@ -266,7 +268,7 @@ local function reshard_script(moves, masters, marker, pause_s)
         end
         lines[#lines + 1] = ("sleep %.3f"):format(pause_s)
     end
-    lines[#lines + 1] = "echo done > " .. marker
+    lines[#lines + 1] = "echo done > " .. marker .. ".tmp && mv " .. marker .. ".tmp " .. marker
     return table.concat(lines, "\n") .. "\n"
 end
 
