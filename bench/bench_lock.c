@@ -28,6 +28,9 @@
 #include <hiredis/hiredis.h>
 #include <redpat/redpat.h>
 
+#define BENCH_NAME "bench_lock"
+#include "bench_util.h"
+
 #ifndef REDPAT_SCRIPTS_DIR
 #define REDPAT_SCRIPTS_DIR "core/scripts"
 #endif
@@ -37,24 +40,6 @@
 #define MAX_CMDS 64
 #define CHUNK 50 /* operations per side before switching sides */
 
-static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void die(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("bench_lock: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    exit(1);
-}
-
-static double now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
-}
 
 /* ---- the floor: raw hiredis ---- */
 

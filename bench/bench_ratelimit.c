@@ -18,6 +18,9 @@
 #include <hiredis/hiredis.h>
 #include <redpat/redpat.h>
 
+#define BENCH_NAME "bench_ratelimit"
+#include "bench_util.h"
+
 #define BATCH 1000
 #define CHUNK 50
 #define MAX_RUNS 31
@@ -25,24 +28,6 @@
 static const char *const algos[] = { "", "fixed_window", "sliding_log", "sliding_window",
                                      "token_bucket", "gcra" };
 
-static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void die(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("bench_ratelimit: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    exit(1);
-}
-
-static double now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
-}
 
 static int cmp_double(const void *a, const void *b)
 {

@@ -37,6 +37,9 @@
 #include <hiredis/hiredis.h>
 #include <redpat/redpat.h>
 
+#define BENCH_NAME "bench_redlock"
+#include "bench_util.h"
+
 #define TTL_MS 30000
 /* Per-node timeout of the Redlock rounds: generous, so a machine busy with other work slows
  * the bench down instead of failing it (it only matters when a node is that late). */
@@ -52,24 +55,6 @@ enum side { REDLOCK, SINGLE, USING_REDLOCK, USING_SINGLE, NSIDES };
 static const char *const side_name[NSIDES] = {"redlock_cycle", "single_cycle",
                                               "redlock_using", "single_using"};
 
-static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void die(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("bench_redlock: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    exit(1);
-}
-
-static double now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
-}
 
 /* CPU time (user + system) of this process so far, every thread included. */
 static double cpu_us(void)

@@ -51,6 +51,9 @@
 #include <hiredis/hiredis.h>
 #include <redpat/redpat.h>
 
+#define BENCH_NAME "cluster_bench"
+#include "bench_util.h"
+
 #define CHUNK 50
 #define MAX_NODES 8
 #define MAX_ROUNDS 101
@@ -80,24 +83,6 @@ static const char *const side_name[SIDES] = {"single", "cluster"};
 static const char *const variant_name[VARIANTS] = {"single", "cluster", "hiredis_single",
                                                    "hiredis_cluster"};
 
-static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void die(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("cluster_bench: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    exit(1);
-}
-
-static double now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
-}
 
 static void sleep_us(double us)
 {
