@@ -160,7 +160,8 @@ def cluster() -> Iterator["RedisCluster"]:
     from harness import attach_cluster
     url = os.environ.get("REDPAT_TEST_URL", "")
     if not CLUSTER or "+cluster://" not in url:
-        pytest.skip("needs harness.py run --cluster --servers 1 --replicas 1")
+        pytest.fail("the cluster tests need harness.py run --cluster --servers 1 --replicas 1 "
+                    "(REDPAT_TEST_URL a redis+cluster:// URL); make test-python-cluster runs them so")
     c = attach_cluster(url)
     c.wait_consistent()
     yield c
