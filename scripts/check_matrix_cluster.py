@@ -18,16 +18,17 @@ the real one, and a runner on a cluster refuses what that one cannot route.
 """
 from __future__ import annotations
 
-import binascii
 import glob
 import json
 import os
 import sys
 from typing import Any, List, Optional, Tuple
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "harness"))
+from harness import key_slot  # noqa: E402  (the one hash-slot function of the tests)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 MATRIX = os.path.join(os.path.dirname(HERE), "tests", "matrix")
-SLOTS = 16384
 
 # name -> where its keys are: None: no keys (needs "key"); ("at", i): argv[i];
 # ("from", i): argv[i:] are all keys; ("channel", i): pub/sub, routed by the channel argv[i]
@@ -57,17 +58,6 @@ def to_bytes(v: Any) -> bytes:
     if isinstance(v, int) and not isinstance(v, bool):
         return str(v).encode()
     raise ValueError("not a byte value: %r" % (v,))
-
-
-def key_slot(key: bytes) -> int:
-    """The hash slot of a key: CRC16 (XMODEM) mod 16384, of the hash tag when there is one
-    (the part between the first '{' and the next '}', if not empty)."""
-    start = key.find(b"{")
-    if start >= 0:
-        end = key.find(b"}", start + 1)
-        if end > start + 1:
-            key = key[start + 1:end]
-    return binascii.crc_hqx(key, 0) % SLOTS
 
 
 def check_step(step: dict) -> Optional[str]:

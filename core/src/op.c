@@ -694,7 +694,9 @@ static int cluster_dispatch(rp_op *op, rp_node_io *n)
     n->received = 0;
     n->refreshing = 0;
     clear_sys(op, n);
-    keyless = n->target >= 0 ? n->target : rp_cluster_map__source(n->map, 0);
+    /* where keyless commands go: the node's last target, else the first node to ask (only
+     * looked up when needed: it scans the map's nodes) */
+    keyless = n->target;
     for (j = 0; !n->want_refresh && target < 0 && j < n->first_new; j++) {
         const rp_cmd *c = &n->cmds[j];
         if (!cmd_pending(n, c) || (c->slot < 0 && c->ask < 0))
@@ -733,7 +735,7 @@ static int cluster_dispatch(rp_op *op, rp_node_io *n)
         return push_sys(op, n, 2, rp_cluster_map__use_slots(n->map) ? slots : shards);
     }
     if (target < 0)
-        target = keyless;
+        target = keyless >= 0 ? keyless : rp_cluster_map__source(n->map, 0);
     if (target < 0)
         return rp_op__fail(op, RP_ETRANSPORT, "%s: no node of the cluster to send to",
                            rp_op_name(op));

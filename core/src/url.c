@@ -165,36 +165,55 @@ static int parse_unix(rp_url *u, const char *rest, const rp_allocator *a, rp_err
     return RP_OK;
 }
 
-static int parse_tcp(rp_url *u, const char *rest, const rp_allocator *a, rp_error *err)
+/* The user info of [rest, end), up to its last '@' (parse_userinfo), if any; *host: what
+ * follows it. */
+static int parse_user_part(rp_url *u, const char *rest, const char *end, const char **host,
+                           const rp_allocator *a, rp_error *err)
 {
-    const char *end = rest + strcspn(rest, "/?#"), *at = NULL, *p, *host, *hend;
+    const char *at = NULL, *p;
     int rc;
     for (p = rest; p < end; p++)
         if (*p == '@')
             at = p;
     if (at && (rc = parse_userinfo(u, rest, (size_t)(at - rest), a, err)))
         return rc;
-    host = at ? at + 1 : rest;
-    u->port = 6379;
-    if (*host == '[') {
-        hend = memchr(host, ']', (size_t)(end - host));
-        if (!hend || hend == host + 1)
+    *host = at ? at + 1 : rest;
+    return RP_OK;
+}
+
+/* "host[:port]" or "[v6]:port" in [s, end): *host a copy, *port the port (6379 when none). */
+static int parse_host_port(rp_url *u, const char *s, const char *end, char **host, int *port,
+                           const rp_allocator *a, rp_error *err)
+{
+    const char *hend, *p;
+    *port = 6379;
+    if (s < end && *s == '[') {
+        hend = memchr(s, ']', (size_t)(end - s));
+        if (!hend || hend == s + 1)
             return invalid(u, a, err, "bad [IPv6] host");
-        u->host = rp_alloc__memdup(a, host + 1, (size_t)(hend - host - 1));
         p = hend + 1;
+        s++;
     } else {
-        hend = memchr(host, ':', (size_t)(end - host));
+        hend = memchr(s, ':', (size_t)(end - s));
         p = hend ? hend : end;
-        if (p == host)
+        hend = p;
+        if (p == s)
             return invalid(u, a, err, "missing host");
-        u->host = rp_alloc__memdup(a, host, (size_t)(p - host));
     }
-    if (!u->host)
+    if (p < end && (*p != ':' || !parse_int(p + 1, (size_t)(end - p - 1), 1, 65535, port)))
+        return invalid(u, a, err, "port must be 1..65535");
+    if (!(*host = rp_alloc__memdup(a, s, (size_t)(hend - s))))
         return oom(u, a, err);
-    if (p < end) {
-        if (*p != ':' || !parse_int(p + 1, (size_t)(end - p - 1), 1, 65535, &u->port))
-            return invalid(u, a, err, "port must be 1..65535");
-    }
+    return RP_OK;
+}
+
+static int parse_tcp(rp_url *u, const char *rest, const rp_allocator *a, rp_error *err)
+{
+    const char *end = rest + strcspn(rest, "/?#"), *host;
+    int rc;
+    if ((rc = parse_user_part(u, rest, end, &host, a, err)) ||
+        (rc = parse_host_port(u, host, end, &u->host, &u->port, a, err)))
+        return rc;
     if (*end == '/') {
         const char *db = end + 1, *dbend = db + strcspn(db, "?#");
         if (dbend > db && !parse_int(db, (size_t)(dbend - db), 0, 1000000, &u->db))
@@ -213,30 +232,13 @@ static int parse_tcp(rp_url *u, const char *rest, const rp_allocator *a, rp_erro
 static int parse_seed(rp_url *u, const char *s, const char *end, const rp_allocator *a,
                       rp_error *err)
 {
-    const char *hend, *p;
-    size_t i = u->nseeds;
-    int port = 6379;
+    int rc;
     if (s == end)
         return invalid(u, a, err, "redis+cluster:// has an empty host in its list "
                                   "(redis+cluster://host:port,host:port)");
-    if (*s == '[') {
-        hend = memchr(s, ']', (size_t)(end - s));
-        if (!hend || hend == s + 1)
-            return invalid(u, a, err, "bad [IPv6] host");
-        p = hend + 1;
-        s++;
-    } else {
-        hend = memchr(s, ':', (size_t)(end - s));
-        p = hend ? hend : end;
-        hend = p;
-        if (p == s)
-            return invalid(u, a, err, "missing host");
-    }
-    if (p < end && (*p != ':' || !parse_int(p + 1, (size_t)(end - p - 1), 1, 65535, &port)))
-        return invalid(u, a, err, "port must be 1..65535");
-    if (!(u->seed_hosts[i] = rp_alloc__memdup(a, s, (size_t)(hend - s))))
-        return oom(u, a, err);
-    u->seed_ports[i] = port;
+    if ((rc = parse_host_port(u, s, end, &u->seed_hosts[u->nseeds], &u->seed_ports[u->nseeds],
+                              a, err)))
+        return rc;
     u->nseeds++;
     return RP_OK;
 }
@@ -245,16 +247,12 @@ static int parse_seed(rp_url *u, const char *s, const char *end, const rp_alloca
  * learns the cluster's topology from. */
 static int parse_cluster(rp_url *u, const char *rest, const rp_allocator *a, rp_error *err)
 {
-    const char *end = rest + strcspn(rest, "/?#"), *at = NULL, *p, *host;
+    const char *end = rest + strcspn(rest, "/?#"), *p, *host;
     size_t n = 1;
     int rc;
     u->cluster = 1;
-    for (p = rest; p < end; p++)
-        if (*p == '@')
-            at = p;
-    if (at && (rc = parse_userinfo(u, rest, (size_t)(at - rest), a, err)))
+    if ((rc = parse_user_part(u, rest, end, &host, a, err)))
         return rc;
-    host = at ? at + 1 : rest;
     for (p = host; p < end; p++)
         n += *p == ',';
     u->seed_hosts = rp_alloc__calloc(a, n, sizeof *u->seed_hosts);
