@@ -74,7 +74,7 @@ class build_ext(_build_ext):
         ext.include_dirs = [os.path.join(HERE, "core", "include"),
                             os.path.join(HERE, "core", "src")]
         ext.extra_compile_args = ["-std=gnu99", "-fvisibility=hidden"] + cflags
-        ext.extra_link_args = libs
+        ext.extra_link_args = libs + ["-lm"]  # the cache's XFetch takes a logarithm
         super().build_extension(ext)
 
 

@@ -53,7 +53,7 @@ build = {
       LIBDIR = "$(LIBDIR)",
       -- the external_dependencies above: one -I and one -L -l per library
       DEP_CFLAGS = "-I$(HIREDIS_INCDIR) -I$(OPENSSL_INCDIR)",
-      DEP_LIBS = "-L$(HIREDIS_LIBDIR) -lhiredis -L$(OPENSSL_LIBDIR) -lssl -lcrypto"
+      DEP_LIBS = "-L$(HIREDIS_LIBDIR) -lhiredis -L$(OPENSSL_LIBDIR) -lssl -lcrypto -lm"
          .. " -lpthread", -- pthread: drive.c's helper thread
    },
    install = {

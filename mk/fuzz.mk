@@ -16,7 +16,7 @@ FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-fra
 FUZZ_CFLAGS := -g -O1 -std=gnu99 $(FUZZ_SAN) $(shell pkg-config --cflags hiredis openssl 2>/dev/null) \
   -I$(ROOT)/core/include -I$(ROOT)/core/src
 FUZZ_WARN := -Wall -Wextra -Wshadow -Wconversion -Werror
-FUZZ_LIBS := $(shell pkg-config --libs hiredis openssl 2>/dev/null || echo -lhiredis -lssl -lcrypto) -lpthread
+FUZZ_LIBS := $(shell pkg-config --libs hiredis openssl 2>/dev/null || echo -lhiredis -lssl -lcrypto) -lpthread -lm
 FUZZ_CORE_SRC := $(wildcard $(ROOT)/core/src/*.c)
 FUZZ_CORE_OBJ := $(patsubst $(ROOT)/core/src/%.c,$(FUZZ_BUILD)/obj/%.o,$(FUZZ_CORE_SRC)) \
   $(FUZZ_BUILD)/obj/rp_scripts_gen.o

@@ -37,7 +37,7 @@ COMMAND_KEYS = {
     "CLIENT": None, "CONFIG": None, "DBSIZE": None, "FLUSHALL": None, "INFO": None,
     "PING": None, "PUBSUB": None, "SCRIPT": None, "DEBUG": None, "TIME": None,
     "APPEND": ("at", 1), "EXPIRE": ("at", 1), "GET": ("at", 1), "HGET": ("at", 1),
-    "HGETALL": ("at", 1), "HSET": ("at", 1), "INCR": ("at", 1), "LLEN": ("at", 1),
+    "HGETALL": ("at", 1), "HSET": ("at", 1), "HEXISTS": ("at", 1), "HINCRBY": ("at", 1), "INCR": ("at", 1), "LLEN": ("at", 1),
     "LRANGE": ("at", 1), "PERSIST": ("at", 1), "PEXPIRE": ("at", 1), "PTTL": ("at", 1),
     "RPUSH": ("at", 1), "SADD": ("at", 1), "SET": ("at", 1), "TTL": ("at", 1),
     "TYPE": ("at", 1), "ZADD": ("at", 1), "ZCARD": ("at", 1), "ZRANGE": ("at", 1),

@@ -21,6 +21,8 @@ RP_INTERNAL extern const rp_op_desc rp_desc__ratelimit_ops[];
 RP_INTERNAL extern const size_t rp_desc__ratelimit_count;
 RP_INTERNAL extern const rp_op_desc rp_desc__pubsub_ops[];
 RP_INTERNAL extern const size_t rp_desc__pubsub_count;
+RP_INTERNAL extern const rp_op_desc rp_desc__cache_ops[];
+RP_INTERNAL extern const size_t rp_desc__cache_count;
 
 /* The user's name for argument i of d (the naming's, else the core's). */
 RP_INTERNAL const char *rp_desc__arg_name(const rp_naming *nm, const rp_op_desc *d, size_t i);

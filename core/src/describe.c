@@ -22,6 +22,7 @@ static const desc_group groups[] = {
     { rp_desc__using_ops, &rp_desc__using_count },
     { rp_desc__ratelimit_ops, &rp_desc__ratelimit_count },
     { rp_desc__pubsub_ops, &rp_desc__pubsub_count },
+    { rp_desc__cache_ops, &rp_desc__cache_count },
 };
 #define NGROUPS (sizeof groups / sizeof groups[0])
 
@@ -103,6 +104,7 @@ const char *rp_kind_name(rp_kind k)
     case RP_KIND_LOCK: return "lock";
     case RP_KIND_RATELIMIT: return "ratelimit";
     case RP_KIND_SUBSCRIPTION: return "subscription";
+    case RP_KIND_CACHE: return "cache";
     }
     return "unknown";
 }
@@ -242,7 +244,7 @@ static const char *type_word(rp_type t, rp_kind k)
     case RP_TYPE_ENUM: return "a name";
     case RP_TYPE_HANDLE: return k == RP_KIND_LOCK ? "a lock" : k == RP_KIND_RATELIMIT
                                 ? "a rate limiter" : k == RP_KIND_SUBSCRIPTION
-                                ? "a subscription" : "a client";
+                                ? "a subscription" : k == RP_KIND_CACHE ? "a cache" : "a client";
     case RP_TYPE_LIST: return "a list";
     case RP_TYPE_CALLBACK: return "a function";
     default: return "a value";
@@ -478,6 +480,7 @@ void rp_handle_free(rp_kind kind, void *h)
     case RP_KIND_LOCK: rp_lock_free(h); break;
     case RP_KIND_RATELIMIT: rp_ratelimit_free(h); break;
     case RP_KIND_SUBSCRIPTION: rp_subscription_free(h); break;
+    case RP_KIND_CACHE: rp_cache_free(h); break;
     default: break;
     }
 }
@@ -491,6 +494,7 @@ rp_client *rp_handle_client(rp_kind kind, void *h)
     case RP_KIND_LOCK: return rp_lock_client(h);
     case RP_KIND_RATELIMIT: return rp_ratelimit_client(h);
     case RP_KIND_SUBSCRIPTION: return rp_subscription_client(h);
+    case RP_KIND_CACHE: return rp_cache_client(h);
     default: return NULL;
     }
 }

@@ -88,6 +88,8 @@ struct rp_op {
     uint64_t timeout_ms;   /* per-target timeout of rounds (0: the driver's) */
     int call;              /* CALL_* */
     size_t call_arg;
+    const rp_value *call_values; /* the callback's arguments (the pattern's state owns them) */
+    size_t call_count;
     int call_status;       /* the ended callback's status */
     rp_buf call_bytes;     /* what it returned, or its message */
     int call_has_value;
@@ -1521,16 +1523,18 @@ void rp_op_cancel(rp_op *op)
 
 int rp_op_call(const rp_op *op, size_t *arg, rp_value *values, size_t max, size_t *count)
 {
-    (void)values;
-    (void)max;
+    size_t i, n;
     if (op)
         op = live_c(op);
     if (!op || op->phase != PHASE_CALL)
         return RP_ESTATE;
     if (arg)
         *arg = op->call_arg;
+    n = op->call_count < max ? op->call_count : max;
+    for (i = 0; values && i < n; i++)
+        values[i] = op->call_values[i];
     if (count)
-        *count = 0; /* no callback so far takes arguments from the op */
+        *count = values ? n : 0;
     return RP_OK;
 }
 
@@ -1669,8 +1673,15 @@ void rp_op__emit(rp_op *op) { op->emit = 1; }
 
 void rp_op__call(rp_op *op, size_t arg)
 {
+    rp_op__call_with(op, arg, NULL, 0);
+}
+
+void rp_op__call_with(rp_op *op, size_t arg, const rp_value *values, size_t count)
+{
     op->call = CALL_ASKED;
     op->call_arg = arg;
+    op->call_values = values;
+    op->call_count = values ? count : 0;
 }
 
 int rp_op__call_running(const rp_op *op) { return op->call == CALL_RUNNING || op->call == CALL_ASKED; }

@@ -82,6 +82,9 @@ RP_INTERNAL void rp_op__emit(rp_op *op);
  * after it has ended (rp_op__call_result). With nothing else to do while it runs, advance
  * just returns: the driver waits for the callback. */
 RP_INTERNAL void rp_op__call(rp_op *op, size_t arg);
+/* The same, handing the callback values[0..count) (borrowed: the op's state keeps them
+ * until the callback has ended). */
+RP_INTERNAL void rp_op__call_with(rp_op *op, size_t arg, const rp_value *values, size_t count);
 /* 1 while the callback started by rp_op__call has not ended. */
 RP_INTERNAL int rp_op__call_running(const rp_op *op);
 /* Once it has ended: RP_OK (*bytes / *len: what it returned, NULL when nothing), or

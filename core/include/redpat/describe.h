@@ -64,7 +64,8 @@ typedef enum rp_kind {
     RP_KIND_CLIENT = 1,   /* rp_client */
     RP_KIND_LOCK = 2,     /* rp_lock */
     RP_KIND_RATELIMIT = 3, /* rp_ratelimit */
-    RP_KIND_SUBSCRIPTION = 4 /* rp_subscription (pubsub.h) */
+    RP_KIND_SUBSCRIPTION = 4, /* rp_subscription (pubsub.h) */
+    RP_KIND_CACHE = 5         /* rp_cache (cache.h) */
 } rp_kind;
 
 /* One value, argument or result field. Only the members of its type are meaningful; a
@@ -146,8 +147,8 @@ struct rp_op_desc {
 };
 
 /* The most arguments / result fields any op has: size stack arrays with these. */
-#define RP_DESC_ARGS_MAX 12
-#define RP_DESC_FIELDS_MAX 12
+#define RP_DESC_ARGS_MAX 16
+#define RP_DESC_FIELDS_MAX 16
 
 /* How a frontend's users name arguments, so errors speak their words: arg_name returns the
  * user's name for op's argument arg (NULL: the core's own), and ms_in_seconds states

@@ -13,6 +13,7 @@
 #define RP_VERSION "0.1.0"
 
 #include "alloc.h"
+#include "cache.h"
 #include "client.h"
 #include "describe.h"
 #include "error.h"

@@ -1,0 +1,48 @@
+#!lua flags=allow-oom
+-- Cache read. KEYS[1] entry, KEYS[2] generation, KEYS[3] load lock.
+-- ARGV[1] lock token ('': never lock), ARGV[2] lock TTL (ms), ARGV[3] '1': the entry is
+-- known stale (its tags changed since its fill): answer a miss; ARGV[4] when to read the
+-- generation: '0' never, '1' when this caller is to load (a miss, a stale swr entry it
+-- took the lock for), '2' always (xfetch may recompute any hit).
+-- Returns {found, value, negative, pttl, delta, stale, locked, generation, now, tag,
+-- version, ...}: found 1 with the entry's fields (value false when negative; stale 1 past
+-- an swr entry's soft expiry), else 0; locked 1 when this call took the load lock (a miss,
+-- or a stale entry); generation false unless read; now the server's clock in ms; then the
+-- entry's tags and the versions its fill recorded.
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local function lock()
+    if ARGV[1] == '' then return 0 end
+    return redis.call('SET', KEYS[3], ARGV[1], 'NX', 'PX', ARGV[2]) and 1 or 0
+end
+local function generation(loading)
+    if ARGV[4] == '2' or (ARGV[4] == '1' and loading) then
+        return redis.call('GET', KEYS[2]) or '0'
+    end
+    return false
+end
+local h = {}
+if ARGV[3] ~= '1' then h = redis.call('HGETALL', KEYS[1]) end
+if #h == 0 then
+    local locked = lock()
+    return {0, false, 0, 0, 0, 0, locked, generation(true), now}
+end
+local r = {1, false, 0, redis.call('PTTL', KEYS[1]), 0, 0, 0, false, now}
+local soft
+for i = 1, #h, 2 do
+    local f = h[i]
+    if f == 'v' then r[2] = h[i + 1]
+    elseif f == 'n' then r[3] = 1
+    elseif f == 'd' then r[5] = tonumber(h[i + 1])
+    elseif f == 's' then soft = tonumber(h[i + 1])
+    elseif string.sub(f, 1, 2) == 't:' then
+        r[#r + 1] = string.sub(f, 3)
+        r[#r + 1] = h[i + 1]
+    end
+end
+if soft and soft <= now then
+    r[6] = 1
+    r[7] = lock()
+end
+r[8] = generation(r[7] == 1)
+return r

@@ -1,0 +1,819 @@
+/* Cache ops: get, get_or_load (cache-aside with versioned fills and the stampede modes),
+ * set, write-through, delete and tag invalidation, as one state machine. What each mode
+ * does is in cache.h; the Redis side is core/scripts/cache_read.lua, cache_store.lua and
+ * cache_tag.lua. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cache_internal.h"
+
+/* Lock-mode waiters poll for the value: first after POLL_MIN_MS, doubling up to
+ * POLL_MAX_MS, each jittered to [d/2, d]. The cap bounds how late a waiter sees the value
+ * (about POLL_MAX_MS / 2 on average) against how many polls 100 waiters cost Redis. */
+#define POLL_MIN_MS 2
+#define POLL_MAX_MS 20
+/* The read script's fixed reply elements before the tag pairs (cache_read.lua). */
+#define READ_FIELDS 9
+/* A lock token: 128 random bits in hex. */
+#define TOKEN_CHARS 32
+
+typedef enum kind { K_GET, K_LOAD, K_SET, K_WRITE, K_DELETE, K_TAGS } kind;
+typedef enum stage {
+    S_START, S_READ, S_TAGS_EXTRA, S_POLL, S_CALL, S_FILL, S_UNLOCK, S_TAG_VERSIONS, S_STORE
+} stage;
+
+typedef struct cache_state {
+    rp_cache *c;
+    kind kind;
+    stage stage;
+    rp_buf key, value;            /* set / write: what to store */
+    int has_value;                /* 0: a negative entry */
+    size_t ntags;
+    rp_buf tags[RP_CACHE_TAGS_MAX], tag_keys[RP_CACHE_TAGS_MAX];
+    rp_buf versions[RP_CACHE_TAGS_MAX]; /* the tags' versions as last read */
+    rp_buf entry, gen_key, lock_key, message;
+    char token[TOKEN_CHARS + 1];  /* load: the lock token ("" in mode none) */
+    int locked;                   /* this op took the load lock */
+    int as_miss;                  /* re-read: the entry's tags changed */
+    double random;                /* xfetch's draw (0: draw one) */
+    rp_reply *read;               /* the read script's reply (owned) */
+    rp_buf gen;                   /* the generation the miss read */
+    int have_gen;
+    int64_t miss_ms;              /* the server's clock at the miss */
+    uint64_t near_epoch;
+    uint64_t call_start_ms;
+    int64_t delta_ms;
+    uint64_t poll_ms;
+    rp_value call_args[2];
+    const char *loaded;           /* the loader's value, borrowed from the op (NULL: none) */
+    size_t loaded_len;
+    rp_buf near_value;            /* a near hit's copy */
+    int call_status;
+    char call_message[RP_ERROR_MESSAGE_MAX];
+    rp_cache_result r;
+} cache_state;
+
+static const rp_allocator *alloc_of(const cache_state *s)
+{
+    return rp_client__allocator(s->c->client);
+}
+
+static void cache_destroy(rp_op *op, void *state)
+{
+    cache_state *s = state;
+    const rp_allocator *a = alloc_of(s);
+    size_t i;
+    (void)op;
+    rp_buf__free(a, &s->key);
+    rp_buf__free(a, &s->value);
+    for (i = 0; i < RP_CACHE_TAGS_MAX; i++) {
+        rp_buf__free(a, &s->tags[i]);
+        rp_buf__free(a, &s->tag_keys[i]);
+        rp_buf__free(a, &s->versions[i]);
+    }
+    rp_buf__free(a, &s->entry);
+    rp_buf__free(a, &s->gen_key);
+    rp_buf__free(a, &s->lock_key);
+    rp_buf__free(a, &s->message);
+    rp_buf__free(a, &s->gen);
+    rp_buf__free(a, &s->near_value);
+    rp_reply_free(s->read);
+}
+
+static int set_buf(const cache_state *s, rp_buf *b, const void *p, size_t len)
+{
+    b->len = 0;
+    return rp_buf__append(alloc_of(s), b, len ? p : "", len);
+}
+
+/* --- the requests ------------------------------------------------------------------ */
+
+/* An integer argument: the decimal text goes into nums[*k] (kept until the request is
+ * queued). */
+static void num_arg(char nums[][RP_I64_CHARS], size_t *k, int64_t v, const char **argv,
+                    size_t *lens, size_t at)
+{
+    lens[at] = rp_fmt__i64(nums[*k], v);
+    argv[at] = nums[(*k)++];
+}
+
+static int queue_tag_gets(rp_op *op, cache_state *s)
+{
+    size_t i;
+    int rc;
+    for (i = 0; i < s->ntags; i++) {
+        const char *argv[2] = { "GET", s->tag_keys[i].data };
+        size_t lens[2] = { 3, s->tag_keys[i].len };
+        if ((rc = rp_op__command(op, 0, 2, argv, lens)))
+            return rc;
+    }
+    return RP_OK;
+}
+
+static int queue_read(rp_op *op, cache_state *s)
+{
+    const char *argv[7];
+    size_t lens[7];
+    char nums[1][RP_I64_CHARS];
+    size_t k = 0;
+    int rc;
+    const char *genmode = "0";
+    if (s->kind == K_LOAD && s->c->o.versioned)
+        genmode = s->c->o.stampede == RP_CACHE_XFETCH ? "2" : "1";
+    argv[0] = s->entry.data; lens[0] = s->entry.len;
+    argv[1] = s->gen_key.data; lens[1] = s->gen_key.len;
+    argv[2] = s->lock_key.data; lens[2] = s->lock_key.len;
+    argv[3] = s->token; lens[3] = strlen(s->token);
+    num_arg(nums, &k, s->c->o.lock_ttl_ms, argv, lens, 4);
+    argv[5] = s->as_miss ? "1" : "0"; lens[5] = 1;
+    argv[6] = genmode; lens[6] = 1;
+    if ((rc = rp_op__script(op, 0, "cache_read", 3, 4, argv, lens)) ||
+        (rc = queue_tag_gets(op, s)))
+        return rp_op__fail(op, rc, "%s: could not queue the read", rp_op_name(op));
+    s->stage = S_READ;
+    return RP_OK;
+}
+
+/* The entry's TTL for a store: ttl (or negative_ttl) plus jitter, swr's stale time on top;
+ * *soft: swr's soft TTL (0: none). */
+static int64_t entry_ttl(const rp_cache *c, int negative, int64_t *soft)
+{
+    int64_t ttl = (negative ? c->o.negative_ttl_ms : c->o.ttl_ms) +
+                  rp_random__between(0, c->o.jitter_ms);
+    *soft = 0;
+    if (c->o.stampede == RP_CACHE_SWR && !negative) {
+        *soft = ttl;
+        ttl += c->o.stale_ms;
+    }
+    return ttl;
+}
+
+/* mode 'f' (a fill after a miss), 'w' (set / write) or 'd' (delete): cache_store.lua. */
+static int queue_store(rp_op *op, cache_state *s, char mode, const char *value, size_t vlen,
+                       int negative)
+{
+    enum { FIXED = 15, ARGS = FIXED + 2 * RP_CACHE_TAGS_MAX };
+    const char *argv[ARGS];
+    size_t lens[ARGS], i, n = FIXED, k = 0;
+    char nums[5][RP_I64_CHARS];
+    char modes[2] = { mode, 0 };
+    int64_t soft, ttl = entry_ttl(s->c, negative, &soft);
+    int publish = mode != 'f', rc;
+    argv[0] = s->entry.data; lens[0] = s->entry.len;
+    argv[1] = s->gen_key.data; lens[1] = s->gen_key.len;
+    argv[2] = s->lock_key.data; lens[2] = s->lock_key.len;
+    argv[3] = modes; lens[3] = 1;
+    if (mode == 'f' && s->have_gen) {
+        argv[4] = s->gen.data; lens[4] = s->gen.len;
+    } else {
+        argv[4] = ""; lens[4] = 0;
+    }
+    num_arg(nums, &k, s->miss_ms, argv, lens, 5);
+    num_arg(nums, &k, s->c->o.load_timeout_ms, argv, lens, 6);
+    argv[7] = s->locked ? s->token : ""; lens[7] = s->locked ? TOKEN_CHARS : 0;
+    num_arg(nums, &k, ttl, argv, lens, 8);
+    num_arg(nums, &k, soft, argv, lens, 9);
+    num_arg(nums, &k, s->delta_ms, argv, lens, 10);
+    argv[11] = negative ? "n" : "v"; lens[11] = 1;
+    argv[12] = negative || !value ? "" : value; lens[12] = negative ? 0 : vlen;
+    argv[13] = publish ? s->c->channel : ""; lens[13] = publish ? s->c->channel_len : 0;
+    argv[14] = publish ? s->message.data : ""; lens[14] = publish ? s->message.len : 0;
+    for (i = 0; mode != 'd' && i < s->ntags; i++) {
+        argv[n] = s->tags[i].data; lens[n++] = s->tags[i].len;
+        argv[n] = s->versions[i].len ? s->versions[i].data : "0";
+        lens[n++] = s->versions[i].len ? s->versions[i].len : 1;
+    }
+    if ((rc = rp_op__script(op, 0, "cache_store", 3, (int)(n - 3), argv, lens)))
+        return rp_op__fail(op, rc, "%s: could not queue the store", rp_op_name(op));
+    /* a tag's version must outlive the entries that recorded it: extend it (never shortens:
+     * it was set to the same lifetime from an earlier time) */
+    for (i = 0; mode != 'd' && i < s->ntags; i++) {
+        const char *pe[3] = { "PEXPIRE", s->tag_keys[i].data, nums[0] };
+        size_t pl[3] = { 7, s->tag_keys[i].len, 0 };
+        pl[2] = rp_fmt__i64(nums[0], rp_cache__max_lifetime(s->c));
+        if ((rc = rp_op__command(op, 0, 3, pe, pl)))
+            return rp_op__fail(op, rc, "%s: could not queue the store", rp_op_name(op));
+    }
+    s->stage = mode == 'f' ? S_FILL : S_STORE;
+    return RP_OK;
+}
+
+static int queue_unlock(rp_op *op, cache_state *s)
+{
+    const char *argv[2] = { s->lock_key.data, s->token };
+    size_t lens[2] = { s->lock_key.len, TOKEN_CHARS };
+    int rc;
+    if ((rc = rp_op__script(op, 0, "lock_release", 1, 1, argv, lens)))
+        return rp_op__fail(op, rc, "%s: could not queue the lock's release", rp_op_name(op));
+    s->stage = S_UNLOCK;
+    return RP_OK;
+}
+
+static int queue_tag_bumps(rp_op *op, cache_state *s)
+{
+    char life[RP_I64_CHARS];
+    size_t life_len = rp_fmt__i64(life, rp_cache__max_lifetime(s->c)), i;
+    int rc;
+    for (i = 0; i < s->ntags; i++) {
+        const char *argv[4];
+        size_t lens[4];
+        if ((rc = rp_cache__message(s->c, 't', s->tags[i].data, s->tags[i].len, &s->message)))
+            return rp_op__fail(op, rc, "%s: out of memory", rp_op_name(op));
+        argv[0] = s->tag_keys[i].data; lens[0] = s->tag_keys[i].len;
+        argv[1] = life; lens[1] = life_len;
+        argv[2] = s->c->channel; lens[2] = s->c->channel_len;
+        argv[3] = s->message.data; lens[3] = s->message.len;
+        if ((rc = rp_op__script(op, 0, "cache_tag", 1, 3, argv, lens)))
+            return rp_op__fail(op, rc, "%s: could not queue the invalidation", rp_op_name(op));
+    }
+    s->stage = S_STORE;
+    return RP_OK;
+}
+
+/* --- reading the replies ------------------------------------------------------------- */
+
+/* versions[i] := reply (nil: "0", the version of a tag never invalidated). */
+static int read_versions(rp_op *op, cache_state *s, size_t first)
+{
+    size_t i;
+    for (i = 0; i < s->ntags; i++) {
+        const rp_reply *r = rp_op__reply(op, 0, first + i);
+        if (!r || (r->type != RP_REPLY_STRING && r->type != RP_REPLY_NIL))
+            return rp_op__expected(op, r, "a tag's version (a string) or nil");
+        if (set_buf(s, &s->versions[i], r->type == RP_REPLY_NIL ? "0" : r->str,
+                    r->type == RP_REPLY_NIL ? 1 : r->len))
+            return rp_op__fail(op, RP_ENOMEM, "%s: out of memory", rp_op_name(op));
+    }
+    return RP_OK;
+}
+
+static int elem_int(const rp_reply *r, size_t i, long long *out)
+{
+    if (r->element[i]->type != RP_REPLY_INTEGER)
+        return 0;
+    *out = r->element[i]->integer;
+    return 1;
+}
+
+/* Checks the read reply's shape; 1 when it fits. */
+static int read_fits(const rp_reply *r)
+{
+    long long v;
+    size_t i;
+    if (!r || r->type != RP_REPLY_ARRAY || r->elements < READ_FIELDS ||
+        (r->elements - READ_FIELDS) % 2 != 0)
+        return 0;
+    for (i = 0; i < READ_FIELDS; i++)
+        if (i != 1 && i != 7 && !elem_int(r, i, &v))
+            return 0;
+    for (i = 1; i < READ_FIELDS; i += 6)
+        if (r->element[i]->type != RP_REPLY_STRING && r->element[i]->type != RP_REPLY_NIL)
+            return 0;
+    for (i = READ_FIELDS; i < r->elements; i++)
+        if (r->element[i]->type != RP_REPLY_STRING)
+            return 0;
+    return 1;
+}
+
+static long long field(const rp_reply *r, size_t i) { return r->element[i]->integer; }
+
+/* Whether the entry's recorded tag versions are all current. Tags the reader did not name
+ * are looked up in one more round first (*more set; versions of those follow the reader's
+ * in versions[ntags..]). */
+typedef enum tag_verdict { TAGS_OK, TAGS_STALE, TAGS_MORE } tag_verdict;
+
+static tag_verdict check_tags(cache_state *s, size_t known)
+{
+    const rp_reply *r = s->read;
+    size_t i, j, unknown = 0;
+    for (i = READ_FIELDS; i + 1 < r->elements; i += 2) {
+        const rp_reply *tag = r->element[i], *ver = r->element[i + 1];
+        for (j = 0; j < known; j++)
+            if (s->tags[j].len == tag->len && memcmp(s->tags[j].data, tag->str, tag->len) == 0)
+                break;
+        if (j == known) {
+            unknown++;
+            continue;
+        }
+        if (s->versions[j].len != ver->len || memcmp(s->versions[j].data, ver->str, ver->len))
+            return TAGS_STALE;
+    }
+    return unknown ? TAGS_MORE : TAGS_OK;
+}
+
+/* Adds the entry's tags the reader did not name to tags[] (so the extra round reads them
+ * and a fill records them). */
+static int add_entry_tags(rp_op *op, cache_state *s)
+{
+    const rp_reply *r = s->read;
+    size_t i, j;
+    int rc;
+    for (i = READ_FIELDS; i + 1 < r->elements; i += 2) {
+        const rp_reply *tag = r->element[i];
+        for (j = 0; j < s->ntags; j++)
+            if (s->tags[j].len == tag->len && memcmp(s->tags[j].data, tag->str, tag->len) == 0)
+                break;
+        if (j < s->ntags)
+            continue;
+        if (s->ntags == RP_CACHE_TAGS_MAX)
+            return rp_op__fail(op, RP_EPROTOCOL, "%s: the entry has more than %d tags",
+                               rp_op_name(op), RP_CACHE_TAGS_MAX);
+        if ((rc = set_buf(s, &s->tags[s->ntags], tag->str, tag->len)) ||
+            (rc = rp_cache__key(s->c, tag->str, tag->len, ":tag", &s->tag_keys[s->ntags])))
+            return rp_op__fail(op, rc, "%s: out of memory", rp_op_name(op));
+        s->ntags++;
+    }
+    return RP_OK;
+}
+
+/* --- outcomes ------------------------------------------------------------------------ */
+
+static int64_t near_ttl(const cache_state *s, int64_t redis_ttl)
+{
+    int64_t t = s->c->o.near_ttl_ms;
+    return redis_ttl > 0 && redis_ttl < t ? redis_ttl : t;
+}
+
+static int done_hit(rp_op *op, cache_state *s, uint64_t now_ms)
+{
+    const rp_reply *r = s->read, *v = r->element[1];
+    s->r.hit = 1;
+    s->r.negative = field(r, 2) == 1;
+    s->r.stale = field(r, 5) == 1;
+    s->r.ttl_ms = field(r, 3) > 0 ? field(r, 3) : 0;
+    if (!s->r.negative && v->type == RP_REPLY_STRING) {
+        s->r.value = v->str;
+        s->r.value_len = v->len;
+    }
+    if (s->c->near && !s->r.stale)
+        rp_near__put(s->c->near, s->near_epoch, s->key.data, s->key.len, s->r.value,
+                     s->r.value_len, s->tags, s->ntags, now_ms, near_ttl(s, s->r.ttl_ms));
+    rp_op__done(op);
+    return RP_OK;
+}
+
+static int done_miss(rp_op *op, cache_state *s)
+{
+    s->r.negative = 0;
+    rp_op__done(op);
+    return RP_OK;
+}
+
+static int start_load(rp_op *op, cache_state *s, uint64_t now_ms)
+{
+    const rp_reply *r = s->read, *g = r->element[7];
+    int rc;
+    s->miss_ms = field(r, 8);
+    s->have_gen = g->type == RP_REPLY_STRING;
+    if (s->have_gen && (rc = set_buf(s, &s->gen, g->str, g->len)))
+        return rp_op__fail(op, rc, "%s: out of memory", rp_op_name(op));
+    s->call_args[0] = rp_value_bytes(s->key.data, s->key.len);
+    s->call_start_ms = now_ms;
+    s->stage = S_CALL;
+    rp_op__call_with(op, RP_CACHE_LOADER_ARG, s->call_args, 1);
+    return RP_OK;
+}
+
+static double draw(const cache_state *s)
+{
+    uint64_t bits;
+    if (s->random > 0)
+        return s->random;
+    if (rp_random__bytes(&bits, sizeof bits) != RP_OK)
+        return 1.0; /* no early recompute without randomness */
+    return ((double)(bits >> 11) + 1.0) / 9007199254740992.0; /* (0, 1] in 2^-53 steps */
+}
+
+/* The read round is in: keep its reply, the tags' versions and whether this op took the
+ * lock; an entry with tags the reader did not name sends their reads (S_TAGS_EXTRA). */
+static int after_read(rp_op *op, cache_state *s)
+{
+    rp_reply *r = rp_op__take_reply(op, 0, 0);
+    size_t known = s->ntags;
+    int rc;
+    rp_reply_free(s->read);
+    s->read = r;
+    if (!read_fits(r))
+        return rp_op__expected(op, r, "the cache read script's reply");
+    if ((rc = read_versions(op, s, 1)))
+        return rc;
+    s->locked = field(r, 6) == 1;
+    if (field(r, 0) != 1 || check_tags(s, s->ntags) != TAGS_MORE)
+        return RP_OK;
+    if ((rc = add_entry_tags(op, s)))
+        return rc;
+    for (; known < s->ntags; known++) {
+        const char *argv[2] = { "GET", s->tag_keys[known].data };
+        size_t lens[2] = { 3, s->tag_keys[known].len };
+        if ((rc = rp_op__command(op, 0, 2, argv, lens)))
+            return rp_op__fail(op, rc, "%s: could not queue the read", rp_op_name(op));
+    }
+    s->stage = S_TAGS_EXTRA;
+    return RP_OK;
+}
+
+/* The versions of the entry's other tags are in: they are the last of tags[]. */
+static int after_extra_tags(rp_op *op, cache_state *s)
+{
+    size_t n = rp_op__replies(op, 0), i;
+    for (i = 0; i < n; i++) {
+        const rp_reply *v = rp_op__reply(op, 0, i);
+        if (!v || (v->type != RP_REPLY_STRING && v->type != RP_REPLY_NIL))
+            return rp_op__expected(op, v, "a tag's version (a string) or nil");
+        if (set_buf(s, &s->versions[s->ntags - n + i], v->type == RP_REPLY_NIL ? "0" : v->str,
+                    v->type == RP_REPLY_NIL ? 1 : v->len))
+            return rp_op__fail(op, RP_ENOMEM, "%s: out of memory", rp_op_name(op));
+    }
+    return RP_OK;
+}
+
+static int decide(rp_op *op, cache_state *s, uint64_t now_ms, tag_verdict tags)
+{
+    const rp_reply *r = s->read;
+    int found = field(r, 0) == 1;
+    if (found && tags == TAGS_STALE) {
+        if (s->kind == K_GET)
+            return done_miss(op, s);
+        if (s->locked && s->token[0]) /* (the stale-entry lock of swr is released by the fill) */
+            return start_load(op, s, now_ms);
+        s->as_miss = 1; /* read again as a miss: take the lock, read the generation */
+        return queue_read(op, s);
+    }
+    if (found) {
+        if (s->kind == K_LOAD && field(r, 5) == 1 && s->locked)
+            return start_load(op, s, now_ms); /* swr: this caller refreshes */
+        if (s->kind == K_LOAD && s->c->o.stampede == RP_CACHE_XFETCH &&
+            rp_cache_xfetch_early(field(r, 4), s->c->o.beta, field(r, 3), draw(s)))
+            return start_load(op, s, now_ms);
+        return done_hit(op, s, now_ms);
+    }
+    if (s->kind == K_GET)
+        return done_miss(op, s);
+    if (s->locked || !s->token[0])
+        return start_load(op, s, now_ms);
+    /* another caller loads: poll for its value (or for its lock's end) */
+    s->r.waits++;
+    s->poll_ms = s->poll_ms ? s->poll_ms * 2 : POLL_MIN_MS;
+    if (s->poll_ms > POLL_MAX_MS)
+        s->poll_ms = POLL_MAX_MS;
+    s->stage = S_POLL;
+    rp_op__sleep(op, (uint64_t)rp_random__between((int64_t)(s->poll_ms + 1) / 2,
+                                                  (int64_t)s->poll_ms));
+    return RP_OK;
+}
+
+static int after_call(rp_op *op, cache_state *s, uint64_t now_ms)
+{
+    const char *bytes;
+    size_t len;
+    int status = rp_op__call_result(op, &bytes, &len);
+    if (status != RP_OK) {
+        s->call_status = status;
+        snprintf(s->call_message, sizeof s->call_message, "%.*s", (int)len, bytes);
+        return s->locked ? queue_unlock(op, s) : rp_op__fail(op, status, "%s", s->call_message);
+    }
+    if (s->kind == K_WRITE) { /* the database took it: now the cache */
+        s->r.negative = !s->has_value;
+        s->r.value = s->has_value ? (s->value.data ? s->value.data : "") : NULL;
+        s->r.value_len = s->value.len;
+        if (rp_cache__message(s->c, 'k', s->key.data, s->key.len, &s->message))
+            return rp_op__fail(op, RP_ENOMEM, "%s: out of memory", rp_op_name(op));
+        if (s->c->near)
+            rp_near__drop(s->c->near, s->key.data, s->key.len);
+        if (s->ntags) {
+            s->stage = S_TAG_VERSIONS;
+            if (queue_tag_gets(op, s))
+                return rp_op__fail(op, RP_ENOMEM, "%s: out of memory", rp_op_name(op));
+            return RP_OK;
+        }
+        return queue_store(op, s, 'w', s->value.data, s->value.len, !s->has_value);
+    }
+    s->delta_ms = (int64_t)(now_ms - s->call_start_ms);
+    s->loaded = bytes;
+    s->loaded_len = len;
+    s->r.loaded = 1;
+    s->r.hit = 0;
+    s->r.stale = 0;
+    s->r.negative = bytes == NULL;
+    s->r.value = bytes;
+    s->r.value_len = len;
+    if (bytes == NULL && s->c->o.negative_ttl_ms == 0) /* "none" is not cached */
+        return s->locked ? queue_unlock(op, s) : (rp_op__done(op), RP_OK);
+    return queue_store(op, s, 'f', bytes, len, bytes == NULL);
+}
+
+static int after_store(rp_op *op, cache_state *s, uint64_t now_ms)
+{
+    const rp_reply *r = rp_op__reply(op, 0, 0);
+    if (s->kind == K_TAGS) {
+        size_t i;
+        for (i = 0; i < s->ntags; i++)
+            if (!(r = rp_op__reply(op, 0, i)) || r->type != RP_REPLY_STRING)
+                return rp_op__expected(op, r, "the tag's new version");
+        rp_op__done(op);
+        return RP_OK;
+    }
+    if (r && r->type == RP_REPLY_ERROR && s->stage == S_FILL && r->len >= 3 &&
+        memcmp(r->str, "OOM", 3) == 0) {
+        /* Redis is full: the value is still the caller's, it is just not kept */
+        rp_op__done(op);
+        return RP_OK;
+    }
+    if (rp_op__expect_int(op, r, "1 or 0 (stored or not)", 0, 1))
+        return RP_EPROTOCOL;
+    if (s->kind == K_DELETE) {
+        s->r.hit = r->integer == 1;
+    } else {
+        s->r.stored = r->integer == 1;
+        if (s->r.stored && s->c->near && s->kind == K_LOAD)
+            rp_near__put(s->c->near, s->near_epoch, s->key.data, s->key.len, s->loaded,
+                         s->loaded_len, s->tags, s->ntags, now_ms,
+                         near_ttl(s, s->c->o.ttl_ms));
+    }
+    rp_op__done(op);
+    return RP_OK;
+}
+
+static int start(rp_op *op, cache_state *s, uint64_t now_ms)
+{
+    rp_cache *c = s->c;
+    switch (s->kind) {
+    case K_GET:
+    case K_LOAD:
+        if (c->near) {
+            int negative = 0;
+            int64_t left = 0;
+            s->near_epoch = rp_near__epoch(c->near);
+            if (rp_near__get(c->near, s->key.data, s->key.len, now_ms, &s->near_value,
+                             &negative, &left)) {
+                s->r.hit = s->r.near = 1;
+                s->r.negative = negative;
+                s->r.value = negative ? NULL : (s->near_value.data ? s->near_value.data : "");
+                s->r.value_len = negative ? 0 : s->near_value.len;
+                s->r.ttl_ms = left;
+                rp_op__done(op);
+                return RP_OK;
+            }
+        }
+        return queue_read(op, s);
+    case K_SET:
+        if (rp_cache__message(c, 'k', s->key.data, s->key.len, &s->message))
+            return rp_op__fail(op, RP_ENOMEM, "%s: out of memory", rp_op_name(op));
+        if (c->near)
+            rp_near__drop(c->near, s->key.data, s->key.len);
+        s->r.loaded = 0;
+        if (s->ntags) {
+            s->stage = S_TAG_VERSIONS;
+            if (queue_tag_gets(op, s))
+                return rp_op__fail(op, RP_ENOMEM, "%s: out of memory", rp_op_name(op));
+            return RP_OK;
+        }
+        return queue_store(op, s, 'w', s->value.data, s->value.len, !s->has_value);
+    case K_WRITE:
+        s->call_args[0] = rp_value_bytes(s->key.data, s->key.len);
+        if (s->has_value)
+            s->call_args[1] = rp_value_bytes(s->value.data ? s->value.data : "", s->value.len);
+        s->stage = S_CALL;
+        rp_op__call_with(op, RP_CACHE_WRITER_ARG, s->call_args, 2);
+        return RP_OK;
+    case K_DELETE:
+        if (rp_cache__message(c, 'k', s->key.data, s->key.len, &s->message))
+            return rp_op__fail(op, RP_ENOMEM, "%s: out of memory", rp_op_name(op));
+        if (c->near)
+            rp_near__drop(c->near, s->key.data, s->key.len);
+        return queue_store(op, s, 'd', NULL, 0, 0);
+    case K_TAGS:
+    default: {
+        size_t i;
+        for (i = 0; c->near && i < s->ntags; i++)
+            rp_near__drop_tag(c->near, s->tags[i].data, s->tags[i].len);
+        return queue_tag_bumps(op, s);
+    }
+    }
+}
+
+/* Cancelled (or the loader failed) while this op may hold the load lock: release it. */
+static int cancelled(rp_op *op, cache_state *s)
+{
+    if (!s->token[0] || s->stage == S_STORE)
+        return rp_op__fail(op, RP_ECANCELED, "%s: cancelled", rp_op_name(op));
+    s->call_status = RP_ECANCELED;
+    snprintf(s->call_message, sizeof s->call_message, "%s: cancelled", rp_op_name(op));
+    return queue_unlock(op, s);
+}
+
+static int cache_advance(rp_op *op, void *state, uint64_t now_ms)
+{
+    cache_state *s = state;
+    int rc;
+    if (rp_op__cancelled(op) && s->stage != S_UNLOCK &&
+        !(s->stage == S_CALL && rp_op__call_running(op)))
+        return cancelled(op, s);
+    switch (s->stage) {
+    case S_START:
+        return start(op, s, now_ms);
+    case S_READ:
+        if ((rc = after_read(op, s)) || s->stage == S_TAGS_EXTRA)
+            return rc;
+        return decide(op, s, now_ms, field(s->read, 0) == 1 ? check_tags(s, s->ntags) : TAGS_OK);
+    case S_TAGS_EXTRA:
+        if ((rc = after_extra_tags(op, s)))
+            return rc;
+        return decide(op, s, now_ms, check_tags(s, s->ntags));
+    case S_POLL:
+        return queue_read(op, s);
+    case S_CALL:
+        if (rp_op__call_running(op))
+            return RP_OK; /* nothing to do meanwhile: the driver waits for the callback */
+        return after_call(op, s, now_ms);
+    case S_TAG_VERSIONS:
+        if ((rc = read_versions(op, s, 0)))
+            return rc;
+        return queue_store(op, s, 'w', s->value.data, s->value.len, !s->has_value);
+    case S_UNLOCK:
+        if (s->call_status != RP_OK)
+            return rp_op__fail(op, s->call_status, "%s", s->call_message);
+        rp_op__done(op); /* "none" not cached: the lock is given back */
+        return RP_OK;
+    case S_FILL:
+    case S_STORE:
+    default:
+        return after_store(op, s, now_ms);
+    }
+}
+
+static const rp_op_class cache_class = {
+    "cache", sizeof(cache_state), cache_advance, cache_destroy, 0, NULL, 1, 0, 0
+};
+
+/* --- beginning ----------------------------------------------------------------------- */
+
+static int check_key(const char *what, const void *p, size_t len, rp_error *err)
+{
+    if (!p || len == 0 || len > RP_CACHE_KEY_MAX)
+        return rp_error__set(err, RP_EINVAL, "%s must be 1..%d bytes (got %zu)", what,
+                             RP_CACHE_KEY_MAX, p ? len : 0);
+    return RP_OK;
+}
+
+static int check_tag_list(const rp_cache_tags *tags, int required, rp_error *err)
+{
+    size_t i, j, n = tags ? tags->count : 0;
+    if (required && n == 0)
+        return rp_error__set(err, RP_EINVAL, "tags must have 1..%d items (got 0)",
+                             RP_CACHE_TAGS_MAX);
+    if (n > RP_CACHE_TAGS_MAX)
+        return rp_error__set(err, RP_EINVAL, "tags must have at most %d items (got %zu)",
+                             RP_CACHE_TAGS_MAX, n);
+    for (i = 0; i < n; i++) {
+        char what[32];
+        snprintf(what, sizeof what, "tags[%zu]", i);
+        if (!tags->items || !tags->lens)
+            return rp_error__set(err, RP_EINVAL, "tags: no items for its count");
+        if (check_key(what, tags->items[i], tags->lens[i], err))
+            return RP_EINVAL;
+        for (j = 0; j < i; j++)
+            if (tags->lens[j] == tags->lens[i] &&
+                memcmp(tags->items[j], tags->items[i], tags->lens[i]) == 0)
+                return rp_error__set(err, RP_EINVAL, "tags[%zu] repeats tags[%zu]", i, j);
+    }
+    return RP_OK;
+}
+
+static int begin(rp_op **out, rp_cache *c, kind k, const void *key, size_t len,
+                 const rp_cache_tags *tags, cache_state **sp, rp_error *err)
+{
+    cache_state *s;
+    size_t i;
+    int rc;
+    if (!out)
+        return rp_error__set(err, RP_EINVAL, "out must not be NULL");
+    *out = NULL;
+    if (!c)
+        return rp_error__set(err, RP_EINVAL, "cache must not be NULL");
+    if ((k != K_TAGS && (rc = check_key("key", key, len, err))) ||
+        (rc = check_tag_list(tags, k == K_TAGS, err)))
+        return rc;
+    if ((rc = rp_op__new(out, c->client, &cache_class, 1, (void **)&s, err)))
+        return rc;
+    s->c = c;
+    s->kind = k;
+    s->ntags = tags ? tags->count : 0;
+    rc = RP_OK;
+    if (k != K_TAGS)
+        rc = set_buf(s, &s->key, key, len);
+    for (i = 0; rc == RP_OK && i < s->ntags; i++)
+        if ((rc = set_buf(s, &s->tags[i], tags->items[i], tags->lens[i])) == RP_OK)
+            rc = rp_cache__key(c, tags->items[i], tags->lens[i], ":tag", &s->tag_keys[i]);
+    if (rc == RP_OK && k != K_TAGS &&
+        ((rc = rp_cache__key(c, key, len, "", &s->entry)) ||
+         (rc = rp_cache__key(c, key, len, ":gen", &s->gen_key)) ||
+         (rc = rp_cache__key(c, key, len, ":lock", &s->lock_key))))
+        rc = RP_ENOMEM;
+    if (rc != RP_OK) {
+        rp_op_free(*out);
+        *out = NULL;
+        return rp_error__set(err, RP_ENOMEM, "out of memory beginning a cache op");
+    }
+    *sp = s;
+    return RP_OK;
+}
+
+static void make_token(cache_state *s)
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char raw[TOKEN_CHARS / 2];
+    size_t i;
+    if (rp_random__bytes(raw, sizeof raw) != RP_OK) {
+        uint64_t t = rp_monotonic_ms(); /* unique enough to tell holders apart */
+        memset(raw, 0, sizeof raw);
+        memcpy(raw, &t, sizeof t);
+        memcpy(raw + sizeof t, &s, sizeof s < sizeof raw - sizeof t ? sizeof s : 0);
+    }
+    for (i = 0; i < sizeof raw; i++) {
+        s->token[2 * i] = hex[raw[i] >> 4];
+        s->token[2 * i + 1] = hex[raw[i] & 15];
+    }
+    s->token[TOKEN_CHARS] = '\0';
+}
+
+int rp_cache_get_op(rp_op **out, rp_cache *c, const void *key, size_t len,
+                    const rp_cache_tags *tags, rp_error *err)
+{
+    cache_state *s;
+    return begin(out, c, K_GET, key, len, tags, &s, err);
+}
+
+int rp_cache_load_op(rp_op **out, rp_cache *c, const void *key, size_t len,
+                     const rp_cache_tags *tags, double random, rp_error *err)
+{
+    cache_state *s;
+    int rc;
+    if (!(random >= 0) || random > 1)
+        return rp_error__set(err, RP_EINVAL, "random must be in (0, 1], or 0 for a draw of "
+                             "the core's (got %g)", random);
+    if ((rc = begin(out, c, K_LOAD, key, len, tags, &s, err)))
+        return rc;
+    s->random = random;
+    if (c->o.stampede != RP_CACHE_NONE)
+        make_token(s);
+    return RP_OK;
+}
+
+static int begin_store(rp_op **out, rp_cache *c, kind k, const void *key, size_t len,
+                       const void *value, size_t vlen, const rp_cache_tags *tags, rp_error *err)
+{
+    cache_state *s;
+    int rc;
+    if (c && !value && c->o.negative_ttl_ms == 0)
+        return rp_error__set(err, RP_EINVAL, "value is required: this cache keeps no negative "
+                             "entries (negative_ttl 0)");
+    if (value && vlen > RP_CACHE_VALUE_MAX)
+        return rp_error__set(err, RP_EINVAL, "value must be at most %d bytes (got %zu)",
+                             RP_CACHE_VALUE_MAX, vlen);
+    if ((rc = begin(out, c, k, key, len, tags, &s, err)))
+        return rc;
+    s->has_value = value != NULL;
+    if (value && set_buf(s, &s->value, value, vlen)) {
+        rp_op_free(*out);
+        *out = NULL;
+        return rp_error__set(err, RP_ENOMEM, "out of memory beginning a cache op");
+    }
+    return RP_OK;
+}
+
+int rp_cache_set_op(rp_op **out, rp_cache *c, const void *key, size_t len, const void *value,
+                    size_t value_len, const rp_cache_tags *tags, rp_error *err)
+{
+    return begin_store(out, c, K_SET, key, len, value, value_len, tags, err);
+}
+
+int rp_cache_write_op(rp_op **out, rp_cache *c, const void *key, size_t len,
+                      const void *value, size_t value_len, const rp_cache_tags *tags,
+                      rp_error *err)
+{
+    return begin_store(out, c, K_WRITE, key, len, value, value_len, tags, err);
+}
+
+int rp_cache_delete_op(rp_op **out, rp_cache *c, const void *key, size_t len, rp_error *err)
+{
+    cache_state *s;
+    return begin(out, c, K_DELETE, key, len, NULL, &s, err);
+}
+
+int rp_cache_invalidate_tags_op(rp_op **out, rp_cache *c, const rp_cache_tags *tags,
+                                rp_error *err)
+{
+    cache_state *s;
+    return begin(out, c, K_TAGS, NULL, 0, tags, &s, err);
+}
+
+int rp_cache_result_of(const rp_op *op, rp_cache_result *out)
+{
+    const cache_state *s = rp_op__done_state(op, &cache_class);
+    if (!s || !out)
+        return RP_ESTATE;
+    *out = s->r;
+    return RP_OK;
+}
