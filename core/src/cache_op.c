@@ -188,10 +188,10 @@ static int queue_store(rp_op *op, cache_state *s, char mode, const char *value, 
         return rp_op__fail(op, rc, "%s: could not queue the store", rp_op_name(op));
     /* a tag's version must outlive the entries that recorded it: extend it (never shortens:
      * it was set to the same lifetime from an earlier time) */
+    lens[0] = rp_fmt__i64(nums[0], rp_cache__max_lifetime(s->c)); /* (the script is queued) */
     for (i = 0; mode != 'd' && i < s->ntags; i++) {
         const char *pe[3] = { "PEXPIRE", s->tag_keys[i].data, nums[0] };
-        size_t pl[3] = { 7, s->tag_keys[i].len, 0 };
-        pl[2] = rp_fmt__i64(nums[0], rp_cache__max_lifetime(s->c));
+        size_t pl[3] = { 7, s->tag_keys[i].len, lens[0] };
         if ((rc = rp_op__command(op, 0, 3, pe, pl)))
             return rp_op__fail(op, rc, "%s: could not queue the store", rp_op_name(op));
     }
