@@ -7,10 +7,14 @@
 -- Returns {found, value, negative, pttl, delta, stale, locked, generation, now, tag,
 -- version, ...}: found 1 with the entry's fields (value false when negative; stale 1 past
 -- an swr entry's soft expiry), else 0; locked 1 when this call took the load lock (a miss,
--- or a stale entry); generation false unless read; now the server's clock in ms; then the
+-- or a stale entry); generation false unless read; now the server's clock in ms (0 for a
+-- hit of an entry without a soft expiry, unless xfetch reads the generation); then the
 -- entry's tags and the versions its fill recorded.
-local t = redis.call('TIME')
-local now = t[1] * 1000 + math.floor(t[2] / 1000)
+-- (TIME only when it decides something: a hit of a plain entry does not ask for it)
+local function clock()
+    local t = redis.call('TIME')
+    return t[1] * 1000 + math.floor(t[2] / 1000)
+end
 local function lock()
     if ARGV[1] == '' then return 0 end
     return redis.call('SET', KEYS[3], ARGV[1], 'NX', 'PX', ARGV[2]) and 1 or 0
@@ -25,9 +29,9 @@ local h = {}
 if ARGV[3] ~= '1' then h = redis.call('HGETALL', KEYS[1]) end
 if #h == 0 then
     local locked = lock()
-    return {0, false, 0, 0, 0, 0, locked, generation(true), now}
+    return {0, false, 0, 0, 0, 0, locked, generation(true), clock()}
 end
-local r = {1, false, 0, redis.call('PTTL', KEYS[1]), 0, 0, 0, false, now}
+local r = {1, false, 0, redis.call('PTTL', KEYS[1]), 0, 0, 0, false, 0}
 local soft
 for i = 1, #h, 2 do
     local f = h[i]
@@ -40,7 +44,8 @@ for i = 1, #h, 2 do
         r[#r + 1] = h[i + 1]
     end
 end
-if soft and soft <= now then
+if soft or ARGV[4] == '2' then r[9] = clock() end
+if soft and soft <= r[9] then
     r[6] = 1
     r[7] = lock()
 end
