@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cache_internal.h"
+#include "cluster_map.h"
 
 /* Lock-mode waiters poll for the value: first after POLL_MIN_MS, doubling up to
  * POLL_MAX_MS, each jittered to [d/2, d]. The cap bounds how late a waiter sees the value
@@ -30,6 +31,10 @@ typedef struct cache_state {
     rp_buf key, value;            /* set / write: what to store */
     int has_value;                /* 0: a negative entry */
     size_t ntags;
+    /* On a cluster the tags' keys are in other slots, so on other masters: each tag's
+     * commands go on a node of their own (node 1 + i; an invalidation's tag i: node i),
+     * all in the entry's round. On one server they all go on node 0, one pipeline. */
+    int spread;
     rp_buf tags[RP_CACHE_TAGS_MAX], tag_keys[RP_CACHE_TAGS_MAX];
     rp_buf versions[RP_CACHE_TAGS_MAX]; /* the tags' versions as last read */
     rp_buf entry, gen_key, lock_key, message;
@@ -87,6 +92,19 @@ static int set_buf(const cache_state *s, rp_buf *b, const void *p, size_t len)
     return rp_buf__append(alloc_of(s), b, len ? p : "", len);
 }
 
+/* The node tag i's commands go on. */
+static size_t tag_node(const cache_state *s, size_t i)
+{
+    return s->spread ? (s->kind == K_TAGS ? i : 1 + i) : 0;
+}
+
+/* The reply of tag i's command of the round just completed; on node 0 they follow the
+ * node's own first replies. */
+static const rp_reply *tag_reply(const rp_op *op, const cache_state *s, size_t i, size_t first)
+{
+    return s->spread ? rp_op__reply(op, tag_node(s, i), 0) : rp_op__reply(op, 0, first + i);
+}
+
 /* --- the requests ------------------------------------------------------------------ */
 
 /* An integer argument: the decimal text goes into nums[*k] (kept until the request is
@@ -105,7 +123,7 @@ static int queue_tag_gets(rp_op *op, cache_state *s)
     for (i = 0; i < s->ntags; i++) {
         const char *argv[2] = { "GET", s->tag_keys[i].data };
         size_t lens[2] = { 3, s->tag_keys[i].len };
-        if ((rc = rp_op__command(op, 0, 2, argv, lens)))
+        if ((rc = rp_op__command(op, tag_node(s, i), 2, argv, lens)))
             return rc;
     }
     return RP_OK;
@@ -192,7 +210,7 @@ static int queue_store(rp_op *op, cache_state *s, char mode, const char *value, 
     for (i = 0; mode != 'd' && i < s->ntags; i++) {
         const char *pe[3] = { "PEXPIRE", s->tag_keys[i].data, nums[0] };
         size_t pl[3] = { 7, s->tag_keys[i].len, lens[0] };
-        if ((rc = rp_op__command(op, 0, 3, pe, pl)))
+        if ((rc = rp_op__command(op, tag_node(s, i), 3, pe, pl)))
             return rp_op__fail(op, rc, "%s: could not queue the store", rp_op_name(op));
     }
     s->stage = mode == 'f' ? S_FILL : S_STORE;
@@ -224,7 +242,7 @@ static int queue_tag_bumps(rp_op *op, cache_state *s)
         argv[1] = life; lens[1] = life_len;
         argv[2] = s->c->channel; lens[2] = s->c->channel_len;
         argv[3] = s->message.data; lens[3] = s->message.len;
-        if ((rc = rp_op__script(op, 0, "cache_tag", 1, 3, argv, lens)))
+        if ((rc = rp_op__script(op, tag_node(s, i), "cache_tag", 1, 3, argv, lens)))
             return rp_op__fail(op, rc, "%s: could not queue the invalidation", rp_op_name(op));
     }
     s->stage = S_STORE;
@@ -238,7 +256,7 @@ static int read_versions(rp_op *op, cache_state *s, size_t first)
 {
     size_t i;
     for (i = 0; i < s->ntags; i++) {
-        const rp_reply *r = rp_op__reply(op, 0, first + i);
+        const rp_reply *r = tag_reply(op, s, i, first);
         if (!r || (r->type != RP_REPLY_STRING && r->type != RP_REPLY_NIL))
             return rp_op__expected(op, r, "a tag's version (a string) or nil");
         if (set_buf(s, &s->versions[i], r->type == RP_REPLY_NIL ? "0" : r->str,
@@ -509,7 +527,7 @@ static int after_store(rp_op *op, cache_state *s, uint64_t now_ms)
     if (s->kind == K_TAGS) {
         size_t i;
         for (i = 0; i < s->ntags; i++)
-            if (!(r = rp_op__reply(op, 0, i)) || r->type != RP_REPLY_STRING)
+            if (!(r = tag_reply(op, s, i, 0)) || r->type != RP_REPLY_STRING)
                 return rp_op__expected(op, r, "the tag's new version");
         rp_op__done(op);
         return RP_OK;
@@ -686,7 +704,7 @@ static int begin(rp_op **out, rp_cache *c, kind k, const void *key, size_t len,
 {
     cache_state *s;
     size_t i;
-    int rc;
+    int rc, spread;
     if (!out)
         return rp_error__set(err, RP_EINVAL, "out must not be NULL");
     *out = NULL;
@@ -695,9 +713,14 @@ static int begin(rp_op **out, rp_cache *c, kind k, const void *key, size_t len,
     if ((k != K_TAGS && (rc = check_key("key", key, len, err))) ||
         (rc = check_tag_list(tags, k == K_TAGS, err)))
         return rc;
-    if ((rc = rp_op__new(out, c->client, &cache_class, 1, (void **)&s, err)))
+    /* (an entry may have tags its reader did not name: room for all it may have) */
+    spread = tags && tags->count > 0 && rp_client__cluster(c->client, 0) != NULL;
+    if ((rc = rp_op__new_on(out, c->client, &cache_class,
+                            spread ? (k == K_TAGS ? tags->count : 1 + RP_CACHE_TAGS_MAX) : 1, 0,
+                            (void **)&s, err)))
         return rc;
     s->c = c;
+    s->spread = spread;
     s->kind = k;
     s->ntags = tags ? tags->count : 0;
     rc = RP_OK;

@@ -64,6 +64,7 @@ typedef struct rp_node_io {
     size_t nsys, capsys;
     rp_buf route_key;       /* given: the key whose slot routes the node's commands */
     int has_route_key;
+    size_t endpoint;        /* the client's endpoint the node talks to */
 } rp_node_io;
 
 /* An inflight entry naming one of the node's sys commands instead of one of its cmds. */
@@ -124,8 +125,11 @@ static size_t max_reply(const rp_client *client)
     return rp_client__options(client)->max_reply_size;
 }
 
-int rp_op__new(rp_op **out, rp_client *client, const rp_op_class *cls, size_t nodes,
-               void **state_out, rp_error *err)
+/* NO_ENDPOINT: node i talks to endpoint i (rp_op__new); else every node to that one. */
+#define NO_ENDPOINT ((size_t)-1)
+
+static int op_new(rp_op **out, rp_client *client, const rp_op_class *cls, size_t nodes,
+                  size_t endpoint, void **state_out, rp_error *err)
 {
     const rp_allocator *a = rp_client__allocator(client);
     rp_op *op;
@@ -147,7 +151,8 @@ int rp_op__new(rp_op **out, rp_client *client, const rp_op_class *cls, size_t no
         if (!op->nodes[i].reader)
             goto oom;
         /* a handshake talks to the connection it is given: never routed */
-        op->nodes[i].map = cls->direct ? NULL : rp_client__cluster(client, i);
+        op->nodes[i].endpoint = endpoint == NO_ENDPOINT ? i : endpoint;
+        op->nodes[i].map = cls->direct ? NULL : rp_client__cluster(client, op->nodes[i].endpoint);
         op->nodes[i].target = -1;
     }
     *state_out = op->state;
@@ -157,6 +162,18 @@ oom:
     op->cls = NULL; /* no destroy: the state was never set up */
     rp_op_free(op);
     return rp_error__set(err, RP_ENOMEM, "out of memory creating %s", cls->name);
+}
+
+int rp_op__new(rp_op **out, rp_client *client, const rp_op_class *cls, size_t nodes,
+               void **state_out, rp_error *err)
+{
+    return op_new(out, client, cls, nodes, NO_ENDPOINT, state_out, err);
+}
+
+int rp_op__new_on(rp_op **out, rp_client *client, const rp_op_class *cls, size_t nodes,
+                  size_t endpoint, void **state_out, rp_error *err)
+{
+    return op_new(out, client, cls, nodes, endpoint, state_out, err);
 }
 
 static void cmd_clear(const rp_allocator *a, rp_cmd *c)
@@ -308,7 +325,7 @@ int rp_op__script(rp_op *op, size_t node, const char *script, int nkeys, int nar
     /* a target not known to have the script gets its source at once (EVAL); a cluster's
      * node is known once the command is routed (cluster_dispatch) */
     op->nodes[node].cmds[op->nodes[node].ncmds - 1].as_eval =
-        !op->nodes[node].map && !rp_script__known(s, node);
+        !op->nodes[node].map && !rp_script__known(s, op->nodes[node].endpoint);
     return RP_OK;
 }
 
@@ -321,7 +338,7 @@ static int encode_cmd(rp_op *op, rp_node_io *n, rp_cmd *c)
     int rc;
     /* an endpoint that rejected a script's shebang gets every script's legacy variant */
     c->legacy = c->script &&
-                rp_script__pre7(rp_client__scripts(op->client), (size_t)(n - op->nodes));
+                rp_script__pre7(rp_client__scripts(op->client), n->endpoint);
     if (c->script) {
         /* same arguments, with the variant's source (EVAL) or SHA1 (EVALSHA) at argv[1] */
         const char *sha = c->argv[1];
@@ -406,13 +423,13 @@ static size_t script_index(const rp_op *op, const rp_cmd *c)
 }
 
 /* Records what node's target said of c's script: per endpoint, or per cluster node. */
-static void learn_script(const rp_op *op, const rp_node_io *n, size_t node, const rp_cmd *c)
+static void learn_script(const rp_op *op, const rp_node_io *n, const rp_cmd *c)
 {
     if (n->map && n->target >= 0)
         rp_cluster_map__script_learn(n->map, (size_t)n->target, script_index(op, c),
                                      !is_noscript(c));
     else if (!n->map)
-        rp_script__learn(c->script, node, !is_noscript(c));
+        rp_script__learn(c->script, n->endpoint, !is_noscript(c));
 }
 
 /* What a listening round sends owes no reply of its own (pub/sub answers with messages):
@@ -528,8 +545,8 @@ static int retry_noscript(rp_op *op, int *rc)
         for (j = 0; j < k; j++) {
             rp_cmd *c = &n->cmds[redo[j]];
             if (is_shebang_refused(c)) {
-                rp_script__learn_pre7(rp_client__scripts(op->client), i);
-                rp_script__learn(c->script, i, 0); /* it loaded nothing */
+                rp_script__learn_pre7(rp_client__scripts(op->client), n->endpoint);
+                rp_script__learn(c->script, n->endpoint, 0); /* it loaded nothing */
             }
             rp_reply_free(c->reply);
             c->reply = NULL;
@@ -923,7 +940,7 @@ static int after_failure(rp_op *op, rp_node_io *n, int *wait)
 }
 
 /* Node i answered: its redirected commands go again (at once, or after a pause). */
-static int after_replies(rp_op *op, size_t i, rp_node_io *n, int *again, int *wait)
+static int after_replies(rp_op *op, rp_node_io *n, int *again, int *wait)
 {
     size_t j;
     for (j = 0; j < n->first_new; j++) {
@@ -935,7 +952,7 @@ static int after_replies(rp_op *op, size_t i, rp_node_io *n, int *again, int *wa
         }
         if (needs_resend(c)) {
             if (is_shebang_refused(c))
-                rp_script__learn_pre7(rp_client__scripts(op->client), i);
+                rp_script__learn_pre7(rp_client__scripts(op->client), n->endpoint);
             c->as_eval = 1;
             rp_reply_free(c->reply);
             c->reply = NULL;
@@ -1006,7 +1023,7 @@ static int cluster_after_round(rp_op *op)
         else if (n->status != RP_OK)
             rc = after_failure(op, n, &wait);
         else
-            rc = after_replies(op, i, n, &again, &wait);
+            rc = after_replies(op, n, &again, &wait);
         if (rc < 0)
             return rc;
         if (wait) {
@@ -1397,7 +1414,7 @@ int rp_op_feed(rp_op *op, size_t node, const char *buf, size_t len)
                 return rc;
             }
             if (c->script) /* what the target knows of the script, for the next calls */
-                learn_script(op, n, node, c);
+                learn_script(op, n, c);
         }
     }
     if (n->reader->pos < n->reader->len)
@@ -1496,7 +1513,7 @@ int rp_op_target(const rp_op *op, size_t node, rp_endpoint *out)
         out->tls = u->tls;
         return RP_OK;
     }
-    return rp_client_endpoint_at(op->client, node, out);
+    return rp_client_endpoint_at(op->client, n->endpoint, out);
 }
 
 void rp_op_cancel(rp_op *op)

@@ -38,6 +38,12 @@ typedef struct rp_op_class {
 /* Creates an op of cls for client over nodes nodes; *state_out is zeroed state. */
 RP_INTERNAL int rp_op__new(rp_op **out, rp_client *client, const rp_op_class *cls,
                            size_t nodes, void **state_out, rp_error *err);
+/* The same, with every node talking to the client's endpoint (instead of node i to endpoint
+ * i): on a cluster each node is routed on its own, so commands bound for several masters go
+ * to all of them in one parallel round (one node each) instead of one master after the
+ * other. */
+RP_INTERNAL int rp_op__new_on(rp_op **out, rp_client *client, const rp_op_class *cls,
+                              size_t nodes, size_t endpoint, void **state_out, rp_error *err);
 /* The op's state if op is of class cls and DONE, else NULL. */
 RP_INTERNAL const void *rp_op__done_state(const rp_op *op, const rp_op_class *cls);
 RP_INTERNAL rp_client *rp_op__client(const rp_op *op);
