@@ -553,9 +553,26 @@ static int after_store(rp_op *op, cache_state *s, uint64_t now_ms)
     return RP_OK;
 }
 
+/* The keys of the Redis side, made once the op goes there (a near hit needs none). */
+static int make_keys(rp_op *op, cache_state *s)
+{
+    size_t i;
+    int rc = RP_OK;
+    for (i = 0; rc == RP_OK && i < s->ntags; i++)
+        rc = rp_cache__key(s->c, s->tags[i].data, s->tags[i].len, ":tag", &s->tag_keys[i]);
+    if (rc == RP_OK && s->kind != K_TAGS &&
+        ((rc = rp_cache__key(s->c, s->key.data, s->key.len, "", &s->entry)) ||
+         (rc = rp_cache__key(s->c, s->key.data, s->key.len, ":gen", &s->gen_key)) ||
+         (rc = rp_cache__key(s->c, s->key.data, s->key.len, ":lock", &s->lock_key))))
+        rc = RP_ENOMEM;
+    return rc ? rp_op__fail(op, RP_ENOMEM, "%s: out of memory", rp_op_name(op)) : RP_OK;
+}
+
 static int start(rp_op *op, cache_state *s, uint64_t now_ms)
 {
     rp_cache *c = s->c;
+    if (s->kind != K_GET && s->kind != K_LOAD && make_keys(op, s))
+        return RP_ENOMEM;
     switch (s->kind) {
     case K_GET:
     case K_LOAD:
@@ -574,6 +591,8 @@ static int start(rp_op *op, cache_state *s, uint64_t now_ms)
                 return RP_OK;
             }
         }
+        if (make_keys(op, s))
+            return RP_ENOMEM;
         return queue_read(op, s);
     case K_SET:
         if (rp_cache__message(c, 'k', s->key.data, s->key.len, &s->message))
@@ -727,13 +746,7 @@ static int begin(rp_op **out, rp_cache *c, kind k, const void *key, size_t len,
     if (k != K_TAGS)
         rc = set_buf(s, &s->key, key, len);
     for (i = 0; rc == RP_OK && i < s->ntags; i++)
-        if ((rc = set_buf(s, &s->tags[i], tags->items[i], tags->lens[i])) == RP_OK)
-            rc = rp_cache__key(c, tags->items[i], tags->lens[i], ":tag", &s->tag_keys[i]);
-    if (rc == RP_OK && k != K_TAGS &&
-        ((rc = rp_cache__key(c, key, len, "", &s->entry)) ||
-         (rc = rp_cache__key(c, key, len, ":gen", &s->gen_key)) ||
-         (rc = rp_cache__key(c, key, len, ":lock", &s->lock_key))))
-        rc = RP_ENOMEM;
+        rc = set_buf(s, &s->tags[i], tags->items[i], tags->lens[i]);
     if (rc != RP_OK) {
         rp_op_free(*out);
         *out = NULL;
