@@ -7,7 +7,7 @@
 -- Returns {found, value, negative, pttl, delta, stale, locked, generation, now, tag,
 -- version, ...}: found 1 with the entry's fields (value false when negative; stale 1 past
 -- an swr entry's soft expiry), else 0; locked 1 when this call took the load lock (a miss,
--- or a stale entry); generation false unless read; now the server's clock in ms (0 for a
+-- or a stale entry), 2 when Redis refused to store it; generation false unless read; now the server's clock in ms (0 for a
 -- hit of an entry without a soft expiry, unless xfetch reads the generation); then the
 -- entry's tags and the versions its fill recorded.
 -- (TIME only when it decides something: a hit of a plain entry does not ask for it)
@@ -15,9 +15,13 @@ local function clock()
     local t = redis.call('TIME')
     return t[1] * 1000 + math.floor(t[2] / 1000)
 end
+-- 1: locked, 0: another holder has it, 2: Redis refused the write (out of memory: a Redis
+-- older than 7 refuses it even here; the caller loads without the lock, nothing is stored)
 local function lock()
     if ARGV[1] == '' then return 0 end
-    return redis.call('SET', KEYS[3], ARGV[1], 'NX', 'PX', ARGV[2]) and 1 or 0
+    local r = redis.pcall('SET', KEYS[3], ARGV[1], 'NX', 'PX', ARGV[2])
+    if type(r) == 'table' and r.err then return 2 end
+    return r and 1 or 0
 end
 local function generation(loading)
     if ARGV[4] == '2' or (ARGV[4] == '1' and loading) then

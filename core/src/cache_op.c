@@ -40,6 +40,7 @@ typedef struct cache_state {
     rp_buf entry, gen_key, lock_key, message;
     char token[TOKEN_CHARS + 1];  /* load: the lock token ("" in mode none) */
     int locked;                   /* this op took the load lock */
+    int lock_refused;             /* Redis refused the lock's write (full): load unlocked */
     int as_miss;                  /* re-read: the entry's tags changed */
     double random;                /* xfetch's draw (0: draw one) */
     rp_reply *read;               /* the read script's reply (owned) */
@@ -417,6 +418,7 @@ static int after_read(rp_op *op, cache_state *s)
     if ((rc = read_versions(op, s, 1)))
         return rc;
     s->locked = field(r, 6) == 1;
+    s->lock_refused = field(r, 6) == 2;
     if (field(r, 0) != 1 || check_tags(s, s->ntags) != TAGS_MORE)
         return RP_OK;
     if ((rc = add_entry_tags(op, s)))
@@ -468,9 +470,11 @@ static int decide(rp_op *op, cache_state *s, uint64_t now_ms, tag_verdict tags)
     }
     if (s->kind == K_GET)
         return done_miss(op, s);
-    if (s->locked || !s->token[0])
+    if (s->locked || !s->token[0] || s->lock_refused)
         return start_load(op, s, now_ms);
-    /* another caller loads: poll for its value (or for its lock's end) */
+    /* another caller loads: poll for its value (or for its lock's end), reading the entry
+     * afresh (one that was stale by its tags may be the loader's new one by then) */
+    s->as_miss = 0;
     s->r.waits++;
     s->poll_ms = s->poll_ms ? s->poll_ms * 2 : POLL_MIN_MS;
     if (s->poll_ms > POLL_MAX_MS)
@@ -534,7 +538,10 @@ static int after_store(rp_op *op, cache_state *s, uint64_t now_ms)
     }
     if (r && r->type == RP_REPLY_ERROR && s->stage == S_FILL && r->len >= 3 &&
         memcmp(r->str, "OOM", 3) == 0) {
-        /* Redis is full: the value is still the caller's, it is just not kept */
+        /* Redis is full: the value is still the caller's, it is just not kept; the lock
+         * goes back at once (its release may run when Redis is full) */
+        if (s->locked)
+            return queue_unlock(op, s);
         rp_op__done(op);
         return RP_OK;
     }
@@ -547,7 +554,7 @@ static int after_store(rp_op *op, cache_state *s, uint64_t now_ms)
         if (s->r.stored && s->c->near && s->kind == K_LOAD)
             rp_near__put(s->c->near, s->near_epoch, s->key.data, s->key.len, s->loaded,
                          s->loaded_len, s->tags, s->ntags, now_ms,
-                         near_ttl(s, s->c->o.ttl_ms));
+                         near_ttl(s, s->loaded ? s->c->o.ttl_ms : s->c->o.negative_ttl_ms));
     }
     rp_op__done(op);
     return RP_OK;
