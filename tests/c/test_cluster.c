@@ -19,6 +19,10 @@
  *               masters (three times) while the main thread loops lock cycles and checks
  *               (and a lock in the same slot stays held): no error, fence tokens
  *               consecutive, the limiter's remaining exact, the held lock still owned
+ *   cache tags  a cache entry and its tag's version on two different masters: a tagged
+ *               read sends both in its first round (two targets at once, not one after
+ *               the other); invalidating the tag on its master misses the entry on the
+ *               other; a load records the new version
  *   failover    SIGKILL the master of a lock's slot: the call right after fails with a
  *               clear error within the command timeout (or succeeds); once the replica is
  *               promoted, calls on the same client succeed (fence tokens still increase)
@@ -713,6 +717,91 @@ static void test_moved(rp_client *c)
 
 /* --- d: failover ------------------------------------------------------------------------- */
 
+
+/* A cache's blocking ops with a loader that returns "fresh". */
+static void cache_load_call(void *ud, rp_op *op, size_t arg, const rp_value *values,
+                            size_t count, rp_value *result)
+{
+    (void)ud; (void)op; (void)arg; (void)values; (void)count;
+    *result = rp_value_bytes("fresh", 5);
+}
+
+static rp_cache_result cache_drive(rp_client *c, rp_op *op)
+{
+    rp_drive_hooks hooks = { NULL, cache_load_call, NULL };
+    rp_cache_result r;
+    rp_error err;
+    RP_CHECK(rp_client_drive(c, op, &hooks, &err) == RP_OK, "cache op: %s", err.message);
+    RP_CHECK(rp_cache_result_of(op, &r) == RP_OK, "cache result");
+    return r;
+}
+
+static void test_cache_tags(rp_client *c)
+{
+    rp_cache_options o = RP_CACHE_OPTIONS_INIT;
+    rp_cache *cache;
+    rp_cache_tags tags;
+    rp_cache_result r;
+    rp_error err;
+    rp_op *op;
+    char tag[32], tag_key[96];
+    const void *items[1];
+    size_t lens[1], i, sending = 0;
+    int entry_owner = owner_of(keyslot("rptest:cache:{tc:user:1}"), NULL), t;
+    o.ttl_ms = 60000;
+    RP_CHECK(rp_cache_new(&cache, c, "tc", 2, &o, &err) == RP_OK, "cache: %s", err.message);
+    for (t = 0; t < 100; t++) { /* a tag on another master than the entry */
+        snprintf(tag, sizeof tag, "team%d", t);
+        snprintf(tag_key, sizeof tag_key, "rptest:cache:{tc:%s}:tag", tag);
+        if (owner_of(keyslot(tag_key), NULL) != entry_owner)
+            break;
+    }
+    RP_CHECK(t < 100, "no tag on another master");
+    items[0] = tag;
+    lens[0] = strlen(tag);
+    tags.items = items;
+    tags.lens = lens;
+    tags.count = 1;
+    RP_CHECK(rp_cache_load_op(&op, cache, "user:1", 6, &tags, 0, &err) == RP_OK, "%s", err.message);
+    r = cache_drive(c, op);
+    RP_CHECK(r.loaded && r.stored, "first load stored");
+    rp_op_free(op);
+    /* the tagged read's first round (the map is known by now): both masters at once */
+    RP_CHECK(rp_cache_get_op(&op, cache, "user:1", 6, &tags, &err) == RP_OK, "%s", err.message);
+    RP_CHECK(rp_op_step(op, rp_monotonic_ms()) == RP_STEP_IO, "a round");
+    for (i = 0; i < rp_op_nodes(op); i++) {
+        const char *bytes;
+        size_t len = 0;
+        if (rp_op_request(op, i, &bytes, &len) == RP_OK && len > 0)
+            sending++;
+    }
+    RP_CHECK(sending == 2, "the entry and its tag in one round: %zu targets", sending);
+    rp_op_free(op);
+    RP_CHECK(rp_cache_get_op(&op, cache, "user:1", 6, &tags, &err) == RP_OK, "%s", err.message);
+    r = cache_drive(c, op);
+    RP_CHECK(r.hit && r.value_len == 5, "a hit");
+    rp_op_free(op);
+    RP_CHECK(rp_cache_invalidate_tags_op(&op, cache, &tags, &err) == RP_OK, "%s", err.message);
+    cache_drive(c, op);
+    rp_op_free(op);
+    RP_CHECK(key_exists_on(&nodes[owner_of(keyslot(tag_key), NULL)], tag_key), "tag on its master");
+    RP_CHECK(rp_cache_get_op(&op, cache, "user:1", 6, NULL, &err) == RP_OK, "%s", err.message);
+    r = cache_drive(c, op);
+    RP_CHECK(!r.hit, "invalidated by its tag on another master");
+    rp_op_free(op);
+    RP_CHECK(rp_cache_load_op(&op, cache, "user:1", 6, &tags, 0, &err) == RP_OK, "%s", err.message);
+    r = cache_drive(c, op);
+    RP_CHECK(r.loaded && r.stored, "reloaded");
+    rp_op_free(op);
+    RP_CHECK(rp_cache_get_op(&op, cache, "user:1", 6, &tags, &err) == RP_OK, "%s", err.message);
+    r = cache_drive(c, op);
+    RP_CHECK(r.hit, "the new version recorded");
+    rp_op_free(op);
+    rp_cache_free(cache);
+    printf("ok cache tags: entry on master %d, tag %s on another, one round\n", entry_owner, tag);
+    passed++;
+}
+
 static void test_failover(rp_client *c)
 {
     char lname[NAME_MAX_LEN], other_name[NAME_MAX_LEN];
@@ -913,6 +1002,7 @@ int main(void)
     test_cross_slot(c);
     test_ask(c);
     test_moved(c);
+    test_cache_tags(c);
     test_failover(c);
     rp_client_free(c);
     for (i = 0; i < nnodes; i++)
