@@ -321,20 +321,28 @@ int rp_near__apply(rp_near *n, const char *kind, size_t kind_len, const char *da
         n->armed = 1;
     } else if (is_kind(kind, kind_len, "message") || is_kind(kind, kind_len, "pmessage")) {
         if (!parse(data, data_len, &seq, &what, &id, &id_len)) {
-            clear_all(n); /* not ours: whatever it meant, nothing here can be vouched for */
+            /* not ours: whatever it meant, nothing here can be vouched for */
+            *dropped = (int64_t)n->count;
+            clear_all(n);
             *cleared = 1;
         } else if (gap(n, data, seq)) {
             *dropped = (int64_t)n->count;
             clear_all(n);
             *cleared = 1;
         } else {
+            /* (the handle's own messages drop too: its write dropped its copy when it
+             * began, but a read of another thread may have refilled it from Redis before
+             * the write got there) */
             *dropped = what == 'k' ? drop_locked(n, id, id_len) : drop_tag_locked(n, id, id_len);
         }
     } else {
-        /* reconnect, unsubscribe: messages may be missed from now on */
+        /* A reconnect notice comes once the subscription is live again (the listen op
+         * re-subscribed first): what was published meanwhile was missed, so everything
+         * goes, and the near-cache serves again from here. An unsubscribe (or anything
+         * unknown) ends the vouching. */
         *dropped = (int64_t)n->count;
         clear_all(n);
-        n->armed = 0;
+        n->armed = is_kind(kind, kind_len, "reconnect");
         n->npublishers = 0;
         *cleared = 1;
     }
@@ -345,7 +353,9 @@ int rp_near__apply(rp_near *n, const char *kind, size_t kind_len, const char *da
 void rp_near__stats(rp_near *n, int64_t *entries, int *armed)
 {
     pthread_mutex_lock(&n->mu);
-    *entries = (int64_t)n->count;
-    *armed = n->armed;
+    if (entries)
+        *entries = (int64_t)n->count;
+    if (armed)
+        *armed = n->armed;
     pthread_mutex_unlock(&n->mu);
 }

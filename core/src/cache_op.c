@@ -218,14 +218,60 @@ static int queue_store(rp_op *op, cache_state *s, char mode, const char *value, 
     return RP_OK;
 }
 
+/* The load lock's release, an op of its own: whether it reaches Redis or not, what the
+ * cache op reports is why it gave the lock back (the loader's error, a cancel); a lock whose
+ * release was lost expires after lock_ttl. */
+typedef struct unlock_state {
+    const rp_allocator *alloc;
+    rp_buf lock_key;
+    char token[TOKEN_CHARS + 1];
+    int sent;
+} unlock_state;
+
+static int unlock_advance(rp_op *op, void *state, uint64_t now_ms)
+{
+    unlock_state *u = state;
+    const char *argv[2] = { u->lock_key.data, u->token };
+    size_t lens[2] = { u->lock_key.len, TOKEN_CHARS };
+    int rc;
+    (void)now_ms;
+    if (u->sent) {
+        rp_op__done(op); /* released, not ours any more, or failed: the same to the caller */
+        return RP_OK;
+    }
+    u->sent = 1;
+    if ((rc = rp_op__script(op, 0, "lock_release", 1, 1, argv, lens)))
+        return rp_op__fail(op, rc, "cache.unlock: could not queue the lock's release");
+    return RP_OK;
+}
+
+static void unlock_destroy(rp_op *op, void *state)
+{
+    unlock_state *u = state;
+    (void)op;
+    rp_buf__free(u->alloc, &u->lock_key);
+}
+
+static const rp_op_class unlock_class = {
+    "cache.unlock", sizeof(unlock_state), unlock_advance, unlock_destroy, 1, NULL, 0, 0, 0
+};
+
 static int queue_unlock(rp_op *op, cache_state *s)
 {
-    const char *argv[2] = { s->lock_key.data, s->token };
-    size_t lens[2] = { s->lock_key.len, TOKEN_CHARS };
+    unlock_state *u;
+    rp_op *child;
+    rp_error e;
     int rc;
-    if ((rc = rp_op__script(op, 0, "lock_release", 1, 1, argv, lens)))
-        return rp_op__fail(op, rc, "%s: could not queue the lock's release", rp_op_name(op));
+    if ((rc = rp_op__new_on(&child, s->c->client, &unlock_class, 1, 0, (void **)&u, &e)))
+        return rp_op__fail(op, rc, "%s: %s", rp_op_name(op), e.message);
+    u->alloc = alloc_of(s);
+    memcpy(u->token, s->token, sizeof u->token);
+    if (set_buf(s, &u->lock_key, s->lock_key.data, s->lock_key.len)) {
+        rp_op_free(child);
+        return rp_op__fail(op, RP_ENOMEM, "%s: out of memory", rp_op_name(op));
+    }
     s->stage = S_UNLOCK;
+    rp_op__delegate(op, child);
     return RP_OK;
 }
 
@@ -292,6 +338,15 @@ static int read_fits(const rp_reply *r)
     for (i = READ_FIELDS; i < r->elements; i++)
         if (r->element[i]->type != RP_REPLY_STRING)
             return 0;
+    /* flags in range, and a found entry is either a value or none, never both or neither */
+    if ((unsigned long long)r->element[0]->integer > 1 ||
+        (unsigned long long)r->element[2]->integer > 1 ||
+        (unsigned long long)r->element[5]->integer > 1 ||
+        (unsigned long long)r->element[6]->integer > 2 || r->element[4]->integer < 0)
+        return 0;
+    if (r->element[0]->integer == 1 &&
+        (r->element[1]->type == RP_REPLY_STRING) == (r->element[2]->integer == 1))
+        return 0;
     return 1;
 }
 
@@ -793,6 +848,8 @@ int rp_cache_load_op(rp_op **out, rp_cache *c, const void *key, size_t len,
 {
     cache_state *s;
     int rc;
+    if (out)
+        *out = NULL;
     if (!(random >= 0) || random > 1)
         return rp_error__set(err, RP_EINVAL, "random must be in (0, 1], or 0 for a draw of "
                              "the core's (got %g)", random);
@@ -809,6 +866,8 @@ static int begin_store(rp_op **out, rp_cache *c, kind k, const void *key, size_t
 {
     cache_state *s;
     int rc;
+    if (out)
+        *out = NULL;
     if (c && !value && c->o.negative_ttl_ms == 0)
         return rp_error__set(err, RP_EINVAL, "value is required: this cache keeps no negative "
                              "entries (negative_ttl 0)");

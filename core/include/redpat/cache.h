@@ -40,10 +40,13 @@
  * Near-cache (near_size > 0): an LRU of at most near_size entries in the handle, each kept
  * at most near_ttl, answering get / get_or_load without a round trip. It serves only while
  * the handle is "armed": a subscriber of rp_cache_channel feeds every message it gets to
- * rp_cache_near_apply; its subscribe confirmation arms, a reconnect (or unsubscribe) clears
- * and disarms. Invalidations carry <publisher id>:<sequence>, so a message that shows a gap
- * in a publisher's sequence clears the near-cache too. A handle's own writes drop its own
- * copy at once. The near-cache is guarded by a mutex: one handle may be shared by threads.
+ * rp_cache_near_apply; its subscribe confirmation arms, a reconnect notice (the
+ * subscription is live again, but messages were missed) clears and stays armed, an
+ * unsubscribe clears and disarms. Invalidations carry <publisher id>:<sequence>, so a
+ * message that shows a gap in a publisher's sequence clears the near-cache too. A handle's
+ * own writes drop its own copy at once, and again when their message comes back (another
+ * thread's read may have refilled it meanwhile). The near-cache is guarded by a mutex: one
+ * handle may be shared by threads.
  */
 #ifndef REDPAT_CACHE_H
 #define REDPAT_CACHE_H

@@ -80,10 +80,10 @@ const char *rp_client_namespace(const rp_client *client);
 
 /* Drives op to the end over the client's connection (blocking). Returns RP_OK when the
  * op is DONE, else its error code with details in err. RP_EINVAL if the client has no
- * connection (made with url NULL). op may have been made from another client (its maker
- * still supplies the namespace, scripts and allocator, and must outlive it): this client
- * only lends its connection, so a pool of connected clients can run ops made from one
- * connectionless client shared by threads. */
+ * connection (made with url NULL). op may have been made from another client over the
+ * same URL (its maker supplies the namespace, scripts and allocator, and the endpoints its
+ * targets name, and must outlive it): this client only lends its connections, so a pool of
+ * clients can run ops made from one client shared by threads. */
 int rp_client_run(rp_client *client, rp_op *op, rp_error *err);
 
 /* A driver's own wait, for rp_client_run_sleeping: sleep ms milliseconds and return 0, or
