@@ -322,7 +322,7 @@ static int elem_int(const rp_reply *r, size_t i, long long *out)
 }
 
 /* Checks the read reply's shape; 1 when it fits. */
-static int read_fits(const rp_reply *r)
+static int read_fits(const rp_reply *r, int has_token)
 {
     long long v;
     size_t i;
@@ -342,7 +342,8 @@ static int read_fits(const rp_reply *r)
     if ((unsigned long long)r->element[0]->integer > 1 ||
         (unsigned long long)r->element[2]->integer > 1 ||
         (unsigned long long)r->element[5]->integer > 1 ||
-        (unsigned long long)r->element[6]->integer > 2 || r->element[4]->integer < 0)
+        (unsigned long long)r->element[6]->integer > (has_token ? 2u : 0u) ||
+        r->element[4]->integer < 0)
         return 0;
     if (r->element[0]->integer == 1 &&
         (r->element[1]->type == RP_REPLY_STRING) == (r->element[2]->integer == 1))
@@ -468,7 +469,7 @@ static int after_read(rp_op *op, cache_state *s)
     int rc;
     rp_reply_free(s->read);
     s->read = r;
-    if (!read_fits(r))
+    if (!read_fits(r, s->token[0] != '\0'))
         return rp_op__expected(op, r, "the cache read script's reply");
     if ((rc = read_versions(op, s, 1)))
         return rc;
@@ -547,7 +548,12 @@ static int after_call(rp_op *op, cache_state *s, uint64_t now_ms)
     int status = rp_op__call_result(op, &bytes, &len);
     if (status != RP_OK) {
         s->call_status = status;
-        snprintf(s->call_message, sizeof s->call_message, "%.*s", (int)len, bytes);
+        if (len > 0)
+            snprintf(s->call_message, sizeof s->call_message, "%.*s", (int)len, bytes);
+        else /* (a Python ValueError() or a Lua error("") says nothing) */
+            snprintf(s->call_message, sizeof s->call_message, "%s: the %s %s", rp_op_name(op),
+                     s->kind == K_WRITE ? "writer" : "loader",
+                     status == RP_ECANCELED ? "was cancelled" : "failed");
         return s->locked ? queue_unlock(op, s) : rp_op__fail(op, status, "%s", s->call_message);
     }
     if (s->kind == K_WRITE) { /* the database took it: now the cache */
@@ -661,7 +667,9 @@ static int start(rp_op *op, cache_state *s, uint64_t now_ms)
             return rp_op__fail(op, RP_ENOMEM, "%s: out of memory", rp_op_name(op));
         if (c->near)
             rp_near__drop(c->near, s->key.data, s->key.len);
-        s->r.loaded = 0;
+        s->r.negative = !s->has_value;
+        s->r.value = s->has_value ? (s->value.data ? s->value.data : "") : NULL;
+        s->r.value_len = s->value.len;
         if (s->ntags) {
             s->stage = S_TAG_VERSIONS;
             if (queue_tag_gets(op, s))
@@ -695,10 +703,25 @@ static int start(rp_op *op, cache_state *s, uint64_t now_ms)
 /* Cancelled (or the loader failed) while this op may hold the load lock: release it. */
 static int cancelled(rp_op *op, cache_state *s)
 {
-    if (!s->token[0] || s->stage == S_STORE)
-        return rp_op__fail(op, RP_ECANCELED, "%s: cancelled", rp_op_name(op));
+    /* what became of a write the cancel broke or followed (as the engine says it for ops
+     * that do not clean up) */
+    const char *note = "";
+    int may_hold;
+    size_t i;
+    if (s->stage == S_STORE || s->stage == S_FILL) {
+        int in_doubt = 0;
+        for (i = 0; i < rp_op_nodes(op); i++)
+            in_doubt |= rp_op__in_doubt(op, i);
+        note = in_doubt ? " with its request in flight: it may have taken effect"
+                        : " after Redis answered: it took effect";
+    }
+    /* the lock may be ours: taken by a read, or by a read the cancel broke (not by a
+     * poll's read, which said another holder has it); the release checks the token */
+    may_hold = s->token[0] && (s->locked || s->stage == S_READ || s->stage == S_TAGS_EXTRA);
+    if (!may_hold || s->lock_key.len == 0)
+        return rp_op__fail(op, RP_ECANCELED, "%s: cancelled%s", rp_op_name(op), note);
     s->call_status = RP_ECANCELED;
-    snprintf(s->call_message, sizeof s->call_message, "%s: cancelled", rp_op_name(op));
+    snprintf(s->call_message, sizeof s->call_message, "%s: cancelled%s", rp_op_name(op), note);
     return queue_unlock(op, s);
 }
 
