@@ -1,7 +1,8 @@
 #!lua flags=allow-oom
 -- Cache read. KEYS[1] entry, KEYS[2] generation, KEYS[3] load lock.
 -- ARGV[1] lock token ('': never lock), ARGV[2] lock TTL (ms), ARGV[3] '1': the entry is
--- known stale (its tags changed since its fill): answer a miss; ARGV[4] when to read the
+-- known stale (its tags changed since its fill; ARGV[5..] the tag, version pairs it
+-- recorded): answer a miss if it is still that fill; ARGV[4] when to read the
 -- generation: '0' never, '1' when this caller is to load (a miss, a stale swr entry it
 -- took the lock for), '2' always (xfetch may recompute any hit).
 -- Returns {found, value, negative, pttl, delta, stale, locked, generation, now, tag,
@@ -29,8 +30,21 @@ local function generation(loading)
     end
     return false
 end
-local h = {}
-if ARGV[3] ~= '1' then h = redis.call('HGETALL', KEYS[1]) end
+local h = redis.call('HGETALL', KEYS[1])
+if ARGV[3] == '1' and #h > 0 then
+    -- the caller found this entry stale by its tags (ARGV[5..]: the tag, version pairs it
+    -- recorded then): still that fill? then it is a miss; a fill that replaced it meanwhile
+    -- is answered (the caller checks its tags again)
+    local seen, n, same = {}, 0, true
+    for j = 5, #ARGV, 2 do seen[ARGV[j]] = ARGV[j + 1] end
+    for i = 1, #h, 2 do
+        if string.sub(h[i], 1, 2) == 't:' then
+            n = n + 1
+            if seen[string.sub(h[i], 3)] ~= h[i + 1] then same = false end
+        end
+    end
+    if same and 2 * n == #ARGV - 4 then h = {} end
+end
 if #h == 0 then
     local locked = lock()
     return {0, false, 0, 0, 0, 0, locked, generation(true), clock()}

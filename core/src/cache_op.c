@@ -132,8 +132,9 @@ static int queue_tag_gets(rp_op *op, cache_state *s)
 
 static int queue_read(rp_op *op, cache_state *s)
 {
-    const char *argv[7];
-    size_t lens[7];
+    enum { FIXED = 7, ARGS = FIXED + 2 * RP_CACHE_TAGS_MAX };
+    const char *argv[ARGS];
+    size_t lens[ARGS], n = FIXED, i;
     char nums[1][RP_I64_CHARS];
     size_t k = 0;
     int rc;
@@ -147,7 +148,16 @@ static int queue_read(rp_op *op, cache_state *s)
     num_arg(nums, &k, s->c->o.lock_ttl_ms, argv, lens, 4);
     argv[5] = s->as_miss ? "1" : "0"; lens[5] = 1;
     argv[6] = genmode; lens[6] = 1;
-    if ((rc = rp_op__script(op, 0, "cache_read", 3, 4, argv, lens)) ||
+    /* re-reading as a miss: the stale entry's recorded tag versions, so the script can tell
+     * it from a fill that replaced it meanwhile (that one is answered, not skipped) */
+    for (i = READ_FIELDS; s->as_miss && s->read && i + 1 < s->read->elements && n + 2 <= ARGS;
+         i += 2) {
+        argv[n] = s->read->element[i]->str;
+        lens[n++] = s->read->element[i]->len;
+        argv[n] = s->read->element[i + 1]->str;
+        lens[n++] = s->read->element[i + 1]->len;
+    }
+    if ((rc = rp_op__script(op, 0, "cache_read", 3, (int)(n - 3), argv, lens)) ||
         (rc = queue_tag_gets(op, s)))
         return rp_op__fail(op, rc, "%s: could not queue the read", rp_op_name(op));
     s->stage = S_READ;
