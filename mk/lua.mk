@@ -1,4 +1,4 @@
-# Lua frontend (issues 4, 8, 9): the redpat rock for Lua 5.4 and LuaJIT in local trees, its
+# Lua frontend (issues 4, 8, 9, 13): the redpat rock for Lua 5.4 and LuaJIT in local trees, its
 # tests (matrix runners, Lua-specific tests, the driver contract's tests over five servers,
 # OpenResty tests in a private nginx) and benchmarks.
 # Included by the top-level Makefile, which defines ROOT, BUILD, LOGS, HARNESS, bootstrap.
@@ -51,7 +51,7 @@ lua-rock: lua-rock-5.4 lua-rock-luajit
 # a single new file. The rockspec compiles every core/src/*.c (lua/rock.mk), as CMake does.
 # $(1): tree name, $(2): the README's recipe
 define lua_rock_build
-	@! grep -nE 'rp_(lock|redlock|ratelimit|fence|pubsub|subscription)_[a-z_]+ *\(' $(ROOT)/lua/*.c || \
+	@! grep -nE 'rp_(lock|redlock|ratelimit|fence|pubsub|subscription|cache)_[a-z_]+ *\(' $(ROOT)/lua/*.c || \
 	  { echo "lua.mk: the Lua glue calls pattern functions; it must go through the descriptors" >&2; exit 1; }
 	@n=$$(cat $(ROOT)/lua/*.c | wc -l); [ $$n -le $(LUA_GLUE_MAX_LINES) ] || \
 	  { echo "lua.mk: lua/*.c is $$n lines, over its budget of $(LUA_GLUE_MAX_LINES)" >&2; exit 1; }
@@ -81,6 +81,8 @@ test-lua: lua-rock
 	$(LUA_HARNESS) env $(LUA_ENV_JIT) REDPAT_MATRIX_DIR=$(LUA_MATRIX_DIRS) luajit $(ROOT)/tests/lua/run_matrix.lua luajit 2>&1 | tee $(LOGS)/test-lua-matrix-luajit.log
 	$(HARNESS) env $(LUA_ENV_54) lua5.4 $(ROOT)/tests/lua/test_lua.lua lua5.4 2>&1 | tee $(LOGS)/test-lua-specific-lua5.4.log
 	$(HARNESS) env $(LUA_ENV_JIT) luajit $(ROOT)/tests/lua/test_lua.lua luajit 2>&1 | tee $(LOGS)/test-lua-specific-luajit.log
+	$(HARNESS) env $(LUA_ENV_54) lua5.4 $(ROOT)/tests/lua/test_cache.lua lua5.4 2>&1 | tee $(LOGS)/test-lua-cache-lua5.4.log
+	$(HARNESS) env $(LUA_ENV_JIT) luajit $(ROOT)/tests/lua/test_cache.lua luajit 2>&1 | tee $(LOGS)/test-lua-cache-luajit.log
 	$(LUA_HARNESS) env $(LUA_ENV_54) lua5.4 $(ROOT)/tests/lua/test_contract.lua lua5.4 2>&1 | tee $(LOGS)/test-lua-contract-lua5.4.log
 	$(LUA_HARNESS) env $(LUA_ENV_JIT) luajit $(ROOT)/tests/lua/test_contract.lua luajit 2>&1 | tee $(LOGS)/test-lua-contract-luajit.log
 	$(HARNESS) env $(LUA_ENV_54) lua5.4 $(ROOT)/examples/lua/lock.lua 2>&1 | tee $(LOGS)/test-lua-example.log

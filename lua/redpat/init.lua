@@ -14,13 +14,18 @@
 --   client:publish("news", payload)
 --   local sub = assert(client:subscribe{ channels = { "news" }, patterns = { "ev:*" } })
 --   for msg in sub:messages(1000) do ... msg.kind, msg.channel, msg.data ... end
+--   local users = assert(client:cache("users", { ttl = 60000, stampede = "lock" }))
+--   local user, err, rec = users:get_or_load(id, function(key) return db_row(key) end)
+--   -- user: the value (JSON by default), nil with rec.negative for "none"; err on failure
+--   users:set(id, user); users:write(id, user, save_row); users:delete(id)
 --
 -- Every method comes from the core's op descriptors (redpat.descriptors): the C glue
 -- (redpat.core) converts arguments and results by them, so this file holds only Lua idiom:
 -- which arguments are positional and which go in a trailing options table, records
 -- unpacked into multiple returns, 1-based indexes, `nil, err, detail`, scoped use
--- (lock:with, lock:using, <close>), subscriptions as iterators, the OpenResty driver and
--- headers helper.
+-- (lock:with, lock:using, <close>), subscriptions as iterators, values through a
+-- serializer and the near-cache's subscriber (caches), the OpenResty driver and headers
+-- helper.
 --
 -- Names and units are the core's: options are called as the descriptors call them (ttl,
 -- wait, retry_min, ...) and every time is integer milliseconds (math.huge: forever, where
@@ -41,9 +46,9 @@
 -- round, callbacks in light threads of their own) and waits with ngx.sleep; elsewhere it
 -- uses the core's own blocking driver (parallel rounds over its own pool; a callback runs in
 -- the calling thread while a helper thread renews). Choose explicitly with opts.driver =
--- "cosocket" | "blocking". Ops that take a function (lock.using's fn) take a Lua function;
--- long-lived ops (a subscription's listen) run through redpat.open on connections of their
--- own.
+-- "cosocket" | "blocking". Ops that take a function (lock.using's fn, a cache's loader and
+-- writer) take a Lua function; long-lived ops (a subscription's listen) run through
+-- redpat.open on connections of their own.
 local core = require "redpat.core"
 
 local call, begin = core.call, core.begin
@@ -242,6 +247,14 @@ local IDIOM = {
     ["lock.renewal"] = { accessors = false },         -- lock:renewal(opts) -> plan
     ["subscription.new"] = { method = "subscription" },
     ["subscription.listen"] = false,                  -- sub:next(), sub:messages()
+    ["cache.new"] = false,                            -- client:cache(name, opts)
+    ["cache.get"] = false,                            -- cache:get(key, opts), cache:lookup
+    ["cache.get_or_load"] = false,                    -- cache:get_or_load(key, loader, opts)
+    ["cache.set"] = false,                            -- cache:set(key, value, opts)
+    ["cache.write"] = false,                          -- cache:write(key, value, writer, opts)
+    ["cache.delete"] = false,                         -- cache:delete(key)
+    ["cache.invalidate_tags"] = { pos = { "tags" } }, -- cache:invalidate_tags(tags) -> true
+    ["cache.near_apply"] = { pos = { "kind", "data" }, accessors = false },
 }
 
 -- How many of d's arguments after self a method takes positionally: the idiom's names
@@ -958,6 +971,527 @@ function Sub:close()
 end
 Sub.__close = Sub.close
 Sub.__gc = Sub.close -- Lua 5.4 (in LuaJIT the op, client and handle userdata do it)
+
+-- ---- caches: client:cache(name, opts) -> cache; cache:get(key, opts) -> value, nil, rec;
+-- cache:lookup(key, opts) -> rec; cache:get_or_load(key, loader, opts) -> value, nil, rec;
+-- cache:set(key, value, opts), cache:write(key, value, writer, opts) -> true, nil, rec;
+-- cache:delete(key) -> existed, nil, rec; cache:invalidate_tags(tags) -> true;
+-- cache:info() (no I/O); cache:near_pump(ms) (plain Lua); cache:near_apply(kind, data).
+--
+-- Every decision is the core's (cache.h): the keys, the stampede modes, versioned fills,
+-- tags and the near-cache. This layer only turns Lua values into bytes (the serializer)
+-- and runs the near-cache's subscriber.
+--
+-- Returns. Like lua-resty-mlcache's `value, err, hit_level`, a cache op returns its value,
+-- nil, and then the core's record (rec) of what happened: rec.hit (answered from the cache,
+-- Redis or near, without loading), rec.negative (the answer is "none": a negative entry, or
+-- the loader returned nil), rec.stale (swr: a stale value while another caller refreshes),
+-- rec.loaded (this call ran the loader), rec.stored (what was loaded or written went to the
+-- cache; false after an invalidation since the miss, a load past load_timeout, or
+-- negative_ttl 0), rec.near (answered from the near-cache: no round trip), rec.ttl (ms left
+-- in Redis), rec.waits (polls while another caller loaded), and rec.value (the value,
+-- decoded). A failure is nil, err, detail as everywhere in redpat. So
+--   local user, err, rec = users:get(id)
+--   if err then ... elseif user == nil then -- a miss (rec.hit false) or a negative hit
+--   (rec.negative) -- end
+-- A value is never nil on a hit: a negative hit returns nil without err, told from a miss
+-- by rec.negative (or rec.hit).
+--
+-- Values. opts.serializer: a table with encode(v) -> string and decode(s) -> v, called
+-- on every value written and read (a loader's result, set's and write's value); default
+-- redpat.json (lua-cjson, an instance of its own: cjson.new()). lua-cjson is not a
+-- dependency of the rock (OpenResty bundles it; in plain Lua install lua-cjson): without
+-- it there is no default, and client:cache raises unless opts.serializer is given.
+-- serializer = false: values are Lua strings, stored as they are (any bytes). A serializer
+-- that raises fails the op with err "callback" (detail.message says which of encode and
+-- decode, detail.error is what it raised), as the user's other functions do.
+--
+-- Callbacks. get_or_load's loader(key) returns the value, or nil for "none" (stored as a
+-- negative entry for negative_ttl). write's writer(key, value) is the system of record's
+-- write, run first (value nil: a negative write); the cache is written only when it
+-- returns. A loader or writer that raises: nothing is cached, the load lock is released,
+-- and the op returns nil, "callback", detail (detail.message: the error's text;
+-- detail.error: the value raised, to re-raise with error(detail.error, 0)). In plain Lua
+-- the function runs in the calling thread (it may use any redpat client, this one too);
+-- in OpenResty in a light thread of its own. Under redpat.cancel_on_abort an aborted
+-- request cancels a load in flight: its light thread is killed, the lock released, and
+-- the op ends nil, "cancelled". A request (or light thread) killed outright while it loads
+-- cannot run any clean-up: its load lock then expires after lock_ttl, after which the
+-- next caller loads.
+--
+-- The near-cache (near_size > 0) lives in the C handle: an LRU of near_size entries kept
+-- at most near_ttl ms, answering get / lookup / get_or_load without a round trip (rec.near)
+-- and without decoding the bytes again in C (Lua decodes what it hands out). The core
+-- serves from it only while its subscriber runs ("armed"): something must read the
+-- invalidations published on cache:info().channel and hand every message to the core
+-- (cache:near_apply(kind, data)). Which something:
+--   OpenResty: per nginx worker. A cache with near_size > 0 starts, in each worker that
+--     uses it, an ngx.timer running a subscription to the channel on a connection of its
+--     own; every message it gets (the subscribe confirmation that arms, invalidations, a
+--     reconnect that clears) goes to the core. The near-cache is the handle's,
+--     so per worker, not a lua_shared_dict: the core's LRU, its TTLs and its sequenced
+--     invalidations (a gap in a publisher's sequence clears it) are one C implementation
+--     shared by every frontend, serving the value's bytes with no (de)serialization and no
+--     lock shared between workers; a shared dict would need that logic again in Lua, with
+--     every hit paying a shdict lookup, its mutex and a copy out of shared memory, and the
+--     dict would still need one subscriber to keep it coherent. The cost: each worker
+--     fills its own copy (worker count times the misses) and holds one subscription
+--     connection per cache. Make caches once (a module-level table, init_by_lua or
+--     init_worker_by_lua), not per request; a cache made before the fork gets its
+--     subscriber in each worker at that worker's first use of it (any method, info()
+--     too). cache:close() stops the subscriber (within a second).
+--   Plain Lua (blocking driver): there is no event loop to run the subscriber in, so call
+--     cache:near_pump(ms) from your own loop: it reads the invalidations that came (for up
+--     to ms) and hands them to the core. Until the first near_pump the near-cache never
+--     serves (it is not armed); between two pumps an entry may be served up to near_ttl
+--     after another process changed it (the bound near_ttl always sets).
+local Cache = mts.cache.__index
+
+local cjson_lib -- loaded on first use: false when lua-cjson is not installed
+local function json_lib()
+    if cjson_lib == nil then
+        local ok, m = pcall(require, "cjson")
+        cjson_lib = ok and (m.new and m.new() or m) or false
+    end
+    return cjson_lib
+end
+
+--- redpat.json: the default serializer (lua-cjson): encode(v) -> string, decode(s) -> v.
+M.json = {
+    encode = function(v)
+        local j = json_lib() or error("redpat.json needs lua-cjson (not installed)", 2)
+        return j.encode(v)
+    end,
+    decode = function(s)
+        local j = json_lib() or error("redpat.json needs lua-cjson (not installed)", 2)
+        return j.decode(s)
+    end,
+}
+
+-- Each cache's state: ser (its serializer, or false) and near (its near-cache subscriber).
+local cache_state = setmetatable({}, { __mode = "k" })
+
+local function cache_failure(name, message, raised)
+    local _, e, detail = M.error(name, message)
+    detail.error = raised
+    return nil, e, detail
+end
+
+-- The bytes of value v under ser (raises for a wrong Lua type under serializer = false),
+-- or nil, err, detail when the serializer failed.
+local function encode(ser, v, what)
+    if not ser then
+        if type(v) ~= "string" then
+            error(("%s must be a string with serializer = false (got %s)"):format(what, type(v)), 3)
+        end
+        return v
+    end
+    local ok, s = pcall(ser.encode, v)
+    if not ok then
+        return cache_failure("callback", "serializer.encode raised: " .. tostring(s), s)
+    elseif type(s) ~= "string" then
+        return cache_failure("callback",
+            "serializer.encode returned " .. type(s) .. ", not a string")
+    end
+    return s
+end
+
+-- The record with its value decoded; returns value, nil, rec | nil, err, detail.
+local function decoded(ser, rec, err, detail)
+    if rec == nil then
+        return nil, err, detail
+    end
+    local v = rec.value
+    if v ~= nil and ser then
+        local ok, d = pcall(ser.decode, v)
+        if not ok then
+            return cache_failure("callback", "serializer.decode raised: " .. tostring(d), d)
+        end
+        v = d
+        rec.value = v
+    end
+    return v, nil, rec
+end
+
+local function run_of(name, npos)
+    local s = spec(core.descriptors[name], npos)
+    return s, performer(s, false)
+end
+
+local get_spec, run_get = run_of("cache.get", 1)
+local load_spec, run_load = run_of("cache.get_or_load", 2)
+local set_spec, run_set = run_of("cache.set", 2)
+local write_spec, run_write = run_of("cache.write", 3)
+local _, run_delete = run_of("cache.delete", 1)
+local cache_spec = spec(core.descriptors["cache.new"], 1, { "serializer" })
+local make_cache = performer(cache_spec, false)
+local near_apply_run = performer(spec(core.descriptors["cache.near_apply"], 0), false)
+
+local ensure_near -- (cache, st): the OpenResty subscriber, started in this worker
+
+-- The state of a cache (its serializer), starting its near-cache's subscriber when this
+-- worker has none yet (OpenResty).
+local function state_of(self)
+    local st = cache_state[self]
+    if st == nil then -- a handle made by redpat.perform("cache.new"): strings as they are
+        st = { ser = false }
+        cache_state[self] = st
+    end
+    local w = st.near
+    if w and not w.stopped and (not w.running or w.pid ~= w.worker_pid()) then
+        ensure_near(self, st) -- a worker forked after the cache was made, or it failed
+    end
+    return st
+end
+
+--- client:cache(name, opts) -> cache | nil, err, detail
+-- opts (the core's names, times in ms): ttl (required), negative_ttl (default 30000; 0:
+-- "none" is not cached), jitter (<= ttl), stampede ("lock" (default) | "none" | "swr" |
+-- "xfetch"), lock_ttl (5000), stale (swr: how long past ttl a stale value is served; 0 =
+-- ttl), beta (xfetch, 1.0), load_timeout (60000: a fill later than this is not cached),
+-- versioned (true), near_size (0: no near-cache), near_ttl (1000); and serializer (see
+-- above). An unknown option name raises.
+function Client:cache(name, opts)
+    local ser
+    if type(opts) == "table" then
+        ser = opts.serializer
+    end
+    if ser == nil then
+        if not json_lib() then
+            error("client:cache: lua-cjson is not installed, so there is no default serializer: "
+                .. "give serializer = false (values are strings) or { encode = f, decode = g }", 2)
+        end
+        ser = M.json
+    elseif ser ~= false
+        and not (type(ser) == "table" and ser.encode ~= nil and ser.decode ~= nil) then
+        error("client:cache: serializer must be false or a table with encode and decode (got "
+            .. type(ser) .. ")", 2)
+    end
+    local h, err, detail
+    if opts == nil then
+        h, err, detail = make_cache(self, name)
+    else
+        h, err, detail = make_cache(arguments(cache_spec, self, name, opts))
+    end
+    if not h then
+        return nil, err, detail
+    end
+    local st = { ser = ser }
+    cache_state[h] = st
+    if driver_of[h] and h:near_size() > 0 then
+        ensure_near(h, st)
+    end
+    return h
+end
+
+--- cache:get(key, opts) -> value, nil, rec | nil, nil, rec (a miss or a negative hit) |
+-- nil, err, detail. opts.tags: the tags the entry must carry (a list of strings).
+function Cache:get(key, opts)
+    local st = state_of(self)
+    if opts == nil then
+        return decoded(st.ser, run_get(self, key))
+    end
+    return decoded(st.ser, run_get(arguments(get_spec, self, key, opts)))
+end
+
+do -- cache:info() (no I/O) starts this worker's near-cache subscriber too, as any op does
+    local info = Cache.info
+    function Cache:info()
+        state_of(self)
+        return info(self)
+    end
+end
+
+--- cache:lookup(key, opts) -> rec | nil, err, detail: the core's record of a read (fields
+-- above; rec.value decoded).
+function Cache:lookup(key, opts)
+    local v, err, rec = self:get(key, opts)
+    if err ~= nil then
+        return v, err, rec
+    end
+    return rec
+end
+
+--- cache:get_or_load(key, loader, opts) -> value, nil, rec | nil, err, detail
+-- loader(key) -> value | nil ("none": a negative entry). opts.tags: the entry's tags;
+-- opts.random: xfetch's draw in (0, 1] (default: the core draws). The value of a load is
+-- the loader's own Lua value; others are decoded from the cache.
+function Cache:get_or_load(key, loader, opts)
+    if type(loader) ~= "function" then
+        error("cache:get_or_load: loader must be a function (got " .. type(loader) .. ")", 2)
+    end
+    local st = state_of(self)
+    local ser = st.ser
+    local raised, result
+    local function load(k)
+        local ok, v = pcall(loader, k)
+        if not ok then
+            raised = { v }
+            error(v, 0)
+        elseif v == nil then
+            return nil
+        end
+        local bytes, _, detail = encode(ser, v, "the loader's value")
+        if bytes == nil then
+            raised = { detail.error }
+            error(detail.message, 0)
+        end
+        result = { v }
+        return bytes
+    end
+    local rec, err, detail
+    if opts == nil then
+        rec, err, detail = run_load(self, key, load)
+    else
+        rec, err, detail = run_load(arguments(load_spec, self, key, load, opts))
+    end
+    if rec == nil then
+        if err == "callback" and raised then
+            detail.error = raised[1]
+        end
+        return nil, err, detail
+    end
+    if rec.loaded and result and rec.value ~= nil then
+        rec.value = result[1]
+        return result[1], nil, rec
+    end
+    return decoded(ser, rec)
+end
+
+--- cache:set(key, value, opts) -> true, nil, rec | nil, err, detail
+-- Stores value (nil: a negative entry) under key; opts.tags: its tags. Bumps the entry's
+-- generation (a load in flight will not overwrite it) and publishes the invalidation.
+function Cache:set(key, value, opts)
+    local st = state_of(self)
+    local bytes, err, detail
+    if value ~= nil then
+        bytes, err, detail = encode(st.ser, value, "value")
+        if bytes == nil then
+            return nil, err, detail
+        end
+    end
+    local rec
+    if opts == nil then
+        rec, err, detail = run_set(self, key, bytes)
+    else
+        rec, err, detail = run_set(arguments(set_spec, self, key, bytes, opts))
+    end
+    if rec == nil then
+        return nil, err, detail
+    end
+    rec.value = value
+    return true, nil, rec
+end
+
+--- cache:write(key, value, writer, opts) -> true, nil, rec | nil, err, detail
+-- Write-through: writer(key, value) first (your database's write; value nil: a negative
+-- write); only when it returns is the cache written, as set. A writer that raises leaves
+-- the cache untouched: nil, "callback", detail (detail.error: what it raised).
+function Cache:write(key, value, writer, opts)
+    if type(writer) ~= "function" then
+        error("cache:write: writer must be a function (got " .. type(writer) .. ")", 2)
+    end
+    local st = state_of(self)
+    local bytes, err, detail
+    if value ~= nil then
+        bytes, err, detail = encode(st.ser, value, "value")
+        if bytes == nil then
+            return nil, err, detail
+        end
+    end
+    local raised
+    local function write(k)
+        local ok, why = pcall(writer, k, value)
+        if not ok then
+            raised = { why }
+            error(why, 0)
+        end
+    end
+    local rec
+    if opts == nil then
+        rec, err, detail = run_write(self, key, bytes, write)
+    else
+        rec, err, detail = run_write(arguments(write_spec, self, key, bytes, write, opts))
+    end
+    if rec == nil then
+        if err == "callback" and raised then
+            detail.error = raised[1]
+        end
+        return nil, err, detail
+    end
+    rec.value = value
+    return true, nil, rec
+end
+
+--- cache:delete(key) -> existed (bool), nil, rec | nil, err, detail
+-- UNLINKs the entry, bumps its generation (a load in flight will not cache its old value),
+-- publishes the invalidation.
+function Cache:delete(key)
+    state_of(self)
+    local rec, err, detail = run_delete(self, key)
+    if rec == nil then
+        return nil, err, detail
+    end
+    return rec.hit, nil, rec
+end
+
+-- ---- the near-cache's subscriber
+
+local NEAR_SLICE_MS = 1000  -- how often the subscriber looks at whether to stop (ms)
+local NEAR_BACKOFF_MS = 100 -- the first wait before subscribing again after a failure
+local NEAR_BACKOFF_MAX_MS = 5000
+local NEAR_SUBSCRIBE_WAIT_MS = 2000 -- near_pump: the longest wait for a subscription's confirmation
+
+-- The subscriber's cache, looked up afresh from the weak reference each time (so the
+-- subscriber never keeps its cache alive); nil once it is closed or collected.
+local function near_cache(w)
+    local c = w.ref[1]
+    if c == nil or c:_closed() then
+        return nil
+    end
+    return c
+end
+
+-- Hands one subscription message to the core. false: the cache is gone.
+local function near_feed(w, kind, data)
+    local c = near_cache(w)
+    if c == nil then
+        return false
+    end
+    near_apply_run(c, kind, data)
+    return true
+end
+
+local function near_timer(premature, w)
+    local backoff = NEAR_BACKOFF_MS
+    local exiting = ngx.worker.exiting
+    while not premature and not w.stopped and not exiting() do
+        local sub = w.client:subscribe{ channels = { w.channel } }
+        local failed = sub == nil
+        while not failed and not w.stopped and not exiting() do
+            local msg, err = sub:next(NEAR_SLICE_MS)
+            if msg then
+                backoff = NEAR_BACKOFF_MS
+                if not near_feed(w, msg.kind, msg.data) then
+                    w.stopped = true
+                end
+            elseif err ~= "timeout" then
+                failed = true
+            elseif near_cache(w) == nil then
+                w.stopped = true
+            end
+        end
+        if sub then
+            sub:close()
+        end
+        near_feed(w, "unsubscribe") -- stopped or failed: nothing vouches for the entries
+        if failed and not w.stopped then
+            ngx.sleep(backoff / 1000)
+            backoff = math.min(backoff * 2, NEAR_BACKOFF_MAX_MS)
+        end
+    end
+    w.running = false
+end
+
+-- Starts the subscriber of cache (OpenResty) in this worker, unless it runs already.
+function ensure_near(cache, st)
+    local w = st.near
+    local pid = ngx.worker.pid()
+    if w and w.pid == pid and (w.running or w.stopped) then
+        return true
+    end
+    if w == nil then
+        w = { ref = setmetatable({ cache }, { __mode = "v" }), client = client_of(cache),
+              channel = cache:channel(), worker_pid = ngx.worker.pid }
+        st.near = w
+    end
+    w.pid, w.running, w.stopped = pid, true, false
+    local called, ok, err = pcall(ngx.timer.at, 0, function(premature)
+        local fine, why = pcall(near_timer, premature, w)
+        if not fine then
+            w.running = false
+            ngx.log(ngx.ERR, "redpat: the near-cache subscriber of ", w.channel, " raised: ",
+                tostring(why))
+        end
+    end)
+    if not (called and ok) then -- e.g. in init_by_lua: the first op in a worker tries again
+        w.running = false
+        w.pid = nil
+        return nil, called and err or ok
+    end
+    return true
+end
+
+--- cache:near_pump(ms) -> messages | nil, err, detail (plain Lua)
+-- Runs the near-cache's subscriber for up to ms (default 0: just what has come): reads the
+-- invalidations published on the cache's channel and hands each to the core. The first
+-- call subscribes (on a connection of its own) and waits for the confirmation (at most 2 s
+-- more), which arms the near-cache; call it from your
+-- loop at least every near_ttl ms. Returns how many messages it handled. On a failure the
+-- near-cache is cleared and disarmed, and the next call subscribes again. Under the
+-- cosocket driver a timer does this by itself, and this raises.
+function Cache:near_pump(ms)
+    if driver_of[self] then
+        error("cache:near_pump: under the cosocket driver (OpenResty) an ngx.timer runs the "
+            .. "near-cache's subscriber by itself", 2)
+    end
+    ms = ms or 0
+    if type(ms) ~= "number" or ms < 0 then
+        error("cache:near_pump: ms must be a number >= 0 (got " .. tostring(ms) .. ")", 2)
+    end
+    local st = state_of(self)
+    local now = core.monotonic_ms
+    local deadline, n = now() + ms, 0
+    while true do
+        local sub = st.sub
+        if sub == nil then
+            local err, detail
+            sub, err, detail = client_of(self):subscribe{ channels = { self:channel() } }
+            if not sub then
+                return nil, err, detail
+            end
+            st.sub = sub
+            -- a fresh subscription: wait for its confirmation (which arms the near-cache)
+            local first = now() + NEAR_SUBSCRIBE_WAIT_MS
+            if first > deadline then
+                deadline = first
+            end
+        end
+        local left = deadline - now()
+        local msg, err, detail = sub:next(left > 1 and left or 1)
+        if msg then
+            near_apply_run(self, msg.kind, msg.data)
+            n = n + 1
+            if msg.kind == "subscribe" and deadline > now() + ms then
+                deadline = now() + ms -- armed: the caller's own wait from here
+            end
+        elseif err == "timeout" then
+            return n
+        else
+            near_apply_run(self, "unsubscribe")
+            st.sub = nil
+            sub:close()
+            return nil, err, detail
+        end
+    end
+end
+
+do -- close stops the near-cache's subscriber
+    local close = Cache.close
+    function Cache:close()
+        local st = cache_state[self]
+        if st then
+            if st.near then
+                st.near.stopped = true
+            end
+            if st.sub then
+                st.sub:close()
+                st.sub = nil
+            end
+        end
+        return close(self)
+    end
+end
 
 -- ---- rate limiters: limiter:check(subject, cost) -> decision; limiter:batch(subjects,
 -- costs) -> {decision, ...}; limiter:reset(subject) -> true; client:ratelimit_multi(

@@ -24,6 +24,15 @@
 --                                proxy holding its SET's reply; the test aborts mid-round
 --   /contract/pubsub             a subscriber in an ngx.timer: messages, patterns, binary,
 --                                reconnect after CLIENT KILL TYPE pubsub
+--   /cache/stampede/prime?mode=&name=, /cache/stampede?mode=&name=, /cache/stampede/loads?name=
+--                                an expired (lock) / stale (swr) hot key, one get_or_load of it
+--                                with a 50 ms loader counting its runs, the count
+--   /cache/calls                 the stale-fill race (the loader invalidates through another
+--                                client), a loader / writer that raises
+--   /cache/abort?name=           a load under redpat.cancel_on_abort (the test aborts)
+--   /cache/kill                  a light thread killed mid-load: the lock's fate
+--   /cache/near?name=&init=      this worker's near-cache (init=1: the one made in
+--                                init_by_lua): a near hit, dropped by another client's write
 --   /hostile?port=&password=&op=&cap=&timeout_ms=
 --                                one op against a hostile server: how it ended, its time,
 --                                the worker's memory growth
@@ -63,6 +72,13 @@ function M.init()
         f = assert(io.open(sdir .. "/ratelimit.lua", "rb"))
         ratelimit_src = f:read("*a")
         f:close()
+    end
+    -- a near-cache made before the fork (init_by_lua): each worker starts its subscriber
+    -- at its first use of it (/cache/near?init=1)
+    local url = os.getenv("REDPAT_TEST_URL")
+    if url and os.getenv("REDPAT_TEST_CLUSTER") ~= "1" then
+        local c = assert(redpat.connect(url, { namespace = "cs" }))
+        M.init_near = assert(c:cache("near-init", { ttl = 60000, near_size = 1000, near_ttl = 60000 }))
     end
     local dir = os.getenv("REDPAT_MATRIX_DIR")
     if dir then
@@ -574,6 +590,241 @@ routes["/contract/pubsub"] = function()
     end
     out.after_close = c:publish(id, "gone")
     pubsub_runs[id] = nil
+    return reply(200, out)
+end
+
+-- ---- caches (issue 13): the stampede over concurrent requests, the stale-fill race, a
+-- loader that raises, an aborted / killed load, the per-worker near-cache
+
+-- This worker's caches (made once per worker, as an application would), by name.
+local caches = {}
+local function worker_cache(name, opts)
+    local c = caches[name]
+    if c == nil then
+        c = assert(get_client("cs", { pool_size = 256 }):cache(name, opts))
+        caches[name] = c
+    end
+    return c
+end
+
+local STAMPEDE = {
+    lock = { ttl = 60000, stampede = "lock", serializer = false },
+    swr = { ttl = 60000, stampede = "swr", stale = 60000, serializer = false },
+}
+
+-- /cache/stampede/prime?mode=&name=: an entry that has just expired (lock) or is past its
+-- soft expiry (swr: still served stale), and a zeroed load counter.
+routes["/cache/stampede/prime"] = function(args)
+    local mode, name = assert(args.mode, "mode"), assert(args.name, "name")
+    local c = get_client("cs", { pool_size = 256 })
+    c:command("DEL", "cs:loads:" .. name)
+    local short = assert(c:cache(name, { ttl = 100, stampede = mode, stale = 60000,
+                                         serializer = false }))
+    assert(short:set("hot", "old"))
+    ngx.sleep(0.2)
+    short:close()
+    return reply(200, { exists = c:command("EXISTS", "cs:cache:{" .. name .. ":hot}") })
+end
+
+-- /cache/stampede?mode=&name=: one get_or_load of the hot key, a 50 ms loader counting its
+-- runs in Redis.
+routes["/cache/stampede"] = function(args)
+    local mode, name = assert(args.mode, "mode"), assert(args.name, "name")
+    local cache = worker_cache(name, STAMPEDE[mode])
+    local c = get_client("cs", { pool_size = 256 })
+    local t0 = now_ms()
+    local v, err, rec = cache:get_or_load("hot", function()
+        c:command("INCR", "cs:loads:" .. name)
+        ngx.sleep(0.05)
+        return "fresh"
+    end)
+    if err then
+        return reply(500, { err = err, message = tostring(rec) })
+    end
+    return reply(200, { value = v, loaded = rec.loaded, stale = rec.stale, waits = rec.waits,
+                        ms = now_ms() - t0, pid = ngx.worker.pid() })
+end
+
+routes["/cache/stampede/loads"] = function(args)
+    local c = get_client("cs", { pool_size = 256 })
+    return reply(200, { loads = tonumber(c:command("INCRBY", "cs:loads:" .. assert(args.name), "0")) })
+end
+
+-- /cache/calls: the stale-fill race (the loader deletes / sets the entry through another
+-- client before returning the old row) and a loader that raises.
+routes["/cache/calls"] = function()
+    local out = {}
+    local id = "cc" .. ngx.worker.pid() .. "-" .. now_ms()
+    local c = get_client("cs")
+    local c2 = assert(redpat.connect(test_url(), { namespace = "cs", pool = "redpat-cache-other" }))
+    local readers = assert(c:cache(id, { ttl = 60000 }))
+    local writer = assert(c2:cache(id, { ttl = 60000 }))
+    local entry = "cs:cache:{" .. id .. ":row}"
+    local v, err, rec = readers:get_or_load("row", function()
+        local _, derr = writer:delete("row")
+        assert(derr == nil, derr)
+        return { name = "old" }
+    end)
+    out.race_delete = { value = v and v.name, err = err, loaded = rec and rec.loaded,
+                        stored = rec and rec.stored, exists = c:command("EXISTS", entry) }
+    local after, _, arec = readers:get("row")
+    out.race_delete.after = { value = after, hit = arec.hit }
+    v, err, rec = readers:get_or_load("row", function()
+        assert(writer:set("row", { name = "new" }))
+        return { name = "old" }
+    end)
+    out.race_set = { value = v and v.name, err = err, stored = rec and rec.stored,
+                     after = readers:get("row").name }
+    -- a loader that raises
+    local lock_key = "cs:cache:{" .. id .. ":boom}:lock"
+    local held
+    local boom = { why = "db down" }
+    v, err, rec = readers:get_or_load("boom", function()
+        held = c:command("EXISTS", lock_key)
+        error(setmetatable(boom, { __tostring = function() return "db down" end }))
+    end)
+    out.raise = { value = v, err = err, message = rec and rec.message, same = rec and rec.error == boom,
+                  held = held, lock = c:command("EXISTS", lock_key),
+                  entry = c:command("EXISTS", "cs:cache:{" .. id .. ":boom}") }
+    out.raise.text = tostring(select(3, readers:get_or_load("boom", function() error("plain text", 0) end)))
+    -- a writer that raises leaves the cache as it was
+    assert(readers:set("w", "before"))
+    v, err, rec = readers:write("w", "after", function() error("refused", 0) end)
+    out.write = { err = err, message = rec and rec.message, value = readers:get("w") }
+    readers:close()
+    writer:close()
+    c2:close()
+    return reply(200, out)
+end
+
+-- /cache/abort?name=: a load under redpat.cancel_on_abort whose loader would run 3 s; the
+-- test aborts the request. The outcome goes to Redis (cs:abort:<name>).
+routes["/cache/abort"] = function(args)
+    local name = assert(args.name, "name")
+    local c = get_client("cs")
+    assert(redpat.cancel_on_abort())
+    local cache = assert(c:cache(name, { ttl = 60000, lock_ttl = 10000, serializer = false }))
+    local t0 = now_ms()
+    local v, err = cache:get_or_load("k", function()
+        c:command("SET", "cs:abort:" .. name .. ":in", "1")
+        ngx.sleep(3)
+        c:command("SET", "cs:abort:" .. name .. ":ran", "1")
+        return "finished"
+    end)
+    c:command("SET", "cs:abort:" .. name, tostring(v) .. "/" .. tostring(err) .. "/" .. (now_ms() - t0))
+    return reply(200, { v = v, err = err })
+end
+
+-- /cache/kill: a light thread loading is killed (ngx.thread.kill) mid-load: nothing can
+-- clean up, so the load lock stays until its lock_ttl; then the next caller loads.
+routes["/cache/kill"] = function()
+    local id = "ck" .. ngx.worker.pid() .. "-" .. now_ms()
+    local c = get_client("cs")
+    local cache = assert(c:cache(id, { ttl = 60000, lock_ttl = 300, serializer = false }))
+    local lock_key = "cs:cache:{" .. id .. ":k}:lock"
+    local out = {}
+    local t = ngx.thread.spawn(function()
+        return cache:get_or_load("k", function()
+            ngx.sleep(0.6)
+            c:command("SET", "cs:kill:" .. id .. ":ran", "1")
+            return "from the killed load"
+        end)
+    end)
+    ngx.sleep(0.1)
+    out.held = c:command("EXISTS", lock_key)
+    out.killed = ngx.thread.kill(t) == 1
+    out.pttl = c:command("PTTL", lock_key)
+    local t0 = now_ms()
+    local v, err, rec = cache:get_or_load("k", function() return "reloaded" end)
+    out.next = { value = v, err = err, loaded = rec and rec.loaded, waits = rec and rec.waits,
+                 ms = now_ms() - t0 }
+    ngx.sleep(0.7)
+    out.orphan_ran = c:command("EXISTS", "cs:kill:" .. id .. ":ran")
+    out.final = cache:get("k")
+    cache:close()
+    return reply(200, out)
+end
+
+-- /cache/near?name=: this worker's near-cache (near_size > 0, its subscriber in an
+-- ngx.timer): a near hit after a first read, and another client's write drops it.
+routes["/cache/near"] = function(args)
+    local name = assert(args.name, "name")
+    local near
+    if args.init == "1" then
+        name, near = "near-init", assert(M.init_near, "no cache made in init_by_lua")
+    else
+        near = worker_cache(name, { ttl = 60000, near_size = 1000, near_ttl = 60000 })
+    end
+    local other_client = assert(redpat.connect(test_url(), { namespace = "cs", pool = "redpat-cache-other" }))
+    local other = assert(other_client:cache(name, { ttl = 60000 }))
+    local out = { pid = ngx.worker.pid() }
+    local t0 = now_ms()
+    while not near:info().near_armed and now_ms() - t0 < 3000 do
+        ngx.sleep(0.005)
+    end
+    out.armed_ms = now_ms() - t0
+    out.armed = near:info().near_armed
+    local key = "k" .. now_ms()
+    assert(other:set(key, { v = 1 }))
+    -- this write's own invalidation is on its way to the subscriber: let it land first (it
+    -- would drop the copy the next read makes)
+    ngx.sleep(0.05)
+    local _, _, r1 = near:get(key)
+    local v2, _, r2 = near:get(key)
+    out.first = { near = r1.near, hit = r1.hit }
+    out.second = { near = r2.near, value = v2 and v2.v }
+    out.entries = near:info().near_entries
+    assert(other:set(key, { v = 2 }))
+    t0 = now_ms()
+    local v, rec
+    repeat
+        v, _, rec = near:get(key)
+        if v and v.v == 2 then
+            break
+        end
+        ngx.sleep(0.001)
+    until now_ms() - t0 > 2000
+    out.dropped_ms = now_ms() - t0
+    out.after = { value = v and v.v, near = rec.near }
+    local _, _, r3 = near:get(key)
+    out.again = r3.near
+    -- a delete elsewhere drops it too
+    assert(other:delete(key))
+    t0 = now_ms()
+    repeat
+        v, _, rec = near:get(key)
+        if v == nil then
+            break
+        end
+        ngx.sleep(0.001)
+    until now_ms() - t0 > 2000
+    out.deleted = { value = v, hit = rec.hit, ms = now_ms() - t0 }
+    -- the subscriber's connection killed: its reconnect clears the near-cache, and the
+    -- subscribe after it arms it again
+    assert(other:set(key, "x"))
+    ngx.sleep(0.05)
+    near:get(key)
+    local _, _, before = near:get(key)
+    local c = get_client("cs")
+    local killed = c:command("CLIENT", "KILL", "TYPE", "pubsub")
+    t0 = now_ms()
+    local cleared
+    repeat
+        local _, _, r = near:get(key)
+        if not r.near then
+            cleared = now_ms() - t0
+        end
+        ngx.sleep(0.002)
+    until cleared or now_ms() - t0 > 3000
+    repeat
+        ngx.sleep(0.005)
+    until near:info().near_armed or now_ms() - t0 > 5000
+    near:get(key)
+    local _, _, again = near:get(key)
+    out.reconnect = { before = before.near, killed = killed, cleared_ms = cleared,
+                      rearmed = near:info().near_armed, near_again = again.near }
+    other:close()
+    other_client:close()
     return reply(200, out)
 end
 

@@ -430,6 +430,144 @@ def test_abort_acquire(base: str, port: int) -> None:
             proxy.wait()
 
 
+def test_cache_stampede(base: str, port: int) -> None:
+    """200 concurrent requests (both workers) on an expired hot key (lock) and on a key past
+    its soft expiry (swr), each a get_or_load with a 50 ms loader: the loader runs once.
+    lock: every request gets the fresh value; swr: the others get the stale one at once."""
+    n = 200
+    for mode in ("lock", "swr"):
+        name = "st-%s-%d-%d" % (mode, os.getpid(), time.monotonic_ns())
+        status, body = get(base, "/cache/stampede/prime", mode=mode, name=name)
+        assert status == 200, (mode, body)
+        assert body["exists"] == (1 if mode == "swr" else 0), (mode, body)
+
+        def one(_: int) -> Tuple[int, Dict[str, Any]]:
+            return get(base, "/cache/stampede", timeout=60, mode=mode, name=name)
+
+        with ThreadPoolExecutor(max_workers=n) as pool:
+            results = list(pool.map(one, range(n)))
+        bad = [r for r in results if r[0] != 200]
+        assert not bad, (mode, bad[:3])
+        bodies = [r[1] for r in results]
+        loads = get(base, "/cache/stampede/loads", name=name)[1]["loads"]
+        loaded = sum(1 for b in bodies if b["loaded"])
+        values: Dict[str, int] = {}
+        for b in bodies:
+            values[b["value"]] = values.get(b["value"], 0) + 1
+        ms = sorted(b["ms"] for b in bodies)
+        pids = {b["pid"] for b in bodies}
+        assert loads == 1, (mode, "loader runs", loads)
+        assert loaded == 1, (mode, "requests that loaded", loaded)
+        if mode == "lock":
+            assert values == {"fresh": n}, (mode, values)
+        else:
+            assert values.get("fresh", 0) >= 1 and values.get("old", 0) >= 1, (mode, values)
+            assert sum(1 for b in bodies if b["stale"]) == values["old"], (mode, values)
+        print("  stampede %s: %d requests on %d workers, 1 load; values %s; p50 %d ms, p99 %d ms"
+              % (mode, n, len(pids), values, ms[n // 2], ms[n * 99 // 100 - 1]))
+
+
+def test_cache_calls(base: str, port: int) -> None:
+    """The stale-fill race (the loader invalidates through another client, then returns the
+    old row: returned, not cached) and a loader / writer that raises over cosockets."""
+    status, body = get(base, "/cache/calls")
+    assert status == 200, body
+    rd = body["race_delete"]
+    assert rd["value"] == "old" and rd.get("err") is None and rd["loaded"] is True, rd
+    assert rd["stored"] is False and rd["exists"] == 0, rd
+    assert rd["after"] == {"hit": False}, rd
+    assert body["race_set"] == {"value": "old", "stored": False, "after": "new"}, body
+    r = body["raise"]
+    assert r["err"] == "callback" and r["message"] == "db down" and r["same"] is True, r
+    assert r["held"] == 1 and r["lock"] == 0 and r["entry"] == 0, r
+    assert r["text"] == "callback: plain text", r
+    assert body["write"] == {"err": "callback", "message": "refused", "value": "before"}, body
+
+
+def test_cache_abort(base: str, port: int) -> None:
+    """The client aborts a request whose loader would run 3 s: under redpat.cancel_on_abort
+    the load is cancelled, the loader's light thread killed, the load lock released at once
+    (not after its 10 s lock_ttl), nothing cached."""
+    name = "cabort-%d-%d" % (os.getpid(), time.monotonic_ns())
+    lock_key = "cs:cache:{%s:k}:lock" % name
+    host, nport = base[len("http://"):].split(":")
+    with socket.create_connection((host, int(nport)), timeout=5) as s:
+        s.sendall(b"GET /cache/abort?name=%s HTTP/1.1\r\nHost: x\r\n\r\n" % name.encode())
+        deadline = time.monotonic() + 5
+        while redis_command(port, "EXISTS", "cs:abort:%s:in" % name) != 1:
+            assert time.monotonic() < deadline, "the loader never started"
+            time.sleep(0.01)
+        assert redis_command(port, "EXISTS", lock_key) == 1, "the load lock is held"
+    t_abort = time.monotonic()
+    while redis_command(port, "EXISTS", lock_key) == 1:
+        assert time.monotonic() - t_abort < 1.5, "the load lock outlived the aborted request"
+        time.sleep(0.01)
+    deadline = time.monotonic() + 5
+    result = None
+    while result is None:
+        assert time.monotonic() < deadline, "get_or_load never returned"
+        result = redis_command(port, "GET", "cs:abort:%s" % name)
+        time.sleep(0.01)
+    v, err, ms = result.split("/")
+    assert (v, err) == ("nil", "cancelled") and int(ms) < 2500, result
+    time.sleep(3.2)  # past the loader's 3 s: it was killed, never finished
+    assert redis_command(port, "EXISTS", "cs:abort:%s:ran" % name) == 0, "the loader ran on"
+    assert redis_command(port, "EXISTS", "cs:cache:{%s:k}" % name) == 0, "something was cached"
+
+
+def test_cache_kill(base: str, port: int) -> None:
+    """A light thread killed (ngx.thread.kill) while its load runs: no clean-up can run,
+    so the load lock stays until its lock_ttl (300 ms); the next caller waits that long at
+    most, then loads itself. (The loader's own light thread is the killed one's child:
+    nginx does not kill it, so it finishes, and its late fill is refused.)"""
+    status, body = get(base, "/cache/kill")
+    assert status == 200, body
+    assert body["held"] == 1 and body["killed"] is True, body
+    assert 0 < body["pttl"] <= 300, body
+    nxt = body["next"]
+    assert nxt["value"] == "reloaded" and nxt["loaded"] is True, body
+    assert nxt["ms"] < 600 and nxt["waits"] >= 1, body
+    print("  killed load: lock left %d ms, the next caller loaded after %d ms (%d polls); "
+          "orphan loader ran: %s; cached: %s" % (body["pttl"], nxt["ms"], nxt["waits"],
+                                                 bool(body["orphan_ran"]), body["final"]))
+
+
+def test_cache_near(base: str, port: int) -> None:
+    """A worker's near-cache (its subscriber in an ngx.timer): the second read is a near
+    hit; another client's write (and delete) drops the copy within milliseconds; CLIENT
+    KILL of the subscriber's connection: its reconnect clears the near-cache, the subscribe
+    after it arms it again. Run on every worker (requests until each pid answered), for a
+    cache each worker made and for one made in init_by_lua, before the fork (each worker
+    starts its subscriber at its first use)."""
+    name = "near-%d-%d" % (os.getpid(), time.monotonic_ns())
+    seen: Dict[Tuple[str, int], Dict[str, Any]] = {}
+    for i in range(80):
+        init = "1" if i % 2 else "0"  # a cache made per worker, or in init_by_lua
+        status, body = get(base, "/cache/near", name=name, init=init)
+        assert status == 200, body
+        assert body["armed"] is True, body
+        assert body["first"] == {"near": False, "hit": True}, body
+        assert body["second"] == {"near": True, "value": 1}, body
+        assert body["after"] == {"value": 2, "near": False}, body
+        assert body["again"] is True, body
+        assert body["dropped_ms"] < 200, body
+        assert body["deleted"].get("value") is None and body["deleted"]["hit"] is False, body
+        rc = body["reconnect"]
+        assert rc["before"] is True and rc["killed"] >= 1, body
+        assert rc.get("cleared_ms") is not None and rc["rearmed"] is True, body
+        assert rc["near_again"] is True, body
+        seen[(init, body["pid"])] = body
+        if len(seen) >= 4:
+            break
+    assert len(seen) >= 4, ("not every worker answered for both caches", sorted(seen))
+    for (init, pid), b in sorted(seen.items()):
+        print("  near-cache (%s) worker %d: armed in %d ms, a write elsewhere dropped the copy in "
+              "%d ms, a delete in %d ms; its subscriber's connection killed: cleared in %d ms, "
+              "armed again" % ("made in init_by_lua" if init == "1" else "made per worker",
+                               pid, b["armed_ms"], b["dropped_ms"], b["deleted"]["ms"],
+                               b["reconnect"]["cleared_ms"]))
+
+
 def test_pubsub(base: str, port: int) -> None:
     status, body = get(base, "/contract/pubsub")
     assert status == 200 and body.get("error") is None and body["closed"] is True, body
@@ -779,12 +917,23 @@ def main() -> int:
          test_abort),
         ("an aborted request interrupts an acquire's round: what its SET took is released",
          test_abort_acquire),
+        ("cache stampede: 200 concurrent requests on an expired hot key, the loader runs "
+         "once (lock, swr)", test_cache_stampede),
+        ("cache CALLs: the stale-fill race is refused; a loader / writer that raises",
+         test_cache_calls),
+        ("cache: an aborted request cancels its load: the lock released at once",
+         test_cache_abort),
+        ("cache: a light thread killed mid-load leaves the lock to its lock_ttl",
+         test_cache_kill),
+        ("cache near-cache per worker: a near hit, dropped by another client's write",
+         test_cache_near),
         ("hostile servers: bombs fail naming max_reply_size, memory bounded; trickling and "
          "silent ones (AUTH too) time out within the timeout + 10%", test_hostile),
     ]
     with NginxServer(args.tree, [HERE, os.path.join(ROOT, "tests", "lua")], app="app",
                      workers=args.workers) as srv:
-        failures = run_matrix(srv.url) if args.only is None else 0
+        only = os.environ.get("REDPAT_MATRIX_ONLY", "")
+        failures = run_matrix(srv.url, "openresty", only) if args.only is None or only else 0
         passed = failed = 0
         for name, fn in tests:
             if args.only is not None and args.only not in name:
