@@ -89,6 +89,7 @@ test-lua: lua-rock
 	$(HARNESS) env $(LUA_ENV_JIT) luajit $(ROOT)/examples/lua/ratelimit.lua 2>&1 | tee $(LOGS)/test-lua-example-ratelimit.log
 	$(LUA_HARNESS) env $(LUA_ENV_54) lua5.4 $(ROOT)/examples/lua/redlock.lua 2>&1 | tee $(LOGS)/test-lua-example-redlock.log
 	$(HARNESS) env $(LUA_ENV_JIT) luajit $(ROOT)/examples/lua/pubsub.lua 2>&1 | tee $(LOGS)/test-lua-example-pubsub.log
+	$(HARNESS) env $(LUA_ENV_54) lua5.4 $(ROOT)/examples/lua/cache.lua 2>&1 | tee $(LOGS)/test-lua-example-cache.log
 	$(LUA_HARNESS) env REDPAT_MATRIX_DIR=$(LUA_MATRIX_DIRS) python3 $(ROOT)/tests/openresty/run_tests.py --tree $(LUA_TREE_JIT) 2>&1 | tee $(LOGS)/test-lua-openresty.log
 	$(LUA_TLS_HARNESS) python3 $(ROOT)/tests/openresty/run_tests.py --tls --tree $(LUA_TREE_JIT) 2>&1 | tee $(LOGS)/test-lua-openresty-tls.log
 	python3 $(ROOT)/tests/harness/hostile_server.py run -- env $(LUA_ENV_54) lua5.4 $(ROOT)/tests/lua/test_hostile.lua lua5.4 2>&1 | tee $(LOGS)/test-lua-hostile-lua5.4.log
