@@ -17,13 +17,18 @@
     p = client.pubsub(); p.subscribe("news")
     for message in p.listen(): ...
 
-redpat.asyncio has the same Client, Lock, PubSub and RateLimiter with async/await.
+    users = client.cache("users", ttl=60.0)
+    user = users.get_or_load("42", load_user)  # load_user("42") on a miss, once for all
+
+redpat.asyncio has the same Client, Cache, Lock, PubSub and RateLimiter with async/await.
 """
 from __future__ import annotations
 
 from . import _core
-from ._common import BytesLike, Seconds
-from ._records import Decision, FenceResult, LockInfo, LockRenewal, RateLimiterInfo
+from ._common import JSON, BytesLike, JsonSerializer, Seconds, Serializer
+from ._records import (CacheInfo, CacheResult, Decision, FenceResult, LockInfo, LockRenewal,
+                       RateLimiterInfo)
+from ._sync.cache import Cache
 from ._sync.client import Client
 from ._sync.lock import Lock
 from ._sync.pubsub import PubSub
@@ -38,8 +43,9 @@ __version__ = "0.1.0"
 core_version: str = _core.VERSION
 
 __all__ = [
-    "Client", "Lock", "PubSub", "RateLimiter", "Decision", "FenceResult", "LockInfo",
-    "LockRenewal", "RateLimiterInfo", "BytesLike", "Seconds", "RedpatError", "ConnectionError",
+    "Client", "Cache", "Lock", "PubSub", "RateLimiter", "CacheInfo", "CacheResult", "Decision",
+    "FenceResult", "LockInfo", "LockRenewal", "RateLimiterInfo", "JSON", "JsonSerializer",
+    "Serializer", "BytesLike", "Seconds", "RedpatError", "ConnectionError",
     "AuthenticationError", "TimeoutError", "ResponseError", "ProtocolError", "InvalidArgument", "OutOfMemoryError",
     "StateError", "OperationCancelled", "CallbackError", "LockError", "LockNotOwnedError",
     "LockLostError", "RateLimited", "__version__", "core_version",

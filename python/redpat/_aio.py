@@ -978,8 +978,9 @@ class Mutex:
 
 
 class Worker:
-    """A background job (the lock watchdog): a task on the running loop running
-    target(worker); stop() cancels it (unless it is the task stopping itself)."""
+    """A background job (the lock watchdog, a near-cache's subscriber): a task on the
+    running loop running target(worker); stop() cancels it (unless it is the task stopping
+    itself)."""
 
     def __init__(self, target: Callable[["Worker"], Coroutine[Any, Any, None]],
                  name: str) -> None:
@@ -999,6 +1000,11 @@ class Worker:
     @property
     def stopped(self) -> bool:
         return self._stopped
+
+    @property
+    def alive(self) -> bool:
+        """Whether its task runs (False once it ended: stopped, or its event loop ended)."""
+        return self._task is not None and not self._task.done()
 
     async def pause(self, seconds: float) -> bool:
         """Waits seconds; False if the worker was stopped meanwhile."""

@@ -372,7 +372,8 @@ def _closed() -> Exception:
 
 
 class Worker:
-    """A background job (the lock watchdog): a daemon thread running target(worker)."""
+    """A background job (the lock watchdog, a near-cache's subscriber): a daemon thread
+    running target(worker)."""
 
     def __init__(self, target: Callable[["Worker"], None], name: str) -> None:
         self._stop = threading.Event()
@@ -387,6 +388,11 @@ class Worker:
     @property
     def stopped(self) -> bool:
         return self._stop.is_set()
+
+    @property
+    def alive(self) -> bool:
+        """Whether its thread runs (False once it ended, or in a forked child)."""
+        return self._thread.is_alive()
 
     def pause(self, seconds: float) -> bool:
         """Waits seconds; False if the worker was stopped meanwhile."""

@@ -4,7 +4,8 @@ the marshaller converts them (seconds to ms, str to UTF-8) and the core checks t
 from __future__ import annotations
 
 import datetime
-from typing import Any, Callable, Iterable, List, Optional, Tuple, Union
+import json
+from typing import Any, Callable, Iterable, List, Optional, Protocol, Tuple, Union
 
 from . import _core
 from .errors import InvalidArgument
@@ -105,3 +106,41 @@ def call_key(fn: Callable[..., Any], key: Optional[KeyFunc]) -> KeyFunc:
 def subject_and_cost(key: KeyFunc, cost: CostArg, args: Any,
                      kwargs: Any) -> Tuple[BytesLike, int]:
     return key(*args, **kwargs), (cost(*args, **kwargs) if callable(cost) else cost)
+
+
+class Serializer(Protocol):
+    """How a Cache turns values into the bytes it stores, and back: any object with these
+    two methods (redpat.JSON, the default; pickle and msgpack modules fit as they are)."""
+
+    def dumps(self, obj: Any) -> bytes: ...
+
+    def loads(self, data: bytes) -> Any: ...
+
+
+class JsonSerializer:
+    """Values as compact JSON in UTF-8 (``separators=(",", ":")``, non-ASCII kept as is):
+    what a Cache stores by default (redpat.JSON). Tuples come back as lists, dict keys as
+    str, as JSON has them."""
+
+    def dumps(self, obj: Any) -> bytes:
+        return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+    def loads(self, data: bytes) -> Any:
+        return json.loads(data)
+
+    def __repr__(self) -> str:
+        return "redpat.JSON"
+
+
+#: The default serializer of a Cache: compact JSON in UTF-8.
+JSON = JsonSerializer()
+
+
+def tag_list(tags: Optional[Iterable[BytesLike]]) -> Optional[List[BytesLike]]:
+    """A cache op's tags as the core takes them (None: none given)."""
+    if tags is None:
+        return None
+    if isinstance(tags, (str, bytes, bytearray, memoryview)):
+        # Iterating it would make a tag of each character.
+        raise TypeError("tags must be an iterable of tags, not one %s" % type(tags).__name__)
+    return list(tags)

@@ -8,9 +8,10 @@ from datetime import timedelta
 from typing import (Any, Callable, Dict, List, Literal, Optional, Sequence, Tuple, Union,
                     overload)
 
-from ._records import (ClientCommand, Decision, FenceResult, LockAcquire, LockInfo, LockLocked,
-                       LockOwned, LockRemaining, LockRenewal, LockUsing, PubsubPublish,
-                       RateLimiterInfo, SubscriptionMessage)
+from ._records import (CacheInfo, CacheNearApply, CacheResult, ClientCommand, Decision,
+                       FenceResult, LockAcquire, LockInfo, LockLocked, LockOwned, LockRemaining,
+                       LockRenewal, LockUsing, PubsubPublish, RateLimiterInfo,
+                       SubscriptionMessage)
 from .errors import RedpatError
 
 _Bytes = Union[bytes, bytearray, memoryview, str]
@@ -68,6 +69,13 @@ def make(op: Literal["ratelimit.new"], client: Handle, name: _Bytes, algorithm: 
 def make(op: Literal["subscription.new"], client: Handle,
          channels: Optional[Sequence[_Bytes]] = ..., patterns: Optional[Sequence[_Bytes]] = ...,
          /) -> Handle: ...
+@overload
+def make(op: Literal["cache.new"], client: Handle, name: _Bytes, ttl: _Seconds,
+         negative_ttl: Optional[_Seconds] = ..., jitter: Optional[_Seconds] = ...,
+         stampede: Optional[str] = ..., lock_ttl: Optional[_Seconds] = ...,
+         stale: Optional[_Seconds] = ..., beta: Optional[float] = ...,
+         load_timeout: Optional[_Seconds] = ..., versioned: Optional[bool] = ...,
+         near_size: Optional[int] = ..., near_ttl: Optional[_Seconds] = ..., /) -> Handle: ...
 
 @overload
 def begin(op: Literal["client.handshake"], client: Handle, /) -> Op: ...
@@ -128,6 +136,29 @@ def begin(op: Literal["subscription.unsubscribe"], subscription: Handle,
           /) -> Op: ...
 @overload
 def begin(op: Literal["subscription.listen"], subscription: Handle, /) -> Op: ...
+@overload
+def begin(op: Literal["cache.get"], cache: Handle, key: _Bytes,
+          tags: Optional[Sequence[_Bytes]] = ..., /) -> Op: ...
+@overload
+def begin(op: Literal["cache.get_or_load"], cache: Handle, key: _Bytes, loader: Callable[...,
+          Any], tags: Optional[Sequence[_Bytes]] = ..., random: Optional[float] = ...,
+          /) -> Op: ...
+@overload
+def begin(op: Literal["cache.set"], cache: Handle, key: _Bytes, value: Optional[_Bytes] = ...,
+          tags: Optional[Sequence[_Bytes]] = ..., /) -> Op: ...
+@overload
+def begin(op: Literal["cache.write"], cache: Handle, key: _Bytes, value: Optional[_Bytes],
+          writer: Callable[..., Any], tags: Optional[Sequence[_Bytes]] = ..., /) -> Op: ...
+@overload
+def begin(op: Literal["cache.delete"], cache: Handle, key: _Bytes, /) -> Op: ...
+@overload
+def begin(op: Literal["cache.invalidate_tags"], cache: Handle, tags: Sequence[_Bytes],
+          /) -> Op: ...
+@overload
+def begin(op: Literal["cache.near_apply"], cache: Handle, kind: _Bytes,
+          data: Optional[_Bytes] = ..., /) -> Op: ...
+@overload
+def begin(op: Literal["cache.info"], cache: Handle, /) -> Op: ...
 
 @overload
 def call(conn: Optional[Handle], op: Literal["client.handshake"], client: Handle,
@@ -192,6 +223,32 @@ def call(conn: Optional[Handle], op: Literal["subscription.subscribe"], subscrip
 def call(conn: Optional[Handle], op: Literal["subscription.unsubscribe"], subscription: Handle,
          channels: Optional[Sequence[_Bytes]] = ..., patterns: Optional[Sequence[_Bytes]] = ...,
          /) -> None: ...
+@overload
+def call(conn: Optional[Handle], op: Literal["cache.get"], cache: Handle, key: _Bytes,
+         tags: Optional[Sequence[_Bytes]] = ..., /) -> CacheResult: ...
+@overload
+def call(conn: Optional[Handle], op: Literal["cache.get_or_load"], cache: Handle, key: _Bytes,
+         loader: Callable[..., Any], tags: Optional[Sequence[_Bytes]] = ...,
+         random: Optional[float] = ..., /) -> CacheResult: ...
+@overload
+def call(conn: Optional[Handle], op: Literal["cache.set"], cache: Handle, key: _Bytes,
+         value: Optional[_Bytes] = ..., tags: Optional[Sequence[_Bytes]] = ...,
+         /) -> CacheResult: ...
+@overload
+def call(conn: Optional[Handle], op: Literal["cache.write"], cache: Handle, key: _Bytes,
+         value: Optional[_Bytes], writer: Callable[..., Any],
+         tags: Optional[Sequence[_Bytes]] = ..., /) -> CacheResult: ...
+@overload
+def call(conn: Optional[Handle], op: Literal["cache.delete"], cache: Handle, key: _Bytes,
+         /) -> CacheResult: ...
+@overload
+def call(conn: Optional[Handle], op: Literal["cache.invalidate_tags"], cache: Handle,
+         tags: Sequence[_Bytes], /) -> None: ...
+@overload
+def call(conn: Optional[Handle], op: Literal["cache.near_apply"], cache: Handle, kind: _Bytes,
+         data: Optional[_Bytes] = ..., /) -> CacheNearApply: ...
+@overload
+def call(conn: Optional[Handle], op: Literal["cache.info"], cache: Handle, /) -> CacheInfo: ...
 
 #: (STEP_IO, request bytes per node), (STEP_SLEEP, seconds or None: until the
 #: CALL's callable has returned), (STEP_CALL, (argument index, callable, its

@@ -22,6 +22,7 @@ ARG_NAMES: Dict[str, Dict[str, str]] = {
     "client.command": {"argv": "*args"},
     "subscription.subscribe": {"channels": "*channels"},
     "subscription.unsubscribe": {"channels": "*channels"},
+    "cache.invalidate_tags": {"tags": "*tags"},
 }
 
 #: op -> the class its records are made as (ops sharing a class have the same fields).
@@ -34,6 +35,13 @@ RECORDS: Dict[str, str] = {
     "lock.info": "LockInfo",
     "lock.remaining": "LockRemaining",
     "ratelimit.info": "RateLimiterInfo",
+    "cache.get": "CacheResult",
+    "cache.get_or_load": "CacheResult",
+    "cache.set": "CacheResult",
+    "cache.write": "CacheResult",
+    "cache.delete": "CacheResult",
+    "cache.info": "CacheInfo",
+    "cache.near_apply": "CacheNearApply",
 }
 
 #: op -> the class its EMITted messages are made as (others: "<Record>Message").
@@ -51,6 +59,9 @@ RECORD_DOCS: Dict[str, str] = {
     "RateLimiterInfo": "A rate limiter's settings (RateLimiter.info()).",
     "SubscriptionMessage": "A message a subscription's listen op hands out (PubSub turns it "
                            "into redis-py's dict).",
+    "CacheResult": "What a cache operation found or did (Cache.lookup, load, set, write).",
+    "CacheInfo": "A cache's settings and its near-cache now (Cache.info()).",
+    "CacheNearApply": "What a subscription message did to a near-cache (Cache.near_apply()).",
 }
 
 #: (op, field) -> the field's Python type, where the core's type does not say it all.
@@ -59,6 +70,12 @@ FIELD_TYPES: Dict[Tuple[str, str], str] = {
     ("subscription.listen", "channel"): "Optional[bytes]",
     ("subscription.listen", "pattern"): "Optional[bytes]",
     ("subscription.listen", "data"): "Optional[bytes]",
+    # a cache's value: what its serializer loads (bytes without one); None: none or a miss
+    ("cache.get", "value"): "Any",
+    ("cache.get_or_load", "value"): "Any",
+    ("cache.set", "value"): "Any",
+    ("cache.write", "value"): "Any",
+    ("cache.delete", "value"): "Any",
 }
 
 #: How the public API performs each op, for the matrix runners: (on, name), on being
@@ -77,6 +94,10 @@ METHODS: Dict[str, Tuple[str, str]] = {
     "subscription.new": ("client", "pubsub"),
     # A PubSub's listen op begins with its connection; its messages are get_message's.
     "subscription.listen": ("self", "connect"),
+    "cache.new": ("client", "cache"),
+    # get / get_or_load return the value: lookup / load return the record
+    "cache.get": ("self", "lookup"),
+    "cache.get_or_load": ("self", "load"),
 }
 
 #: op -> the result field that its method returns as a plain value, not a record (redis-py's
@@ -88,6 +109,7 @@ RETURNS: Dict[str, str] = {
     "lock.owned": "value",
     "pubsub.publish": "receivers",
     "client.command": "reply",
+    "cache.delete": "hit",
 }
 
 #: op -> the bool result field whose False its method raises as LockError instead of

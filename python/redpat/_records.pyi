@@ -162,3 +162,70 @@ class SubscriptionMessage(NamedTuple):
     pattern: Optional[bytes]
     data: Optional[bytes]
     count: int  # type: ignore[assignment]
+
+class CacheResult(NamedTuple):
+    """What a cache operation found or did (Cache.lookup, load, set, write).
+
+    ``value``: the value; absent when the answer is none (negative) or a miss
+    ``hit``: answered from the cache without loading (delete: an entry existed)
+    ``negative``: the answer is none: a negative entry, or the loader said none
+    ``stale``: swr: a stale value, served while another caller refreshes
+    ``loaded``: this call ran the loader
+    ``stored``: the loaded or written value went to the cache (false: a write or delete came since the miss, the load outlasted load_timeout, or none is not cached)
+    ``near``: answered from the in-process near-cache: no round trip
+    ``ttl`` (seconds): the entry's TTL left when read (0: none)
+    ``waits``: how many times this call polled while another caller loaded"""
+
+    value: Any
+    hit: bool
+    negative: bool
+    stale: bool
+    loaded: bool
+    stored: bool
+    near: bool
+    ttl: float
+    waits: int
+
+class CacheNearApply(NamedTuple):
+    """What a subscription message did to a near-cache (Cache.near_apply()).
+
+    ``dropped``: near-cache entries dropped
+    ``cleared``: the whole near-cache was cleared (a reconnect, or a message missed: a gap in a publisher's sequence)"""
+
+    dropped: int
+    cleared: bool
+
+class CacheInfo(NamedTuple):
+    """A cache's settings and its near-cache now (Cache.info()).
+
+    ``name``: the cache's name
+    ``channel``: the channel its invalidations are published on
+    ``ttl`` (seconds): an entry's TTL
+    ``negative_ttl`` (seconds): a negative entry's TTL (0: none is not cached)
+    ``jitter`` (seconds): the most added to each TTL
+    ``stampede``: the stampede protection
+    ``lock_ttl`` (seconds): the load lock's TTL
+    ``stale`` (seconds): swr: how long a stale value is served (as given; 0: ttl)
+    ``beta``: xfetch's beta
+    ``load_timeout`` (seconds): the longest load whose value is cached
+    ``versioned``: fills check the generation
+    ``near_size``: the near-cache's capacity (0: none)
+    ``near_ttl`` (seconds): the longest a near entry is served
+    ``near_entries``: the near-cache's entries now
+    ``near_armed``: the near-cache serves: its subscriber confirmed"""
+
+    name: bytes
+    channel: bytes
+    ttl: float
+    negative_ttl: float
+    jitter: float
+    stampede: str
+    lock_ttl: float
+    stale: float
+    beta: float
+    load_timeout: float
+    versioned: bool
+    near_size: int
+    near_ttl: float
+    near_entries: int
+    near_armed: bool

@@ -55,6 +55,13 @@ RUNNER_EXPECTS = {"calls"}
 CONFIRMATIONS = ("subscribe", "unsubscribe", "psubscribe", "punsubscribe")
 # The result of an op whose method raised the refusal (_idiom.REFUSALS) instead.
 REFUSED = object()
+# What the runner passes beside an op's arguments: the matrix speaks the core's bytes (a
+# cache without a serializer: values given and returned as they are) and hands
+# cache.near_apply the subscription messages itself (no subscriber of the cache's own,
+# which would arm its near-cache behind the case's back).
+RUNNER_OPTIONS: Dict[str, Dict[str, Any]] = {
+    "cache.new": {"serializer": None, "near_subscriber": False},
+}
 
 
 class CaseFailed(Exception):
@@ -188,6 +195,26 @@ def field_matches(type_: str, expected: Any, got: Any) -> bool:
     return reply_matches(expected, from_python(type_, got))
 
 
+def absent_as_none(callee: Any, d: Dict[str, Any], op: str, positional: List[Any],
+                   kwargs: Dict[str, Any]) -> None:
+    """An optional argument of the core the step leaves absent, whose Python parameter has
+    no default (Cache.set's value: None is how Python says "absent", a negative entry):
+    passed as None."""
+    if positional:
+        return
+    try:
+        params = inspect.signature(callee).parameters
+    except (TypeError, ValueError):
+        return
+    for a in d["args"]:
+        user = _idiom.ARG_NAMES.get(op, {}).get(a["name"], a["name"])
+        p = params.get(user)
+        if (not a["required"] and user not in kwargs and p is not None
+                and p.default is inspect.Parameter.empty
+                and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)):
+            kwargs[user] = None
+
+
 def names_word(message: str, name: str) -> bool:
     return re.search(r"(?<![A-Za-z0-9_])%s(?![A-Za-z0-9_])" % re.escape(name), message) is not None
 
@@ -255,7 +282,8 @@ class Driver:
 
     def callback(self, run: Callable[[], Any]) -> Callable[..., Any]:
         """The user's callback for a CALL: runs run() (a coroutine: the nested steps, then
-        the answer) the flavour's way."""
+        the answer) the flavour's way, whatever it is called with (a cache's loader gets the
+        key, its writer the key and value: the case's steps say what to do)."""
         raise NotImplementedError
 
     async def open(self, urls: List[str], namespace: str,
@@ -385,6 +413,8 @@ class Driver:
             callee = getattr(target, method, None)
             if callee is None:
                 raise CaseFailed("%s: %r has no method %s" % (op, target, method))
+        kwargs.update(RUNNER_OPTIONS.get(op, {}))
+        absent_as_none(callee, d, op, positional, kwargs)
         return await settle(callee(*positional, **kwargs)), target
 
     def fields(self, op: str, result: Any, target: Any,

@@ -1,5 +1,5 @@
 """Runs the shared matrix (tests/matrix/*.json) through the sync API: redpat.Client,
-redpat.Lock, redpat.PubSub and redpat.RateLimiter. Prints
+redpat.Cache, redpat.Lock, redpat.PubSub and redpat.RateLimiter. Prints
 `matrix[python]: N passed, F failed, S skipped` (`matrix[python-cluster]` under
 harness.py run --cluster: see matrix_common.py); exits non-zero on any failure. Uses the
 harness's servers (harness.py run --servers 5), or starts private ones. Arguments:
@@ -23,7 +23,7 @@ class SyncDriver(Driver):
         time.sleep(ms / 1000.0)
 
     def callback(self, run: Callable[[], Any]) -> Callable[..., Any]:
-        def fn() -> Any:  # a plain function: the core CALLs it in this thread
+        def fn(*args: Any) -> Any:  # a plain function: the core CALLs it in this thread
             return run_now(run())
         return fn
 

@@ -1,5 +1,5 @@
-"""Runs the shared matrix (tests/matrix/*.json) through redpat.asyncio: Client, Lock,
-PubSub and RateLimiter with async/await (the core's ops over asyncio streams). Prints
+"""Runs the shared matrix (tests/matrix/*.json) through redpat.asyncio: Client, Cache,
+Lock, PubSub and RateLimiter with async/await (the core's ops over asyncio streams). Prints
 `matrix[python-asyncio]: N passed, F failed, S skipped` (`matrix[python-asyncio-cluster]` under
 harness.py run --cluster: see matrix_common.py); exits non-zero on any failure.
 Uses the harness's servers (harness.py run --servers 5), or starts private ones.
@@ -23,7 +23,7 @@ class AsyncDriver(Driver):
         await asyncio.sleep(ms / 1000.0)
 
     def callback(self, run: Callable[[], Any]) -> Callable[..., Any]:
-        async def fn() -> Any:  # a coroutine function: the executor runs it as a task
+        async def fn(*args: Any) -> Any:  # a coroutine function: run as a task
             return await run()
         return fn
 

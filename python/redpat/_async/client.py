@@ -15,10 +15,11 @@ from typing import (Any, Callable, Iterable, List, Optional, Sequence, Type, Typ
 
 from .. import _core
 from .._aio import Executor, Func
-from .._common import (DEFAULT_MAX_HOLD, DEFAULT_MAX_REPLY_SIZE, DEFAULT_TTL, DEFAULT_URL,
-                       BytesLike, CostArg, KeyFunc, Seconds, encode_arg, to_bytes)
+from .._common import (DEFAULT_MAX_HOLD, DEFAULT_MAX_REPLY_SIZE, DEFAULT_TTL, DEFAULT_URL, JSON,
+                       BytesLike, CostArg, KeyFunc, Seconds, Serializer, encode_arg, to_bytes)
 from .._records import Decision, FenceResult
 from ..errors import InvalidArgument
+from .cache import Cache
 from .lock import LostCallback, Lock
 from .pubsub import PubSub
 from .ratelimit import RateLimiter
@@ -258,6 +259,25 @@ class Client:
             def login(username: str, password: str) -> bool: ...
         """
         return self.ratelimiter(name, algorithm, **limiter_options).limited(key, cost)
+
+    # -- caches ----------------------------------------------------------------------------
+
+    def cache(self, name: BytesLike, ttl: Seconds = 60.0, *, negative_ttl: Seconds = 30.0,
+              jitter: Seconds = 0.0, stampede: str = "lock", lock_ttl: Seconds = 5.0,
+              stale: Optional[Seconds] = None, beta: float = 1.0, load_timeout: Seconds = 60.0,
+              versioned: bool = True, near_size: int = 0, near_ttl: Seconds = 1.0,
+              serializer: Optional[Serializer] = JSON, near_subscriber: bool = True) -> Cache:
+        """A Cache called ``name`` whose entries live ``ttl`` seconds (see Cache for every
+        option). No I/O; every option is checked here. With ``near_size`` > 0 it keeps an
+        invalidation subscriber of its own from its first operation on: close() it.
+
+            users = client.cache("users", ttl=60.0)
+            user = users.get_or_load("42", load_user)  # (await ... under redpat.asyncio)
+        """
+        return Cache(self, name, ttl, negative_ttl=negative_ttl, jitter=jitter,
+                     stampede=stampede, lock_ttl=lock_ttl, stale=stale, beta=beta,
+                     load_timeout=load_timeout, versioned=versioned, near_size=near_size,
+                     near_ttl=near_ttl, serializer=serializer, near_subscriber=near_subscriber)
 
     # -- pub/sub ---------------------------------------------------------------------------
 
