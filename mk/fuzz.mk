@@ -11,7 +11,7 @@ FUZZ_BUILD ?= $(BUILD)/fuzz
 FUZZ_CC ?= clang
 FUZZ_SECONDS ?= 600
 FUZZ_TEST_SECONDS ?= 30
-FUZZ_FAMILIES := locks redlock ratelimit pubsub client
+FUZZ_FAMILIES := locks redlock ratelimit pubsub client cache
 FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 FUZZ_CFLAGS := -g -O1 -std=gnu99 $(FUZZ_SAN) $(shell pkg-config --cflags hiredis openssl 2>/dev/null) \
   -I$(ROOT)/core/include -I$(ROOT)/core/src

@@ -29,10 +29,21 @@
  *       releases it with its token or says it may stay held, and its words match what the
  *       release answered; other writing ops say they may have written.
  *
+ * The cache family's ops CALL (get_or_load its loader, write its writer): the harness checks
+ * the callback and its arguments, may step the op while it "runs" (it must wait), then
+ * answers as the header says: a value, nothing, a failure (with or without a message), the
+ * user's cancel (a STATUS RP_ECANCELED) or the driver's (rp_op_cancel). A cache op may
+ * SLEEP (lock-mode polls): the fake clock jumps. Before the op, the header may arm the
+ * near-cache and put an entry, and near_apply records from the stream are applied (the op
+ * cache.near_apply applies every record of the stream), each checked against the
+ * near-cache's stats. A DONE record is checked against the read / store scripts' replies
+ * and the CALL's answer (v_cache); a failure must be a clean status, keep a failed
+ * callback's RP_ECALLBACK and message, and give back a load lock its read took.
+ *
  * A violation prints what was claimed and from which replies, then aborts (libFuzzer saves
  * the input). For exploring only: FUZZ_STRICT=0 in the environment only prints, and
- * FUZZ_IGNORE=text only prints the violations whose message contains text. The default (and
- * make test) is strict. FUZZ_VERBOSE=1 prints how each op ended. */
+ * FUZZ_IGNORE=text[|text...] only prints the violations whose message contains one of the
+ * texts. The default (and make test) is strict. FUZZ_VERBOSE=1 prints how each op ended. */
 #define _GNU_SOURCE /* memmem */
 #include <inttypes.h>
 #include <stdarg.h>
@@ -55,9 +66,14 @@
 #define FAMILY_RATELIMIT 3
 #define FAMILY_PUBSUB 4
 #define FAMILY_CLIENT 5
+#define FAMILY_CACHE 6
 
 #ifndef FUZZ_FAMILY
-#error "build with -DFUZZ_FAMILY=FAMILY_LOCKS (or _REDLOCK, _RATELIMIT, _PUBSUB, _CLIENT)"
+#error "build with -DFUZZ_FAMILY=FAMILY_LOCKS (or _REDLOCK, _RATELIMIT, _PUBSUB, _CLIENT, _CACHE)"
+#endif
+
+#if FUZZ_FAMILY == FAMILY_CACHE
+#include "cache_internal.h"
 #endif
 
 /* --- the header ------------------------------------------------------------------------ */
@@ -99,15 +115,24 @@ static int fz_verbose; /* FUZZ_VERBOSE=1: print how each op ended (replaying one
 static void fz_violation(const char *op, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void fz_violation(const char *op, const char *fmt, ...)
 {
-    /* FUZZ_IGNORE=text (exploring only): a violation saying text is printed, not fatal */
+    /* FUZZ_IGNORE=text[|text...] (exploring only): a violation saying one of the texts is
+     * printed, not fatal */
     const char *ignore = getenv("FUZZ_IGNORE");
-    char msg[1024];
+    char msg[1024], one[256];
+    int ignored = 0;
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     fprintf(stderr, "FUZZ INVARIANT VIOLATED [%s]: %s\n", op, msg);
-    if (fz_strict && !(ignore && *ignore && strstr(msg, ignore)))
+    while (ignore && *ignore && !ignored) {
+        const char *bar = strchr(ignore, '|');
+        size_t n = bar ? (size_t)(bar - ignore) : strlen(ignore);
+        snprintf(one, sizeof one, "%.*s", (int)n, ignore);
+        ignored = n > 0 && strstr(msg, one) != NULL;
+        ignore = bar ? bar + 1 : NULL;
+    }
+    if (fz_strict && !ignored)
         abort();
 }
 
@@ -454,6 +479,17 @@ typedef struct fz {
     uint64_t emitted;
     int drained; /* a long-lived op asked for a round with the stream already ended */
     size_t cancel_round; /* rounds logged when the op was cancelled */
+    /* cache: how the op was set up and how its CALLs were answered */
+    int ck_kind;             /* index in cache_ops */
+    const char *ck_key;
+    size_t ck_ntags;
+    int ck_has_value;        /* set / write: a value (else a negative entry) */
+    int ck_near_armed;       /* the near-cache was armed when the op began */
+    int ck_near_put;         /* 0: no near entry of ck_key put; 1: a value; 2: negative */
+    int ck_negative_ttl0;    /* negative_ttl 0: none is not cached */
+    size_t ck_calls;         /* CALLs the op made */
+    size_t ck_call_round;    /* rounds logged at the (last) CALL */
+    int ck_answer;           /* how the last CALL was answered (FZ_ANS_*) */
 } fz;
 
 static void fz_log_free(fz *z)
@@ -991,6 +1027,11 @@ static void v_command(fz *z, rp_op *op, const rp_value *f, size_t n)
         fz_violation(z->opname, "DONE with a reply that is not the one Redis sent");
 }
 
+#if FUZZ_FAMILY == FAMILY_CACHE
+static void v_cache(fz *z, rp_op *op, const rp_value *f, size_t n);
+static void v_cache_tags(fz *z, rp_op *op, const rp_value *f, size_t n);
+#endif
+
 /* Which replies each op may claim success from is classify()'s table (per command and
  * script); what it claims from them is checked here. An op without an entry is a finding
  * too: a new op of a family gets a validator before it is fuzzed. */
@@ -1005,6 +1046,11 @@ static const struct {
     { "ratelimit.multi", v_decisions }, { "ratelimit.batch", v_decisions },
     { "ratelimit.reset", v_yes },       { "pubsub.publish", v_yes },
     { "client.handshake", v_handshake }, { "client.command", v_command },
+#if FUZZ_FAMILY == FAMILY_CACHE
+    { "cache.get", v_cache },           { "cache.get_or_load", v_cache },
+    { "cache.set", v_cache },           { "cache.write", v_cache },
+    { "cache.delete", v_cache },        { "cache.invalidate_tags", v_cache_tags },
+#endif
 };
 
 static void check_done(fz *z, rp_op *op)
@@ -1452,6 +1498,569 @@ static void begin_op(fz *z, rp_op **op)
     a[1] = rp_value_list(argv, (h[H_B] & 1) ? 3 : 2);
     begin(z, op, "client.command", a);
 }
+#elif FUZZ_FAMILY == FAMILY_CACHE
+/* H_OP % 7: the op below. H_A: bits 0-1 stampede (none, lock, swr, xfetch); bit 2 a
+ * near-cache (near_size 2); bit 3 negative_ttl 0; bit 4 unversioned; bits 5-6 tags (0..3:
+ * t1, t2, t3; invalidate_tags at least 1); bit 7 key "k2" (never in the near-cache), else "k".
+ * H_B: bits 0-2 how a CALL is answered (FZ_ANS_*); bit 3 the op is stepped once while its
+ * CALL runs; bit 4 set / write carry a value (else a negative entry); bit 5 get_or_load's
+ * random 0.5 (else the core draws); bits 6-7 the near-cache before the op: 0 not armed, 1
+ * armed, 2 armed with "k" = "nv", 3 armed with "k" negative (with the op's tags).
+ * H_C % 8: near_apply records taken from the stream before the op (cache.near_apply: every
+ * record of the stream), each [kind byte][length byte][data]: kind % 8 indexes near_kinds
+ * (7: the data is the kind, with no data), kind bit 7: no data.
+ * H_D: bit 0 jitter 100 ms; bit 1 the near entry is put already expired; bit 2 swr's stale
+ * 200 ms (else 0: ttl); bit 3 beta 1e6; bit 4 load_timeout 1 ms (lock_ttl 1 ms). */
+static const char *const cache_ops[] = { "cache.get", "cache.get_or_load", "cache.set",
+                                         "cache.write", "cache.delete", "cache.invalidate_tags",
+                                         "cache.near_apply" };
+enum { CK_GET, CK_LOAD, CK_SET, CK_WRITE, CK_DELETE, CK_TAGS, CK_APPLY };
+static const char *const stampedes[] = { "none", "lock", "swr", "xfetch" };
+static const char *const fz_tag_names[] = { "t1", "t2", "t3" };
+static const char *const near_kinds[] = { "message", "pmessage", "subscribe", "psubscribe",
+                                          "unsubscribe", "reconnect", "pong" };
+#define FZ_LOADED "lv"
+#define FZ_NEAR_VALUE "nv"
+#define FZ_SET_VALUE "sv"
+#define FZ_BIG 8192
+static char fz_big[FZ_BIG];
+
+static rp_cache *fz_cache(const fz *z) { return z->handle; }
+
+static int bytes_eq_s(const rp_value *v, const char *s)
+{
+    return v->type == RP_TYPE_BYTES && v->len == strlen(s) &&
+           (v->len == 0 || memcmp(v->bytes, s, v->len) == 0);
+}
+
+static int kind_is(const rp_value *v, const char *s) { return bytes_eq_s(v, s); }
+
+/* One near_apply record of the stream, as an op of its own, checked: what it says it did is
+ * what the near-cache's stats show. 0 when the stream holds no record. */
+static int near_record(fz *z, uint64_t now)
+{
+    const char *p = z->data + z->pos;
+    size_t left = z->size - z->pos, len;
+    int64_t before = 0, after = 0, dropped = -1, cleared = -1;
+    int armed_before = 0, armed = 0, k;
+    rp_value a[RP_DESC_ARGS_MAX], f[RP_DESC_FIELDS_MAX];
+    const char *kind;
+    rp_op *op = NULL;
+    rp_step st;
+    if (left < 2)
+        return 0;
+    k = (uint8_t)p[0];
+    len = (uint8_t)p[1];
+    if (len > left - 2)
+        len = left - 2;
+    z->pos += 2 + len;
+    memset(a, 0, sizeof a);
+    a[0] = rp_value_handle(RP_KIND_CACHE, z->handle);
+    if (k % 8 == 7) {
+        a[1] = rp_value_bytes(p + 2, len);
+        kind = "(data)";
+    } else {
+        kind = near_kinds[k % 8];
+        a[1] = bytes_v(kind);
+        if (!(k & 0x80))
+            a[2] = rp_value_bytes(p + 2, len);
+    }
+    rp_cache_near_stats(fz_cache(z), &before, &armed_before);
+    begin(z, &op, "cache.near_apply", a);
+    if (!op)
+        return 1; /* refused (an empty kind): checked by begin */
+    st = rp_op_step(op, now);
+    memset(f, 0, sizeof f);
+    if (st != RP_STEP_DONE || rp_op_result(op, 0, f) != RP_OK) {
+        fz_violation(z->opname, "a near_apply (%s) did not end DONE with a result (step %d)",
+                     kind, (int)st);
+        rp_op_free(op);
+        return 1;
+    }
+    field_int(z->d, f, "dropped", &dropped);
+    field_int(z->d, f, "cleared", &cleared);
+    rp_op_free(op);
+    rp_cache_near_stats(fz_cache(z), &after, &armed);
+    if (fz_verbose)
+        fprintf(stderr, "fuzz: near_apply %s (%zu bytes): dropped %" PRId64 ", cleared %" PRId64
+                ", entries %" PRId64 " -> %" PRId64 ", armed %d -> %d\n", kind, len, dropped,
+                cleared, before, after, armed_before, armed);
+    if (dropped < 0 || dropped > before || (cleared != 0 && cleared != 1))
+        fz_violation(z->opname, "%s: dropped %" PRId64 " of %" PRId64 " entries, cleared %"
+                     PRId64, kind, dropped, before, cleared);
+    if (!fz_cache(z)->near) {
+        if (dropped || cleared || after || armed)
+            fz_violation(z->opname, "%s without a near-cache: dropped %" PRId64 ", cleared %"
+                         PRId64, kind, dropped, cleared);
+        return 1;
+    }
+    if (cleared ? after != 0 : after != before - dropped)
+        fz_violation(z->opname, "%s: %" PRId64 " entries -> %" PRId64 ", but it says dropped %"
+                     PRId64 ", cleared %" PRId64, kind, before, after, dropped, cleared);
+    if (kind_is(&a[1], "subscribe") || kind_is(&a[1], "psubscribe")) {
+        if (!armed || cleared || dropped)
+            fz_violation(z->opname, "%s: armed %d, cleared %" PRId64 ", dropped %" PRId64, kind,
+                         armed, cleared, dropped);
+    } else if (kind_is(&a[1], "message") || kind_is(&a[1], "pmessage")) {
+        if (armed != armed_before)
+            fz_violation(z->opname, "%s changed armed %d -> %d", kind, armed_before, armed);
+    } else if (kind_is(&a[1], "reconnect")) {
+        /* re-subscribed, with what was published meanwhile missed: it clears (whether it
+         * stays armed is the core's call: core-requests.md "py 01:42") */
+        if (!cleared)
+            fz_violation(z->opname, "reconnect: cleared %" PRId64 " (it must clear)", cleared);
+    } else if (armed || !cleared) {
+        fz_violation(z->opname, "%s: armed %d, cleared %" PRId64 " (it must disarm and clear)",
+                     kind, armed, cleared);
+    }
+    return 1;
+}
+
+static void begin_op(fz *z, rp_op **op)
+{
+    const uint8_t *h = z->h;
+    rp_value a[RP_DESC_ARGS_MAX], tags[3], cb;
+    rp_buf tag_bufs[3];
+    size_t i, ntags, nrec;
+    int near_mode = h[H_B] >> 6, load_timeout_1 = (h[H_D] >> 4) & 1;
+    uint64_t now = 1000000;
+    rp_cache *c;
+    new_client(z, NULL);
+    z->nodes = 1;
+    memset(a, 0, sizeof a);
+    a[0] = rp_value_handle(RP_KIND_CLIENT, z->client);
+    a[1] = bytes_v("c");
+    a[2] = rp_value_int(RP_TYPE_MS, 1000);
+    a[3] = rp_value_int(RP_TYPE_MS, (h[H_A] & 8) ? 0 : 500);
+    a[4] = rp_value_int(RP_TYPE_MS, (h[H_D] & 1) ? 100 : 0);
+    a[5] = bytes_v(stampedes[h[H_A] & 3]);
+    a[6] = rp_value_int(RP_TYPE_MS, load_timeout_1 ? 1 : 50);
+    a[7] = rp_value_int(RP_TYPE_MS, (h[H_D] & 4) ? 200 : 0);
+    a[8] = rp_value_float((h[H_D] & 8) ? 1e6 : 1.0);
+    a[9] = rp_value_int(RP_TYPE_MS, load_timeout_1 ? 1 : 60000);
+    a[10] = rp_value_int(RP_TYPE_BOOL, !(h[H_A] & 16));
+    a[11] = rp_value_int(RP_TYPE_INT, (h[H_A] & 4) ? 2 : 0);
+    a[12] = rp_value_int(RP_TYPE_MS, 1000);
+    z->handle = c = make(z, "cache.new", a);
+    z->kind = RP_KIND_CACHE;
+    z->ck_kind = h[H_OP] % (int)(sizeof cache_ops / sizeof cache_ops[0]);
+    z->ck_key = (h[H_A] & 128) ? "k2" : "k";
+    z->ck_negative_ttl0 = (h[H_A] & 8) != 0;
+    ntags = (size_t)((h[H_A] >> 5) & 3);
+    if (z->ck_kind == CK_TAGS && ntags == 0)
+        ntags = 1;
+    z->ck_ntags = ntags;
+    for (i = 0; i < ntags; i++) {
+        tags[i] = bytes_v(fz_tag_names[i]);
+        tag_bufs[i].data = (char *)fz_tag_names[i];
+        tag_bufs[i].len = strlen(fz_tag_names[i]);
+        tag_bufs[i].cap = 0;
+    }
+    /* the near-cache before the op: armed by its subscriber's confirmation, maybe with "k" */
+    if (c->near && near_mode > 0) {
+        int64_t d;
+        int cl;
+        rp_cache_near_apply(c, "subscribe", 9, c->channel, c->channel_len, &d, &cl, NULL);
+        if (near_mode >= 2) {
+            int expired = (h[H_D] >> 1) & 1;
+            rp_near__put(c->near, rp_near__epoch(c->near), "k", 1,
+                         near_mode == 2 ? FZ_NEAR_VALUE : NULL, near_mode == 2 ? 2 : 0,
+                         tag_bufs, ntags, expired ? now - 1 : now, expired ? 1 : 1000);
+            z->ck_near_put = near_mode == 2 ? 1 : 2;
+        }
+    }
+    nrec = z->ck_kind == CK_APPLY ? (size_t)-1 : (size_t)(h[H_C] % 8);
+    for (i = 0; i < nrec && near_record(z, now); i++)
+        ;
+    if (z->ck_kind == CK_APPLY) {
+        *op = NULL; /* every record was an op of its own */
+        return;
+    }
+    {
+        int64_t entries;
+        rp_cache_near_stats(c, &entries, &z->ck_near_armed);
+    }
+    memset(a, 0, sizeof a);
+    memset(&cb, 0, sizeof cb);
+    cb.type = RP_TYPE_CALLBACK;
+    a[0] = rp_value_handle(RP_KIND_CACHE, z->handle);
+    a[1] = bytes_v(z->ck_key);
+    z->ck_has_value = (h[H_B] >> 4) & 1;
+    switch (z->ck_kind) {
+    case CK_GET:
+        if (ntags)
+            a[2] = rp_value_list(tags, ntags);
+        break;
+    case CK_LOAD:
+        a[2] = cb;
+        if (ntags)
+            a[3] = rp_value_list(tags, ntags);
+        if (h[H_B] & 32)
+            a[4] = rp_value_float(0.5);
+        break;
+    case CK_SET:
+        if (z->ck_has_value)
+            a[2] = bytes_v(FZ_SET_VALUE);
+        if (ntags)
+            a[3] = rp_value_list(tags, ntags);
+        break;
+    case CK_WRITE:
+        if (z->ck_has_value)
+            a[2] = bytes_v(FZ_SET_VALUE);
+        a[3] = cb;
+        if (ntags)
+            a[4] = rp_value_list(tags, ntags);
+        break;
+    case CK_TAGS:
+        a[1] = rp_value_list(tags, ntags);
+        break;
+    default:
+        break;
+    }
+    begin(z, op, cache_ops[z->ck_kind], a);
+}
+
+/* How a CALL is answered (H_B bits 0-2). */
+enum { FZ_ANS_VALUE, FZ_ANS_NOTHING, FZ_ANS_FAIL, FZ_ANS_USER_CANCEL, FZ_ANS_DRIVER_CANCEL,
+       FZ_ANS_EMPTY, FZ_ANS_BIG, FZ_ANS_FAIL_SILENT };
+
+static int ans_is_failure(int a)
+{
+    return a == FZ_ANS_FAIL || a == FZ_ANS_FAIL_SILENT || a == FZ_ANS_USER_CANCEL ||
+           a == FZ_ANS_DRIVER_CANCEL;
+}
+
+/* A CALL: its callback and arguments are checked (the loader gets the key; the writer the
+ * key and the value, absent for a negative write), then it is answered as the header says:
+ * with a value, nothing, a failure, the user's cancel or the driver's (rp_op_cancel). */
+static void answer_call(fz *z, rp_op *op, uint64_t now, int *cancelled)
+{
+    size_t arg = 99, count = 0;
+    rp_value v[4], r;
+    int how = z->h[H_B] & 7, rc;
+    memset(v, 0, sizeof v);
+    memset(&r, 0, sizeof r);
+    z->ck_calls++;
+    z->ck_call_round = z->nrounds;
+    z->ck_answer = how;
+    if (rp_op_call(op, &arg, v, 4, &count) != RP_OK) {
+        fz_violation(z->opname, "CALL, but rp_op_call says none is waiting");
+        return;
+    }
+    if (z->ck_kind == CK_LOAD) {
+        if (arg != RP_CACHE_LOADER_ARG || count != 1 || !bytes_eq_s(&v[0], z->ck_key))
+            fz_violation(z->opname, "CALLs arg %zu with %zu values (not the loader with the "
+                         "key)", arg, count);
+    } else if (z->ck_kind == CK_WRITE) {
+        if (arg != RP_CACHE_WRITER_ARG || count != 2 || !bytes_eq_s(&v[0], z->ck_key) ||
+            (z->ck_has_value ? !bytes_eq_s(&v[1], FZ_SET_VALUE) : v[1].type != RP_TYPE_NONE))
+            fz_violation(z->opname, "CALLs arg %zu with %zu values (not the writer with the key "
+                         "and the value)", arg, count);
+    } else {
+        fz_violation(z->opname, "CALLs arg %zu: this op has no callback", arg);
+    }
+    if (z->ck_calls > 1)
+        fz_violation(z->opname, "CALLs its callback %zu times", z->ck_calls);
+    if (z->h[H_B] & 8) { /* the callback takes a while: the op waits for it */
+        rp_step st = rp_op_step(op, now);
+        if (st != RP_STEP_SLEEP || rp_op_sleep_ms(op) != RP_SLEEP_UNTIL_RESUMED)
+            fz_violation(z->opname, "stepped while its CALL runs: step %d (sleep %" PRIu64 ")",
+                         (int)st, rp_op_sleep_ms(op));
+    }
+    switch (how) {
+    case FZ_ANS_VALUE: r = bytes_v(FZ_LOADED); break;
+    case FZ_ANS_NOTHING: break;
+    case FZ_ANS_FAIL: r.type = RP_TYPE_STATUS; r.i = RP_ECALLBACK; r.bytes = "boom"; r.len = 4; break;
+    case FZ_ANS_FAIL_SILENT: r.type = RP_TYPE_STATUS; r.i = RP_ECALLBACK; break;
+    case FZ_ANS_USER_CANCEL: r.type = RP_TYPE_STATUS; r.i = RP_ECANCELED; r.bytes = "stop"; r.len = 4; break;
+    case FZ_ANS_EMPTY: r = rp_value_bytes("", 0); break;
+    case FZ_ANS_BIG: r = rp_value_bytes(fz_big, FZ_BIG); break;
+    default: break;
+    }
+    if (how == FZ_ANS_DRIVER_CANCEL || how == FZ_ANS_USER_CANCEL) {
+        *cancelled = 1;
+        z->cancel_round = z->nrounds;
+    }
+    if (how == FZ_ANS_DRIVER_CANCEL) {
+        rp_op_cancel(op);
+        return;
+    }
+    if ((rc = rp_op_resume(op, how == FZ_ANS_NOTHING ? NULL : &r)) != RP_OK)
+        fz_violation(z->opname, "rp_op_resume refused the callback's end: %s",
+                     rp_status_name(rc));
+}
+#endif
+
+#if FUZZ_FAMILY == FAMILY_CACHE
+/* --- cache: the replies of its scripts, the record of a DONE op ------------------------- */
+
+/* The last reply (NULL: none whole) to script name in the logical rounds from round `from`
+ * on; *sent: how many were sent. */
+static const fzr *script_reply(const fz *z, const char *name, size_t from, size_t *sent)
+{
+    size_t k = views(z, fz_views), v, n, i;
+    const fzr *last = NULL;
+    *sent = 0;
+    for (v = 0; v < k; v++)
+        for (n = 0; fz_views[v].first >= from && n < z->nodes; n++)
+            for (i = 0; fz_views[v].in[n] && i < fz_views[v].n[n]; i++) {
+                const char *s = script_of(z, fz_views[v].cmd[n][i]);
+                if (s && strcmp(s, name) == 0) {
+                    (*sent)++;
+                    last = fz_views[v].rep[n][i];
+                }
+            }
+    return last;
+}
+
+/* The read script's reply as cache_read.lua documents it: {found, value, negative, pttl,
+ * delta, stale, locked, generation, now, tag, version, ...}. */
+static int read_shape(const fzr *r)
+{
+    size_t i;
+    if (!fzr_is(r, RP_REPLY_ARRAY) || r->n < 9 || (r->n - 9) % 2 != 0)
+        return 0;
+    for (i = 0; i < 9; i++)
+        if (i == 1 || i == 7 ? !fzr_is(r->el[i], RP_REPLY_STRING) && !fzr_is(r->el[i], RP_REPLY_NIL)
+                             : !fzr_is(r->el[i], RP_REPLY_INTEGER))
+            return 0;
+    for (i = 9; i < r->n; i++)
+        if (!fzr_is(r->el[i], RP_REPLY_STRING))
+            return 0;
+    return 1;
+}
+
+static long long rel(const fzr *r, size_t i) { return r->el[i]->integer; }
+
+/* The op sent a lock token with its reads (get_or_load in the stampede modes). */
+static int asks_lock(const fz *z)
+{
+    return z->ck_kind == CK_LOAD && rp_cache_options_of(z->handle)->stampede != RP_CACHE_NONE;
+}
+
+/* ... and in the ranges it documents that decide something (flags 0 / 1, locked 0..2 and 0
+ * without a token, delta >= 0; a found entry has a value or is negative). (pttl and now are
+ * taken as they come: a TTL below 0 reads "none", and now only goes back to the store.) */
+static int read_ranges(const fz *z, const fzr *r)
+{
+    long long found = rel(r, 0), neg = rel(r, 2);
+    if ((found != 0 && found != 1) || (neg != 0 && neg != 1) || rel(r, 5) < 0 || rel(r, 5) > 1 ||
+        rel(r, 6) < 0 || rel(r, 6) > (asks_lock(z) ? 2 : 0) || rel(r, 4) < 0)
+        return 0;
+    if (found == 1 && fzr_is(r->el[1], RP_REPLY_STRING) == (neg == 1))
+        return 0; /* a value or none, never both or neither */
+    return 1;
+}
+
+static int int_is(const fzr *r, long long v) { return fzr_is(r, RP_REPLY_INTEGER) && r->integer == v; }
+
+static int value_is(const rp_value *v, const char *s, size_t len)
+{
+    return v->type == RP_TYPE_BYTES && v->len == len && (len == 0 || memcmp(v->bytes, s, len) == 0);
+}
+
+static void v_cache(fz *z, rp_op *op, const rp_value *f, size_t n)
+{
+    int64_t hit = -1, negative = -1, stale = -1, loaded = -1, stored = -1, near = -1, ttl = -1,
+            waits = -1;
+    int vi = rp_desc_field_index(z->d, "value");
+    const rp_value *value = &f[vi];
+    int has = value->type == RP_TYPE_BYTES, k = z->ck_kind;
+    size_t reads, stores;
+    const fzr *rd = script_reply(z, "cache_read", 0, &reads);
+    const fzr *st = script_reply(z, "cache_store", 0, &stores);
+    char buf[256];
+    (void)op;
+    (void)n;
+    field_int(z->d, f, "hit", &hit);
+    field_int(z->d, f, "negative", &negative);
+    field_int(z->d, f, "stale", &stale);
+    field_int(z->d, f, "loaded", &loaded);
+    field_int(z->d, f, "stored", &stored);
+    field_int(z->d, f, "near", &near);
+    field_int(z->d, f, "ttl", &ttl);
+    field_int(z->d, f, "waits", &waits);
+#define CK_FAIL(...) do { \
+        fzr_describe(rd, buf, sizeof buf); \
+        fprintf(stderr, "  last read: %s (%zu sent)\n", buf, reads); \
+        fzr_describe(st, buf, sizeof buf); \
+        fprintf(stderr, "  last store: %s (%zu sent); calls %zu, answer %d\n", buf, stores, \
+                z->ck_calls, z->ck_answer); \
+        fprintf(stderr, "  record: value %s, hit %" PRId64 ", negative %" PRId64 ", stale %" \
+                PRId64 ", loaded %" PRId64 ", stored %" PRId64 ", near %" PRId64 ", ttl %" \
+                PRId64 ", waits %" PRId64 "\n", has ? "present" : "absent", hit, negative, \
+                stale, loaded, stored, near, ttl, waits); \
+        fz_violation(z->opname, __VA_ARGS__); \
+    } while (0)
+    if ((hit | negative | stale | loaded | stored | near) & ~(int64_t)1)
+        CK_FAIL("a flag of the record is not 0 / 1");
+    if (ttl < 0 || waits < 0 || (size_t)waits > reads)
+        CK_FAIL("ttl %" PRId64 " / waits %" PRId64 " out of range", ttl, waits);
+    if (near && k != CK_GET && k != CK_LOAD)
+        CK_FAIL("near for an op that reads nothing");
+    if (stored && !(loaded || k == CK_SET || k == CK_WRITE))
+        CK_FAIL("stored, but it neither loaded nor wrote");
+    if (stored && !int_is(st, 1))
+        CK_FAIL("stored, but the store did not answer 1");
+    if (hit && loaded)
+        CK_FAIL("both a hit and loaded");
+    /* (stale in any mode: an entry swr wrote is stale past its soft expiry whatever the
+     * mode of the cache reading it now) */
+    if (stale && !hit)
+        CK_FAIL("stale, but not a hit");
+    if (k == CK_GET || k == CK_LOAD) {
+        if (has != (!negative && (hit || loaded)))
+            CK_FAIL("the value is present iff not negative and a hit or loaded");
+        if (near) {
+            if (z->nrounds != 0 || !z->ck_near_armed || !z->ck_near_put || !hit ||
+                strcmp(z->ck_key, "k") != 0)
+                CK_FAIL("near, but not from an armed near-cache's entry without I/O");
+            else if (z->ck_near_put == 1 ? (negative || !value_is(value, FZ_NEAR_VALUE, 2))
+                                         : !negative)
+                CK_FAIL("near, with another value than the near entry's");
+        } else if (z->nrounds == 0) {
+            CK_FAIL("DONE without I/O, not from the near-cache");
+        }
+        if (z->ck_calls && !loaded)
+            CK_FAIL("its loader ran, but it did not say loaded");
+        if (loaded) {
+            int a = z->ck_answer;
+            if (k != CK_LOAD || z->ck_calls != 1 || ans_is_failure(a))
+                CK_FAIL("loaded, without a loader that returned");
+            else if (negative != (a == FZ_ANS_NOTHING) ||
+                     (a == FZ_ANS_VALUE && !value_is(value, FZ_LOADED, 2)) ||
+                     (a == FZ_ANS_EMPTY && !value_is(value, "", 0)) ||
+                     (a == FZ_ANS_BIG && !value_is(value, fz_big, FZ_BIG)))
+                CK_FAIL("loaded another value than the loader's");
+            if (stored && negative && z->ck_negative_ttl0)
+                CK_FAIL("stored a negative entry with negative_ttl 0");
+        }
+        if (hit && !near) {
+            if (!rd || !read_shape(rd) || rel(rd, 0) != 1)
+                CK_FAIL("a hit from a read that is no found entry");
+            else if (!read_ranges(z, rd))
+                CK_FAIL("a hit from a read reply outside the script's ranges");
+            else if (negative != (rel(rd, 2) == 1) || stale != (rel(rd, 5) == 1) ||
+                     ttl != (rel(rd, 3) > 0 ? rel(rd, 3) : 0) ||
+                     (!negative && (!fzr_is(rd->el[1], RP_REPLY_STRING) ||
+                                    !value_is(value, rd->el[1]->str, rd->el[1]->len))))
+                CK_FAIL("a hit that is not what the read said");
+        }
+        if (!hit && !loaded) {
+            if (k != CK_GET || has || negative)
+                CK_FAIL("a miss with a value or negative, or from get_or_load");
+            else if (!rd || !read_shape(rd))
+                CK_FAIL("a miss from a reply that is no read");
+            else if (!read_ranges(z, rd))
+                CK_FAIL("a miss from a read reply outside the script's ranges");
+        }
+    } else if (k == CK_SET || k == CK_WRITE) {
+        if (hit || loaded || near || stale)
+            CK_FAIL("a write that says hit / loaded / near / stale");
+        if (!int_is(st, 0) && !int_is(st, 1))
+            CK_FAIL("DONE, but the store answered no 0 / 1");
+        else if (stored != int_is(st, 1))
+            CK_FAIL("stored is not what the store answered");
+        if (k == CK_WRITE ? z->ck_calls != 1 || ans_is_failure(z->ck_answer) : z->ck_calls != 0)
+            CK_FAIL("a write without a writer that returned, or a set that CALLed");
+        /* (the record is the value written, or none) */
+        if (negative != !z->ck_has_value ||
+            (z->ck_has_value ? !value_is(value, FZ_SET_VALUE, 2) : has))
+            CK_FAIL("the record is not the value written");
+    } else { /* delete */
+        if (!int_is(st, 0) && !int_is(st, 1))
+            CK_FAIL("DONE, but the delete answered no 0 / 1");
+        else if (hit != int_is(st, 1))
+            CK_FAIL("hit is not what the delete answered");
+        if (loaded || stored || near || negative || stale || has)
+            CK_FAIL("a delete that says more than hit");
+    }
+#undef CK_FAIL
+}
+
+static void v_cache_tags(fz *z, rp_op *op, const rp_value *f, size_t n)
+{
+    size_t k = views(z, fz_views), v, nn, i, sent = 0, ok = 0;
+    (void)op;
+    (void)f;
+    (void)n;
+    for (v = 0; v < k; v++)
+        for (nn = 0; nn < z->nodes; nn++)
+            for (i = 0; fz_views[v].in[nn] && i < fz_views[v].n[nn]; i++) {
+                const char *s = script_of(z, fz_views[v].cmd[nn][i]);
+                if (s && strcmp(s, "cache_tag") == 0) {
+                    sent++;
+                    ok += fzr_is(fz_views[v].rep[nn][i], RP_REPLY_STRING) ? 1u : 0u;
+                }
+            }
+    if (sent != z->ck_ntags || ok != sent)
+        fz_violation(z->opname, "DONE with %zu of %zu tags bumped (%zu answered a version)",
+                     sent, z->ck_ntags, ok);
+}
+
+/* A failed cache op: a clean status; a failed callback's failure kept (unless a later round
+ * failed on its own); a load lock it took released after a failed or cancelled load. */
+static void check_cache_error(fz *z, const rp_error *e)
+{
+    static const int clean[] = { RP_EPROTOCOL, RP_EREPLY, RP_ECALLBACK, RP_ECANCELED,
+                                 RP_ETIMEOUT, RP_ETRANSPORT, RP_EAUTH };
+    size_t i, sent;
+    int ok = 0, failed_cb;
+    const fzr *rd;
+    for (i = 0; i < sizeof clean / sizeof clean[0]; i++)
+        ok |= e->code == clean[i];
+    if (!ok)
+        fz_violation(z->opname, "failed with %s: \"%s\"", rp_status_name(e->code), e->message);
+    failed_cb = z->ck_calls && (z->ck_answer == FZ_ANS_FAIL || z->ck_answer == FZ_ANS_FAIL_SILENT);
+    /* what follows a failed callback is only the lock's release, whose own failure does not
+     * matter to the caller (the lock expires): the callback's failure stands */
+    if (failed_cb && e->code != RP_ECALLBACK)
+        fz_violation(z->opname, "its callback failed, but it failed with %s: \"%s\"",
+                     rp_status_name(e->code), e->message);
+    if (z->ck_calls && z->ck_answer == FZ_ANS_USER_CANCEL && e->code != RP_ECANCELED)
+        fz_violation(z->opname, "its callback was cancelled, but it failed with %s: \"%s\"",
+                     rp_status_name(e->code), e->message);
+    if (e->code == RP_ECALLBACK && !failed_cb)
+        fz_violation(z->opname, "RP_ECALLBACK without a failed callback: \"%s\"", e->message);
+    if (e->code == RP_ECALLBACK && z->ck_answer == FZ_ANS_FAIL && !strstr(e->message, "boom"))
+        fz_violation(z->opname, "lost the callback's message: \"%s\"", e->message);
+    /* the lock the read before the CALL took goes back after a failed / cancelled load */
+    if (z->ck_calls && ans_is_failure(z->ck_answer)) {
+        size_t k = views(z, fz_views), v, n, j, reads = 0;
+        rd = NULL;
+        for (v = 0; v < k && fz_views[v].last < z->ck_call_round; v++)
+            for (n = 0; n < z->nodes; n++)
+                for (j = 0; fz_views[v].in[n] && j < fz_views[v].n[n]; j++) {
+                    const char *s = script_of(z, fz_views[v].cmd[n][j]);
+                    if (s && strcmp(s, "cache_read") == 0) {
+                        reads++;
+                        rd = fz_views[v].rep[n][j];
+                    }
+                }
+        script_reply(z, "lock_release", z->ck_call_round, &sent);
+        if (asks_lock(z) && rd && read_shape(rd) && rel(rd, 6) == 1 && sent == 0)
+            fz_violation(z->opname, "its load failed (%s) with the load lock taken, and it "
+                         "sent no release: \"%s\"", rp_status_name(e->code), e->message);
+    }
+}
+
+/* A cancelled cache op that had sent a write (a store, a tag bump) says it may have written. */
+static void check_cache_cancelled(fz *z, const rp_error *e)
+{
+    size_t r, n, i, len = strlen(e->message);
+    int wrote = 0;
+    int bare = strcmp(e->message, "cancelled") == 0 ||
+               (len >= 11 && strcmp(e->message + len - 11, ": cancelled") == 0);
+    for (r = 0; r < z->cancel_round && r < z->nrounds; r++)
+        for (n = 0; n < z->nodes; n++)
+            for (i = 0; i < z->rounds[r].t[n].ncmds; i++) {
+                const char *s = script_of(z, z->rounds[r].t[n].cmds[i]);
+                wrote |= s && (strcmp(s, "cache_store") == 0 || strcmp(s, "cache_tag") == 0);
+            }
+    if (wrote && bare)
+        fz_violation(z->opname, "cancelled after its write was sent, and its message does not "
+                     "say it may have written: \"%s\"", e->message);
+}
 #endif
 
 /* Whether text is anywhere in r (a reply may say anything, and messages quote replies). */
@@ -1496,9 +2105,19 @@ static void check_error(fz *z, rp_op *op, int cancelled)
     }
     if (cancelled)
         check_cancelled(z, e);
+#if FUZZ_FAMILY == FAMILY_CACHE
+    check_cache_error(z, e);
+    if (cancelled && e->code == RP_ECANCELED)
+        check_cache_cancelled(z, e);
+#endif
     for (i = 0; i < sizeof lost / sizeof lost[0]; i++)
         if (strstr(e->message, lost[i]) && !stream_says(z, lost[i]))
             fz_violation(z->opname, "ERROR that lost its cause: \"%s\"", e->message);
+#if FUZZ_FAMILY == FAMILY_CACHE
+    /* (a load lock given back after a failed callback: the callback's failure stands) */
+    if (z->ck_calls && ans_is_failure(z->ck_answer))
+        t = NULL;
+#endif
     if (!cancelled && z->nodes == 1 && t && t->failed && !t->listening && t->nreplies == 0 &&
         e->code != RP_ETIMEOUT && e->code != RP_ECANCELED)
         fz_violation(z->opname, "its only target timed out, but it failed with %s: \"%s\"",
@@ -1663,8 +2282,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             check_emit(&z, op);
             break;
         case RP_STEP_CALL:
+#if FUZZ_FAMILY == FAMILY_CACHE
+            answer_call(&z, op, now, &cancelled);
+#else
             fz_violation(z.opname, "asked for a callback it was not given");
             ended = 1;
+#endif
             break;
         case RP_STEP_DONE:
             if (fz_verbose)

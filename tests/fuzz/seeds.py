@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Writes the seed corpus tests/fuzz/corpus/<family>/ (checked in; run again after changing
-it: python3 tests/fuzz/seeds.py [--capture]). Each seed is the harness' 8-byte header
+it: python3 tests/fuzz/seeds.py [--capture[=FAMILY,...]]). Each seed is the harness' 8-byte header
 (fuzz_ops.c, "the header") followed by the replies Redis gives the op: valid ones (as
 redis-server 7 answers) and near-valid ones (the edge of each contract, Redis < 7 answers,
 errors). --capture also (re)writes the real_* seeds: the bytes a private redis-server
 (tests/harness/harness.py) really answers to the commands and embedded scripts the ops send;
-without it the real_* files already there are kept."""
+without it the real_* files already there are kept (--capture=cache: only that family's are
+rewritten)."""
 import os
 import sys
 
@@ -39,7 +40,7 @@ SYNTAX = b"-ERR syntax error\r\n"
 WRONGTYPE = b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n"
 OOM = b"-OOM command not allowed when used memory > 'maxmemory'.\r\n"
 
-seeds = {"locks": {}, "redlock": {}, "ratelimit": {}, "pubsub": {}, "client": {}}
+seeds = {"locks": {}, "redlock": {}, "ratelimit": {}, "pubsub": {}, "client": {}, "cache": {}}
 
 # --- locks: 0 acquire, 1 release, 2 extend, 3 locked, 4 owned, 5 remaining, 6 fence.check;
 #     A bit 0 fenced, bits 1-2 wait (x 40 ms), bit 3 replace; B: extend ms / fence token - 1
@@ -205,6 +206,153 @@ C["command_mget"] = hdr(1, b=1) + arr(bulk("a"), NIL)
 C["command_nested"] = hdr(1, 2, seed=3) + arr(arr(b":1\r\n", arr(bulk("x"))), b"*-1\r\n", b"*0\r\n")
 
 
+# --- cache: 0 get, 1 get_or_load, 2 set, 3 write, 4 delete, 5 invalidate_tags, 6 near_apply;
+#     A bits 0-1 stampede (none lock swr xfetch), bit 2 near-cache, bit 3 negative_ttl 0,
+#     bit 4 unversioned, bits 5-6 tags (t1..t3), bit 7 key "k2"; B bits 0-2 the CALL's answer
+#     (value, nothing, failure, user cancel, driver cancel, "", 8 KiB, failure without a
+#     message), bit 3 stepped while it runs, bit 4 set / write carry a value, bit 5 random
+#     0.5, bits 6-7 near-cache before (off, armed, "k" = "nv", "k" negative); C % 8 near_apply
+#     records [kind][len][data] first (kind: message pmessage subscribe psubscribe unsubscribe
+#     reconnect pong, 7: data is the kind; bit 7: no data); D bit 0 jitter, bit 1 the near
+#     entry expired, bit 2 swr stale 200 ms, bit 3 beta 1e6, bit 4 load_timeout 1 ms
+NONE_, LOCK_, SWR_, XFETCH_ = 0, 1, 2, 3
+NEAR, NEG0, UNVERSIONED, KEY2 = 4, 8, 16, 128
+
+
+def tagsn(n):
+    return n << 5
+
+
+ANS_VALUE, ANS_NOTHING, ANS_FAIL, ANS_UCANCEL, ANS_DCANCEL, ANS_EMPTY, ANS_BIG, ANS_SILENT = range(8)
+STEPPED, HAS_VALUE, RANDOM = 8, 16, 32
+NEAR_ARMED, NEAR_VALUE, NEAR_NEGATIVE = 64, 128, 192
+
+
+def read(found=0, value=None, negative=0, pttl=0, delta=0, stale=0, locked=0, gen=None, now=0,
+         tags=()):
+    """The reply of cache_read.lua (false is nil in RESP)."""
+    parts = [b":%d\r\n" % found, bulk(value) if value is not None else NIL,
+             b":%d\r\n" % negative, b":%d\r\n" % pttl, b":%d\r\n" % delta,
+             b":%d\r\n" % stale, b":%d\r\n" % locked, bulk(gen) if gen is not None else NIL,
+             b":%d\r\n" % now]
+    for tag, version in tags:
+        parts += [bulk(tag), bulk(version)]
+    return arr(*parts)
+
+
+def rec(kind, data=b""):
+    data = data.encode() if isinstance(data, str) else data
+    return bytes([kind, len(data)]) + data
+
+
+PUB = "0123456789abcdef"
+NOW = 1764640000000
+MISS_LOCKED = read(0, locked=1, gen="1764640000000001", now=NOW)
+MISS_BUSY = read(0, locked=0, now=NOW)
+HIT = read(1, "cached", pttl=950, delta=3)
+K = seeds["cache"]
+K["get_hit"] = hdr(0, a=LOCK_) + HIT
+K["get_miss"] = hdr(0, a=LOCK_) + read(0, now=NOW)
+K["get_negative"] = hdr(0, a=LOCK_) + read(1, None, negative=1, pttl=400)
+K["get_empty_value"] = hdr(0, a=LOCK_) + read(1, "", pttl=1)
+K["get_no_ttl"] = hdr(0, a=LOCK_) + read(1, "v", pttl=-1)
+K["get_entry_without_value"] = hdr(0, a=LOCK_) + read(1, None, pttl=900)
+K["get_found_two"] = hdr(0, a=LOCK_) + read(2, "v", pttl=900)
+K["get_tags_current"] = hdr(0, a=LOCK_ | tagsn(2)) + read(1, "v", pttl=900, tags=[("t1", "5"), ("t2", "0")]) \
+    + bulk("5") + NIL
+K["get_tags_stale"] = hdr(0, a=LOCK_ | tagsn(1)) + read(1, "v", pttl=900, tags=[("t1", "5")]) + bulk("6")
+K["get_tags_unknown"] = hdr(0, a=LOCK_ | tagsn(1)) + read(1, "v", pttl=900, tags=[("t1", "0"), ("t9", "2")]) \
+    + NIL + bulk("2")
+K["get_tags_unknown_stale"] = hdr(0, a=LOCK_) + read(1, "v", pttl=900, tags=[("t9", "2")]) + bulk("3")
+K["get_tags_too_many"] = hdr(0, a=LOCK_ | tagsn(1)) + read(1, "v", pttl=900, tags=[("x%d" % i, "1") for i in range(17)]) \
+    + NIL + NIL * 17
+K["load_tags_unknown_stale"] = hdr(1, a=LOCK_ | tagsn(1)) + read(1, "v", pttl=900, tags=[("t1", "0"), ("t9", "2")]) \
+    + NIL + bulk("3") + MISS_LOCKED + NIL + bulk("3") + b":1\r\n" + b":1\r\n" * 2
+K["get_tag_version_int"] = hdr(0, a=LOCK_ | tagsn(1)) + read(1, "v", pttl=900, tags=[("t1", "5")]) + b":5\r\n"
+K["get_swr_stale"] = hdr(0, a=SWR_) + read(1, "old", pttl=500, stale=1, now=NOW)
+K["get_odd_tags"] = hdr(0, a=LOCK_) + arr(*([b":1\r\n", bulk("v")] + [b":0\r\n"] * 4 + [b":0\r\n", NIL, b":0\r\n", bulk("t1")]))
+K["get_short"] = hdr(0, a=LOCK_) + ints(1, 0, 0)
+K["get_error"] = hdr(0, a=LOCK_) + WRONGTYPE
+K["get_noscript"] = hdr(0, KNOWN, a=LOCK_) + NOSCRIPT + HIT
+K["get_pre7_shebang"] = hdr(0, a=LOCK_) + SHEBANG + HIT
+K["get_bytewise"] = hdr(0, 1, a=LOCK_ | tagsn(1)) + read(1, "v", pttl=900, tags=[("t1", "0")]) + NIL
+K["get_near_hit"] = hdr(0, a=LOCK_ | NEAR, b=NEAR_VALUE)
+K["get_near_negative"] = hdr(0, a=LOCK_ | NEAR, b=NEAR_NEGATIVE)
+K["get_near_expired"] = hdr(0, a=LOCK_ | NEAR, b=NEAR_VALUE, d=2) + HIT
+K["get_near_unarmed"] = hdr(0, a=LOCK_ | NEAR) + HIT
+K["get_near_fill"] = hdr(0, a=LOCK_ | NEAR | tagsn(1), b=NEAR_ARMED) + read(1, "v", pttl=900, tags=[("t1", "1")]) + bulk("1")
+K["get_near_dropped"] = hdr(0, a=LOCK_ | NEAR, b=NEAR_VALUE, c=1) + rec(0, PUB + ":1:k:k") + HIT
+K["get_near_tag_dropped"] = hdr(0, a=LOCK_ | NEAR | tagsn(1), b=NEAR_VALUE, c=1) + rec(0, PUB + ":1:t:t1") \
+    + read(1, "v", pttl=900, tags=[("t1", "1")]) + bulk("1")
+K["get_near_reconnect"] = hdr(0, a=LOCK_ | NEAR, b=NEAR_VALUE, c=1) + rec(5) + HIT
+K["get_near_other_message"] = hdr(0, a=LOCK_ | NEAR, b=NEAR_VALUE, c=2) + rec(0, "hello") + rec(2) + HIT
+K["get_near_gap"] = hdr(0, a=LOCK_ | NEAR, b=NEAR_VALUE, c=2) + rec(0, PUB + ":1:k:x") + rec(0, PUB + ":3:k:y") + HIT
+K["load_hit"] = hdr(1, a=LOCK_) + HIT
+K["load_miss_fill"] = hdr(1, a=LOCK_) + MISS_LOCKED + b":1\r\n"
+K["load_miss_not_stored"] = hdr(1, a=LOCK_) + MISS_LOCKED + b":0\r\n"
+K["load_miss_nothing"] = hdr(1, a=LOCK_, b=ANS_NOTHING) + MISS_LOCKED + b":1\r\n"
+K["load_miss_nothing_neg0"] = hdr(1, a=LOCK_ | NEG0, b=ANS_NOTHING) + MISS_LOCKED + b":1\r\n"
+K["load_miss_nothing_neg0_none"] = hdr(1, a=NONE_ | NEG0, b=ANS_NOTHING) + read(0, now=NOW)
+K["load_fail_released"] = hdr(1, a=LOCK_, b=ANS_FAIL) + MISS_LOCKED + b":1\r\n"
+K["load_fail_release_fails"] = hdr(1, a=LOCK_, b=ANS_FAIL) + MISS_LOCKED
+K["load_fail_silent"] = hdr(1, a=LOCK_, b=ANS_SILENT) + MISS_LOCKED + b":1\r\n"
+K["load_fail_none"] = hdr(1, a=NONE_, b=ANS_FAIL) + read(0, now=NOW)
+K["load_user_cancel"] = hdr(1, a=LOCK_, b=ANS_UCANCEL | STEPPED) + MISS_LOCKED + b":1\r\n"
+K["load_driver_cancel"] = hdr(1, a=LOCK_, b=ANS_DCANCEL) + MISS_LOCKED + b":0\r\n"
+K["load_cancel_after_fill"] = hdr(1, CANCEL, a=LOCK_, d=AFTER2) + MISS_LOCKED + b":1\r\n" + b":1\r\n"
+K["load_empty_value"] = hdr(1, a=LOCK_, b=ANS_EMPTY | STEPPED) + MISS_LOCKED + b":1\r\n"
+K["load_big_value"] = hdr(1, a=LOCK_, b=ANS_BIG) + MISS_LOCKED + b":1\r\n"
+K["load_wait_then_hit"] = hdr(1, a=LOCK_) + MISS_BUSY + MISS_BUSY + HIT
+K["load_wait_then_lock"] = hdr(1, a=LOCK_) + MISS_BUSY + MISS_LOCKED + b":1\r\n"
+K["load_wait_forever"] = hdr(1, a=LOCK_) + MISS_BUSY * 12
+K["load_lock_refused"] = hdr(1, a=LOCK_) + read(0, locked=2, gen="7", now=NOW) + OOM
+K["load_fill_oom"] = hdr(1, a=LOCK_) + MISS_LOCKED + OOM + b":1\r\n"
+K["load_none_fill"] = hdr(1, a=NONE_) + read(0, gen="0", now=NOW) + b":1\r\n"
+K["load_unversioned"] = hdr(1, a=LOCK_ | UNVERSIONED) + read(0, locked=1, now=NOW) + b":1\r\n"
+K["load_swr_refresh"] = hdr(1, a=SWR_) + read(1, "old", pttl=500, stale=1, locked=1, gen="3", now=NOW) + b":1\r\n"
+K["load_swr_stale_other"] = hdr(1, a=SWR_) + read(1, "old", pttl=500, stale=1, locked=0, now=NOW)
+K["load_xfetch_early"] = hdr(1, a=XFETCH_, b=RANDOM, d=8) + read(1, "v", pttl=10, delta=50, gen="4", now=NOW) + b":1\r\n"
+K["load_xfetch_keep"] = hdr(1, a=XFETCH_, b=RANDOM) + read(1, "v", pttl=900000, delta=1, gen="4", now=NOW)
+K["load_xfetch_no_ttl"] = hdr(1, a=XFETCH_, b=RANDOM) + read(1, "v", pttl=-1, delta=1, gen="4", now=NOW) + b":1\r\n"
+K["load_tags_stale_relock"] = hdr(1, a=LOCK_ | tagsn(1)) + read(1, "v", pttl=900, tags=[("t1", "1")]) + bulk("2") \
+    + MISS_LOCKED + bulk("2") + b":1\r\n" + b":1\r\n"
+K["load_tags_fill"] = hdr(1, a=LOCK_ | tagsn(2)) + MISS_LOCKED + NIL + bulk("9") + b":1\r\n" + b":1\r\n" * 2
+K["load_near_fill"] = hdr(1, a=LOCK_ | NEAR, b=NEAR_ARMED) + MISS_LOCKED + b":1\r\n"
+K["load_near_hit"] = hdr(1, a=LOCK_ | NEAR, b=NEAR_VALUE)
+K["load_timeout_1"] = hdr(1, a=LOCK_, d=16) + MISS_LOCKED + b":0\r\n"
+K["set_value"] = hdr(2, b=HAS_VALUE) + b":1\r\n"
+K["set_negative"] = hdr(2) + b":1\r\n"
+K["set_negative_neg0"] = hdr(2, a=NEG0) + b":1\r\n"
+K["set_tags"] = hdr(2, a=tagsn(2), b=HAS_VALUE) + bulk("3") + NIL + b":1\r\n" + b":1\r\n" * 2
+K["set_not_stored"] = hdr(2, b=HAS_VALUE) + b":0\r\n"
+K["set_two"] = hdr(2, b=HAS_VALUE) + b":2\r\n"
+K["set_oom"] = hdr(2, b=HAS_VALUE) + OOM
+K["set_near"] = hdr(2, a=NEAR, b=HAS_VALUE | NEAR_VALUE) + b":1\r\n"
+K["set_cancel_after_store"] = hdr(2, CANCEL, b=HAS_VALUE, d=AFTER1) + b":1\r\n"
+K["write_value"] = hdr(3, b=HAS_VALUE | ANS_VALUE) + b":1\r\n"
+K["write_negative"] = hdr(3, b=ANS_NOTHING) + b":1\r\n"
+K["write_refused"] = hdr(3, b=HAS_VALUE | ANS_FAIL)
+K["write_tags"] = hdr(3, a=tagsn(1), b=HAS_VALUE | STEPPED) + bulk("4") + b":1\r\n" + b":1\r\n"
+K["write_cancelled"] = hdr(3, b=HAS_VALUE | ANS_UCANCEL)
+K["delete_hit"] = hdr(4) + b":1\r\n"
+K["delete_miss"] = hdr(4) + b":0\r\n"
+K["delete_near"] = hdr(4, a=NEAR, b=NEAR_VALUE) + b":1\r\n"
+K["delete_bad"] = hdr(4) + bulk("1")
+K["tags_one"] = hdr(5, a=tagsn(1)) + bulk("1764640000000001")
+K["tags_three"] = hdr(5, a=tagsn(3)) + bulk("1") + bulk("2") + bulk("3")
+K["tags_int"] = hdr(5, a=tagsn(1)) + b":1\r\n"
+K["tags_near"] = hdr(5, a=NEAR | tagsn(1), b=NEAR_VALUE) + bulk("9")
+K["tags_noscript"] = hdr(5, KNOWN, a=tagsn(2)) + NOSCRIPT + bulk("1") + bulk("2")
+K["apply_sequence"] = hdr(6, a=NEAR, b=NEAR_VALUE) + rec(0, PUB + ":1:k:x") + rec(0, PUB + ":2:k:k") \
+    + rec(1, PUB + ":3:t:t1") + rec(0, PUB + ":5:k:z") + rec(4) + rec(2) + rec(0, "junk")
+K["apply_kinds"] = hdr(6, a=NEAR, b=NEAR_ARMED) + rec(2) + rec(3) + rec(6) + rec(5) + rec(7, "subscribe") \
+    + rec(7, "x") + rec(128) + rec(0)
+K["apply_no_near"] = hdr(6) + rec(2) + rec(0, PUB + ":1:k:k") + rec(5)
+K["apply_tag_drop"] = hdr(6, a=NEAR | tagsn(2), b=NEAR_VALUE) + rec(0, PUB + ":1:t:t2") + rec(0, PUB + ":1:t:t2")
+K["apply_seq_big"] = hdr(6, a=NEAR, b=NEAR_VALUE) + rec(0, PUB + ":18446744073709551615:k:k") \
+    + rec(0, PUB + ":99999999999999999999999:k:k") + rec(0, PUB + ":0:k:")
+
+
 def resp(*args):
     out = b"*%d\r\n" % len(args)
     for a in args:
@@ -341,18 +489,85 @@ def capture():
         r.call("CONFIG", "SET", "requirepass", "pw")
         C["real_auth_select"] = hdr(0, a=0) + r.call("AUTH", "pw") + r.call("SELECT", 3)
         C["real_auth_wrong"] = hdr(0, a=0) + r.call("AUTH", "nope") + r.call("SELECT", 3)
+        r.call("CONFIG", "SET", "requirepass", "")
+        capture_cache(r, out["cache"])
     return out
 
 
+def capture_cache(r, K):
+    """The cache scripts' real replies (cache "c", key "k", tag "t1"; the ops' keys)."""
+    import time
+    ek, gk, lk = b"t:cache:{c:k}", b"t:cache:{c:k}:gen", b"t:cache:{c:k}:lock"
+    tk = b"t:cache:{c:t1}:tag"
+    tok, other = "0123456789abcdef" * 2, "fedcba9876543210" * 2
+    chan, msg = "t:cache:c:inv", PUB + ":1:k:k"
+
+    def cread(token, as_miss="0", genmode="1", *pairs):
+        return r.call("EVAL", script("cache_read"), 3, ek, gk, lk, token, 50, as_miss, genmode,
+                      *pairs)
+
+    def cstore(mode, gen="", token="", ttl=1000, soft=0, vn="v", value="lv", tags=()):
+        args = [mode, gen, int(time.time() * 1000), 60000, token, ttl, soft, 3, vn, value,
+                chan if mode != "f" else "", msg if mode != "f" else ""]
+        for t, v in tags:
+            args += [t, v]
+        return r.call("EVAL", script("cache_store"), 3, ek, gk, lk, *args)
+
+    def cget():  # what cache.get sends: no token, no generation
+        return cread("", "0", "0")
+
+    r.call("FLUSHALL")
+    K["real_get_miss"] = hdr(0, a=LOCK_) + cget()
+    miss = cread(tok)
+    busy = cread(other)
+    fill = cstore("f", gen="0", token=tok)
+    hit = cread(tok)
+    K["real_get_hit"] = hdr(0, a=LOCK_) + cget()
+    K["real_load_fill"] = hdr(1, a=LOCK_) + miss + fill
+    K["real_load_wait_then_hit"] = hdr(1, a=LOCK_) + busy + hit
+    K["real_load_noscript"] = hdr(1, KNOWN, a=LOCK_) + r.call("EVALSHA", "0" * 40, 0) + hit
+    version = r.call("EVAL", script("cache_tag"), 1, tk, 60000, chan, PUB + ":2:t:t1")
+    K["real_tags"] = hdr(5, a=tagsn(1)) + version
+    tag_get = r.call("GET", tk)
+    v1 = tag_get[tag_get.index(b"\n") + 1:-2].decode()
+    tagged = cstore("w", tags=[("t1", v1)])
+    pexpire = r.call("PEXPIRE", tk, 60000)
+    K["real_set_tags"] = hdr(2, a=tagsn(1), b=HAS_VALUE) + tag_get + tagged + pexpire
+    K["real_get_tags"] = hdr(0, a=LOCK_ | tagsn(1)) + cget() + tag_get
+    K["real_get_tags_unknown"] = hdr(0, a=LOCK_) + cget() + tag_get
+    stale_tag = r.call("EVAL", script("cache_tag"), 1, tk, 60000, chan, PUB + ":3:t:t1")
+    K["real_load_tags_stale"] = hdr(1, a=LOCK_ | tagsn(1)) + cread(tok) + r.call("GET", tk) \
+        + cread(tok, "1", "1", "t1", v1) + r.call("GET", tk) + cstore("f", gen="0", token=tok) + pexpire
+    K["real_tags_again"] = hdr(5, a=tagsn(1)) + stale_tag
+    K["real_set"] = hdr(2, b=HAS_VALUE) + cstore("w")
+    K["real_delete_hit"] = hdr(4) + cstore("d")
+    K["real_delete_miss"] = hdr(4) + cstore("d")
+    cstore("w", vn="n", value="")
+    K["real_get_negative"] = hdr(0, a=LOCK_) + cget()
+    r.call("DEL", lk)
+    cstore("w", ttl=100000, soft=1)
+    time.sleep(0.01)
+    K["real_get_swr_stale"] = hdr(0, a=SWR_) + cget()
+    K["real_load_swr_refresh"] = hdr(1, a=SWR_) + cread(tok) + cstore("f", gen="0", token=tok)
+    r.call("SET", ek, "x")
+    K["real_get_wrongtype"] = hdr(0, a=LOCK_) + cget()
+
+
 def main():
-    real = capture() if "--capture" in sys.argv[1:] else None
+    fams = set()
+    for a in sys.argv[1:]:
+        if a == "--capture":
+            fams = set(seeds)
+        elif a.startswith("--capture="):  # only these families' real_* seeds: cache,locks
+            fams = set(a.split("=", 1)[1].split(","))
+    real = capture() if fams else None
     for fam, items in seeds.items():
         d = os.path.join(HERE, "corpus", fam)
         os.makedirs(d, exist_ok=True)
         for f in os.listdir(d):
-            if real is not None or not f.startswith("real_"):
+            if fam in fams or not f.startswith("real_"):
                 os.unlink(os.path.join(d, f))
-        if real is not None:
+        if fam in fams:
             items = dict(items, **real[fam])
         for name, data in items.items():
             with open(os.path.join(d, name), "wb") as f:
