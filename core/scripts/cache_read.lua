@@ -6,12 +6,13 @@
 -- generation: '0' never, '1' when this caller is to load (a miss, a stale swr entry it
 -- took the lock for), '2' always (xfetch may recompute any hit).
 -- Returns {found, value, negative, pttl, delta, stale, locked, generation, now, tag,
--- version, ...}: found 1 with the entry's fields (value false when negative; stale 1 past
--- an swr entry's soft expiry), else 0; locked 1 when this call took the load lock (a miss,
--- or a stale entry), 2 when Redis refused to store it; generation false unless read; now the server's clock in ms (0 for a
--- hit of an entry without a soft expiry, unless xfetch reads the generation); then the
--- entry's tags and the versions its fill recorded.
--- (TIME only when it decides something: a hit of a plain entry does not ask for it)
+-- version, ...}: found 1 with the entry's fields (value false when negative; stale 1 once
+-- an swr entry's TTL left is within its stale window), else 0; locked 1 when this call
+-- took the load lock (a miss, or a stale entry), 2 when Redis refused to store it;
+-- generation false unless read; now the server's clock in ms when this caller may load (0
+-- for a fresh hit, unless xfetch reads the generation); then the entry's tags and the
+-- versions its fill recorded. (TIME only when it decides something: a fresh hit does not
+-- ask for it.)
 local function clock()
     local t = redis.call('TIME')
     return t[1] * 1000 + math.floor(t[2] / 1000)
@@ -50,20 +51,22 @@ if #h == 0 then
     return {0, false, 0, 0, 0, 0, locked, generation(true), clock()}
 end
 local r = {1, false, 0, redis.call('PTTL', KEYS[1]), 0, 0, 0, false, 0}
-local soft
+local window
 for i = 1, #h, 2 do
     local f = h[i]
     if f == 'v' then r[2] = h[i + 1]
     elseif f == 'n' then r[3] = 1
     elseif f == 'd' then r[5] = tonumber(h[i + 1])
-    elseif f == 's' then soft = tonumber(h[i + 1])
+    elseif f == 's' then window = tonumber(h[i + 1])
     elseif string.sub(f, 1, 2) == 't:' then
         r[#r + 1] = string.sub(f, 3)
         r[#r + 1] = h[i + 1]
     end
 end
-if soft or ARGV[4] == '2' then r[9] = clock() end
-if soft and soft <= r[9] then
+-- (s: swr's stale window: the entry is stale once its TTL left is at most that)
+if ARGV[4] == '2' then r[9] = clock() end
+if window and r[4] >= 0 and r[4] <= window then
+    if r[9] == 0 then r[9] = clock() end
     r[6] = 1
     r[7] = lock()
 end

@@ -4,8 +4,9 @@
 -- '' meaning unversioned, and the miss at server time ARGV[3] ms is at most ARGV[4] ms
 -- ago); 'w' a write (bumps the generation); 'd' a delete (UNLINK; bumps the generation).
 -- ARGV[4] load timeout (ms): how long a bumped generation lives. ARGV[5] the load lock's
--- token ('': none held): released if still ours. ARGV[6] TTL (ms), ARGV[7] soft TTL (ms; 0:
--- none), ARGV[8] compute time (ms), ARGV[9] 'v' value / 'n' negative, ARGV[10] the value,
+-- token ('': none held): released if still ours. ARGV[6] TTL (ms), ARGV[7] swr's stale
+-- window (ms; 0: none): the entry is stale once its TTL left is at most that, ARGV[8]
+-- compute time (ms), ARGV[9] 'v' value / 'n' negative, ARGV[10] the value,
 -- ARGV[11] channel ('': publish nothing), ARGV[12] the invalidation message, then tag,
 -- version pairs. Returns 1 when the entry was written (d: when one existed), else 0.
 local t = redis.call('TIME')
@@ -33,7 +34,7 @@ elseif result == 1 then
     local fields = {ARGV[9], ARGV[9] == 'v' and ARGV[10] or '1', 'd', ARGV[8]}
     if ARGV[7] ~= '0' then
         fields[#fields + 1] = 's'
-        fields[#fields + 1] = string.format('%.0f', now + tonumber(ARGV[7]))
+        fields[#fields + 1] = ARGV[7]
     end
     for i = 13, #ARGV, 2 do
         fields[#fields + 1] = 't:' .. ARGV[i]

@@ -21,8 +21,24 @@
 
 typedef enum kind { K_GET, K_LOAD, K_SET, K_WRITE, K_DELETE, K_TAGS } kind;
 typedef enum stage {
-    S_START, S_READ, S_TAGS_EXTRA, S_POLL, S_CALL, S_FILL, S_UNLOCK, S_TAG_VERSIONS, S_STORE
+    S_START, S_PEEK, S_READ, S_TAGS_EXTRA, S_POLL, S_CALL, S_FILL, S_UNLOCK, S_TAG_VERSIONS,
+    S_STORE
 } stage;
+
+/* What a read found, from the read script's reply or the peek's (HGETALL, PTTL);
+ * borrowed from the reply the op keeps (cache_state.read). */
+typedef struct entry_view {
+    int found, negative, stale;
+    int locked;                   /* the script: 1 this op took the lock, 2 Redis refused it */
+    const char *value;            /* NULL: none, or not found */
+    size_t value_len;
+    int64_t pttl, delta, now;     /* now: the server's clock (ms) when read, 0 if not read */
+    const char *gen;              /* the generation (the script, when asked), else NULL */
+    size_t gen_len;
+    size_t ntags;                 /* the tags the entry's fill recorded, with their versions */
+    const char *tag[RP_CACHE_TAGS_MAX], *ver[RP_CACHE_TAGS_MAX];
+    size_t tag_len[RP_CACHE_TAGS_MAX], ver_len[RP_CACHE_TAGS_MAX];
+} entry_view;
 
 typedef struct cache_state {
     rp_cache *c;
@@ -43,7 +59,10 @@ typedef struct cache_state {
     int lock_refused;             /* Redis refused the lock's write (full): load unlocked */
     int as_miss;                  /* re-read: the entry's tags changed */
     double random;                /* xfetch's draw (0: draw one) */
-    rp_reply *read;               /* the read script's reply (owned) */
+    rp_reply *read;               /* the last read's reply (owned): the view borrows from it */
+    entry_view v;
+    int early;                    /* xfetch decided on the peek to recompute */
+    int peeked;                   /* the extra tag round follows the peek (not the script) */
     rp_buf gen;                   /* the generation the miss read */
     int have_gen;
     int64_t miss_ms;              /* the server's clock at the miss */
@@ -150,29 +169,45 @@ static int queue_read(rp_op *op, cache_state *s)
     argv[6] = genmode; lens[6] = 1;
     /* re-reading as a miss: the stale entry's recorded tag versions, so the script can tell
      * it from a fill that replaced it meanwhile (that one is answered, not skipped) */
-    for (i = READ_FIELDS; s->as_miss && s->read && i + 1 < s->read->elements && n + 2 <= ARGS;
-         i += 2) {
-        argv[n] = s->read->element[i]->str;
-        lens[n++] = s->read->element[i]->len;
-        argv[n] = s->read->element[i + 1]->str;
-        lens[n++] = s->read->element[i + 1]->len;
+    for (i = 0; s->as_miss && i < s->v.ntags; i++) {
+        argv[n] = s->v.tag[i];
+        lens[n++] = s->v.tag_len[i];
+        argv[n] = s->v.ver[i];
+        lens[n++] = s->v.ver_len[i];
     }
     if ((rc = rp_op__script(op, 0, "cache_read", 3, (int)(n - 3), argv, lens)) ||
         (rc = queue_tag_gets(op, s)))
         return rp_op__fail(op, rc, "%s: could not queue the read", rp_op_name(op));
     s->stage = S_READ;
+    s->peeked = 0;
+    return RP_OK;
+}
+
+/* A plain read first: the entry, its TTL and the tags' versions, as commands: a hit costs
+ * the server a fraction of a script's call. */
+static int queue_peek(rp_op *op, cache_state *s)
+{
+    const char *hgetall[2] = { "HGETALL", s->entry.data }, *pttl[2] = { "PTTL", s->entry.data };
+    size_t hl[2] = { 7, s->entry.len }, pl[2] = { 4, s->entry.len };
+    int rc;
+    if ((rc = rp_op__command(op, 0, 2, hgetall, hl)) ||
+        (rc = rp_op__command(op, 0, 2, pttl, pl)) || (rc = queue_tag_gets(op, s)))
+        return rp_op__fail(op, rc, "%s: could not queue the read", rp_op_name(op));
+    s->stage = S_PEEK;
+    s->peeked = 1;
     return RP_OK;
 }
 
 /* The entry's TTL for a store: ttl (or negative_ttl) plus jitter, swr's stale time on top;
- * *soft: swr's soft TTL (0: none). */
-static int64_t entry_ttl(const rp_cache *c, int negative, int64_t *soft)
+ * *stale: swr's stale window (0: none): the entry is stale once its TTL left is at most
+ * that, on the server's clock (PTTL), with no TIME to ask. */
+static int64_t entry_ttl(const rp_cache *c, int negative, int64_t *stale)
 {
     int64_t ttl = (negative ? c->o.negative_ttl_ms : c->o.ttl_ms) +
                   rp_random__between(0, c->o.jitter_ms);
-    *soft = 0;
+    *stale = 0;
     if (c->o.stampede == RP_CACHE_SWR && !negative) {
-        *soft = ttl;
+        *stale = c->o.stale_ms;
         ttl += c->o.stale_ms;
     }
     return ttl;
@@ -187,7 +222,7 @@ static int queue_store(rp_op *op, cache_state *s, char mode, const char *value, 
     size_t lens[ARGS], i, n = FIXED, k = 0;
     char nums[5][RP_I64_CHARS];
     char modes[2] = { mode, 0 };
-    int64_t soft, ttl = entry_ttl(s->c, negative, &soft);
+    int64_t stale, ttl = entry_ttl(s->c, negative, &stale);
     int publish = mode != 'f', rc;
     argv[0] = s->entry.data; lens[0] = s->entry.len;
     argv[1] = s->gen_key.data; lens[1] = s->gen_key.len;
@@ -202,7 +237,7 @@ static int queue_store(rp_op *op, cache_state *s, char mode, const char *value, 
     num_arg(nums, &k, s->c->o.load_timeout_ms, argv, lens, 6);
     argv[7] = s->locked ? s->token : ""; lens[7] = s->locked ? TOKEN_CHARS : 0;
     num_arg(nums, &k, ttl, argv, lens, 8);
-    num_arg(nums, &k, soft, argv, lens, 9);
+    num_arg(nums, &k, stale, argv, lens, 9);
     num_arg(nums, &k, s->delta_ms, argv, lens, 10);
     argv[11] = negative ? "n" : "v"; lens[11] = 1;
     argv[12] = negative || !value ? "" : value; lens[12] = negative ? 0 : vlen;
@@ -308,7 +343,8 @@ static int queue_tag_bumps(rp_op *op, cache_state *s)
 
 /* --- reading the replies ------------------------------------------------------------- */
 
-/* versions[i] := reply (nil: "0", the version of a tag never invalidated). */
+/* versions[i] := the reply of tag i's GET (nil: "0", the version of a tag never
+ * invalidated); first: where they start on node 0. */
 static int read_versions(rp_op *op, cache_state *s, size_t first)
 {
     size_t i;
@@ -323,24 +359,26 @@ static int read_versions(rp_op *op, cache_state *s, size_t first)
     return RP_OK;
 }
 
-static int elem_int(const rp_reply *r, size_t i, long long *out)
+static void view_tag(entry_view *v, const rp_reply *tag, size_t skip, const rp_reply *ver)
 {
-    if (r->element[i]->type != RP_REPLY_INTEGER)
-        return 0;
-    *out = r->element[i]->integer;
-    return 1;
+    v->tag[v->ntags] = tag->str + skip;
+    v->tag_len[v->ntags] = tag->len - skip;
+    v->ver[v->ntags] = ver->str;
+    v->ver_len[v->ntags] = ver->len;
+    v->ntags++;
 }
 
-/* Checks the read reply's shape; 1 when it fits. */
-static int read_fits(const rp_reply *r, int has_token)
+/* The read script's reply as a view; 0 when it is not of the script's shape and ranges. */
+static int view_of_read(const rp_reply *r, int has_token, entry_view *v)
 {
-    long long v;
     size_t i;
+    memset(v, 0, sizeof *v);
     if (!r || r->type != RP_REPLY_ARRAY || r->elements < READ_FIELDS ||
-        (r->elements - READ_FIELDS) % 2 != 0)
+        (r->elements - READ_FIELDS) % 2 != 0 ||
+        (r->elements - READ_FIELDS) / 2 > RP_CACHE_TAGS_MAX)
         return 0;
     for (i = 0; i < READ_FIELDS; i++)
-        if (i != 1 && i != 7 && !elem_int(r, i, &v))
+        if (i != 1 && i != 7 && r->element[i]->type != RP_REPLY_INTEGER)
             return 0;
     for (i = 1; i < READ_FIELDS; i += 6)
         if (r->element[i]->type != RP_REPLY_STRING && r->element[i]->type != RP_REPLY_NIL)
@@ -358,30 +396,99 @@ static int read_fits(const rp_reply *r, int has_token)
     if (r->element[0]->integer == 1 &&
         (r->element[1]->type == RP_REPLY_STRING) == (r->element[2]->integer == 1))
         return 0;
+    v->found = r->element[0]->integer == 1;
+    v->negative = r->element[2]->integer == 1;
+    v->stale = r->element[5]->integer == 1;
+    v->locked = (int)r->element[6]->integer;
+    v->pttl = r->element[3]->integer;
+    v->delta = r->element[4]->integer;
+    v->now = r->element[8]->integer;
+    if (r->element[1]->type == RP_REPLY_STRING) {
+        v->value = r->element[1]->str;
+        v->value_len = r->element[1]->len;
+    }
+    if (r->element[7]->type == RP_REPLY_STRING) {
+        v->gen = r->element[7]->str;
+        v->gen_len = r->element[7]->len;
+    }
+    for (i = READ_FIELDS; i + 1 < r->elements; i += 2)
+        view_tag(v, r->element[i], 0, r->element[i + 1]);
     return 1;
 }
 
-static long long field(const rp_reply *r, size_t i) { return r->element[i]->integer; }
+/* A decimal integer >= 0 of a hash field; -1 when it is not one. */
+static int64_t field_int(const rp_reply *f)
+{
+    int64_t x = 0;
+    size_t i;
+    if (f->len == 0 || f->len > 18)
+        return -1;
+    for (i = 0; i < f->len; i++) {
+        if (f->str[i] < '0' || f->str[i] > '9')
+            return -1;
+        x = x * 10 + (f->str[i] - '0');
+    }
+    return x;
+}
+
+/* The peek's replies (HGETALL, PTTL) as a view; 0 when they are not of those shapes, or
+ * the entry is not one the cache wrote (a value or none, not both). */
+static int view_of_peek(const rp_reply *h, const rp_reply *pttl, entry_view *v)
+{
+    int64_t window = -1; /* swr: the stale window */
+    size_t i;
+    memset(v, 0, sizeof *v);
+    if (!h || h->type != RP_REPLY_ARRAY || h->elements % 2 != 0 || !pttl ||
+        pttl->type != RP_REPLY_INTEGER)
+        return 0;
+    for (i = 0; i < h->elements; i++)
+        if (h->element[i]->type != RP_REPLY_STRING)
+            return 0;
+    v->found = h->elements > 0;
+    v->pttl = pttl->integer;
+    for (i = 0; i + 1 < h->elements; i += 2) {
+        const rp_reply *f = h->element[i], *x = h->element[i + 1];
+        if (f->len == 1 && f->str[0] == 'v') {
+            v->value = x->str;
+            v->value_len = x->len;
+        } else if (f->len == 1 && f->str[0] == 'n') {
+            v->negative = 1;
+        } else if (f->len == 1 && f->str[0] == 'd') {
+            v->delta = field_int(x);
+        } else if (f->len == 1 && f->str[0] == 's') {
+            window = field_int(x);
+        } else if (f->len >= 2 && f->str[0] == 't' && f->str[1] == ':') {
+            if (v->ntags == RP_CACHE_TAGS_MAX)
+                return 0;
+            view_tag(v, f, 2, x);
+        }
+    }
+    if (v->found && ((v->value != NULL) == v->negative || v->delta < 0))
+        return 0;
+    v->stale = window >= 0 && v->pttl >= 0 && v->pttl <= window; /* (as cache_read.lua says) */
+    return 1;
+}
 
 /* Whether the entry's recorded tag versions are all current. Tags the reader did not name
- * are looked up in one more round first (*more set; versions of those follow the reader's
- * in versions[ntags..]). */
+ * are looked up in one more round first (TAGS_MORE; their versions follow the reader's in
+ * versions[ntags..]). */
 typedef enum tag_verdict { TAGS_OK, TAGS_STALE, TAGS_MORE } tag_verdict;
 
 static tag_verdict check_tags(cache_state *s, size_t known)
 {
-    const rp_reply *r = s->read;
+    const entry_view *v = &s->v;
     size_t i, j, unknown = 0;
-    for (i = READ_FIELDS; i + 1 < r->elements; i += 2) {
-        const rp_reply *tag = r->element[i], *ver = r->element[i + 1];
+    for (i = 0; i < v->ntags; i++) {
         for (j = 0; j < known; j++)
-            if (s->tags[j].len == tag->len && memcmp(s->tags[j].data, tag->str, tag->len) == 0)
+            if (s->tags[j].len == v->tag_len[i] &&
+                memcmp(s->tags[j].data, v->tag[i], v->tag_len[i]) == 0)
                 break;
         if (j == known) {
             unknown++;
             continue;
         }
-        if (s->versions[j].len != ver->len || memcmp(s->versions[j].data, ver->str, ver->len))
+        if (s->versions[j].len != v->ver_len[i] ||
+            memcmp(s->versions[j].data, v->ver[i], v->ver_len[i]) != 0)
             return TAGS_STALE;
     }
     return unknown ? TAGS_MORE : TAGS_OK;
@@ -391,21 +498,21 @@ static tag_verdict check_tags(cache_state *s, size_t known)
  * and a fill records them). */
 static int add_entry_tags(rp_op *op, cache_state *s)
 {
-    const rp_reply *r = s->read;
+    const entry_view *v = &s->v;
     size_t i, j;
     int rc;
-    for (i = READ_FIELDS; i + 1 < r->elements; i += 2) {
-        const rp_reply *tag = r->element[i];
+    for (i = 0; i < v->ntags; i++) {
         for (j = 0; j < s->ntags; j++)
-            if (s->tags[j].len == tag->len && memcmp(s->tags[j].data, tag->str, tag->len) == 0)
+            if (s->tags[j].len == v->tag_len[i] &&
+                memcmp(s->tags[j].data, v->tag[i], v->tag_len[i]) == 0)
                 break;
         if (j < s->ntags)
             continue;
         if (s->ntags == RP_CACHE_TAGS_MAX)
             return rp_op__fail(op, RP_EPROTOCOL, "%s: the entry has more than %d tags",
                                rp_op_name(op), RP_CACHE_TAGS_MAX);
-        if ((rc = set_buf(s, &s->tags[s->ntags], tag->str, tag->len)) ||
-            (rc = rp_cache__key(s->c, tag->str, tag->len, ":tag", &s->tag_keys[s->ntags])))
+        if ((rc = set_buf(s, &s->tags[s->ntags], v->tag[i], v->tag_len[i])) ||
+            (rc = rp_cache__key(s->c, v->tag[i], v->tag_len[i], ":tag", &s->tag_keys[s->ntags])))
             return rp_op__fail(op, rc, "%s: out of memory", rp_op_name(op));
         s->ntags++;
     }
@@ -422,14 +529,14 @@ static int64_t near_ttl(const cache_state *s, int64_t redis_ttl)
 
 static int done_hit(rp_op *op, cache_state *s, uint64_t now_ms)
 {
-    const rp_reply *r = s->read, *v = r->element[1];
+    const entry_view *v = &s->v;
     s->r.hit = 1;
-    s->r.negative = field(r, 2) == 1;
-    s->r.stale = field(r, 5) == 1;
-    s->r.ttl_ms = field(r, 3) > 0 ? field(r, 3) : 0;
-    if (!s->r.negative && v->type == RP_REPLY_STRING) {
-        s->r.value = v->str;
-        s->r.value_len = v->len;
+    s->r.negative = v->negative;
+    s->r.stale = v->stale;
+    s->r.ttl_ms = v->pttl > 0 ? v->pttl : 0;
+    if (!v->negative && v->value) {
+        s->r.value = v->value;
+        s->r.value_len = v->value_len;
     }
     if (s->c->near && !s->r.stale)
         rp_near__put(s->c->near, s->near_epoch, s->key.data, s->key.len, s->r.value,
@@ -447,11 +554,11 @@ static int done_miss(rp_op *op, cache_state *s)
 
 static int start_load(rp_op *op, cache_state *s, uint64_t now_ms)
 {
-    const rp_reply *r = s->read, *g = r->element[7];
+    const entry_view *v = &s->v;
     int rc;
-    s->miss_ms = field(r, 8);
-    s->have_gen = g->type == RP_REPLY_STRING;
-    if (s->have_gen && (rc = set_buf(s, &s->gen, g->str, g->len)))
+    s->miss_ms = v->now;
+    s->have_gen = v->gen != NULL;
+    if (s->have_gen && (rc = set_buf(s, &s->gen, v->gen, v->gen_len)))
         return rp_op__fail(op, rc, "%s: out of memory", rp_op_name(op));
     s->call_args[0] = rp_value_bytes(s->key.data, s->key.len);
     s->call_start_ms = now_ms;
@@ -470,23 +577,11 @@ static double draw(const cache_state *s)
     return ((double)(bits >> 11) + 1.0) / 9007199254740992.0; /* (0, 1] in 2^-53 steps */
 }
 
-/* The read round is in: keep its reply, the tags' versions and whether this op took the
- * lock; an entry with tags the reader did not name sends their reads (S_TAGS_EXTRA). */
-static int after_read(rp_op *op, cache_state *s)
+/* An entry with tags the reader did not name: their reads go (S_TAGS_EXTRA). */
+static int more_tags(rp_op *op, cache_state *s)
 {
-    rp_reply *r = rp_op__take_reply(op, 0, 0);
     size_t known = s->ntags;
     int rc;
-    rp_reply_free(s->read);
-    s->read = r;
-    if (!read_fits(r, s->token[0] != '\0'))
-        return rp_op__expected(op, r, "the cache read script's reply");
-    if ((rc = read_versions(op, s, 1)))
-        return rc;
-    s->locked = field(r, 6) == 1;
-    s->lock_refused = field(r, 6) == 2;
-    if (field(r, 0) != 1 || check_tags(s, s->ntags) != TAGS_MORE)
-        return RP_OK;
     if ((rc = add_entry_tags(op, s)))
         return rc;
     for (; known < s->ntags; known++) {
@@ -496,6 +591,41 @@ static int after_read(rp_op *op, cache_state *s)
             return rp_op__fail(op, rc, "%s: could not queue the read", rp_op_name(op));
     }
     s->stage = S_TAGS_EXTRA;
+    return RP_OK;
+}
+
+/* The peek is in (HGETALL, PTTL, the tags' versions). */
+static int after_peek(rp_op *op, cache_state *s)
+{
+    rp_reply *h = rp_op__take_reply(op, 0, 0);
+    int rc;
+    rp_reply_free(s->read);
+    s->read = h;
+    if (!view_of_peek(h, rp_op__reply(op, 0, 1), &s->v))
+        return rp_op__expected(op, h, "the entry (a hash of the cache's fields) and its PTTL");
+    if ((rc = read_versions(op, s, 2)))
+        return rc;
+    if (s->v.found && check_tags(s, s->ntags) == TAGS_MORE)
+        return more_tags(op, s);
+    return RP_OK;
+}
+
+/* The read script's round is in: keep its reply, the tags' versions and whether this op
+ * took the lock. */
+static int after_read(rp_op *op, cache_state *s)
+{
+    rp_reply *r = rp_op__take_reply(op, 0, 0);
+    int rc;
+    rp_reply_free(s->read);
+    s->read = r;
+    if (!view_of_read(r, s->token[0] != '\0', &s->v))
+        return rp_op__expected(op, r, "the cache read script's reply");
+    if ((rc = read_versions(op, s, 1)))
+        return rc;
+    s->locked = s->v.locked == 1;
+    s->lock_refused = s->v.locked == 2;
+    if (s->v.found && check_tags(s, s->ntags) == TAGS_MORE)
+        return more_tags(op, s);
     return RP_OK;
 }
 
@@ -514,11 +644,34 @@ static int after_extra_tags(rp_op *op, cache_state *s)
     return RP_OK;
 }
 
+/* After the peek: a plain hit ends here (one round, plain commands); what needs the lock,
+ * the generation or an atomic re-check goes to the read script. */
+static int decide_peek(rp_op *op, cache_state *s, uint64_t now_ms, tag_verdict tags)
+{
+    const entry_view *v = &s->v;
+    if (!v->found)
+        return s->kind == K_GET ? done_miss(op, s) : queue_read(op, s);
+    if (tags == TAGS_STALE) {
+        if (s->kind == K_GET)
+            return done_miss(op, s);
+        s->as_miss = 1; /* read again as a miss: take the lock, read the generation */
+        return queue_read(op, s);
+    }
+    if (s->kind == K_LOAD && v->stale)
+        return queue_read(op, s); /* swr: the script takes the refresh lock if still stale */
+    if (s->kind == K_LOAD && s->c->o.stampede == RP_CACHE_XFETCH &&
+        rp_cache_xfetch_early(v->delta, s->c->o.beta, v->pttl, draw(s))) {
+        s->early = 1; /* recompute: the script reads the generation before the load */
+        return queue_read(op, s);
+    }
+    return done_hit(op, s, now_ms);
+}
+
+/* After the read script: a hit, a load, a poll or a miss. */
 static int decide(rp_op *op, cache_state *s, uint64_t now_ms, tag_verdict tags)
 {
-    const rp_reply *r = s->read;
-    int found = field(r, 0) == 1;
-    if (found && tags == TAGS_STALE) {
+    const entry_view *v = &s->v;
+    if (v->found && tags == TAGS_STALE) {
         if (s->kind == K_GET)
             return done_miss(op, s);
         if (s->locked && s->token[0]) /* (the stale-entry lock of swr is released by the fill) */
@@ -526,12 +679,11 @@ static int decide(rp_op *op, cache_state *s, uint64_t now_ms, tag_verdict tags)
         s->as_miss = 1; /* read again as a miss: take the lock, read the generation */
         return queue_read(op, s);
     }
-    if (found) {
-        if (s->kind == K_LOAD && field(r, 5) == 1 && s->locked)
+    if (v->found) {
+        if (s->kind == K_LOAD && v->stale && s->locked)
             return start_load(op, s, now_ms); /* swr: this caller refreshes */
-        if (s->kind == K_LOAD && s->c->o.stampede == RP_CACHE_XFETCH &&
-            rp_cache_xfetch_early(field(r, 4), s->c->o.beta, field(r, 3), draw(s)))
-            return start_load(op, s, now_ms);
+        if (s->kind == K_LOAD && s->early)
+            return start_load(op, s, now_ms); /* xfetch decided it on the peek */
         return done_hit(op, s, now_ms);
     }
     if (s->kind == K_GET)
@@ -671,7 +823,7 @@ static int start(rp_op *op, cache_state *s, uint64_t now_ms)
         }
         if (make_keys(op, s))
             return RP_ENOMEM;
-        return queue_read(op, s);
+        return queue_peek(op, s);
     case K_SET:
         if (rp_cache__message(c, 'k', s->key.data, s->key.len, &s->message))
             return rp_op__fail(op, RP_ENOMEM, "%s: out of memory", rp_op_name(op));
@@ -727,7 +879,8 @@ static int cancelled(rp_op *op, cache_state *s)
     }
     /* the lock may be ours: taken by a read, or by a read the cancel broke (not by a
      * poll's read, which said another holder has it); the release checks the token */
-    may_hold = s->token[0] && (s->locked || s->stage == S_READ || s->stage == S_TAGS_EXTRA);
+    may_hold = s->token[0] && (s->locked || s->stage == S_READ ||
+                               (s->stage == S_TAGS_EXTRA && !s->peeked));
     if (!may_hold || s->lock_key.len == 0)
         return rp_op__fail(op, RP_ECANCELED, "%s: cancelled%s", rp_op_name(op), note);
     s->call_status = RP_ECANCELED;
@@ -745,14 +898,18 @@ static int cache_advance(rp_op *op, void *state, uint64_t now_ms)
     switch (s->stage) {
     case S_START:
         return start(op, s, now_ms);
+    case S_PEEK:
+        if ((rc = after_peek(op, s)) || s->stage == S_TAGS_EXTRA)
+            return rc;
+        return decide_peek(op, s, now_ms, s->v.found ? check_tags(s, s->ntags) : TAGS_OK);
     case S_READ:
         if ((rc = after_read(op, s)) || s->stage == S_TAGS_EXTRA)
             return rc;
-        return decide(op, s, now_ms, field(s->read, 0) == 1 ? check_tags(s, s->ntags) : TAGS_OK);
+        return decide(op, s, now_ms, s->v.found ? check_tags(s, s->ntags) : TAGS_OK);
     case S_TAGS_EXTRA:
         if ((rc = after_extra_tags(op, s)))
             return rc;
-        return decide(op, s, now_ms, check_tags(s, s->ntags));
+        return (s->peeked ? decide_peek : decide)(op, s, now_ms, check_tags(s, s->ntags));
     case S_POLL:
         return queue_read(op, s);
     case S_CALL:

@@ -4,13 +4,18 @@
  *
  * Keys (hash-tagged on the cache's name and the entry's key, so every key of one entry
  * shares a cluster slot; the name is never empty, so neither is the tag):
- *   <ns>:cache:{<name>:<key>}        the entry: a hash (v value | n negative, s soft expiry,
- *                                    d compute time, t:<tag> tag versions), TTL always
+ *   <ns>:cache:{<name>:<key>}        the entry: a hash (v value | n negative, s swr's stale
+ *                                    window, d compute time, t:<tag> tag versions), TTL always
  *   <ns>:cache:{<name>:<key>}:gen    the entry's generation, bumped by every write and
  *                                    delete (lives load_timeout after the last one)
  *   <ns>:cache:{<name>:<key>}:lock   the load lock of the stampede modes (lock_ttl)
  *   <ns>:cache:{<name>:<tag>}:tag    a tag's version (lives as long as an entry may)
  * and the channel <ns>:cache:<name>:inv carries invalidations to near-caches.
+ *
+ * Reads. A read is first the entry's HGETALL and PTTL (and its tags' GETs) as plain commands:
+ * a fresh hit ends there, one round trip at a fraction of a script's server time. A miss, a
+ * stale entry or an early recompute goes on to the read script, which re-checks the entry
+ * atomically and takes the load lock and the generation with it.
  *
  * Versioned fills. A miss reads the entry's generation (and the server's time) in the same
  * script; the fill after the load is written only if the generation is unchanged and the
@@ -26,9 +31,9 @@
  *           to 20 ms, jittered) and get the value as soon as it is written; when the holder
  *           fails it releases the lock, when it dies the lock expires, and the next poll of
  *           a waiter takes it and loads itself
- *   swr     entries carry a soft expiry (ttl) before their Redis TTL (ttl + stale): past it,
- *           the first caller takes the lock and refreshes, the others get the stale value
- *           at once
+ *   swr     entries live ttl + stale and are fresh for ttl: once their TTL left is within
+ *           stale (on the server's clock: PTTL), the first caller takes the lock and
+ *           refreshes, the others get the stale value at once
  *   xfetch  the entry keeps its compute time delta; a reader recomputes early when
  *           delta * beta * -ln(random) >= the entry's remaining TTL (Vattani et al.)
  *
@@ -136,7 +141,7 @@ typedef struct rp_cache_result {
 #define RP_CACHE_LOADER_ARG 2 /* get_or_load: loader(key) -> value, or nothing for "none" */
 #define RP_CACHE_WRITER_ARG 3 /* write: writer(key, value) -> anything; fails to refuse */
 
-/* Reads key: one round trip (near-cache hit: none). tags: the tags the reader expects the
+/* Reads key: one round trip of plain commands (near-cache hit: none). tags: the tags the reader expects the
  * entry to carry (may be NULL): their versions are read in the same round; an entry with
  * other tags costs one more round. DONE with a miss, a hit, or a negative hit. */
 int rp_cache_get_op(rp_op **out, rp_cache *cache, const void *key, size_t len,
