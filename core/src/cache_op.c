@@ -298,7 +298,7 @@ static void unlock_destroy(rp_op *op, void *state)
 }
 
 static const rp_op_class unlock_class = {
-    "cache.unlock", sizeof(unlock_state), unlock_advance, unlock_destroy, 1, NULL, 0, 0, 0
+    "cache.unlock", sizeof(unlock_state), unlock_advance, unlock_destroy, 1, NULL, 0, 0, 0, 0
 };
 
 static int queue_unlock(rp_op *op, cache_state *s)
@@ -933,7 +933,7 @@ static int cache_advance(rp_op *op, void *state, uint64_t now_ms)
 }
 
 static const rp_op_class cache_class = {
-    "cache", sizeof(cache_state), cache_advance, cache_destroy, 0, NULL, 1, 0, 0
+    "cache", sizeof(cache_state), cache_advance, cache_destroy, 0, NULL, 1, 0, 0, 1
 };
 
 /* --- beginning ----------------------------------------------------------------------- */

@@ -297,7 +297,7 @@ static void handshake_destroy(rp_op *op, void *state)
 }
 
 static const rp_op_class handshake_class = {
-    "handshake", sizeof(handshake_state), handshake_advance, handshake_destroy, 0, NULL, 0, 0, 1
+    "handshake", sizeof(handshake_state), handshake_advance, handshake_destroy, 0, NULL, 0, 0, 1, 0
 };
 
 /* Copies the strings of ep the handshake needs into one block. */

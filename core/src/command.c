@@ -28,7 +28,7 @@ static void command_destroy(rp_op *op, void *state)
 }
 
 static const rp_op_class command_class = {
-    "command", sizeof(command_state), command_advance, command_destroy, 0, NULL, 0, 0, 0
+    "command", sizeof(command_state), command_advance, command_destroy, 0, NULL, 0, 0, 0, 0
 };
 
 int rp_command_op(rp_op **out, rp_client *client, int argc, const char *const *argv,

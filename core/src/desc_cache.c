@@ -276,7 +276,7 @@ static int apply_advance(rp_op *op, void *state, uint64_t now_ms)
 }
 
 static const rp_op_class apply_class = {
-    "cache.near_apply", sizeof(apply_state), apply_advance, NULL, 0, NULL, 0, 0, 0
+    "cache.near_apply", sizeof(apply_state), apply_advance, NULL, 0, NULL, 0, 0, 0, 0
 };
 
 static int apply_begin(rp_op **out, const rp_value *a, const rp_naming *nm, rp_error *err)

@@ -96,7 +96,7 @@ static int renewal_advance(rp_op *op, void *state, uint64_t now_ms)
 }
 
 static const rp_op_class renewal_class = {
-    "lock.renewal", sizeof(renewal_state), renewal_advance, NULL, 0, NULL, 0, 0, 0
+    "lock.renewal", sizeof(renewal_state), renewal_advance, NULL, 0, NULL, 0, 0, 0, 0
 };
 
 static int renewal_begin(rp_op **out, const rp_value *a, const rp_naming *nm, rp_error *err)

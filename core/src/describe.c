@@ -551,7 +551,7 @@ static int local_advance(rp_op *op, void *state, uint64_t now_ms)
     return RP_OK;
 }
 
-static const rp_op_class local_class = { "local", sizeof(local_state), local_advance, NULL, 0, NULL, 0, 0, 0
+static const rp_op_class local_class = { "local", sizeof(local_state), local_advance, NULL, 0, NULL, 0, 0, 0, 0
 };
 
 int rp_desc__local_op(rp_op **out, rp_client *client, void *handle, rp_error *err)

@@ -169,8 +169,9 @@ static int run_call(const driver *d, rp_op *op)
         pthread_condattr_destroy(&ca);
     }
     /* Without a thread (none could be made) the callback runs with nobody stepping the
-     * op: a lock.using renews nothing meanwhile; it is resumed as usual afterwards. */
-    if (have_mu && have_cv)
+     * op: a lock.using renews nothing meanwhile; it is resumed as usual afterwards. An op
+     * with nothing to do meanwhile (a cache's load) needs none: no thread per callback. */
+    if (have_mu && have_cv && !rp_op__idle_during_call(op))
         started = pthread_create(&helper, NULL, stepper_main, &s) == 0;
 
     d->hooks->call(d->hooks->ud, op, arg, values, count, &result);

@@ -52,7 +52,7 @@ static void fence_destroy(rp_op *op, void *state)
 }
 
 static const rp_op_class fence_class = {
-    "fence.check", sizeof(fence_state), fence_advance, fence_destroy, 0, NULL, 0, 0, 0
+    "fence.check", sizeof(fence_state), fence_advance, fence_destroy, 0, NULL, 0, 0, 0, 0
 };
 
 int rp_fence_check_op(rp_op **out, rp_client *client, const void *resource,

@@ -402,7 +402,7 @@ static void acquire_destroy(rp_op *op, void *state)
 /* It tolerates node failures to see an attempt in doubt (attempt_failed); others fail it
  * as before. */
 static const rp_op_class acquire_class = {
-    "lock.acquire", sizeof(acquire_state), acquire_advance, acquire_destroy, 1, NULL, 1, 0, 0
+    "lock.acquire", sizeof(acquire_state), acquire_advance, acquire_destroy, 1, NULL, 1, 0, 0, 0
 };
 
 int rp_lock__make_token(const rp_allocator *a, const rp_lock_acquire_options *o, char **token,
@@ -614,10 +614,10 @@ static int extend_advance(rp_op *op, void *state, uint64_t now_ms)
 
 /* It handles its cancellation (release_cancelled): the token follows what happened. */
 static const rp_op_class release_class = {
-    "lock.release", sizeof(owner_state), release_advance, NULL, 0, NULL, 1, 0, 0
+    "lock.release", sizeof(owner_state), release_advance, NULL, 0, NULL, 1, 0, 0, 0
 };
 static const rp_op_class extend_class = {
-    "lock.extend", sizeof(extend_state), extend_advance, NULL, 0, NULL, 0, 0, 0
+    "lock.extend", sizeof(extend_state), extend_advance, NULL, 0, NULL, 0, 0, 0, 0
 };
 
 static int require_token(const rp_lock *lock, const char *what, rp_error *err)
@@ -730,10 +730,10 @@ static int query_advance(rp_op *op, void *state, uint64_t now_ms)
 }
 
 static const rp_op_class locked_class = {
-    "lock.locked", sizeof(query_state), query_advance, NULL, 0, NULL, 0, 0, 0
+    "lock.locked", sizeof(query_state), query_advance, NULL, 0, NULL, 0, 0, 0, 0
 };
 static const rp_op_class owned_class = {
-    "lock.owned", sizeof(query_state), query_advance, NULL, 0, NULL, 0, 0, 0
+    "lock.owned", sizeof(query_state), query_advance, NULL, 0, NULL, 0, 0, 0, 0
 };
 
 static int query_op(rp_op **out, rp_lock *lock, int owned_query, rp_error *err)
@@ -830,7 +830,7 @@ static int remaining_advance(rp_op *op, void *state, uint64_t now_ms)
 }
 
 static const rp_op_class remaining_class = {
-    "lock.remaining", sizeof(remaining_state), remaining_advance, NULL, 0, NULL, 0, 0, 0
+    "lock.remaining", sizeof(remaining_state), remaining_advance, NULL, 0, NULL, 0, 0, 0, 0
 };
 
 int rp_lock_remaining_op(rp_op **out, rp_lock *lock, rp_error *err)

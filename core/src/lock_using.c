@@ -186,7 +186,7 @@ static int using_advance(rp_op *op, void *state, uint64_t now_ms)
 }
 
 static const rp_op_class using_class = {
-    "lock.using", sizeof(using_state), using_advance, NULL, 0, NULL, 1, 0, 0
+    "lock.using", sizeof(using_state), using_advance, NULL, 0, NULL, 1, 0, 0, 0
 };
 
 int rp_lock_using_op(rp_op **out, rp_lock *lock, const rp_lock_using_options *options,

@@ -1701,6 +1701,8 @@ void rp_op__call_with(rp_op *op, size_t arg, const rp_value *values, size_t coun
     op->call_count = values ? count : 0;
 }
 
+int rp_op__idle_during_call(const rp_op *op) { return live_c(op)->cls->idle_during_call; }
+
 int rp_op__call_running(const rp_op *op) { return op->call == CALL_RUNNING || op->call == CALL_ASKED; }
 
 int rp_op__call_result(const rp_op *op, const char **bytes, size_t *len)

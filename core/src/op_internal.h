@@ -33,6 +33,9 @@ typedef struct rp_op_class {
     /* non-zero: the op talks to the connection its driver gives it (a handshake), never
      * routed to a cluster's nodes */
     int direct;
+    /* non-zero: while its CALL runs the op has nothing to do (no renewal): a blocking
+     * driver runs the callback without a helper thread stepping the op meanwhile */
+    int idle_during_call;
 } rp_op_class;
 
 /* Creates an op of cls for client over nodes nodes; *state_out is zeroed state. */
@@ -91,6 +94,9 @@ RP_INTERNAL void rp_op__call(rp_op *op, size_t arg);
 /* The same, handing the callback values[0..count) (borrowed: the op's state keeps them
  * until the callback has ended). */
 RP_INTERNAL void rp_op__call_with(rp_op *op, size_t arg, const rp_value *values, size_t count);
+/* 1 when the op whose CALL is waiting (op, or the child it delegated to) has nothing to do
+ * while the callback runs (its class's idle_during_call). */
+RP_INTERNAL int rp_op__idle_during_call(const rp_op *op);
 /* 1 while the callback started by rp_op__call has not ended. */
 RP_INTERNAL int rp_op__call_running(const rp_op *op);
 /* Once it has ended: RP_OK (*bytes / *len: what it returned, NULL when nothing), or

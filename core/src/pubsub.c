@@ -46,7 +46,7 @@ static int publish_advance(rp_op *op, void *state, uint64_t now_ms)
 }
 
 static const rp_op_class publish_class = {
-    "pubsub.publish", sizeof(publish_state), publish_advance, NULL, 0, NULL, 0, 0, 0
+    "pubsub.publish", sizeof(publish_state), publish_advance, NULL, 0, NULL, 0, 0, 0, 0
 };
 
 /* "<what> must not be empty" / "<what> must be 1..N bytes (got L)", or RP_OK. */
@@ -869,7 +869,7 @@ static const rp_op_class listen_class = {
     "subscription.listen", sizeof(listen_state), listen_advance, listen_destroy,
     1,    /* a dropped connection is the op's business: it reconnects */
     NULL, 0,
-    1     /* long-lived */, 0
+    1     /* long-lived */, 0, 0
 };
 
 int rp_subscription_listen_op(rp_op **out, rp_subscription *sub, rp_error *err)

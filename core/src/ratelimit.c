@@ -442,7 +442,7 @@ static void check_destroy(rp_op *op, void *state)
 
 /* Node failures reach advance, so the on_error policy can decide. */
 static const rp_op_class check_class = {
-    "ratelimit.check", sizeof(check_state), check_advance, check_destroy, 1, NULL, 1, 0, 0
+    "ratelimit.check", sizeof(check_state), check_advance, check_destroy, 1, NULL, 1, 0, 0, 0
 };
 
 static int strictest(rp_ratelimit_on_error a, rp_ratelimit_on_error b)
@@ -589,7 +589,7 @@ static void reset_destroy(rp_op *op, void *state)
 }
 
 static const rp_op_class reset_class = {
-    "ratelimit.reset", sizeof(reset_state), reset_advance, reset_destroy, 0, NULL, 0, 0, 0
+    "ratelimit.reset", sizeof(reset_state), reset_advance, reset_destroy, 0, NULL, 0, 0, 0, 0
 };
 
 int rp_ratelimit_reset_op(rp_op **out, rp_ratelimit *limiter, const void *subject,
@@ -685,7 +685,7 @@ static void batch_destroy(rp_op *op, void *state)
 }
 
 static const rp_op_class batch_class = {
-    "ratelimit.batch", sizeof(batch_state), batch_advance, batch_destroy, 1, NULL, 1, 0, 0
+    "ratelimit.batch", sizeof(batch_state), batch_advance, batch_destroy, 1, NULL, 1, 0, 0, 0
 };
 
 int rp_ratelimit_batch_op(rp_op **out, rp_ratelimit *limiter, size_t count,

@@ -465,7 +465,7 @@ static void acquire_destroy(rp_op *op, void *state)
 }
 
 static const rp_op_class acquire_class = {
-    "lock.acquire", sizeof(rl_acquire), acquire_advance, acquire_destroy, 1, rl_enough, 1, 0, 0
+    "lock.acquire", sizeof(rl_acquire), acquire_advance, acquire_destroy, 1, rl_enough, 1, 0, 0, 0
 };
 
 int rp_redlock__acquire_op(rp_op **out, rp_lock *lock, const rp_lock_acquire_options *o,
@@ -528,7 +528,7 @@ static int release_advance(rp_op *op, void *state, uint64_t now_ms)
 }
 
 static const rp_op_class release_class = {
-    "lock.release", sizeof(rl_release), release_advance, NULL, 1, rl_enough, 0, 0, 0
+    "lock.release", sizeof(rl_release), release_advance, NULL, 1, rl_enough, 0, 0, 0, 0
 };
 
 int rp_redlock__release_op(rp_op **out, rp_lock *lock, rp_error *err)
@@ -624,7 +624,7 @@ static int extend_advance(rp_op *op, void *state, uint64_t now_ms)
 }
 
 static const rp_op_class extend_class = {
-    "lock.extend", sizeof(rl_extend), extend_advance, NULL, 1, rl_enough, 0, 0, 0
+    "lock.extend", sizeof(rl_extend), extend_advance, NULL, 1, rl_enough, 0, 0, 0, 0
 };
 
 int rp_redlock__extend_op(rp_op **out, rp_lock *lock, int64_t ms, int replace, rp_error *err)
@@ -691,13 +691,13 @@ static int query_advance(rp_op *op, void *state, uint64_t now_ms)
 }
 
 static const rp_op_class locked_class = {
-    "lock.locked", sizeof(rl_query), query_advance, NULL, 1, rl_enough, 0, 0, 0
+    "lock.locked", sizeof(rl_query), query_advance, NULL, 1, rl_enough, 0, 0, 0, 0
 };
 static const rp_op_class owned_class = {
-    "lock.owned", sizeof(rl_query), query_advance, NULL, 1, rl_enough, 0, 0, 0
+    "lock.owned", sizeof(rl_query), query_advance, NULL, 1, rl_enough, 0, 0, 0, 0
 };
 static const rp_op_class remaining_class = {
-    "lock.remaining", sizeof(rl_query), query_advance, NULL, 1, rl_enough, 0, 0, 0
+    "lock.remaining", sizeof(rl_query), query_advance, NULL, 1, rl_enough, 0, 0, 0, 0
 };
 
 static int query_op(rp_op **out, rp_lock *lock, const rp_op_class *cls, int round,
