@@ -1,7 +1,10 @@
 /* Unit tests of the cache ops (cache_op.c, cache_near.c, cache.c): every op driven by hand
  * with canned RESP replies and a fake clock, no server. The requests are parsed back into
  * their commands and arguments (the scripts' ARGV as cache_read.lua / cache_store.lua /
- * cache_tag.lua / lock_release.lua read them) and checked field by field. Also: XFetch's
+ * cache_tag.lua / lock_release.lua read them) and checked field by field. A get and a
+ * get_or_load begin with the peek (HGETALL and PTTL of the entry, its tags' GETs: r_peek,
+ * PEEK_MISS, peek_miss); a fresh hit ends there, a miss / stale / early entry of a
+ * get_or_load goes on to the read script's round (r_read, MISS). Also: XFetch's
  * decision against its formula over a simulated clock, and every bound of the options and
  * arguments (the messages name them). */
 #include <inttypes.h>
@@ -16,6 +19,7 @@
 
 #include "unit_util.h"
 
+#include "cluster_map.h"
 #include "internal.h"
 #include "script.h"
 
@@ -110,6 +114,46 @@ static void r_read(resp *r, int found, const char *value, int negative, long lon
 
 static const char *MISS = "*9\r\n:0\r\n$-1\r\n:0\r\n:0\r\n:0\r\n:0\r\n:0\r\n$-1\r\n:5000\r\n";
 
+/* The peek's replies (HGETALL, PTTL): the entry's hash, fields in this order: v (value not
+ * NULL) or n (negative), d (delta), s (window >= 0: swr's stale window), then t:<tag>,
+ * version pairs (NULL-terminated); then the PTTL. The tags' GETs follow (the test's). */
+static void r_peek(resp *r, const char *value, int negative, long long delta, long long window,
+                   long long pttl, ...)
+{
+    const char *pairs[64];
+    char num[32];
+    size_t n = 0, i;
+    va_list ap;
+    va_start(ap, pttl);
+    while (n < 64 && (pairs[n] = va_arg(ap, const char *)) != NULL)
+        n++;
+    va_end(ap);
+    r_raw(r, "*%zu\r\n", (size_t)(window >= 0 ? 6 : 4) + n);
+    if (negative) {
+        r_str(r, "n");
+        r_str(r, "1");
+    } else {
+        r_str(r, "v");
+        r_str(r, value);
+    }
+    r_str(r, "d");
+    snprintf(num, sizeof num, "%lld", delta);
+    r_str(r, num);
+    if (window >= 0) {
+        r_str(r, "s");
+        snprintf(num, sizeof num, "%lld", window);
+        r_str(r, num);
+    }
+    for (i = 0; i + 1 < n; i += 2) {
+        r_raw(r, "$%zu\r\nt:%s\r\n", strlen(pairs[i]) + 2, pairs[i]);
+        r_str(r, pairs[i + 1]);
+    }
+    r_int(r, pttl);
+}
+
+/* The peek of an entry that is not there: an empty hash, PTTL -2. */
+static const char *PEEK_MISS = "*0\r\n:-2\r\n";
+
 static int feed(rp_op *op, const char *s) { return rp_op_feed(op, 0, s, strlen(s)); }
 static int feed_r(rp_op *op, const resp *r) { return rp_op_feed(op, 0, r->b, r->n); }
 
@@ -129,13 +173,14 @@ typedef struct request {
     cmd cmds[CMDS_MAX];
 } request;
 
-/* Parses the op's request bytes (arrays of bulk strings) into q; 0 when it cannot. */
-static int parse_request(const rp_op *op, request *q)
+/* Parses the op's request bytes for node (arrays of bulk strings) into q; 0 when it
+ * cannot. */
+static int parse_request_on(const rp_op *op, size_t node, request *q)
 {
     const char *p, *end;
     size_t len;
     memset(q, 0, sizeof *q);
-    if (rp_op_request(op, 0, &p, &len) != RP_OK || len == 0)
+    if (rp_op_request(op, node, &p, &len) != RP_OK || len == 0)
         return 0;
     end = p + len;
     while (p < end) {
@@ -164,6 +209,8 @@ static int parse_request(const rp_op *op, request *q)
     }
     return 1;
 }
+
+static int parse_request(const rp_op *op, request *q) { return parse_request_on(op, 0, q); }
 
 static int arg_is(const cmd *c, size_t i, const char *want)
 {
@@ -212,6 +259,47 @@ static int read_request_ok(rp_client *cl, const request *q, const char *k, int l
          arg_is(c, 4, g) && arg_is(c, 5, l) && arg_is(c, 8, as_miss) && arg_is(c, 9, genmode);
     ok = ok && (locking ? c->len[6] == 32 : c->len[6] == 0);
     return ok;
+}
+
+/* The peek request for key k of cache "c": HGETALL and PTTL of the entry, then a GET of
+ * each tag's version (tags[0..ntags), one server: all on node 0); no script. */
+static int peek_request_ok(const request *q, const char *k, size_t ntags, const char *const *tags)
+{
+    char e[128], t[128];
+    size_t i;
+    int ok;
+    snprintf(e, sizeof e, "t:cache:{c:%s}", k);
+    ok = q->ncmds == 2 + ntags && q->cmds[0].argc == 2 && arg_is(&q->cmds[0], 0, "HGETALL") &&
+         arg_is(&q->cmds[0], 1, e) && q->cmds[1].argc == 2 && arg_is(&q->cmds[1], 0, "PTTL") &&
+         arg_is(&q->cmds[1], 1, e);
+    for (i = 0; ok && i < ntags; i++) {
+        snprintf(t, sizeof t, "t:cache:{c:%s}:tag", tags[i]);
+        ok = q->cmds[2 + i].argc == 2 && arg_is(&q->cmds[2 + i], 0, "GET") &&
+             arg_is(&q->cmds[2 + i], 1, t);
+    }
+    if (!ok)
+        fprintf(stderr, "    not the peek of %s (%zu commands)\n", k, q->ncmds);
+    return ok;
+}
+
+/* Steps op at now to its peek (checked: key k, ntags tags), and answers it: the entry is
+ * not there, the tags' versions nil. The op's next step is the read script's round. */
+#define peek_miss(op, now, k, ntags, tags) peek_miss_((op), (now), (k), (ntags), (tags), __LINE__)
+static void peek_miss_(rp_op *op, uint64_t now, const char *k, size_t ntags,
+                       const char *const *tags, int line)
+{
+    request q;
+    size_t i;
+    int ok;
+    CHECK_STEP(op, now, RP_STEP_IO);
+    CHECK(parse_request(op, &q));
+    CHECK(peek_request_ok(&q, k, ntags, tags));
+    ok = feed(op, PEEK_MISS) == (ntags ? RP_MORE : RP_OK);
+    for (i = 0; i < ntags; i++)
+        ok = ok && feed(op, "$-1\r\n") == (i + 1 < ntags ? RP_MORE : RP_OK);
+    CHECK(ok);
+    if (!ok)
+        fprintf(stderr, "    (peek_miss at line %d)\n", line);
 }
 
 /* --- handles ------------------------------------------------------------------------- */
@@ -274,17 +362,17 @@ static rp_value status_value(int code, const char *msg)
     return v;
 }
 
-/* Steps a load op at now through its read (the reply given) to its CALL; checks the CALL
- * hands the key as the one value. Returns the lock token the read sent. */
-static void to_call(rp_client *cl, rp_op *op, const char *k, const resp *reply, uint64_t now,
-                    char *tok)
+/* Steps a load op at now through its read script's round (the reply given) to its CALL;
+ * checks the CALL hands the key as the one value. Returns the lock token the read sent. */
+static void to_call_read(rp_client *cl, rp_op *op, const char *k, const resp *reply,
+                         uint64_t now, char *tok)
 {
     request q;
     size_t arg = 99, count = 99;
     rp_value vals[4];
     CHECK_STEP(op, now, RP_STEP_IO);
     CHECK(parse_request(op, &q));
-    (void)cl;
+    CHECK(is_script(cl, &q.cmds[0], "cache_read", "3"));
     token_of(&q.cmds[0], tok);
     CHECK(feed_r(op, reply) == RP_OK);
     CHECK_STEP(op, now + 1, RP_STEP_CALL);
@@ -294,6 +382,14 @@ static void to_call(rp_client *cl, rp_op *op, const char *k, const resp *reply, 
     CHECK_EQ(count, 1);
     CHECK(vals[0].type == RP_TYPE_BYTES && vals[0].len == strlen(k) &&
           memcmp(vals[0].bytes, k, vals[0].len) == 0);
+}
+
+/* The same from the op's start: its peek finds no entry (peek_miss), then the read. */
+static void to_call(rp_client *cl, rp_op *op, const char *k, const resp *reply, uint64_t now,
+                    char *tok)
+{
+    peek_miss(op, now, k, 0, NULL);
+    to_call_read(cl, op, k, reply, now, tok);
 }
 
 static void swr_opts(rp_cache_options *o) { o->ttl_ms = 1000; }
@@ -314,10 +410,11 @@ static void test_get_hit_miss_negative(void)
     CHECK(rp_cache_result_of(op, &r) == RP_ESTATE);
     CHECK_STEP(op, 1000, RP_STEP_IO);
     CHECK(parse_request(op, &q));
-    CHECK_EQ(q.ncmds, 1);
-    CHECK(read_request_ok(cl, &q, "k", 0, "0", "0")); /* a get never locks, never reads gen */
-    CHECK(arg_is(&q.cmds[0], 7, "5000"));              /* lock_ttl */
-    r_read(&rr, 1, "val", 0, 7000, 12, 0, 0, NULL, 5000, NULL);
+    CHECK_EQ(q.ncmds, 2);
+    /* a get is plain commands: no script, so no lock, no generation, no lock_ttl */
+    CHECK(peek_request_ok(&q, "k", 0, NULL));
+    CHECK(q.cmds[0].len[0] == 7 && q.cmds[1].len[0] == 4); /* (HGETALL, PTTL: not EVALSHA) */
+    r_peek(&rr, "val", 0, 12, -1, 7000, NULL);
     CHECK(feed_r(op, &rr) == RP_OK);
     CHECK_STEP(op, 1001, RP_STEP_DONE);
     r = result(op);
@@ -327,10 +424,10 @@ static void test_get_hit_miss_negative(void)
     CHECK_EQ(r.ttl_ms, 7000);
     rp_op_free(op);
 
-    /* miss */
+    /* miss: the peek's answer, no script */
     op = get_op(c, "k", NULL);
     CHECK_STEP(op, 1000, RP_STEP_IO);
-    CHECK(feed(op, MISS) == RP_OK);
+    CHECK(feed(op, PEEK_MISS) == RP_OK);
     CHECK_STEP(op, 1001, RP_STEP_DONE);
     r = result(op);
     CHECK(r.hit == 0 && r.negative == 0 && r.loaded == 0 && r.value == NULL && r.ttl_ms == 0);
@@ -340,18 +437,62 @@ static void test_get_hit_miss_negative(void)
     op = get_op(c, "k", NULL);
     CHECK_STEP(op, 1000, RP_STEP_IO);
     rr.n = 0;
-    r_read(&rr, 1, NULL, 1, 300, 0, 0, 0, NULL, 5000, NULL);
+    r_peek(&rr, NULL, 1, 0, -1, 300, NULL);
     CHECK(feed_r(op, &rr) == RP_OK);
     CHECK_STEP(op, 1001, RP_STEP_DONE);
     r = result(op);
     CHECK(r.hit == 1 && r.negative == 1 && r.value == NULL && r.ttl_ms == 300);
     rp_op_free(op);
 
+    /* found, but expired between HGETALL and PTTL (-2), or without a TTL (-1): a hit, ttl 0 */
+    op = get_op(c, "k", NULL);
+    CHECK_STEP(op, 1000, RP_STEP_IO);
+    rr.n = 0;
+    r_peek(&rr, "val", 0, 0, -1, -2, NULL);
+    CHECK(feed_r(op, &rr) == RP_OK);
+    CHECK_STEP(op, 1001, RP_STEP_DONE);
+    r = result(op);
+    CHECK(r.hit == 1 && r.negative == 0 && r.stale == 0 && value_is(&r, "val"));
+    CHECK_EQ(r.ttl_ms, 0);
+    rp_op_free(op);
+    op = get_op(c, "k", NULL);
+    CHECK_STEP(op, 1000, RP_STEP_IO);
+    rr.n = 0;
+    r_peek(&rr, NULL, 1, 0, -1, -1, NULL);
+    CHECK(feed_r(op, &rr) == RP_OK);
+    CHECK_STEP(op, 1001, RP_STEP_DONE);
+    r = result(op);
+    CHECK(r.hit == 1 && r.negative == 1 && r.value == NULL);
+    CHECK_EQ(r.ttl_ms, 0);
+    rp_op_free(op);
+    /* a get_or_load of a negative entry: a negative hit from the peek, nothing loaded */
+    op = load_op(c, "k", NULL, 0);
+    CHECK_STEP(op, 1000, RP_STEP_IO);
+    rr.n = 0;
+    r_peek(&rr, NULL, 1, 0, -1, 250, NULL);
+    CHECK(feed_r(op, &rr) == RP_OK);
+    CHECK_STEP(op, 1001, RP_STEP_DONE);
+    r = result(op);
+    CHECK(r.hit == 1 && r.negative == 1 && r.loaded == 0 && r.value == NULL);
+    CHECK_EQ(r.ttl_ms, 250);
+    rp_op_free(op);
+    /* the same for a get_or_load (lock mode): a hit from the peek, no script */
+    op = load_op(c, "k", NULL, 0);
+    CHECK_STEP(op, 1000, RP_STEP_IO);
+    rr.n = 0;
+    r_peek(&rr, "val", 0, 3, -1, -2, NULL);
+    CHECK(feed_r(op, &rr) == RP_OK);
+    CHECK_STEP(op, 1001, RP_STEP_DONE);
+    r = result(op);
+    CHECK(r.hit == 1 && r.loaded == 0 && value_is(&r, "val"));
+    CHECK_EQ(r.ttl_ms, 0);
+    rp_op_free(op);
+
     /* an empty value is a value, not none */
     op = get_op(c, "k", NULL);
     CHECK_STEP(op, 1000, RP_STEP_IO);
     rr.n = 0;
-    r_read(&rr, 1, "", 0, 300, 0, 0, 0, NULL, 5000, NULL);
+    r_peek(&rr, "", 0, 0, -1, 300, NULL);
     CHECK(feed_r(op, &rr) == RP_OK);
     CHECK_STEP(op, 1001, RP_STEP_DONE);
     r = result(op);
@@ -363,7 +504,8 @@ static void test_get_hit_miss_negative(void)
     CHECK(rp_cache_get_op(&op, c, "a\0b", 3, NULL, NULL) == RP_OK);
     CHECK_STEP(op, 1000, RP_STEP_IO);
     CHECK(parse_request(op, &q));
-    CHECK(q.cmds[0].len[3] == 15 && memcmp(q.cmds[0].argv[3], "t:cache:{c:a\0b}", 15) == 0);
+    CHECK(q.cmds[0].len[1] == 15 && memcmp(q.cmds[0].argv[1], "t:cache:{c:a\0b}", 15) == 0);
+    CHECK(q.cmds[1].len[1] == 15 && memcmp(q.cmds[1].argv[1], "t:cache:{c:a\0b}", 15) == 0);
     rp_op_free(op);
 
     rp_cache_free(c);
@@ -383,6 +525,7 @@ static void test_lock_busy_polls_then_hit(void)
     char tok[33], tok2[33];
     int i;
     rp_op *op = load_op(c, "k", NULL, 0);
+    peek_miss(op, now, "k", 0, NULL); /* no entry: on to the read script */
     CHECK_STEP(op, now, RP_STEP_IO);
     CHECK(parse_request(op, &q));
     CHECK(read_request_ok(cl, &q, "k", 1, "0", "1"));
@@ -453,7 +596,7 @@ static void lock_taken_fill(int stored)
     CHECK(arg_is(f, 9, "60000"));            /* load_timeout */
     CHECK(arg_is(f, 10, tok));               /* the lock's token: released by the fill */
     CHECK(arg_is(f, 11, "10000"));           /* ttl */
-    CHECK(arg_is(f, 12, "0"));               /* no soft expiry outside swr */
+    CHECK(arg_is(f, 12, "0"));               /* no stale window outside swr */
     CHECK(arg_is(f, 13, "50"));              /* the compute time: CALL at 1001, back at 1051 */
     CHECK(arg_is(f, 14, "v") && arg_is(f, 15, "loaded!"));
     CHECK(arg_is(f, 16, "") && arg_is(f, 17, "")); /* a fill publishes nothing */
@@ -574,6 +717,7 @@ static void test_loader_fails_unlocks(void)
     rp_cache_free(c);
     c = mk(cl, RP_CACHE_NONE, NULL);
     op = load_op(c, "k", NULL, 0);
+    peek_miss(op, 1000, "k", 0, NULL);
     CHECK_STEP(op, 1000, RP_STEP_IO);
     CHECK(parse_request(op, &q));
     CHECK(read_request_ok(cl, &q, "k", 0, "0", "1"));
@@ -632,6 +776,7 @@ static void test_cancel(void)
     /* during a poll's sleep: a waiter holds no lock (it would be loading), so it may end
      * at once; if it sends a release, that one is token-checked (harmless) */
     op = load_op(c, "k", NULL, 0);
+    peek_miss(op, 1000, "k", 0, NULL);
     CHECK_STEP(op, 1000, RP_STEP_IO);
     CHECK(parse_request(op, &q));
     token_of(&q.cmds[0], tok);
@@ -644,6 +789,32 @@ static void test_cancel(void)
         CHECK(feed(op, ":0\r\n") == RP_OK);
     }
     CHECK_STEP(op, 1003, RP_STEP_ERROR);
+    CHECK(rp_op_error(op)->code == RP_ECANCELED);
+    rp_op_free(op);
+
+    /* cancelled during the peek (the driver fails its request in flight first): no lock can
+     * be held yet (plain commands), it ends at once */
+    op = load_op(c, "k", NULL, 0);
+    CHECK_STEP(op, 1000, RP_STEP_IO);
+    rp_op_fail_node(op, 0, RP_ECANCELED, "cancelled");
+    rp_op_cancel(op);
+    CHECK_STEP(op, 1001, RP_STEP_ERROR);
+    CHECK(rp_op_error(op)->code == RP_ECANCELED);
+    rp_op_free(op);
+    /* ... and cancelled during the read script's round after the peek: the lock may be
+     * this op's: released (token-checked) */
+    op = load_op(c, "k", NULL, 0);
+    peek_miss(op, 1000, "k", 0, NULL);
+    CHECK_STEP(op, 1000, RP_STEP_IO);
+    CHECK(parse_request(op, &q));
+    token_of(&q.cmds[0], tok);
+    rp_op_fail_node(op, 0, RP_ECANCELED, "cancelled");
+    rp_op_cancel(op);
+    CHECK_STEP(op, 1001, RP_STEP_IO);
+    CHECK(parse_request(op, &q));
+    CHECK(is_script(cl, &q.cmds[0], "lock_release", "1") && arg_is(&q.cmds[0], 4, tok));
+    CHECK(feed(op, ":1\r\n") == RP_OK);
+    CHECK_STEP(op, 1002, RP_STEP_ERROR);
     CHECK(rp_op_error(op)->code == RP_ECANCELED);
     rp_op_free(op);
 
@@ -668,11 +839,12 @@ static void test_poll_takes_expired_lock(void)
     rp_value v = rp_value_bytes("mine", 4);
     char tok[33];
     rp_op *op = load_op(c, "k", NULL, 0);
+    peek_miss(op, 1000, "k", 0, NULL);
     CHECK_STEP(op, 1000, RP_STEP_IO);
     CHECK(feed(op, MISS) == RP_OK);
     CHECK_STEP(op, 1001, RP_STEP_SLEEP);
     r_read(&rr, 0, NULL, 0, 0, 0, 0, 1, "5", 100, NULL);
-    to_call(cl, op, "k", &rr, 1010, tok);
+    to_call_read(cl, op, "k", &rr, 1010, tok); /* the poll is the script (no peek) */
     CHECK(rp_op_resume(op, &v) == RP_OK);
     CHECK_STEP(op, 1020, RP_STEP_IO);
     CHECK(feed(op, ":1\r\n") == RP_OK);
@@ -718,8 +890,9 @@ static void test_loader_error_survives_unlock_failure(void)
     rp_client_free(cl);
 }
 
-/* swr: an entry stale by its tags and past its soft expiry, whose lock this caller took in
- * the read: it loads at once (no second read). */
+/* swr: the peek finds an entry stale by its TTL (not by its tags) and goes to the script;
+ * meanwhile a tag was invalidated: the script's answer is stale by its tags, and this caller
+ * took the lock in it: it loads at once (no third read). */
 static void test_swr_tags_stale_locked(void)
 {
     rp_client *cl = unit_client(NULL);
@@ -732,6 +905,15 @@ static void test_swr_tags_stale_locked(void)
     rp_value v = rp_value_bytes("x", 1);
     rp_op *op = load_op(c, "k", &tags, 0);
     CHECK_STEP(op, 1000, RP_STEP_IO);
+    CHECK(parse_request(op, &q));
+    CHECK(peek_request_ok(&q, "k", 1, items));
+    r_peek(&rr, "old", 0, 3, 1000, 500, "a", "1", NULL);
+    r_str(&rr, "1");
+    CHECK(feed_r(op, &rr) == RP_OK);
+    CHECK_STEP(op, 1000, RP_STEP_IO);
+    CHECK(parse_request(op, &q));
+    CHECK(read_request_ok(cl, &q, "k", 1, "0", "1") && q.ncmds == 2);
+    rr.n = 0;
     r_read(&rr, 1, "old", 0, 500, 3, 1, 1, "12", 100, "a", "1", NULL);
     r_str(&rr, "2");
     CHECK(feed_r(op, &rr) == RP_OK);
@@ -795,21 +977,48 @@ static void test_swr(void)
     rp_value v = rp_value_bytes("fresh", 5);
     rp_op *op;
 
-    /* fresh: a hit */
+    /* fresh (more than the stale window left): a hit from the peek, no script */
     op = load_op(c, "k", NULL, 0);
     CHECK_STEP(op, 1000, RP_STEP_IO);
     CHECK(parse_request(op, &q));
-    CHECK(read_request_ok(cl, &q, "k", 1, "0", "1"));
-    r_read(&rr, 1, "old", 0, 1500, 20, 0, 0, NULL, 100, NULL);
+    CHECK(peek_request_ok(&q, "k", 0, NULL));
+    r_peek(&rr, "old", 0, 20, 1000, 1500, NULL);
     CHECK(feed_r(op, &rr) == RP_OK);
     CHECK_STEP(op, 1001, RP_STEP_DONE);
     r = result(op);
     CHECK(r.hit && !r.stale && !r.loaded && value_is(&r, "old"));
+    CHECK_EQ(r.ttl_ms, 1500);
     rp_op_free(op);
+    /* the window's edge: 1001 left is fresh, 1000 stale; PTTL -1 / -2 (no TTL, expired
+     * between the commands) is not stale */
+    {
+        static const long long pttls[] = { 1001, 1000, 0, -1, -2 };
+        static const int stale[] = { 0, 1, 1, 0, 0 };
+        size_t i;
+        for (i = 0; i < 5; i++) {
+            op = get_op(c, "k", NULL);
+            CHECK_STEP(op, 1000, RP_STEP_IO);
+            rr.n = 0;
+            r_peek(&rr, "old", 0, 20, 1000, pttls[i], NULL);
+            CHECK(feed_r(op, &rr) == RP_OK);
+            CHECK_STEP(op, 1001, RP_STEP_DONE);
+            r = result(op);
+            CHECK(r.hit && value_is(&r, "old"));
+            CHECK_EQ(r.stale, stale[i]);
+            rp_op_free(op);
+        }
+    }
 
-    /* stale, the lock is another's: the stale value at once */
+    /* stale on the peek: the script (which takes the refresh lock if still stale); the
+     * lock is another's: the stale value at once */
     op = load_op(c, "k", NULL, 0);
     CHECK_STEP(op, 1000, RP_STEP_IO);
+    rr.n = 0;
+    r_peek(&rr, "old", 0, 20, 1000, 500, NULL);
+    CHECK(feed_r(op, &rr) == RP_OK);
+    CHECK_STEP(op, 1000, RP_STEP_IO);
+    CHECK(parse_request(op, &q));
+    CHECK(read_request_ok(cl, &q, "k", 1, "0", "1") && q.ncmds == 1);
     rr.n = 0;
     r_read(&rr, 1, "old", 0, 500, 20, 1, 0, NULL, 100, NULL);
     CHECK(feed_r(op, &rr) == RP_OK);
@@ -818,11 +1027,30 @@ static void test_swr(void)
     CHECK(r.hit && r.stale && !r.loaded && r.waits == 0 && value_is(&r, "old"));
     rp_op_free(op);
 
+    /* stale on the peek, refreshed by another before the script: the fresh value */
+    op = load_op(c, "k", NULL, 0);
+    CHECK_STEP(op, 1000, RP_STEP_IO);
+    rr.n = 0;
+    r_peek(&rr, "old", 0, 20, 1000, 500, NULL);
+    CHECK(feed_r(op, &rr) == RP_OK);
+    CHECK_STEP(op, 1000, RP_STEP_IO);
+    rr.n = 0;
+    r_read(&rr, 1, "new", 0, 1990, 20, 0, 0, NULL, 0, NULL);
+    CHECK(feed_r(op, &rr) == RP_OK);
+    CHECK_STEP(op, 1001, RP_STEP_DONE);
+    r = result(op);
+    CHECK(r.hit && !r.stale && !r.loaded && value_is(&r, "new"));
+    rp_op_free(op);
+
     /* stale and this caller took the lock: it refreshes */
     op = load_op(c, "k", NULL, 0);
+    CHECK_STEP(op, 1000, RP_STEP_IO);
+    rr.n = 0;
+    r_peek(&rr, "old", 0, 20, 1000, 500, NULL);
+    CHECK(feed_r(op, &rr) == RP_OK);
     rr.n = 0;
     r_read(&rr, 1, "old", 0, 500, 20, 1, 1, "33", 100, NULL);
-    to_call(cl, op, "k", &rr, 1000, tok);
+    to_call_read(cl, op, "k", &rr, 1000, tok);
     CHECK(rp_op_resume(op, &v) == RP_OK);
     CHECK_STEP(op, 1030, RP_STEP_IO);
     CHECK(parse_request(op, &q));
@@ -830,18 +1058,18 @@ static void test_swr(void)
     CHECK(arg_is(&q.cmds[0], 6, "f") && arg_is(&q.cmds[0], 7, "33") &&
           arg_is(&q.cmds[0], 10, tok));
     CHECK(arg_is(&q.cmds[0], 11, "2000")); /* ttl + stale (0: ttl) */
-    CHECK(arg_is(&q.cmds[0], 12, "1000")); /* the soft expiry: ttl */
+    CHECK(arg_is(&q.cmds[0], 12, "1000")); /* the stale window (stored as is): stale (0: ttl) */
     CHECK(feed(op, ":1\r\n") == RP_OK);
     CHECK_STEP(op, 1031, RP_STEP_DONE);
     r = result(op);
     CHECK(!r.hit && !r.stale && r.loaded && r.stored && value_is(&r, "fresh"));
     rp_op_free(op);
 
-    /* a plain get of a stale entry: the stale value, marked so */
+    /* a plain get of a stale entry: the stale value, marked so, from the peek (no script) */
     op = get_op(c, "k", NULL);
     CHECK_STEP(op, 1000, RP_STEP_IO);
     rr.n = 0;
-    r_read(&rr, 1, "old", 0, 500, 20, 1, 0, NULL, 100, NULL);
+    r_peek(&rr, "old", 0, 20, 1000, 500, NULL);
     CHECK(feed_r(op, &rr) == RP_OK);
     CHECK_STEP(op, 1001, RP_STEP_DONE);
     r = result(op);
@@ -860,23 +1088,34 @@ static void test_xfetch_given_random(void)
     rp_cache_result r;
     request q;
     resp rr = { {0}, 0 };
+    resp pk = { {0}, 0 };
     rp_value v = rp_value_bytes("new", 3);
     rp_op *op;
-    /* delta 100, 50 ms left: early when 100 * -ln(random) >= 50, random <= e^-0.5 = 0.6065 */
+    /* delta 100, 50 ms left: early when 100 * -ln(random) >= 50, random <= e^-0.5 = 0.6065;
+     * decided on the peek (its d and PTTL) */
+    r_peek(&pk, "old", 0, 100, -1, 50, NULL);
     r_read(&rr, 1, "old", 0, 50, 100, 0, 0, "44", 100, NULL);
 
+    /* not early: a hit from the peek, no script */
     op = load_op(c, "k", NULL, 0.61);
     CHECK_STEP(op, 1000, RP_STEP_IO);
     CHECK(parse_request(op, &q));
-    CHECK(read_request_ok(cl, &q, "k", 1, "0", "2")); /* xfetch always reads the generation */
-    CHECK(feed_r(op, &rr) == RP_OK);
+    CHECK(peek_request_ok(&q, "k", 0, NULL));
+    CHECK(feed_r(op, &pk) == RP_OK);
     CHECK_STEP(op, 1001, RP_STEP_DONE);
     r = result(op);
     CHECK(r.hit && !r.loaded && value_is(&r, "old"));
+    CHECK_EQ(r.ttl_ms, 50);
     rp_op_free(op);
 
+    /* early: the script round, which reads the generation (genmode 2: xfetch may recompute
+     * any hit); its answer is a hit, yet the op loads (it decided on the peek) */
     op = load_op(c, "k", NULL, 0.60);
     CHECK_STEP(op, 1000, RP_STEP_IO);
+    CHECK(feed_r(op, &pk) == RP_OK);
+    CHECK_STEP(op, 1000, RP_STEP_IO);
+    CHECK(parse_request(op, &q));
+    CHECK(read_request_ok(cl, &q, "k", 1, "0", "2"));
     CHECK(feed_r(op, &rr) == RP_OK);
     CHECK_STEP(op, 1001, RP_STEP_CALL);
     CHECK(rp_op_resume(op, &v) == RP_OK);
@@ -891,15 +1130,36 @@ static void test_xfetch_given_random(void)
     CHECK(!r.hit && r.loaded && r.stored && value_is(&r, "new"));
     rp_op_free(op);
 
+    /* early, and the entry gone by the script's round: the miss's lock and generation */
+    op = load_op(c, "k", NULL, 0.60);
+    CHECK_STEP(op, 1000, RP_STEP_IO);
+    CHECK(feed_r(op, &pk) == RP_OK);
+    {
+        resp m = { {0}, 0 };
+        char tok[33];
+        r_read(&m, 0, NULL, 0, 0, 0, 0, 1, "45", 300, NULL);
+        to_call_read(cl, op, "k", &m, 1000, tok);
+        CHECK(rp_op_resume(op, &v) == RP_OK);
+        CHECK_STEP(op, 1100, RP_STEP_IO);
+        CHECK(parse_request(op, &q));
+        CHECK(arg_is(&q.cmds[0], 7, "45") && arg_is(&q.cmds[0], 8, "300") &&
+              arg_is(&q.cmds[0], 10, tok) && q.cmds[0].len[10] == 32);
+    }
+    rp_op_free(op);
+
     /* beta 2: early when random <= e^-0.25 = 0.7788 */
     op = load_op(c2, "k", NULL, 0.77);
     CHECK_STEP(op, 1000, RP_STEP_IO);
+    CHECK(feed_r(op, &pk) == RP_OK);
+    CHECK_STEP(op, 1000, RP_STEP_IO);
+    CHECK(parse_request(op, &q));
+    CHECK(read_request_ok(cl, &q, "k", 1, "0", "2"));
     CHECK(feed_r(op, &rr) == RP_OK);
     CHECK_STEP(op, 1001, RP_STEP_CALL);
     rp_op_free(op);
     op = load_op(c2, "k", NULL, 0.78);
     CHECK_STEP(op, 1000, RP_STEP_IO);
-    CHECK(feed_r(op, &rr) == RP_OK);
+    CHECK(feed_r(op, &pk) == RP_OK);
     CHECK_STEP(op, 1001, RP_STEP_DONE);
     rp_op_free(op);
 
@@ -907,21 +1167,29 @@ static void test_xfetch_given_random(void)
     op = load_op(c, "k", NULL, 1e-300);
     CHECK_STEP(op, 1000, RP_STEP_IO);
     rr.n = 0;
-    r_read(&rr, 1, "set", 0, 1, 0, 0, 0, "44", 100, NULL);
+    r_peek(&rr, "set", 0, 0, -1, 1, NULL);
     CHECK(feed_r(op, &rr) == RP_OK);
     CHECK_STEP(op, 1001, RP_STEP_DONE);
     rp_op_free(op);
 
-    /* a plain get never recomputes */
+    /* a plain get never recomputes: the peek, a hit, even when a load would be early */
     op = get_op(c, "k", NULL);
     CHECK_STEP(op, 1000, RP_STEP_IO);
     CHECK(parse_request(op, &q));
-    CHECK(read_request_ok(cl, &q, "k", 0, "0", "0"));
+    CHECK(peek_request_ok(&q, "k", 0, NULL));
+    rr.n = 0;
+    r_peek(&rr, "old", 0, 100000, -1, 1, NULL);
+    CHECK(feed_r(op, &rr) == RP_OK);
+    CHECK_STEP(op, 1001, RP_STEP_DONE);
+    CHECK(result(op).hit && !result(op).loaded);
     rp_op_free(op);
 
     /* a hard miss locks as the lock mode does */
     op = load_op(c, "k", NULL, 0.5);
+    peek_miss(op, 1000, "k", 0, NULL);
     CHECK_STEP(op, 1000, RP_STEP_IO);
+    CHECK(parse_request(op, &q));
+    CHECK(read_request_ok(cl, &q, "k", 1, "0", "2"));
     CHECK(feed(op, MISS) == RP_OK);
     CHECK_STEP(op, 1001, RP_STEP_SLEEP);
     rp_op_free(op);
@@ -947,27 +1215,37 @@ static void test_tags_mismatch(void)
     const cmd *f;
     rp_op *op;
 
-    /* get: versions match: a hit */
+    /* get: versions match: a hit from the peek (the tags' GETs after HGETALL and PTTL) */
     op = get_op(c, "k", &tags);
     CHECK_STEP(op, 1000, RP_STEP_IO);
     CHECK(parse_request(op, &q));
-    CHECK_EQ(q.ncmds, 3);
-    CHECK(arg_is(&q.cmds[1], 0, "GET") && arg_is(&q.cmds[1], 1, "t:cache:{c:a}:tag"));
-    CHECK(arg_is(&q.cmds[2], 0, "GET") && arg_is(&q.cmds[2], 1, "t:cache:{c:bb}:tag"));
-    r_read(&rr, 1, "v", 0, 900, 1, 0, 0, NULL, 100, "a", "5", "bb", "0", NULL);
+    CHECK_EQ(q.ncmds, 4);
+    CHECK(peek_request_ok(&q, "k", 2, items));
+    CHECK(arg_is(&q.cmds[2], 0, "GET") && arg_is(&q.cmds[2], 1, "t:cache:{c:a}:tag"));
+    CHECK(arg_is(&q.cmds[3], 0, "GET") && arg_is(&q.cmds[3], 1, "t:cache:{c:bb}:tag"));
+    r_peek(&rr, "v", 0, 1, -1, 900, "a", "5", "bb", "0", NULL);
     r_str(&rr, "5");
     r_nil(&rr); /* a tag never invalidated: version "0" */
     CHECK(feed_r(op, &rr) == RP_OK);
     CHECK_STEP(op, 1001, RP_STEP_DONE);
     r = result(op);
     CHECK(r.hit && value_is(&r, "v"));
+    CHECK_EQ(r.ttl_ms, 900);
+    rp_op_free(op);
+    /* the same for a get_or_load: a hit from the peek, no script */
+    op = load_op(c, "k", &tags, 0);
+    CHECK_STEP(op, 1000, RP_STEP_IO);
+    CHECK(feed_r(op, &rr) == RP_OK);
+    CHECK_STEP(op, 1001, RP_STEP_DONE);
+    r = result(op);
+    CHECK(r.hit && !r.loaded && value_is(&r, "v"));
     rp_op_free(op);
 
-    /* get: a tag was invalidated since the fill: a miss */
+    /* get: a tag was invalidated since the fill: a miss (from the peek) */
     op = get_op(c, "k", &tags);
     CHECK_STEP(op, 1000, RP_STEP_IO);
     rr.n = 0;
-    r_read(&rr, 1, "v", 0, 900, 1, 0, 0, NULL, 100, "a", "5", "bb", "0", NULL);
+    r_peek(&rr, "v", 0, 1, -1, 900, "a", "5", "bb", "0", NULL);
     r_str(&rr, "6");
     r_nil(&rr);
     CHECK(feed_r(op, &rr) == RP_OK);
@@ -984,10 +1262,9 @@ static void test_tags_mismatch(void)
     CHECK_STEP(op, 1001, RP_STEP_IO);
     CHECK(parse_request(op, &q));
     CHECK(read_request_ok(cl, &q, "k", 1, "1", "1")); /* ARGV[3] '1': known stale */
-    if (q.cmds[0].argc > 10) /* the stale fill's recorded versions, to tell it from a new one */
-        CHECK(q.cmds[0].argc == 14 && arg_is(&q.cmds[0], 10, "a") &&
-              arg_is(&q.cmds[0], 11, "5") && arg_is(&q.cmds[0], 12, "bb") &&
-              arg_is(&q.cmds[0], 13, "0"));
+    /* the stale fill's recorded versions (as the peek found them), to tell it from a new one */
+    CHECK(q.cmds[0].argc == 14 && arg_is(&q.cmds[0], 10, "a") && arg_is(&q.cmds[0], 11, "5") &&
+          arg_is(&q.cmds[0], 12, "bb") && arg_is(&q.cmds[0], 13, "0"));
     CHECK_EQ(q.ncmds, 3);
     token_of(&q.cmds[0], tok);
     rr.n = 0;
@@ -1029,10 +1306,12 @@ static void test_tags_stale_waiter_sees_fill(void)
     resp rr = { {0}, 0 };
     rp_op *op = load_op(c, "k", &tags, 0);
     CHECK_STEP(op, 1000, RP_STEP_IO);
-    r_read(&rr, 1, "v", 0, 900, 1, 0, 0, NULL, 100, "a", "5", NULL);
+    r_peek(&rr, "v", 0, 1, -1, 900, "a", "5", NULL);
     r_str(&rr, "6");
     CHECK(feed_r(op, &rr) == RP_OK);
     CHECK_STEP(op, 1001, RP_STEP_IO); /* read as a miss: another took the lock */
+    CHECK(parse_request(op, &q));
+    CHECK(read_request_ok(cl, &q, "k", 1, "1", "1"));
     rr.n = 0;
     r_read(&rr, 0, NULL, 0, 0, 0, 0, 0, NULL, 200, NULL);
     r_str(&rr, "6");
@@ -1060,9 +1339,9 @@ static void test_tags_unknown_to_reader(void)
     rp_value v = rp_value_bytes("re", 2);
     char tok[33];
     rp_op *op;
-    r_read(&hit, 1, "v", 0, 900, 1, 0, 0, NULL, 100, "b", "3", NULL);
+    r_peek(&hit, "v", 0, 1, -1, 900, "b", "3", NULL);
 
-    /* current: one extra round of GET, then a hit */
+    /* current: one extra round of GET after the peek, then a hit */
     op = get_op(c, "k", NULL);
     CHECK_STEP(op, 1000, RP_STEP_IO);
     CHECK(feed_r(op, &hit) == RP_OK);
@@ -1092,7 +1371,7 @@ static void test_tags_unknown_to_reader(void)
     op = get_op(c, "k", &tags);
     CHECK_STEP(op, 1000, RP_STEP_IO);
     rr.n = 0;
-    r_read(&rr, 1, "v", 0, 900, 1, 0, 0, NULL, 100, "a", "1", "b", "3", NULL);
+    r_peek(&rr, "v", 0, 1, -1, 900, "a", "1", "b", "3", NULL);
     r_str(&rr, "1");
     CHECK(feed_r(op, &rr) == RP_OK);
     CHECK_STEP(op, 1001, RP_STEP_IO);
@@ -1101,6 +1380,51 @@ static void test_tags_unknown_to_reader(void)
     CHECK(feed(op, "$1\r\n3\r\n") == RP_OK);
     CHECK_STEP(op, 1002, RP_STEP_DONE);
     CHECK(result(op).hit);
+    rp_op_free(op);
+
+    /* get_or_load: current by the other tag: a hit after the peek and its extra round */
+    op = load_op(c, "k", NULL, 0);
+    CHECK_STEP(op, 1000, RP_STEP_IO);
+    CHECK(feed_r(op, &hit) == RP_OK);
+    CHECK_STEP(op, 1001, RP_STEP_IO);
+    CHECK(parse_request(op, &q));
+    CHECK(q.ncmds == 1 && arg_is(&q.cmds[0], 0, "GET") &&
+          arg_is(&q.cmds[0], 1, "t:cache:{c:b}:tag"));
+    CHECK(feed(op, "$1\r\n3\r\n") == RP_OK);
+    CHECK_STEP(op, 1002, RP_STEP_DONE);
+    r = result(op);
+    CHECK(r.hit && !r.loaded && value_is(&r, "v"));
+    rp_op_free(op);
+
+    /* cancelled in the extra round after the peek: no lock can be this op's: at once */
+    op = load_op(c, "k", NULL, 0);
+    CHECK_STEP(op, 1000, RP_STEP_IO);
+    CHECK(feed_r(op, &hit) == RP_OK);
+    CHECK_STEP(op, 1001, RP_STEP_IO);
+    rp_op_fail_node(op, 0, RP_ECANCELED, "cancelled");
+    rp_op_cancel(op);
+    CHECK_STEP(op, 1002, RP_STEP_ERROR);
+    CHECK(rp_op_error(op)->code == RP_ECANCELED);
+    rp_op_free(op);
+    /* ... in the extra round after the read script (which may have taken the lock): the
+     * lock is released */
+    op = load_op(c, "k", NULL, 0);
+    peek_miss(op, 1000, "k", 0, NULL);
+    CHECK_STEP(op, 1000, RP_STEP_IO);
+    CHECK(parse_request(op, &q));
+    token_of(&q.cmds[0], tok);
+    rr.n = 0;
+    r_read(&rr, 1, "v", 0, 900, 1, 0, 0, NULL, 100, "b", "3", NULL);
+    CHECK(feed_r(op, &rr) == RP_OK);
+    CHECK_STEP(op, 1001, RP_STEP_IO);
+    rp_op_fail_node(op, 0, RP_ECANCELED, "cancelled");
+    rp_op_cancel(op);
+    CHECK_STEP(op, 1002, RP_STEP_IO);
+    CHECK(parse_request(op, &q));
+    CHECK(is_script(cl, &q.cmds[0], "lock_release", "1") && arg_is(&q.cmds[0], 4, tok));
+    CHECK(feed(op, ":0\r\n") == RP_OK);
+    CHECK_STEP(op, 1003, RP_STEP_ERROR);
+    CHECK(rp_op_error(op)->code == RP_ECANCELED);
     rp_op_free(op);
 
     /* get_or_load: stale by the other tag: the re-read and the fill carry it too */
@@ -1112,6 +1436,7 @@ static void test_tags_unknown_to_reader(void)
     CHECK_STEP(op, 1002, RP_STEP_IO);
     CHECK(parse_request(op, &q));
     CHECK(read_request_ok(cl, &q, "k", 1, "1", "1"));
+    CHECK(q.cmds[0].argc == 12 && arg_is(&q.cmds[0], 10, "b") && arg_is(&q.cmds[0], 11, "3"));
     CHECK(q.ncmds == 2 && arg_is(&q.cmds[1], 1, "t:cache:{c:b}:tag"));
     token_of(&q.cmds[0], tok);
     rr.n = 0;
@@ -1139,11 +1464,28 @@ static void test_tags_unknown_to_reader(void)
             pairs[2 * i] = names[i];
             pairs[2 * i + 1] = "1";
         }
+        /* the peek's hash */
+        r_raw(&rr, "*%d\r\n$1\r\nv\r\n$1\r\nv\r\n$1\r\nd\r\n$1\r\n1\r\n",
+              4 + 2 * (RP_CACHE_TAGS_MAX + 1));
+        for (i = 0; i < RP_CACHE_TAGS_MAX + 1; i++) {
+            r_raw(&rr, "$%zu\r\nt:%s\r\n", strlen(pairs[2 * i]) + 2, pairs[2 * i]);
+            r_str(&rr, pairs[2 * i + 1]);
+        }
+        r_int(&rr, 900);
+        op = get_op(c, "k", NULL);
+        CHECK_STEP(op, 1000, RP_STEP_IO);
+        CHECK(feed_r(op, &rr) == RP_OK);
+        CHECK_STEP(op, 1001, RP_STEP_ERROR);
+        CHECK(rp_op_error(op)->code == RP_EPROTOCOL);
+        rp_op_free(op);
+        /* the read script's answer the same (a load after its peek missed) */
+        rr.n = 0;
         r_raw(&rr, "*%d\r\n:1\r\n$1\r\nv\r\n:0\r\n:900\r\n:1\r\n:0\r\n:0\r\n$-1\r\n:100\r\n",
               9 + 2 * (RP_CACHE_TAGS_MAX + 1));
         for (i = 0; i < 2 * (RP_CACHE_TAGS_MAX + 1); i++)
             r_str(&rr, pairs[i]);
-        op = get_op(c, "k", NULL);
+        op = load_op(c, "k", NULL, 0);
+        peek_miss(op, 1000, "k", 0, NULL);
         CHECK_STEP(op, 1000, RP_STEP_IO);
         CHECK(feed_r(op, &rr) == RP_OK);
         CHECK_STEP(op, 1001, RP_STEP_ERROR);
@@ -1154,16 +1496,119 @@ static void test_tags_unknown_to_reader(void)
     rp_client_free(cl);
 }
 
+/* On a cluster each tag's key is in a slot of its own: the peek's tag GETs go on nodes
+ * 1 + i (the entry's HGETALL and PTTL on node 0), all in one round; the read script's round
+ * the same. (The map: one master serving every slot.) */
+static void test_cluster_spread(void)
+{
+    rp_client *cl = unit_client("redis+cluster://127.0.0.1:23101");
+    rp_cache *c = mk(cl, RP_CACHE_LOCK, NULL);
+    static const char *const items[] = { "a", "bb" };
+    static const size_t lens[] = { 1, 2 };
+    rp_cache_tags tags = { (const void *const *)items, lens, 2 };
+    rp_cluster_range range = { 0, 16383, 0 };
+    char host[] = "127.0.0.1", *hosts[1];
+    int ports[1] = { 23101 };
+    rp_cluster_topology t;
+    rp_cache_result r;
+    request q;
+    resp rr = { {0}, 0 };
+    rp_op *op;
+    hosts[0] = host;
+    t.ranges = &range;
+    t.nranges = 1;
+    t.hosts = hosts;
+    t.ports = ports;
+    t.nnodes = 1;
+    CHECK(rp_cluster_map__apply(rp_client__cluster(cl, 0), &t) == RP_OK);
+
+    /* a get: HGETALL, PTTL on node 0; GET of tag i on node 1 + i; a hit */
+    op = get_op(c, "k", &tags);
+    CHECK_STEP(op, 1000, RP_STEP_IO);
+    CHECK(parse_request_on(op, 0, &q));
+    CHECK(peek_request_ok(&q, "k", 0, NULL));
+    CHECK(parse_request_on(op, 1, &q));
+    CHECK(q.ncmds == 1 && arg_is(&q.cmds[0], 0, "GET") &&
+          arg_is(&q.cmds[0], 1, "t:cache:{c:a}:tag"));
+    CHECK(parse_request_on(op, 2, &q));
+    CHECK(q.ncmds == 1 && arg_is(&q.cmds[0], 0, "GET") &&
+          arg_is(&q.cmds[0], 1, "t:cache:{c:bb}:tag"));
+    CHECK(!parse_request_on(op, 3, &q)); /* nothing for the others */
+    r_peek(&rr, "v", 0, 1, -1, 900, "a", "5", "bb", "0", NULL);
+    CHECK(feed_r(op, &rr) == RP_OK);
+    CHECK(rp_op_feed(op, 1, "$1\r\n5\r\n", 7) == RP_OK);
+    CHECK(rp_op_feed(op, 2, "$-1\r\n", 5) == RP_OK);
+    CHECK_STEP(op, 1001, RP_STEP_DONE);
+    r = result(op);
+    CHECK(r.hit && value_is(&r, "v"));
+    CHECK_EQ(r.ttl_ms, 900);
+    rp_op_free(op);
+
+    /* a get_or_load of a tag-stale entry: the read script on node 0, the tags' GETs again
+     * on nodes 1 and 2 */
+    op = load_op(c, "k", &tags, 0);
+    CHECK_STEP(op, 1000, RP_STEP_IO);
+    CHECK(feed_r(op, &rr) == RP_OK);
+    CHECK(rp_op_feed(op, 1, "$1\r\n6\r\n", 7) == RP_OK);
+    CHECK(rp_op_feed(op, 2, "$-1\r\n", 5) == RP_OK);
+    CHECK_STEP(op, 1001, RP_STEP_IO);
+    CHECK(parse_request_on(op, 0, &q));
+    CHECK(q.ncmds == 1 && unit_request_has(op, 0, "t:cache:{c:k}:lock"));
+    CHECK(parse_request_on(op, 1, &q));
+    CHECK(q.ncmds == 1 && arg_is(&q.cmds[0], 1, "t:cache:{c:a}:tag"));
+    CHECK(parse_request_on(op, 2, &q));
+    CHECK(q.ncmds == 1 && arg_is(&q.cmds[0], 1, "t:cache:{c:bb}:tag"));
+    rp_op_free(op);
+    rp_cache_free(c);
+    rp_client_free(cl);
+}
+
 /* --- malformed replies ---------------------------------------------------------------- */
 
-/* A get and a get_or_load fed bad as their read reply end in ERROR with code. */
+/* The read script's reply bad ends in ERROR with code: a get_or_load whose peek found no
+ * entry (only a load reaches the script now; a get's bad replies: bad_peek), and one whose
+ * peek found its entry stale by its tags (the script re-reads it as a miss). */
 static void bad_read(rp_client *cl, rp_cache *c, const char *bad, int code, int line)
 {
     int k;
     for (k = 0; k < 2; k++) {
-        rp_op *op = k ? load_op(c, "k", NULL, 0) : get_op(c, "k", NULL);
+        rp_op *op = load_op(c, "k", NULL, 0);
         rp_step st;
         (void)cl;
+        if (k == 0) {
+            peek_miss(op, 1000, "k", 0, NULL);
+        } else {
+            resp pk = { {0}, 0 };
+            r_peek(&pk, "v", 0, 1, -1, 900, "b", "3", NULL);
+            CHECK(rp_op_step(op, 1000) == RP_STEP_IO);
+            CHECK(feed_r(op, &pk) == RP_OK);
+            CHECK(rp_op_step(op, 1000) == RP_STEP_IO); /* the other tag's version */
+            CHECK(feed(op, "$1\r\n4\r\n") == RP_OK);
+        }
+        CHECK(rp_op_step(op, 1000) == RP_STEP_IO);
+        rp_op_feed(op, 0, bad, strlen(bad));
+        if (k == 1) /* (the round reads the entry's tag b too) */
+            rp_op_feed(op, 0, "$1\r\n4\r\n", 7);
+        st = rp_op_step(op, 1001);
+        CHECK(st == RP_STEP_ERROR && rp_op_error(op)->code == code);
+        if (st != RP_STEP_ERROR || rp_op_error(op)->code != code)
+            fprintf(stderr, "    (line %d, %s) step %d, %s: %s\n", line, k ? "tags" : "miss",
+                    (int)st, st == RP_STEP_ERROR ? rp_status_name(rp_op_error(op)->code) : "-",
+                    st == RP_STEP_ERROR ? rp_op_error(op)->message : "");
+        rp_op_free(op);
+    }
+}
+
+#define BAD_READ(bad, code) bad_read(cl, c, (bad), (code), __LINE__)
+
+/* A get and a get_or_load fed bad as their peek's replies (HGETALL's, then PTTL's, then
+ * the tag version's when tagged) end in ERROR with code. */
+static void bad_peek(rp_cache *c, const char *bad, int code, const rp_cache_tags *tags, int line)
+{
+    int k;
+    for (k = 0; k < 2; k++) {
+        rp_op *op = k ? load_op(c, "k", tags, 0) : get_op(c, "k", tags);
+        rp_step st;
         CHECK(rp_op_step(op, 1000) == RP_STEP_IO);
         rp_op_feed(op, 0, bad, strlen(bad));
         st = rp_op_step(op, 1001);
@@ -1176,7 +1621,7 @@ static void bad_read(rp_client *cl, rp_cache *c, const char *bad, int code, int 
     }
 }
 
-#define BAD_READ(bad, code) bad_read(cl, c, (bad), (code), __LINE__)
+#define BAD_PEEK(bad, code) bad_peek(c, (bad), (code), NULL, __LINE__)
 
 static void test_malformed(void)
 {
@@ -1189,7 +1634,60 @@ static void test_malformed(void)
     rp_value v = rp_value_bytes("x", 1);
     char tok[33];
     rp_op *op;
-    /* the shape */
+    /* the peek: HGETALL's reply */
+    BAD_PEEK("-ERR something\r\n:5\r\n", RP_EREPLY);
+    BAD_PEEK("-WRONGTYPE Operation against a key holding the wrong kind of value\r\n:5\r\n",
+             RP_EREPLY);
+    BAD_PEEK("+OK\r\n:5\r\n", RP_EPROTOCOL);
+    BAD_PEEK(":1\r\n:5\r\n", RP_EPROTOCOL);
+    BAD_PEEK("$-1\r\n:5\r\n", RP_EPROTOCOL);
+    BAD_PEEK("*-1\r\n:5\r\n", RP_EPROTOCOL);
+    /* an odd count */
+    BAD_PEEK("*1\r\n$1\r\nv\r\n:5\r\n", RP_EPROTOCOL);
+    BAD_PEEK("*3\r\n$1\r\nv\r\n$1\r\nx\r\n$1\r\nd\r\n:5\r\n", RP_EPROTOCOL);
+    /* an element not a string */
+    BAD_PEEK("*2\r\n$1\r\nv\r\n:5\r\n:5\r\n", RP_EPROTOCOL);
+    BAD_PEEK("*2\r\n:1\r\n$1\r\nx\r\n:5\r\n", RP_EPROTOCOL);
+    BAD_PEEK("*2\r\n$1\r\nv\r\n$-1\r\n:5\r\n", RP_EPROTOCOL);
+    BAD_PEEK("*2\r\n$1\r\nv\r\n*0\r\n:5\r\n", RP_EPROTOCOL);
+    BAD_PEEK("*4\r\n$1\r\nv\r\n$1\r\nx\r\n$1\r\nd\r\n:1\r\n:5\r\n", RP_EPROTOCOL);
+    /* both v and n; neither (a hash the cache did not write) */
+    BAD_PEEK("*4\r\n$1\r\nv\r\n$1\r\nx\r\n$1\r\nn\r\n$1\r\n1\r\n:5\r\n", RP_EPROTOCOL);
+    BAD_PEEK("*2\r\n$1\r\nd\r\n$1\r\n5\r\n:5\r\n", RP_EPROTOCOL);
+    BAD_PEEK("*2\r\n$3\r\nfoo\r\n$3\r\nbar\r\n:5\r\n", RP_EPROTOCOL);
+    BAD_PEEK("*2\r\n$3\r\nt:a\r\n$1\r\n1\r\n:5\r\n", RP_EPROTOCOL);
+    /* d not a decimal integer >= 0 */
+    BAD_PEEK("*4\r\n$1\r\nv\r\n$1\r\nx\r\n$1\r\nd\r\n$3\r\nabc\r\n:5\r\n", RP_EPROTOCOL);
+    BAD_PEEK("*4\r\n$1\r\nv\r\n$1\r\nx\r\n$1\r\nd\r\n$2\r\n-1\r\n:5\r\n", RP_EPROTOCOL);
+    BAD_PEEK("*4\r\n$1\r\nv\r\n$1\r\nx\r\n$1\r\nd\r\n$0\r\n\r\n:5\r\n", RP_EPROTOCOL);
+    BAD_PEEK("*4\r\n$1\r\nv\r\n$1\r\nx\r\n$1\r\nd\r\n$3\r\n1.5\r\n:5\r\n", RP_EPROTOCOL);
+    BAD_PEEK("*4\r\n$1\r\nv\r\n$1\r\nx\r\n$1\r\nd\r\n$19\r\n1000000000000000000\r\n:5\r\n",
+             RP_EPROTOCOL);
+    BAD_PEEK("*4\r\n$1\r\nn\r\n$1\r\n1\r\n$1\r\nd\r\n$2\r\n+1\r\n:5\r\n", RP_EPROTOCOL);
+    /* PTTL's reply not an integer */
+    BAD_PEEK("*2\r\n$1\r\nv\r\n$1\r\nx\r\n$1\r\n5\r\n", RP_EPROTOCOL);
+    BAD_PEEK("*0\r\n$-1\r\n", RP_EPROTOCOL);
+    BAD_PEEK("*0\r\n*0\r\n", RP_EPROTOCOL);
+    /* (d of 18 digits is the most field_int takes: still a hit) */
+    op = get_op(c, "k", NULL);
+    CHECK_STEP(op, 1000, RP_STEP_IO);
+    CHECK(feed(op, "*4\r\n$1\r\nv\r\n$1\r\nx\r\n$1\r\nd\r\n$18\r\n999999999999999999\r\n:5\r\n") ==
+          RP_OK);
+    CHECK_STEP(op, 1001, RP_STEP_DONE);
+    {
+        rp_cache_result hr = result(op);
+        CHECK(hr.hit && value_is(&hr, "x"));
+    }
+    rp_op_free(op);
+    /* a hash with a field the cache does not know beside a value: read as the value */
+    op = get_op(c, "k", NULL);
+    CHECK_STEP(op, 1000, RP_STEP_IO);
+    CHECK(feed(op, "*4\r\n$1\r\nv\r\n$1\r\nx\r\n$3\r\nzzz\r\n$1\r\n1\r\n:5\r\n") == RP_OK);
+    CHECK_STEP(op, 1001, RP_STEP_DONE);
+    CHECK(result(op).hit);
+    rp_op_free(op);
+
+    /* the read script's reply: the shape */
     BAD_READ("-ERR something\r\n", RP_EREPLY);
     BAD_READ("+OK\r\n", RP_EPROTOCOL);
     BAD_READ(":1\r\n", RP_EPROTOCOL);
@@ -1221,16 +1719,33 @@ static void test_malformed(void)
     /* found, neither a value nor negative: not an answer */
     BAD_READ("*9\r\n:1\r\n$-1\r\n:0\r\n:9\r\n:0\r\n:0\r\n:0\r\n$-1\r\n:5\r\n", RP_EPROTOCOL);
 
-    /* the tags' versions */
-    op = get_op(c, "k", &tags);
+    /* the tags' versions: in the peek (a get and a load) ... */
+    rr.n = 0;
+    r_peek(&rr, "v", 0, 1, -1, 900, "a", "5", NULL);
+    r_int(&rr, 5);
+    rr.b[rr.n] = 0;
+    bad_peek(c, rr.b, RP_EPROTOCOL, &tags, __LINE__);
+    rr.n = 0;
+    r_peek(&rr, "v", 0, 1, -1, 900, "a", "5", NULL);
+    r_raw(&rr, "-WRONGTYPE Operation against a key holding the wrong kind of value\r\n");
+    rr.b[rr.n] = 0;
+    bad_peek(c, rr.b, RP_EREPLY, &tags, __LINE__);
+    rr.n = 0;
+    r_raw(&rr, "%s*1\r\n:5\r\n", PEEK_MISS); /* (a miss's too) */
+    bad_peek(c, rr.b, RP_EPROTOCOL, &tags, __LINE__);
+    /* ... and in the read script's round */
+    op = load_op(c, "k", &tags, 0);
+    peek_miss(op, 1000, "k", 1, items);
     CHECK_STEP(op, 1000, RP_STEP_IO);
+    rr.n = 0;
     r_read(&rr, 1, "v", 0, 900, 1, 0, 0, NULL, 100, "a", "5", NULL);
     r_int(&rr, 5);
     rp_op_feed(op, 0, rr.b, rr.n);
     CHECK_STEP(op, 1001, RP_STEP_ERROR);
     CHECK(rp_op_error(op)->code == RP_EPROTOCOL);
     rp_op_free(op);
-    op = get_op(c, "k", &tags);
+    op = load_op(c, "k", &tags, 0);
+    peek_miss(op, 1000, "k", 1, items);
     CHECK_STEP(op, 1000, RP_STEP_IO);
     rr.n = 0;
     r_read(&rr, 1, "v", 0, 900, 1, 0, 0, NULL, 100, "a", "5", NULL);
@@ -1239,17 +1754,27 @@ static void test_malformed(void)
     CHECK_STEP(op, 1001, RP_STEP_ERROR);
     CHECK(rp_op_error(op)->code == RP_EREPLY);
     rp_op_free(op);
-    /* the extra round's */
-    op = get_op(c, "k", NULL);
-    CHECK_STEP(op, 1000, RP_STEP_IO);
-    rr.n = 0;
-    r_read(&rr, 1, "v", 0, 900, 1, 0, 0, NULL, 100, "b", "5", NULL);
-    CHECK(feed_r(op, &rr) == RP_OK);
-    CHECK_STEP(op, 1001, RP_STEP_IO);
-    CHECK(feed(op, "*0\r\n") == RP_OK);
-    CHECK_STEP(op, 1002, RP_STEP_ERROR);
-    CHECK(rp_op_error(op)->code == RP_EPROTOCOL);
-    rp_op_free(op);
+    /* the extra round's (after the peek, a get and a load; after the script, a load) */
+    {
+        int k;
+        for (k = 0; k < 3; k++) {
+            op = k == 0 ? get_op(c, "k", NULL) : load_op(c, "k", NULL, 0);
+            if (k == 2)
+                peek_miss(op, 1000, "k", 0, NULL);
+            CHECK_STEP(op, 1000, RP_STEP_IO);
+            rr.n = 0;
+            if (k == 2)
+                r_read(&rr, 1, "v", 0, 900, 1, 0, 0, NULL, 100, "b", "5", NULL);
+            else
+                r_peek(&rr, "v", 0, 1, -1, 900, "b", "5", NULL);
+            CHECK(feed_r(op, &rr) == RP_OK);
+            CHECK_STEP(op, 1001, RP_STEP_IO);
+            CHECK(feed(op, "*0\r\n") == RP_OK);
+            CHECK_STEP(op, 1002, RP_STEP_ERROR);
+            CHECK(rp_op_error(op)->code == RP_EPROTOCOL);
+            rp_op_free(op);
+        }
+    }
 
     /* the fill's */
     {
@@ -1411,7 +1936,7 @@ static void test_set(void)
     CHECK(parse_request(op, &q));
     f = &q.cmds[0];
     CHECK(q.ncmds == 2 && f->argc == 20);
-    /* negative: negative_ttl, no soft expiry even in swr */
+    /* negative: negative_ttl, no stale window even in swr */
     CHECK(arg_is(f, 11, "30000") && arg_is(f, 12, "0") && arg_is(f, 14, "n"));
     CHECK(arg_is(f, 18, "a") && arg_is(f, 19, "42"));
     CHECK(message_ok(f, 17, "k", "k", pub2) && strcmp(pub, pub2) == 0);
@@ -1600,7 +2125,7 @@ static int near_get(rp_cache *c, const char *k, const char *value, long long ptt
     int io = st == RP_STEP_IO;
     if (io) {
         resp rr = { {0}, 0 };
-        r_read(&rr, 1, value, value ? 0 : 1, pttl, 1, 0, 0, NULL, 100, NULL);
+        r_peek(&rr, value, value ? 0 : 1, 1, -1, pttl, NULL);
         CHECK(feed_r(op, &rr) == RP_OK);
         st = rp_op_step(op, now);
     }
@@ -1770,7 +2295,7 @@ static void test_near_epoch(void)
     char tok[33];
     rp_op *op, *w = NULL;
     apply(c, "subscribe", NULL, NULL);
-    r_read(&rr, 1, "old", 0, 9000, 1, 0, 0, NULL, 100, NULL);
+    r_peek(&rr, "old", 0, 1, -1, 9000, NULL);
 
     /* another key's invalidation lands while the read is out: not kept (it cannot tell) */
     op = get_op(c, "a", NULL);
@@ -1856,7 +2381,7 @@ static void test_near_epoch(void)
     op = get_op(c, "s", NULL);
     CHECK_STEP(op, 5000, RP_STEP_IO);
     rr.n = 0;
-    r_read(&rr, 1, "old", 0, 900, 1, 1, 0, NULL, 100, NULL);
+    r_peek(&rr, "old", 0, 1, 1000, 900, NULL);
     CHECK(feed_r(op, &rr) == RP_OK);
     CHECK_STEP(op, 5001, RP_STEP_DONE);
     CHECK(result(op).stale);
@@ -1865,7 +2390,7 @@ static void test_near_epoch(void)
     op = get_op(c, "s", NULL);
     CHECK_STEP(op, 5002, RP_STEP_IO);
     rr.n = 0;
-    r_read(&rr, 1, "new", 0, 1900, 1, 0, 0, NULL, 100, NULL);
+    r_peek(&rr, "new", 0, 1, 1000, 1900, NULL);
     CHECK(feed_r(op, &rr) == RP_OK);
     CHECK_STEP(op, 5003, RP_STEP_DONE);
     rp_op_free(op);
@@ -1911,7 +2436,7 @@ static void test_near_own_writes(void)
         rp_op *g = get_op(c, "t", &tags);
         resp rr = { {0}, 0 };
         CHECK_STEP(g, 1000, RP_STEP_IO);
-        r_read(&rr, 1, "T", 0, 9000, 1, 0, 0, NULL, 100, "g", "1", NULL);
+        r_peek(&rr, "T", 0, 1, -1, 9000, "g", "1", NULL);
         r_str(&rr, "1");
         CHECK(feed_r(g, &rr) == RP_OK);
         CHECK_STEP(g, 1001, RP_STEP_DONE);
@@ -2422,6 +2947,7 @@ int main(void)
     test_tags_mismatch();
     test_tags_stale_waiter_sees_fill();
     test_tags_unknown_to_reader();
+    test_cluster_spread();
     test_malformed();
     test_oom_fill();
     test_oom_fill_releases_lock();
