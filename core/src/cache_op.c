@@ -384,7 +384,8 @@ static int view_of_read(const rp_reply *r, int has_token, entry_view *v)
         if (r->element[i]->type != RP_REPLY_STRING && r->element[i]->type != RP_REPLY_NIL)
             return 0;
     for (i = READ_FIELDS; i < r->elements; i++)
-        if (r->element[i]->type != RP_REPLY_STRING)
+        if (r->element[i]->type != RP_REPLY_STRING ||
+            ((i - READ_FIELDS) % 2 == 0 && r->element[i]->len == 0)) /* (an empty tag) */
             return 0;
     /* flags in range, and a found entry is either a value or none, never both or neither */
     if ((unsigned long long)r->element[0]->integer > 1 ||
@@ -458,8 +459,8 @@ static int view_of_peek(const rp_reply *h, const rp_reply *pttl, entry_view *v)
         } else if (f->len == 1 && f->str[0] == 's') {
             window = field_int(x);
         } else if (f->len >= 2 && f->str[0] == 't' && f->str[1] == ':') {
-            if (v->ntags == RP_CACHE_TAGS_MAX)
-                return 0;
+            if (v->ntags == RP_CACHE_TAGS_MAX || f->len == 2)
+                return 0; /* (tags are 1.. bytes: the cache never writes an empty one) */
             view_tag(v, f, 2, x);
         }
     }

@@ -36,9 +36,12 @@
  * SLEEP (lock-mode polls): the fake clock jumps. Before the op, the header may arm the
  * near-cache and put an entry, and near_apply records from the stream are applied (the op
  * cache.near_apply applies every record of the stream), each checked against the
- * near-cache's stats. A DONE record is checked against the read / store scripts' replies
- * and the CALL's answer (v_cache); a failure must be a clean status, keep a failed
- * callback's RP_ECALLBACK and message, and give back a load lock its read took.
+ * near-cache's stats. A read begins with the peek (HGETALL, PTTL, the tags' GETs: plain
+ * commands; get never goes further), get_or_load goes on to the read script only after a
+ * peek that is no fresh hit. A DONE record is checked against the peek's replies or the read
+ * script's (whichever decided), the store's and the CALL's answer (v_cache); a failure must
+ * be a clean status, keep a failed callback's RP_ECALLBACK and message, and give back a
+ * load lock its read took.
  *
  * A violation prints what was claimed and from which replies, then aborts (libFuzzer saves
  * the input). For exploring only: FUZZ_STRICT=0 in the environment only prints, and
@@ -1859,6 +1862,156 @@ static int value_is(const rp_value *v, const char *s, size_t len)
     return v->type == RP_TYPE_BYTES && v->len == len && (len == 0 || memcmp(v->bytes, s, len) == 0);
 }
 
+/* --- the peek: get / get_or_load first send HGETALL <entry>, PTTL <entry> (then the GETs of
+ * the reader's tags) on node 0, plain commands; an entry with tags the reader did not name
+ * costs one more round of GETs. The peek as cache_op.c's view_of_peek reads it: an even array
+ * of strings (fields v value | n negative, d compute time, s swr's stale window, t:<tag> the
+ * version its fill recorded; other fields ignored; a field given twice: the last counts),
+ * found when not empty, then exactly one of v and n, d a decimal (1..18 digits), at most
+ * RP_CACHE_TAGS_MAX tags; s a decimal or no window; stale once 0 <= PTTL <= s. */
+typedef struct fz_peek {
+    int sent;                 /* the first logical round is HGETALL, PTTL on node 0 */
+    int ok;                   /* its replies are of that shape */
+    int found, negative, stale;
+    const fzr *value;         /* v's reply (found, not negative) */
+    long long pttl, delta;
+    int tags;                 /* 1: every tag it recorded is current; 0: one is not; -1: the
+                                 versions were not all read (a cut round, a bad reply) */
+} fz_peek;
+
+/* A decimal of 1..18 digits; -1 otherwise. */
+static long long fz_decimal(const fzr *r)
+{
+    long long x = 0;
+    size_t i;
+    if (!fzr_is(r, RP_REPLY_STRING) || r->len == 0 || r->len > 18)
+        return -1;
+    for (i = 0; i < r->len; i++) {
+        if (r->str[i] < '0' || r->str[i] > '9')
+            return -1;
+        x = x * 10 + (r->str[i] - '0');
+    }
+    return x;
+}
+
+/* A tag's version as its GET answered it ("0" for nil); NULL for another reply. */
+static int version_of(const fzr *r, const char **s, size_t *len)
+{
+    if (fzr_is(r, RP_REPLY_NIL)) {
+        *s = "0";
+        *len = 1;
+        return 1;
+    }
+    if (!fzr_is(r, RP_REPLY_STRING))
+        return 0;
+    *s = r->str;
+    *len = r->len;
+    return 1;
+}
+
+static void peek_of(const fz *z, fz_peek *p)
+{
+    size_t k = views(z, fz_views), i, j, nt = 0, unknown = 0;
+    int pass;
+    const fz_view *v = k ? &fz_views[0] : NULL, *x = k > 1 ? &fz_views[1] : NULL;
+    const fzr *h, *t, *utag[2 * RP_CACHE_TAGS_MAX];
+    long long window = -1;
+    int have_v = 0;
+    memset(p, 0, sizeof *p);
+    if (!v || !v->in[0] || v->n[0] < 2 || !arg_is(v->cmd[0][0], 0, "HGETALL") ||
+        !arg_is(v->cmd[0][1], 0, "PTTL"))
+        return;
+    p->sent = 1;
+    h = v->rep[0][0];
+    t = v->rep[0][1];
+    if (!fzr_is(h, RP_REPLY_ARRAY) || h->n % 2 != 0 || !fzr_is(t, RP_REPLY_INTEGER))
+        return;
+    for (i = 0; i < h->n; i++)
+        if (!fzr_is(h->el[i], RP_REPLY_STRING))
+            return;
+    p->found = h->n > 0;
+    p->pttl = t->integer;
+    for (i = 0; i < h->n; i += 2) {
+        const fzr *f = h->el[i], *val = h->el[i + 1];
+        if (fzr_bulk_is(f, "v", 1)) {
+            p->value = val;
+            have_v = 1;
+        } else if (fzr_bulk_is(f, "n", 1)) {
+            p->negative = 1;
+        } else if (fzr_bulk_is(f, "d", 1)) {
+            p->delta = fz_decimal(val);
+        } else if (fzr_bulk_is(f, "s", 1)) {
+            window = fz_decimal(val);
+        } else if (f->len >= 2 && memcmp(f->str, "t:", 2) == 0) {
+            nt++;
+        }
+    }
+    if (nt > RP_CACHE_TAGS_MAX || (p->found && (have_v == p->negative || p->delta < 0)))
+        return;
+    p->ok = 1;
+    p->stale = window >= 0 && p->pttl >= 0 && p->pttl <= window;
+    if (p->negative)
+        p->value = NULL;
+    /* the tags: each recorded version against the version read now (the reader's tags in
+     * the peek's round after HGETALL and PTTL, the others in the next round in the order
+     * the entry lists them, once each) */
+    p->tags = 1;
+    /* the reader's own tags' GETs: all answered a version */
+    for (j = 0; p->found && j < z->ck_ntags; j++) {
+        const char *s;
+        size_t sl;
+        if (2 + j >= v->n[0] || !version_of(v->rep[0][2 + j], &s, &sl))
+            p->tags = -1;
+    }
+    if (p->tags < 0)
+        return;
+    /* pass 0: the tags the reader named (one stale: stale, whatever the others say); pass 1:
+     * the others, read in the next round */
+    for (pass = 0; pass < 2 && p->found && p->tags == 1; pass++)
+        for (i = 0; i < h->n; i += 2) {
+            const fzr *f = h->el[i], *rec_v = h->el[i + 1], *now_r = NULL;
+            const char *name = f->str + 2, *s;
+            size_t nl = f->len - 2, sl;
+            if (f->len < 2 || memcmp(f->str, "t:", 2) != 0)
+                continue;
+            for (j = 0; j < z->ck_ntags; j++)
+                if (strlen(fz_tag_names[j]) == nl && memcmp(fz_tag_names[j], name, nl) == 0)
+                    break;
+            if ((j < z->ck_ntags) != (pass == 0))
+                continue;
+            if (pass == 0) {
+                now_r = v->rep[0][2 + j];
+            } else {
+                size_t u;
+                for (u = 0; u < unknown; u++)
+                    if (utag[u]->len == f->len && memcmp(utag[u]->str, f->str, f->len) == 0)
+                        break;
+                if (u == unknown)
+                    utag[unknown++] = f;
+                now_r = x && x->in[0] && u < x->n[0] && arg_is(x->cmd[0][u], 0, "GET")
+                            ? x->rep[0][u] : NULL;
+            }
+            if (!version_of(now_r, &s, &sl)) {
+                p->tags = -1;
+                return;
+            }
+            if (sl != rec_v->len || memcmp(s, rec_v->str, sl) != 0)
+                p->tags = 0;
+        }
+}
+
+/* get_or_load in xfetch with random 0.5: whether this entry is recomputed early
+ * (delta * beta * -ln(random) >= its TTL left); -1 when the core draws. */
+static int fz_early(const fz *z, const fz_peek *p)
+{
+    const rp_cache_options *o = rp_cache_options_of(z->handle);
+    if (o->stampede != RP_CACHE_XFETCH)
+        return 0;
+    if (!(z->h[H_B] & 32))
+        return -1;
+    return (double)p->delta * o->beta * 0.6931471805599453 >= (double)p->pttl;
+}
+
 static void v_cache(fz *z, rp_op *op, const rp_value *f, size_t n)
 {
     int64_t hit = -1, negative = -1, stale = -1, loaded = -1, stored = -1, near = -1, ttl = -1,
@@ -1870,7 +2023,9 @@ static void v_cache(fz *z, rp_op *op, const rp_value *f, size_t n)
     const fzr *rd = script_reply(z, "cache_read", 0, &reads);
     const fzr *st = script_reply(z, "cache_store", 0, &stores);
     char buf[256];
+    fz_peek pk;
     (void)op;
+    peek_of(z, &pk);
     (void)n;
     field_int(z->d, f, "hit", &hit);
     field_int(z->d, f, "negative", &negative);
@@ -1883,6 +2038,9 @@ static void v_cache(fz *z, rp_op *op, const rp_value *f, size_t n)
 #define CK_FAIL(...) do { \
         fzr_describe(rd, buf, sizeof buf); \
         fprintf(stderr, "  last read: %s (%zu sent)\n", buf, reads); \
+        fprintf(stderr, "  peek: sent %d, ok %d, found %d, negative %d, stale %d, pttl %lld, " \
+                "delta %lld, tags %d\n", pk.sent, pk.ok, pk.found, pk.negative, pk.stale, \
+                pk.pttl, pk.delta, pk.tags); \
         fzr_describe(st, buf, sizeof buf); \
         fprintf(stderr, "  last store: %s (%zu sent); calls %zu, answer %d\n", buf, stores, \
                 z->ck_calls, z->ck_answer); \
@@ -1904,8 +2062,8 @@ static void v_cache(fz *z, rp_op *op, const rp_value *f, size_t n)
         CK_FAIL("stored, but the store did not answer 1");
     if (hit && loaded)
         CK_FAIL("both a hit and loaded");
-    /* (stale in any mode: an entry swr wrote is stale past its soft expiry whatever the
-     * mode of the cache reading it now) */
+    /* (stale in any mode: an entry swr wrote is stale within its stale window whatever
+     * the mode of the cache reading it now) */
     if (stale && !hit)
         CK_FAIL("stale, but not a hit");
     if (k == CK_GET || k == CK_LOAD) {
@@ -1935,7 +2093,17 @@ static void v_cache(fz *z, rp_op *op, const rp_value *f, size_t n)
             if (stored && negative && z->ck_negative_ttl0)
                 CK_FAIL("stored a negative entry with negative_ttl 0");
         }
-        if (hit && !near) {
+        /* the rounds: a read that is not from the near-cache begins with the peek; get
+         * never sends the read script; get_or_load sends it only after a peek that is no
+         * plain fresh hit (a miss, stale tags, swr-stale, xfetch early) */
+        if (!near && !pk.sent)
+            CK_FAIL("a read that did not begin with HGETALL and PTTL of the entry");
+        if (k == CK_GET && reads)
+            CK_FAIL("get sent the read script (%zu times)", reads);
+        if (k == CK_LOAD && reads && pk.ok && pk.found && pk.tags == 1 && !pk.stale &&
+            fz_early(z, &pk) == 0)
+            CK_FAIL("went on to the read script after a peek that was a fresh hit");
+        if (hit && !near && reads) { /* the script decided */
             if (!rd || !read_shape(rd) || rel(rd, 0) != 1)
                 CK_FAIL("a hit from a read that is no found entry");
             else if (!read_ranges(z, rd))
@@ -1945,14 +2113,30 @@ static void v_cache(fz *z, rp_op *op, const rp_value *f, size_t n)
                      (!negative && (!fzr_is(rd->el[1], RP_REPLY_STRING) ||
                                     !value_is(value, rd->el[1]->str, rd->el[1]->len))))
                 CK_FAIL("a hit that is not what the read said");
+        } else if (hit && !near) { /* the peek decided */
+            if (!pk.ok || !pk.found)
+                CK_FAIL("a hit from a peek that is no found entry of the cache's fields");
+            else if (pk.tags != 1)
+                CK_FAIL("a hit from a peek whose tags are %s", pk.tags ? "not all read"
+                                                                     : "not current");
+            else if (negative != pk.negative || stale != pk.stale ||
+                     ttl != (pk.pttl > 0 ? pk.pttl : 0) ||
+                     (!negative && !value_is(value, pk.value->str, pk.value->len)))
+                CK_FAIL("a hit that is not what HGETALL / PTTL said");
+            else if (k == CK_LOAD && pk.stale)
+                CK_FAIL("get_or_load answered an swr-stale entry from the peek (no refresh "
+                        "lock asked)");
+            else if (k == CK_LOAD && fz_early(z, &pk) == 1)
+                CK_FAIL("get_or_load answered from the peek an entry xfetch recomputes early");
         }
         if (!hit && !loaded) {
             if (k != CK_GET || has || negative)
                 CK_FAIL("a miss with a value or negative, or from get_or_load");
-            else if (!rd || !read_shape(rd))
-                CK_FAIL("a miss from a reply that is no read");
-            else if (!read_ranges(z, rd))
-                CK_FAIL("a miss from a read reply outside the script's ranges");
+            else if (!pk.ok)
+                CK_FAIL("a miss from a peek whose replies are not HGETALL's / PTTL's shape");
+            else if (pk.found && pk.tags != 0)
+                CK_FAIL("a miss from a peek that found the entry with %s tags",
+                        pk.tags < 0 ? "unread" : "current");
         }
     } else if (k == CK_SET || k == CK_WRITE) {
         if (hit || loaded || near || stale)
