@@ -11,9 +11,11 @@
 
 /* Lock-mode waiters poll for the value: first after POLL_MIN_MS, doubling up to
  * POLL_MAX_MS, each jittered to [d/2, d]. The cap bounds how late a waiter sees the value
- * (about POLL_MAX_MS / 2 on average) against how many polls 100 waiters cost Redis. */
+ * (about POLL_MAX_MS / 2 on average, and 10 ms is what the issue asks: the value to every
+ * waiter within a few ms of the load) against how many polls 100 waiters cost Redis (about
+ * eight scripts each during a 50 ms load). */
 #define POLL_MIN_MS 2
-#define POLL_MAX_MS 20
+#define POLL_MAX_MS 10
 /* The read script's fixed reply elements before the tag pairs (cache_read.lua). */
 #define READ_FIELDS 9
 /* A lock token: 128 random bits in hex. */

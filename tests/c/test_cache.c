@@ -401,7 +401,7 @@ static void stampede_miss(rp_cache_stampede mode, const char *label)
     RP_CHECK(sh.loads == 1, "%s: the loader ran %d times, not once", label, sh.loads);
     RP_CHECK(loaded == 1, "%s: %zu callers say they loaded", label, loaded);
     max = report_latency(label, cs, THREADS);
-    /* generous: the one load plus polls capped at 20 ms, on a loaded 2-core machine; far
+    /* generous: the one load plus polls capped at 10 ms, on a loaded 2-core machine; far
      * below lock_ttl (5 s), past which a waiter would load itself (counted above) */
     RP_CHECK(max < LOAD_MS + 4000, "%s: a waiter took %.0f ms", label, max);
     entry_key(lock, sizeof lock, name, "hot", ":lock");

@@ -532,7 +532,7 @@ static void test_lock_busy_polls_then_hit(void)
     token_of(&q.cmds[0], tok);
     for (i = 0; i < 32; i++)
         CHECK((tok[i] >= '0' && tok[i] <= '9') || (tok[i] >= 'a' && tok[i] <= 'f'));
-    /* a miss, the lock taken by another: poll, 2 ms doubling to 20 ms, each in [d/2, d] */
+    /* a miss, the lock taken by another: poll, 2 ms doubling to 10 ms, each in [d/2, d] */
     for (i = 0; i < 6; i++) {
         uint64_t ms;
         CHECK(feed(op, MISS) == RP_OK);
@@ -542,7 +542,7 @@ static void test_lock_busy_polls_then_hit(void)
         if (!(ms >= (want_max + 1) / 2 && ms <= want_max))
             fprintf(stderr, "    poll %d slept %" PRIu64 " ms, wanted %" PRIu64 "/2..%" PRIu64 "\n",
                     i, ms, want_max, want_max);
-        want_max = want_max * 2 > 20 ? 20 : want_max * 2;
+        want_max = want_max * 2 > 10 ? 10 : want_max * 2;
         now += ms;
         CHECK_STEP(op, now, RP_STEP_IO);
         CHECK(parse_request(op, &q));

@@ -28,7 +28,7 @@
  *   none    every caller that misses loads (versioned fills still apply)
  *   lock    on a miss one caller takes the lock in the same script that found the miss (so
  *           its re-check is atomic) and loads; the others poll with backoff (2 ms doubling
- *           to 20 ms, jittered) and get the value as soon as it is written; when the holder
+ *           to 10 ms, jittered) and get the value as soon as it is written; when the holder
  *           fails it releases the lock, when it dies the lock expires, and the next poll of
  *           a waiter takes it and loads itself
  *   swr     entries live ttl + stale and are fresh for ttl: once their TTL left is within
