@@ -296,10 +296,14 @@ def test_near_cache(url: str, namespace: str) -> None:
         assert script_calls(raw) == before  # no round trip
         assert a.info().near_entries == 1
 
+        # a near hit's object is decoded once and shared by the next near hits
+        assert a.get("k") is a.get("k") is a.lookup("k").value
+
         b.set("k", {"v": 2})  # another client's write: A's copy drops
         wait_for(lambda: a.info().near_entries == 0, 2.0)
         assert a.lookup("k").value == {"v": 2}
         assert a.lookup("k").near
+        assert a.get("k") == {"v": 2}  # (not the object decoded from the old bytes)
         b.delete("k")
         wait_for(lambda: a.info().near_entries == 0, 2.0)
         assert a.get("k", "miss") == "miss"

@@ -16,8 +16,8 @@ import logging
 import threading
 import weakref
 from types import TracebackType
-from typing import (TYPE_CHECKING, Any, Callable, Iterable, List, Optional, Type, TypeVar,
-                    Union, cast)
+from typing import (TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Tuple,
+                    Type, TypeVar, Union, cast)
 
 from .. import _core
 from .._aio import Fn, Func, Worker, check_callback
@@ -118,7 +118,9 @@ class Cache:
     from the near-cache only while that subscription is up (a reconnect or a missed
     invalidation clears it). ``near_subscriber=False``: no subscriber of its own; hand
     ``near_apply`` the messages of a subscription of yours instead (without them the
-    near-cache never serves).
+    near-cache never serves). A near hit's value is decoded once and the same object is
+    handed out again while the near-cache holds the same bytes (as lua-resty-mlcache's L1
+    does): treat what near hits return as read-only.
     """
 
     def __init__(self, client: "Client", name: BytesLike, ttl: Seconds = 60.0, *,
@@ -143,6 +145,8 @@ class Cache:
         self.channel: bytes = info.channel
         self._near = info.near_size > 0 and bool(near_subscriber)
         self._near_size = info.near_size
+        # A near hit's value decoded once, by key: (the bytes it came from, the object).
+        self._decoded: Dict[BytesLike, Tuple[bytes, Any]] = {}
         self._sub: Optional[_Subscriber] = None
         self._starting = threading.Lock()
         self._closed = False
@@ -216,10 +220,31 @@ class Cache:
             return None
         return found
 
-    def _result(self, found: CacheResult) -> CacheResult:
+    def _decode(self, key: BytesLike, found: CacheResult) -> Any:
+        """found's value as an object. A near hit's is decoded once and handed out again
+        while the near-cache holds the same bytes (as lua-resty-mlcache's L1 hands out its
+        Lua values): the objects of near hits are shared, treat them as read-only."""
+        raw = found.value
+        if raw is None or self.serializer is None:
+            return raw
+        if not found.near:
+            return self.serializer.loads(raw)
+        memo = self._decoded.get(key)
+        if memo is not None and memo[0] == raw:
+            return memo[1]
+        value = self.serializer.loads(raw)
+        self._decoded[key] = (raw, value)
+        if len(self._decoded) > self._near_size:
+            try:  # the oldest goes (another thread may be at it too)
+                del self._decoded[next(iter(self._decoded))]
+            except (KeyError, RuntimeError, StopIteration):
+                pass
+        return value
+
+    def _result(self, key: BytesLike, found: CacheResult) -> CacheResult:
         if found.value is None or self.serializer is None:
             return found
-        return found._replace(value=self.serializer.loads(found.value))
+        return found._replace(value=self._decode(key, found))
 
     # -- operations ------------------------------------------------------------------------
 
@@ -233,13 +258,17 @@ class Cache:
         found = self._peek("cache.get", key, wanted)
         if found is None:
             found = await self._x.call("cache.get", self._h, key, wanted)
-        return self._result(found)
+        return self._result(key, found)
 
     async def get(self, key: BytesLike, default: Any = None, *, tags: Tags = None) -> Any:
         """The value of ``key``: None for a negative entry ("none" was cached), ``default``
         on a miss."""
-        found = await self.lookup(key, tags=tags)
-        return found.value if found.hit else default
+        self._serve()
+        wanted = tag_list(tags)
+        found = self._peek("cache.get", key, wanted)
+        if found is None:
+            found = await self._x.call("cache.get", self._h, key, wanted)
+        return self._decode(key, found) if found.hit else default
 
     async def load(self, key: BytesLike, loader: "Fn[Any]", *, tags: Tags = None,
                    random: Optional[float] = None) -> CacheResult:
@@ -259,7 +288,7 @@ class Cache:
         found = self._peek("cache.get_or_load", key, call, wanted, random)
         if found is None:
             found = await self._x.call("cache.get_or_load", self._h, key, call, wanted, random)
-        return self._result(found)
+        return self._result(key, found)
 
     async def get_or_load(self, key: BytesLike, loader: "Fn[Any]", *, tags: Tags = None,
                           random: Optional[float] = None) -> Any:
