@@ -20,6 +20,7 @@
 
 #define BENCH_NAME "bench_ratelimit"
 #include "bench_util.h"
+#include "bench_redis.h"
 
 #define BATCH 1000
 #define CHUNK 50
@@ -29,33 +30,10 @@ static const char *const algos[] = { "", "fixed_window", "sliding_log", "sliding
                                      "token_bucket", "gcra" };
 
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-static redisReply *cmd(redisContext *c, const char *fmt, ...)
-{
-    va_list ap;
-    redisReply *r;
-    va_start(ap, fmt);
-    r = redisvCommand(c, fmt, ap);
-    va_end(ap);
-    if (!r || r->type == REDIS_REPLY_ERROR)
-        die("%s: %s", fmt, r ? r->str : c->errstr);
-    return r;
-}
 
 static long long evalsha_calls(redisContext *c)
 {
-    redisReply *r = cmd(c, "INFO commandstats");
+    redisReply *r = bench_cmd(c, "INFO commandstats");
     const char *p = strstr(r->str, "cmdstat_evalsha:calls=");
     long long n = p ? atoll(p + 22) : 0;
     freeReplyObject(r);
@@ -147,15 +125,7 @@ int main(int argc, char **argv)
     co.key_namespace = "bench";
     if (rp_client_new(&client, &co, &e) != RP_OK)
         die("client: %s", e.message);
-    {
-        const char *host = strstr(url, "//") + 2;
-        int port = atoi(strrchr(url, ':') + 1);
-        char h[64];
-        snprintf(h, sizeof h, "%.*s", (int)(strchr(host, ':') - host), host);
-        raw = redisConnect(h, port);
-        if (!raw || raw->err)
-            die("raw connect");
-    }
+    raw = bench_connect(url);
     snprintf(path, sizeof path, "%s/ratelimit.lua", dir);
     if (!(f = fopen(path, "rb")))
         die("cannot open %s", path);
@@ -167,7 +137,7 @@ int main(int argc, char **argv)
         die("read %s", path);
     src[n] = '\0';
     fclose(f);
-    r = cmd(raw, "SCRIPT LOAD %b", src, (size_t)n);
+    r = bench_cmd(raw, "SCRIPT LOAD %b", src, (size_t)n);
     snprintf(sha, sizeof sha, "%s", r->str);
     freeReplyObject(r);
     free(src);
@@ -252,11 +222,11 @@ int main(int argc, char **argv)
             if (rp_ratelimit_check(rl, "m", 1, 1, &d, &e) != RP_OK)
                 die("check: %s", e.message);
         rt[a] = (double)(evalsha_calls(raw) - before) / 100.0;
-        r = cmd(raw, "MEMORY USAGE %s", key);
+        r = bench_cmd(raw, "MEMORY USAGE %s", key);
         mem[a] = r->integer;
         freeReplyObject(r);
         if (a == RP_RATELIMIT_SLIDING_LOG) {
-            r = cmd(raw, "MEMORY USAGE %s:seq", key);
+            r = bench_cmd(raw, "MEMORY USAGE %s:seq", key);
             mem[a] += r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
             freeReplyObject(r);
         }
@@ -265,13 +235,13 @@ int main(int argc, char **argv)
 
     printf("{\n  \"checks\": %d, \"runs\": %d, \"batch\": %d,\n  \"single\": {", checks, runs, BATCH);
     for (a = 1; a <= 5; a++) {
-        double rp_med = median(single_rp[a], runs), raw_med = median(single_raw[a], runs);
+        double rp_med = bench_median(single_rp[a], runs), raw_med = bench_median(single_raw[a], runs);
         printf("%s\n    \"%s\": {\"redpat_us\": %.2f, \"hiredis_us\": %.2f, \"ratio\": %.3f, "
                "\"roundtrips\": %.3f, \"memory_bytes_per_subject_after_100\": %lld}",
                a > 1 ? "," : "", algos[a], rp_med, raw_med, rp_med / raw_med, rt[a], mem[a]);
     }
     {
-        double rp_med = median(batch_rp, runs), raw_med = median(batch_raw, runs);
+        double rp_med = bench_median(batch_rp, runs), raw_med = bench_median(batch_raw, runs);
         printf("\n  },\n  \"batch_1000\": {\"redpat_us\": %.1f, \"pipelined_floor_us\": %.1f, "
                "\"throughput_vs_floor\": %.3f}\n}\n", rp_med, raw_med, raw_med / rp_med);
     }

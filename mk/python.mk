@@ -3,7 +3,8 @@
 # core's descriptors, its matrix runners (sync and asyncio), pytest tests, mypy --strict on
 # the package and the examples, the lock benchmark beside the C one and redis-py's, the
 # rate limiter benchmark beside the PyPI `limits` package, Redlock beside the PyPI Redlocks
-# (pottery, redlock-py, redlock-ng) and pub/sub beside redis-py's PubSub.
+# (pottery, redlock-py, redlock-ng), pub/sub beside redis-py's PubSub, and the cache beside
+# redis-py + json, dogpile.cache and cashews (with the C near-cache bench in the same run).
 # Included by the top-level Makefile, which defines ROOT, BUILD, LOGS, HARNESS, bootstrap.
 PY_VENV := $(ROOT)/.venv
 PY := $(PY_VENV)/bin/python
@@ -11,8 +12,9 @@ PY := $(PY_VENV)/bin/python
 # license field), since test_packaging.py also runs setup.py with the venv's own setuptools
 PY_TEST_DEPS := pytest mypy redis build 'setuptools>=77'
 # Only the benches need these: `limits` with its Redis storage (over redis-py) for the rate
-# limiters, `pottery` for the Redlocks.
-PY_BENCH_DEPS := limits redis pottery
+# limiters, `pottery` for the Redlocks, `dogpile.cache` (its Redis backend) and `cashews`
+# for the cache (both over redis-py, whose version they accept: not apart).
+PY_BENCH_DEPS := limits redis pottery dogpile.cache cashews
 # Installed apart, each with pip --target into a directory of its own and run in a
 # subprocess with PYTHONPATH=it: redlock-py and redlock-ng both install a top-level package
 # called `redlock` (and pin their own redis-py); hiredis would change redis-py's parser for
@@ -79,3 +81,5 @@ bench-python: python-venv build
 	  --peer-dir redlock-py=$(PY_BENCH_PEERS)/redlock-py --peer-dir redlock-ng=$(PY_BENCH_PEERS)/redlock-ng
 	$(HARNESS) $(PY) $(ROOT)/bench/python_pubsub.py --out $(ROOT)/bench/results \
 	  --hiredis-dir $(PY_BENCH_PEERS)/hiredis
+	$(HARNESS) $(PY) $(ROOT)/bench/python_cache.py --out $(ROOT)/bench/results \
+	  --c-bench $(BUILD)/bench/bench_cache
