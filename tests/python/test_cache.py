@@ -298,6 +298,7 @@ def test_near_cache(url: str, namespace: str) -> None:
 
         # a near hit's object is decoded once and shared by the next near hits
         assert a.get("k") is a.get("k") is a.lookup("k").value
+        assert a.get(bytearray(b"k")) == {"v": 1} and a.lookup(memoryview(b"k")).near
 
         b.set("k", {"v": 2})  # another client's write: A's copy drops
         wait_for(lambda: a.info().near_entries == 0, 2.0)

@@ -229,6 +229,8 @@ class Cache:
             return raw
         if not found.near:
             return self.serializer.loads(raw)
+        if not isinstance(key, (str, bytes)):
+            key = bytes(key)  # (a bytearray or memoryview key: not hashable as it is)
         memo = self._decoded.get(key)
         if memo is not None and memo[0] == raw:
             return memo[1]
