@@ -171,23 +171,9 @@ int main(int argc, char **argv)
 
     /* the read script as the op sends it: its sha (the op loaded it), its three keys */
     {
-        FILE *f;
-        char path[4096], *src;
-        long n;
+        char path[4096];
         snprintf(path, sizeof path, "%s/cache_read.lua", REDPAT_SCRIPTS_DIR);
-        if (!(f = fopen(path, "rb")))
-            die("cannot open %s", path);
-        fseek(f, 0, SEEK_END);
-        n = ftell(f);
-        fseek(f, 0, SEEK_SET);
-        src = malloc((size_t)n + 1);
-        if (fread(src, 1, (size_t)n, f) != (size_t)n)
-            die("read %s", path);
-        fclose(f);
-        r = bench_cmd(raw, "SCRIPT LOAD %b", src, (size_t)n);
-        snprintf(sha, sizeof sha, "%s", r->str);
-        freeReplyObject(r);
-        free(src);
+        bench_script_load(raw, path, sha);
     }
     snprintf(entry, sizeof entry, "bench:cache:{plain:%s}", KEY);
     snprintf(gen, sizeof gen, "%s:gen", entry);

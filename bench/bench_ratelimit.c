@@ -100,9 +100,7 @@ int main(int argc, char **argv)
     rp_client *client;
     redisContext *raw;
     rp_error e;
-    char sha[41], path[4096], *src;
-    FILE *f;
-    long n;
+    char sha[41], path[4096];
     redisReply *r;
     double single_rp[6][MAX_RUNS], single_raw[6][MAX_RUNS], rt[6];
     double batch_rp[MAX_RUNS], batch_raw[MAX_RUNS];
@@ -127,20 +125,7 @@ int main(int argc, char **argv)
         die("client: %s", e.message);
     raw = bench_connect(url);
     snprintf(path, sizeof path, "%s/ratelimit.lua", dir);
-    if (!(f = fopen(path, "rb")))
-        die("cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    src = malloc((size_t)n + 1);
-    if (fread(src, 1, (size_t)n, f) != (size_t)n)
-        die("read %s", path);
-    src[n] = '\0';
-    fclose(f);
-    r = bench_cmd(raw, "SCRIPT LOAD %b", src, (size_t)n);
-    snprintf(sha, sizeof sha, "%s", r->str);
-    freeReplyObject(r);
-    free(src);
+    bench_script_load(raw, path, sha);
 
     for (i = 0; i < BATCH; i++) {
         snprintf(names[i], sizeof names[i], "s%d", i);

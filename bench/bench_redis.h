@@ -1,5 +1,5 @@
 /* What the C benches that talk to Redis over a raw hiredis side channel share: the channel,
- * a command that must not fail, and medians of their rounds. Include after bench_util.h
+ * a command that must not fail, a script loaded, and medians of their rounds. Include after bench_util.h
  * (die). */
 #ifndef REDPAT_BENCH_REDIS_H
 #define REDPAT_BENCH_REDIS_H
@@ -35,6 +35,27 @@ static inline redisReply *bench_cmd(redisContext *c, const char *fmt, ...)
     if (!r || r->type == REDIS_REPLY_ERROR)
         die("%s: %s", fmt, r ? r->str : c->errstr);
     return r;
+}
+
+/* SCRIPT LOAD of the file at path, its SHA1 into sha (41 bytes). */
+static inline void bench_script_load(redisContext *raw, const char *path, char sha[41])
+{
+    FILE *f = fopen(path, "rb");
+    redisReply *r;
+    char *src;
+    long n;
+    if (!f)
+        die("cannot open %s", path);
+    fseek(f, 0, SEEK_END);
+    n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    if (n < 0 || !(src = malloc((size_t)n + 1)) || fread(src, 1, (size_t)n, f) != (size_t)n)
+        die("read %s", path);
+    fclose(f);
+    r = bench_cmd(raw, "SCRIPT LOAD %b", src, (size_t)n);
+    snprintf(sha, 41, "%s", r->str);
+    freeReplyObject(r);
+    free(src);
 }
 
 /* A side channel to the server of url ("redis://host:port..."). */
